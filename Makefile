@@ -1,0 +1,43 @@
+# freqlens developer entry points. `make demo` and `make test` work on a fresh clone: the first call
+# creates .venv and installs freqlens with torch 2.13.0 (CPU build) and the dev tools.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+OUT    ?= runs/demo
+# Real datasets: $FREQLENS_DATA, else ../shared/data beside the checkout when it exists.
+DATA   ?= $(firstword $(FREQLENS_DATA) $(wildcard ../shared/data))
+# The CPU demo: quick versions of figures from each paper (experiments needing absent data are skipped).
+DEMO   ?= pinson-fig2 pinson-figS4
+
+.PHONY: install demo test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/freqlens reproduce $(DEMO) --quick --out $(OUT) $(if $(DATA),--data $(DATA))
+	@echo "figures, data.npz and summary.json are in $(OUT)/<experiment>/"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	cd benchmarks && for b in *.py; do case $$b in _*) continue;; esac; echo "== $$b"; ../$(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,221 @@
+"""The experiment registry: each figure family is one module that declares a config, runs and plots.
+
+An experiment module builds an :class:`Experiment` and calls :func:`register` at import time.
+``run(ctx, config)`` computes and returns an :class:`ExperimentResult` (named arrays + headline
+numbers); ``plot(data, config, summary)`` only draws what ``run`` stored, so any run directory can be
+re-plotted without recomputation (``freqlens replot``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from ..io import RunDirectory
+
+__all__ = [
+    "Experiment",
+    "ExperimentResult",
+    "RunContext",
+    "all_experiments",
+    "get_experiment",
+    "register",
+]
+
+I = TypeVar("I")
+
+
+@dataclass
+class ExperimentResult:
+    """What an experiment returns: ``data`` (every plotted array, by name) and ``summary`` (headline numbers)."""
+
+    data: dict[str, np.ndarray]
+    summary: dict[str, Any]
+
+
+@dataclass
+class RunContext:
+    """Everything an experiment needs from the outside world: where to write, seed, device, data."""
+
+    run_dir: RunDirectory
+    seed: int
+    device: torch.device
+    data_dir: Path | None
+    quick: bool
+    fingerprint: str
+    show_progress: bool = True
+
+    def progress(
+        self, iterable: Iterable[I], total: int | None = None, desc: str | None = None, unit: str = "it"
+    ) -> Iterator[I]:
+        """A tqdm progress bar (disabled with ``--no-progress``)."""
+        return iter(
+            tqdm(
+                iterable,
+                total=total,
+                desc=desc,
+                unit=unit,
+                disable=not self.show_progress,
+                leave=False,
+                dynamic_ncols=True,
+            )
+        )
+
+    def log(self, message: str) -> None:
+        if self.show_progress:
+            tqdm.write(message)
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU ``torch.Generator`` seeded by ``seed + offset`` (independent streams per offset)."""
+        return torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(offset))
+
+    def rng(self, offset: int = 0) -> np.random.Generator:
+        """A numpy generator seeded by ``(seed, offset)``."""
+        return np.random.default_rng([int(self.seed), int(offset)])
+
+    def require_data(self, what: str) -> Path:
+        """The user's data directory; a clear error when ``--data`` was not given."""
+        if self.data_dir is None:
+            raise ValueError(f"this experiment needs {what}: pass --data DIR (or set FREQLENS_DATA)")
+        return self.data_dir
+
+    def stage(self, key: str, compute: Callable[[], Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """Resumable unit of work: return the stored result of ``key`` if an earlier run with the same
+        configuration finished it, else compute, store atomically and return it.
+
+        Values must be numpy-convertible (scalars become 0-d arrays).
+        """
+        cached = self.run_dir.load_stage(key, self.fingerprint)
+        if cached is not None:
+            self.log(f"[resume] stage {key!r} loaded from {self.run_dir.stage_path(key)}")
+            return cached
+        result = {k: np.asarray(v) for k, v in compute().items()}
+        self.run_dir.save_stage(key, result, self.fingerprint)
+        return result
+
+
+PlotFn = Callable[[Mapping[str, np.ndarray], Any, Mapping[str, Any]], dict[str, Figure]]
+RunFn = Callable[[RunContext, Any], ExperimentResult]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment (one figure or figure family).
+
+    Attributes:
+        name: CLI name, e.g. ``"pinson-fig2"``.
+        description: one line for ``freqlens list``.
+        config_cls: a dataclass whose defaults are the **full** (paper) settings.
+        run / plot: see the module docstring.
+        quick: overrides applied by ``--quick`` (CI-sized run).
+        needs: datasets read from ``--data``: any of ``"mnist"``, ``"cifar10"``.
+        paper: ``"pinson"``, ``"cbn"`` or ``"decoder"``; ``figure``: what it reproduces.
+    """
+
+    name: str
+    description: str
+    config_cls: type
+    run: RunFn
+    plot: PlotFn
+    quick: Mapping[str, Any] = field(default_factory=dict)
+    needs: tuple[str, ...] = ()
+    paper: str = ""
+    figure: str = ""
+
+    def make_config(self, quick: bool = False, overrides: Mapping[str, Any] | None = None) -> Any:
+        """Defaults, then the quick overrides (if ``quick``), then the user's overrides (validated)."""
+        values: dict[str, Any] = {}
+        if quick:
+            values.update(self.quick)
+        if overrides:
+            values.update(overrides)
+        return build_config(self.config_cls, values, where=self.name)
+
+
+def build_config(config_cls: type, values: Mapping[str, Any], where: str = "") -> Any:
+    """Instantiate ``config_cls`` from a mapping, rejecting unknown keys and coercing lists to tuples."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown config keys {unknown}; valid keys are {sorted(fields)}")
+    base = config_cls()
+    kwargs = {}
+    for key, value in values.items():
+        default = getattr(base, key)
+        kwargs[key] = _coerce_like(default, value, f"{where}.{key}")
+    config = dataclasses.replace(base, **kwargs)
+    validate = getattr(config, "validate", None)
+    if callable(validate):
+        validate()
+    return config
+
+
+def _coerce_like(default: Any, value: Any, where: str) -> Any:
+    if isinstance(default, tuple) and isinstance(value, list | tuple):
+        if default and all(isinstance(d, tuple) for d in default):
+            return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        return tuple(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if default is not None and value is not None and not isinstance(value, type(default)):
+        raise ValueError(f"{where} must be of type {type(default).__name__}, got {value!r}")
+    return value
+
+
+_REGISTRY: dict[str, Experiment] = {}
+_DISCOVERED = False
+_NOT_EXPERIMENTS = {"registry", "runner"}
+
+
+def register(experiment: Experiment) -> Experiment:
+    """Add an experiment to the registry (called at import time by experiment modules)."""
+    if not dataclasses.is_dataclass(experiment.config_cls):
+        raise TypeError(f"{experiment.name}: config_cls must be a dataclass")
+    existing = _REGISTRY.get(experiment.name)
+    if existing is not None and existing.run is not experiment.run:
+        raise ValueError(f"experiment name {experiment.name!r} is registered twice")
+    experiment.make_config(quick=True)  # fail at import if the quick overrides are invalid
+    _REGISTRY[experiment.name] = experiment
+    return experiment
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    from .. import experiments as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if info.name.startswith("_") or info.name in _NOT_EXPERIMENTS:
+            continue
+        importlib.import_module(f"{pkg.__name__}.{info.name}")
+    _DISCOVERED = True
+
+
+def all_experiments() -> list[Experiment]:
+    """Every registered experiment, sorted by name."""
+    _discover()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def get_experiment(name: str) -> Experiment:
+    _discover()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown experiment {name!r}; `freqlens list` shows the {len(_REGISTRY)} registered ones")
+    return _REGISTRY[name]

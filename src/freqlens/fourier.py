@@ -1,0 +1,422 @@
+"""Fourier and circulant core: the single home of every DFT convention in freqlens.
+
+Conventions (``spec/README.md`` "Shared conventions"; ``spec/linear_cnn_dynamics.md`` §1, §3):
+
+* Row-major vectorisation: ``x = X.reshape(-1)``, pixel ``m = i*n + j``; in a frequency pair
+  ``(k, l)`` the first index multiplies the **row** index.
+* Unitary DFT: ``F_ab = exp(-2πi ab/n)/sqrt(n)`` and ``Q = F ⊗ F`` (symmetric, unitary,
+  ``Q vec(X) = vec(fft2(X))/n``). For batches we never build ``Q``: :func:`vec2d_dft` is an FFT.
+* Unnormalised spectra (``spectrum maps``) are ``torch.fft.fft2`` / ``np.fft.fft2`` with the default
+  norm, unshifted (low frequencies at the corners).
+* PyTorch ``conv2d`` is a cross-correlation. With circular padding ``p`` its per-frequency
+  multiplier is ``conj(fft2(W, s=grid)) * exp(-2πi(u p_h/H + v p_w/W))`` (spec C5a / decoder §2.2);
+  a true circular convolution has multiplier ``fft2(K)``.
+
+Functions accept numpy arrays or torch tensors where that is natural and return the same kind.
+Dense matrices (``Q``, circulant matrices) are numpy ``complex128``/``float64``: they exist for
+checks and small theory, never for batched work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, TypeVar, overload
+
+import numpy as np
+import torch
+
+from ._validation import (
+    ArrayLike,
+    check_choice,
+    check_ndim,
+    check_positive_int,
+    check_tensor_like,
+    describe,
+)
+
+ConvOp = Literal["conv", "corr"]
+T = TypeVar("T", np.ndarray, torch.Tensor)
+
+__all__ = [
+    "circulant_1d",
+    "circulant_eigendecomposition",
+    "circulant_eigenvalues",
+    "circulant_matrix",
+    "circular_conv2d",
+    "conjugate_index",
+    "conv2d_transfer_matrices",
+    "dft_matrix",
+    "dft_matrix_1d",
+    "downsample_spectrum",
+    "frequency_pairs",
+    "nearest_upsample_spectrum",
+    "self_conjugate_indices",
+    "self_conjugate_mask",
+    "signed_frequencies",
+    "unitary_fft2",
+    "unitary_ifft2",
+    "vec2d_dft",
+    "vec2d_idft",
+    "vec_index",
+    "zero_insertion_spectrum",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Dense DFT matrices (spec §1.2-1.3)
+# --------------------------------------------------------------------------------------------
+def dft_matrix_1d(n: int) -> np.ndarray:
+    """Unitary 1-D DFT matrix ``F_ab = exp(-2πi ab/n)/sqrt(n)`` (spec §1.2), complex128 ``(n, n)``."""
+    n = check_positive_int("n", n)
+    a = np.arange(n)
+    # Reduce ab mod n before the exponential: keeps the phase exact for large n.
+    return np.exp(-2j * np.pi * (np.outer(a, a) % n) / n) / np.sqrt(n)
+
+
+def dft_matrix(n: int) -> np.ndarray:
+    """The vec-2D DFT matrix ``Q = F ⊗ F`` (spec §1.3, Eq. S.15), complex128 ``(n², n²)``.
+
+    ``Q`` is unitary and symmetric, ``Q @ X.reshape(-1) == fft2(X).reshape(-1) / n`` and ``Q²`` is the
+    index negation. Use :func:`vec2d_dft` for anything batched: building ``Q`` costs ``O(n⁴)``.
+    """
+    f = dft_matrix_1d(n)
+    return np.kron(f, f)
+
+
+# --------------------------------------------------------------------------------------------
+# FFT equivalents (never build Q where an FFT does the job)
+# --------------------------------------------------------------------------------------------
+@overload
+def unitary_fft2(x: np.ndarray) -> np.ndarray: ...
+@overload
+def unitary_fft2(x: torch.Tensor) -> torch.Tensor: ...
+def unitary_fft2(x: ArrayLike) -> ArrayLike:
+    """Unitary 2-D DFT over the last two axes: ``F X F`` for square ``X`` (spec §1.2).
+
+    ``x (..., H, W)`` real or complex, numpy or torch; returns complex of the same kind.
+    """
+    check_ndim("x", x, range(2, 64), "(..., H, W)")
+    if isinstance(x, torch.Tensor):
+        return torch.fft.fft2(x, norm="ortho")
+    return np.fft.fft2(x, norm="ortho")
+
+
+@overload
+def unitary_ifft2(x: np.ndarray) -> np.ndarray: ...
+@overload
+def unitary_ifft2(x: torch.Tensor) -> torch.Tensor: ...
+def unitary_ifft2(x: ArrayLike) -> ArrayLike:
+    """Inverse of :func:`unitary_fft2` (``F* X F*``)."""
+    check_ndim("x", x, range(2, 64), "(..., H, W)")
+    if isinstance(x, torch.Tensor):
+        return torch.fft.ifft2(x, norm="ortho")
+    return np.fft.ifft2(x, norm="ortho")
+
+
+@overload
+def vec2d_dft(x: np.ndarray) -> np.ndarray: ...
+@overload
+def vec2d_dft(x: torch.Tensor) -> torch.Tensor: ...
+def vec2d_dft(x: ArrayLike) -> ArrayLike:
+    """Batched vec-2D DFT ``x̂ = Q vec(X)`` (spec §1.3) without building ``Q``.
+
+    ``x (..., H, W)`` -> ``(..., H*W)`` complex. Channels are simply leading axes, so an image
+    ``(C, H, W)`` gives the per-channel spectra ``(C, H*W)``.
+    """
+    xh = unitary_fft2(x)
+    return xh.reshape(*xh.shape[:-2], xh.shape[-2] * xh.shape[-1])
+
+
+@overload
+def vec2d_idft(xh: np.ndarray, shape: tuple[int, int]) -> np.ndarray: ...
+@overload
+def vec2d_idft(xh: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor: ...
+def vec2d_idft(xh: ArrayLike, shape: tuple[int, int]) -> ArrayLike:
+    """Inverse of :func:`vec2d_dft`: ``(..., H*W)`` -> ``(..., H, W)`` complex (``Q^H x̂``)."""
+    check_tensor_like("xh", xh)
+    h, w = shape
+    if xh.shape[-1] != h * w:
+        raise ValueError(f"xh must have last axis of length H*W = {h * w} for shape={shape}, got {describe(xh)}")
+    return unitary_ifft2(xh.reshape(*xh.shape[:-1], h, w))
+
+
+# --------------------------------------------------------------------------------------------
+# Frequency bookkeeping (spec §1.4)
+# --------------------------------------------------------------------------------------------
+def _shape2(n: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(n, int | np.integer):
+        h = w = check_positive_int("n", int(n))
+    else:
+        if len(n) != 2:
+            raise ValueError(f"grid shape must be an int n or a pair (H, W), got {n!r}")
+        h = check_positive_int("H", int(n[0]))
+        w = check_positive_int("W", int(n[1]))
+    return h, w
+
+
+def frequency_pairs(n: int | Sequence[int]) -> np.ndarray:
+    """The ``(k, l)`` pair of every vec-2D index ``m = k*W + l``: int64 ``(H*W, 2)``."""
+    h, w = _shape2(n)
+    k, l = np.divmod(np.arange(h * w), w)
+    return np.stack([k, l], axis=1).astype(np.int64)
+
+
+def vec_index(k: int | np.ndarray, l: int | np.ndarray, n: int | Sequence[int]) -> np.ndarray:
+    """Vec-2D index of frequency ``(k, l)`` (taken modulo the grid): ``m = (k mod H)*W + (l mod W)``."""
+    h, w = _shape2(n)
+    return (np.asarray(k) % h) * w + (np.asarray(l) % w)
+
+
+def conjugate_index(n: int | Sequence[int]) -> np.ndarray:
+    """The symmetric index ``m -> m̄`` with ``(k̄, l̄) = (-k mod H, -l mod W)`` (spec §1.4).
+
+    For real ``x``: ``x̂[m̄] = conj(x̂[m])``. Returns int64 ``(H*W,)``; it is an involution.
+    """
+    h, w = _shape2(n)
+    kl = frequency_pairs((h, w))
+    return vec_index(-kl[:, 0], -kl[:, 1], (h, w)).astype(np.int64)
+
+
+def self_conjugate_mask(n: int | Sequence[int]) -> np.ndarray:
+    """Boolean ``(H, W)`` mask of the frequencies with ``2ω ≡ 0``: DC and, for even sides, Nyquist."""
+    h, w = _shape2(n)
+    rows = (2 * np.arange(h)) % h == 0
+    cols = (2 * np.arange(w)) % w == 0
+    return np.outer(rows, cols)
+
+
+def self_conjugate_indices(n: int | Sequence[int]) -> np.ndarray:
+    """Vec-2D indices ``m`` with ``m == m̄``: ``(0,0)`` plus ``(n/2,0), (0,n/2), (n/2,n/2)`` for even n."""
+    return np.flatnonzero(self_conjugate_mask(n).reshape(-1))
+
+
+def signed_frequencies(n: int) -> np.ndarray:
+    """Signed integer frequency labels in ``(-n/2, n/2]``, in FFT order (``fftfreq(n)*n``, Nyquist positive)."""
+    n = check_positive_int("n", n)
+    f = np.arange(n)
+    f = np.where(f > n // 2, f - n, f)
+    return f.astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Circulant matrices (spec §3.1-3.3)
+# --------------------------------------------------------------------------------------------
+def circulant_1d(c: np.ndarray, op: ConvOp = "conv") -> np.ndarray:
+    """1-D circulant: ``conv``: ``C_ij = c[(i-j) mod n]`` (first column ``c``, S.16);
+    ``corr``: ``C_ij = c[(j-i) mod n]`` (first row ``c``, Sedghi et al.; S.20)."""
+    check_choice("op", op, ("conv", "corr"))
+    c = np.asarray(c)
+    if c.ndim != 1:
+        raise ValueError(f"c must be a 1-D vector, got {describe(c)}")
+    n = c.shape[0]
+    i = np.arange(n)
+    diff = (i[:, None] - i[None, :]) if op == "conv" else (i[None, :] - i[:, None])
+    return c[diff % n]
+
+
+def circulant_matrix(kernel: ArrayLike, op: ConvOp = "conv") -> np.ndarray:
+    """Doubly block circulant matrix of a full-size kernel ``K (H, W)`` (spec §3.1-3.2, S.17, S.21).
+
+    ``op="conv"``: ``circulant_matrix(K) @ vec(X) == vec(K ⊛ X)`` with
+    ``(K ⊛ X)_ij = Σ_ab K_ab X_{(i-a),(j-b)}``; block ``(I, J)`` is ``circ(k_{(I-J) mod H})``.
+    ``op="corr"``: ``vec(K ⋆ X)`` with ``(K ⋆ X)_ij = Σ_ab K_ab X_{(i+a),(j+b)}`` (PyTorch/Keras);
+    it equals the transpose of the ``conv`` matrix (S.27).
+
+    Built entry-wise from the definition (not from the FFT) so it is an independent route for tests.
+    Returns a real ``(H*W, H*W)`` array (float64 for real input).
+    """
+    check_choice("op", op, ("conv", "corr"))
+    check_ndim("kernel", kernel, (2,), "(H, W)")
+    k = kernel.detach().cpu().numpy() if isinstance(kernel, torch.Tensor) else np.asarray(kernel)
+    h, w = k.shape
+    i, j = np.divmod(np.arange(h * w), w)
+    sign = 1 if op == "conv" else -1
+    di = (sign * (i[:, None] - i[None, :])) % h
+    dj = (sign * (j[:, None] - j[None, :])) % w
+    return k[di, dj]
+
+
+def circulant_eigenvalues(kernel: ArrayLike, op: ConvOp = "conv") -> np.ndarray:
+    """Eigenvalues of :func:`circulant_matrix` on the eigenvectors ``Q*[:, m]`` (spec §3.3, Eq. 6).
+
+    ``conv``: ``n Q k = vec(fft2(K))``; ``corr``: its conjugate (S.28-S.29). complex128 ``(H*W,)``.
+    """
+    check_choice("op", op, ("conv", "corr"))
+    check_ndim("kernel", kernel, (2,), "(H, W)")
+    k = kernel.detach().cpu().numpy() if isinstance(kernel, torch.Tensor) else np.asarray(kernel)
+    lam = np.fft.fft2(k.astype(np.float64) if k.dtype.kind != "c" else k).reshape(-1)
+    return lam if op == "conv" else lam.conj()
+
+
+def circulant_eigendecomposition(kernel: ArrayLike, op: ConvOp = "conv") -> tuple[np.ndarray, np.ndarray]:
+    """``circ(k) = Q^H diag(λ) Q`` (spec Eq. 6): returns ``(λ, Q^H)``; eigenvectors are the columns of ``Q^H = Q*``.
+
+    For a non-square kernel ``(H, W)`` the eigenvector matrix is ``(F_H ⊗ F_W)^*``.
+    """
+    check_ndim("kernel", kernel, (2,), "(H, W)")
+    h, w = kernel.shape
+    lam = circulant_eigenvalues(kernel, op)
+    q = np.kron(dft_matrix_1d(h), dft_matrix_1d(w))
+    return lam, q.conj()
+
+
+def circular_conv2d(kernel: T, x: T, op: ConvOp = "conv") -> T:
+    """FFT route for full-size circular convolution or correlation over the last two axes.
+
+    ``kernel (..., H, W)`` and ``x (..., H, W)`` broadcast; returns the real result. ``conv`` gives
+    ``K ⊛ X`` (multiplier ``fft2(K)``), ``corr`` gives ``K ⋆ X`` (multiplier ``conj(fft2(K))``).
+    """
+    check_choice("op", op, ("conv", "corr"))
+    if isinstance(x, torch.Tensor) and isinstance(kernel, torch.Tensor):
+        kh = torch.fft.fft2(kernel)
+        if op == "corr":
+            kh = kh.conj()
+        return torch.fft.ifft2(kh * torch.fft.fft2(x)).real
+    if isinstance(x, np.ndarray) and isinstance(kernel, np.ndarray):
+        khn = np.fft.fft2(kernel)
+        if op == "corr":
+            khn = khn.conj()
+        return np.fft.ifft2(khn * np.fft.fft2(x)).real
+    raise TypeError(
+        f"kernel and x must both be numpy arrays or both torch tensors, got {describe(kernel)} and {describe(x)}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Conv-layer multipliers and resampling rules (conv_bottleneck §1.2, §1.5; decoder_spectra §2)
+# --------------------------------------------------------------------------------------------
+def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(value, int | np.integer):
+        return int(value), int(value)
+    if len(value) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _phase_ramp(size: int, shift: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # exp(-2πi u shift / size), built in float64 (float32 phases cap accuracy near 1e-6).
+    u = torch.arange(size, dtype=torch.float64, device=device)
+    ang = -2.0 * np.pi * ((u * shift) % size) / size
+    return torch.polar(torch.ones_like(ang), ang).to(dtype)
+
+
+@overload
+def conv2d_transfer_matrices(
+    weight: np.ndarray, grid: int | Sequence[int], padding: int | Sequence[int] = 0
+) -> np.ndarray: ...
+@overload
+def conv2d_transfer_matrices(
+    weight: torch.Tensor, grid: int | Sequence[int], padding: int | Sequence[int] = 0
+) -> torch.Tensor: ...
+def conv2d_transfer_matrices(
+    weight: ArrayLike, grid: int | Sequence[int], padding: int | Sequence[int] = 0
+) -> ArrayLike:
+    """Per-frequency transfer matrices ``T(ω) ∈ C^{c_out×c_in}`` of a stride-1 PyTorch ``conv2d``
+    with **circular** padding on an ``H×W`` grid (conv_bottleneck C5a; decoder_spectra Thm 3.2).
+
+    ``weight (c_out, c_in, kh, kw)`` in PyTorch layout (a cross-correlation), ``grid = (H, W)`` the
+    (padded-to) input size, ``padding = p`` the symmetric circular padding of
+    ``nn.Conv2d(padding=p, padding_mode="circular")``. ``padding=0`` is the paper convention of
+    one-sided end-wrap padding. Then ``fft2(y)[:, u, v] = T[u, v] @ fft2(x)[:, u, v]`` with
+
+        ``T[u, v] = conj(fft2(W, s=(H, W)))[..., u, v] * exp(-2πi (u p_h / H + v p_w / W))``.
+
+    Returns complex ``(H, W, c_out, c_in)`` (complex128 for float64 input), numpy or torch as given.
+    Kernels larger than the grid are rejected (the operator would alias the kernel onto itself).
+    """
+    check_ndim("weight", weight, (4,), "(c_out, c_in, kh, kw)")
+    h, w = _shape2(grid if not isinstance(grid, torch.Size) else tuple(grid))
+    kh, kw = weight.shape[-2], weight.shape[-1]
+    if kh > h or kw > w:
+        raise ValueError(f"weight kernel {kh}x{kw} is larger than the grid {h}x{w}")
+    ph, pw = _pair("padding", padding)
+    was_numpy = isinstance(weight, np.ndarray)
+    wt = torch.from_numpy(weight) if isinstance(weight, np.ndarray) else weight
+    if wt.is_complex():
+        raise ValueError(f"weight must be real, got complex dtype {wt.dtype}")
+    if not wt.is_floating_point():
+        wt = wt.to(torch.float64)
+    spec = torch.fft.fft2(wt, s=(h, w)).conj().resolve_conj()  # (c_out, c_in, H, W)
+    if ph or pw:
+        spec = spec * (
+            _phase_ramp(h, ph, spec.dtype, spec.device)[:, None] * _phase_ramp(w, pw, spec.dtype, spec.device)[None, :]
+        )
+    out = spec.permute(2, 3, 0, 1)
+    return out.numpy() if was_numpy else out
+
+
+@overload
+def downsample_spectrum(zh: np.ndarray, stride: int | Sequence[int]) -> np.ndarray: ...
+@overload
+def downsample_spectrum(zh: torch.Tensor, stride: int | Sequence[int]) -> torch.Tensor: ...
+def downsample_spectrum(zh: ArrayLike, stride: int | Sequence[int]) -> ArrayLike:
+    """Spectrum of ``z[..., ::s, ::s]`` from the unnormalised spectrum ``ẑ`` of ``z`` (aliasing fold).
+
+    ``(S_s z)^(ω') = s⁻² Σ_{a∈{0..s-1}²} ẑ(ω' + a n/s)`` (conv_bottleneck §1.5, check C14). For the
+    unnormalised DFT the factor is ``1/(s_h s_w)``. ``zh (..., H, W)`` with ``s | H`` and ``s | W``.
+    """
+    check_ndim("zh", zh, range(2, 64), "(..., H, W)")
+    sh, sw = _pair("stride", stride)
+    h, w = zh.shape[-2], zh.shape[-1]
+    if h % sh or w % sw:
+        raise ValueError(f"stride {(sh, sw)} must divide the grid {(h, w)}")
+    lead = tuple(zh.shape[:-2])
+    folded = zh.reshape(*lead, sh, h // sh, sw, w // sw)
+    if isinstance(folded, torch.Tensor):
+        return folded.sum(dim=(-4, -2)) / (sh * sw)
+    return folded.sum(axis=(-4, -2)) / (sh * sw)
+
+
+@overload
+def zero_insertion_spectrum(zh: np.ndarray, factor: int | Sequence[int]) -> np.ndarray: ...
+@overload
+def zero_insertion_spectrum(zh: torch.Tensor, factor: int | Sequence[int]) -> torch.Tensor: ...
+def zero_insertion_spectrum(zh: ArrayLike, factor: int | Sequence[int]) -> ArrayLike:
+    """Spectrum after zero-insertion upsampling by ``r``: the ``r×r`` tiling of ``ẑ``
+    (decoder_spectra Thm 4.4, Eq. 11; ``up[..., ::r, ::r] = z``)."""
+    check_ndim("zh", zh, range(2, 64), "(..., H, W)")
+    rh, rw = _pair("factor", factor)
+    if isinstance(zh, torch.Tensor):
+        return zh.repeat(*([1] * (zh.ndim - 2)), rh, rw)
+    return np.tile(zh, (*([1] * (zh.ndim - 2)), rh, rw))
+
+
+def _dirichlet_factor(size: int, r: int, dtype: torch.dtype) -> torch.Tensor:
+    # D_r(u) = Σ_{j<r} exp(-2πi u j / size): the spectrum of an r-pixel box on the output grid.
+    u = torch.arange(size, dtype=torch.float64)
+    out = torch.zeros(size, dtype=torch.complex128)
+    for j in range(r):
+        ang = -2.0 * np.pi * ((u * j) % size) / size
+        out = out + torch.polar(torch.ones_like(ang), ang)
+    return out.to(dtype)
+
+
+@overload
+def nearest_upsample_spectrum(zh: np.ndarray, factor: int | Sequence[int]) -> np.ndarray: ...
+@overload
+def nearest_upsample_spectrum(zh: torch.Tensor, factor: int | Sequence[int]) -> torch.Tensor: ...
+def nearest_upsample_spectrum(zh: ArrayLike, factor: int | Sequence[int]) -> ArrayLike:
+    """Spectrum after nearest-neighbour upsampling by ``r`` (``F.interpolate(mode="nearest")``).
+
+    ``H_uv = ẑ_{u mod H0, v mod W0} D_r(u) D_r(v)``, ``D_r(u) = Σ_{j<r} e^{-2πi u j/(r H0)}``
+    (decoder_spectra §2.6). The DC replicas vanish exactly.
+    """
+    check_ndim("zh", zh, range(2, 64), "(..., H, W)")
+    rh, rw = _pair("factor", factor)
+    was_numpy = isinstance(zh, np.ndarray)
+    zt = torch.from_numpy(np.asarray(zh)) if was_numpy else zh
+    assert isinstance(zt, torch.Tensor)
+    if not zt.is_complex():
+        zt = zt.to(torch.complex128)
+    tiled = zero_insertion_spectrum(zt, (rh, rw))
+    h, w = tiled.shape[-2], tiled.shape[-1]
+    dh = _dirichlet_factor(h, rh, tiled.dtype).to(tiled.device)
+    dw = _dirichlet_factor(w, rw, tiled.dtype).to(tiled.device)
+    out = tiled * dh[:, None] * dw[None, :]
+    return out.numpy() if was_numpy else out
+
+
+def as_numpy(x: ArrayLike) -> np.ndarray:
+    """Detach a tensor to a numpy array (no copy for CPU tensors); pass numpy arrays through."""
+    check_tensor_like("x", x)
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
