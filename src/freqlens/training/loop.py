@@ -1,0 +1,240 @@
+"""One generic PyTorch training loop for every non-linear model in freqlens.
+
+Design points:
+
+* Batches come from a deterministic ``batch_at(step)`` function (e.g. :class:`EpochSampler`), so a run
+  resumed from a checkpoint sees exactly the batches it would have seen: same seed, same numbers.
+* Coupled L2 (``loss + λ Σ‖θ‖²`` inside the objective, not AdamW-style decoupled decay): stationary
+  points of this objective are what the bottleneck theory and its balancedness check assume
+  (conv_bottleneck §4.0, C15).
+* Divergence (non-finite loss, or loss above ``divergence_factor`` times the first one) raises
+  :class:`TrainingDiverged` naming the learning rate; the history recorded so far is attached.
+* Optional checkpoint file: written atomically every ``checkpoint_every`` steps and at the end;
+  ``train`` resumes from it when it exists.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..io import atomic_write_bytes
+
+__all__ = ["EpochSampler", "TrainHistory", "TrainingDiverged", "l2_penalty", "train"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+Recorder = Callable[[int, nn.Module], Mapping[str, Any]]
+
+
+class EpochSampler:
+    """Deterministic mini-batches: epoch ``e`` uses the permutation drawn from ``seed`` and ``e``.
+
+    ``sampler(step)`` returns batch ``step`` (0-based); ``batches_per_epoch`` counts full batches
+    (the last partial batch is dropped unless ``drop_last=False``). ``batch_size=None`` is full batch.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int | None,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = True,
+    ) -> None:
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x and y must have the same number of samples, got {x.shape[0]} and {y.shape[0]}")
+        n = int(x.shape[0])
+        if n == 0:
+            raise ValueError("x must hold at least one sample")
+        bs = n if batch_size is None else int(batch_size)
+        if bs < 1 or bs > n:
+            raise ValueError(f"batch_size must be in [1, {n}], got {batch_size}")
+        self.x, self.y = x, y
+        self.batch_size = bs
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.batches_per_epoch = n // bs if drop_last else math.ceil(n / bs)
+        self._epoch = -1
+        self._perm: torch.Tensor | None = None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch or self._perm is None:
+            n = self.x.shape[0]
+            if self.shuffle:
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                self._perm = torch.randperm(n, generator=g)
+            else:
+                self._perm = torch.arange(n)
+            self._epoch = epoch
+        return self._perm
+
+    def __call__(self, step: int) -> Batch:
+        epoch, k = divmod(int(step), self.batches_per_epoch)
+        idx = self._permutation(epoch)[k * self.batch_size : (k + 1) * self.batch_size]
+        idx = idx.to(self.x.device)
+        return self.x[idx], self.y[idx]
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised when the loss becomes non-finite or explodes; ``history`` holds what was recorded."""
+
+    def __init__(self, message: str, history: TrainHistory) -> None:
+        super().__init__(message)
+        self.history = history
+
+
+@dataclass
+class TrainHistory:
+    """Recorded values: ``step`` (updates done when recorded) and one list per recorded key."""
+
+    step: list[int] = field(default_factory=list)
+    values: dict[str, list[Any]] = field(default_factory=dict)
+
+    def append(self, step: int, record: Mapping[str, Any]) -> None:
+        self.step.append(int(step))
+        for k, v in record.items():
+            self.values.setdefault(k, []).append(np.asarray(v))
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        """``{"step": (R,), key: (R, ...)}``, stacked over records."""
+        out: dict[str, np.ndarray] = {"step": np.asarray(self.step, dtype=np.int64)}
+        for k, v in self.values.items():
+            out[k] = np.stack(v) if v else np.zeros(0)
+        return out
+
+
+def l2_penalty(params: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``Σ_θ ‖θ‖²`` over the given parameters."""
+    terms = [p.pow(2).sum() for p in params]
+    if not terms:
+        raise ValueError("l2_penalty needs at least one parameter")
+    return torch.stack(terms).sum()
+
+
+def _lr(optimizer: torch.optim.Optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def _save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    history: TrainHistory,
+    running: list[float],
+) -> None:
+    buf = io.BytesIO()
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "running": list(running),
+        "history_step": history.step,
+        "history_values": {k: [np.asarray(v) for v in vs] for k, vs in history.values.items()},
+    }
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch_at: Callable[[int], Batch],
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    *,
+    l2: float = 0.0,
+    l2_params: Iterable[torch.Tensor] | None = None,
+    record_every: int = 0,
+    recorder: Recorder | None = None,
+    divergence_factor: float = 1e6,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 1000,
+    progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+) -> TrainHistory:
+    """Run ``steps`` optimisation steps of ``loss_fn(model, xb, yb) + l2 * Σ‖θ‖²``.
+
+    Args:
+        batch_at: ``step -> (xb, yb)``, deterministic (see :class:`EpochSampler`).
+        l2: coupled L2 coefficient λ; ``l2_params`` defaults to all trainable parameters.
+        record_every: every this many steps (and at step 0 and the end), record ``train_loss`` (mean
+            data loss since the previous record), ``objective`` and whatever ``recorder(step, model)``
+            returns (called in eval mode under ``torch.no_grad``).
+        checkpoint: file to resume from / save to (atomic), every ``checkpoint_every`` steps.
+        progress: wraps the step iterator (e.g. ``ctx.progress``).
+    Returns:
+        the :class:`TrainHistory` (also after resuming: it includes the earlier records).
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if l2 < 0:
+        raise ValueError(f"l2 must be >= 0, got {l2}")
+    if record_every < 0:
+        raise ValueError(f"record_every must be >= 0, got {record_every}")
+    reg_params = list(l2_params) if l2_params is not None else [p for p in model.parameters() if p.requires_grad]
+    history = TrainHistory()
+    start = 0
+    running: list[float] = []
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        history.step = list(state["history_step"])
+        history.values = {k: list(v) for k, v in state["history_values"].items()}
+        running = [float(v) for v in state.get("running", [])]
+
+    def record(step: int, running: list[float]) -> None:
+        entry: dict[str, Any] = {}
+        if running:
+            entry["train_loss"] = float(np.mean(running))
+        if recorder is not None:
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                entry.update(recorder(step, model))
+            model.train(was_training)
+        history.append(step, entry)
+
+    first_loss: float | None = None
+    if start == 0 and record_every and recorder is not None:
+        record(0, [])
+    model.train()
+    iterator: Iterable[int] = range(start, steps)
+    if progress is not None:
+        iterator = progress(iterator)
+    for step in iterator:
+        xb, yb = batch_at(step)
+        optimizer.zero_grad(set_to_none=True)
+        data_loss = loss_fn(model, xb, yb)
+        objective = data_loss + l2 * l2_penalty(reg_params) if l2 > 0 else data_loss
+        value = float(data_loss.detach())
+        if first_loss is None:
+            first_loss = max(value, 1e-30)
+        if not math.isfinite(value) or value > divergence_factor * first_loss:
+            raise TrainingDiverged(
+                f"training diverged at step {step} (loss {value:.3g}) with learning rate {_lr(optimizer):g}; "
+                "lower the learning rate",
+                history,
+            )
+        objective.backward()
+        optimizer.step()
+        running.append(value)
+        done = step + 1
+        if record_every and (done % record_every == 0 or done == steps):
+            record(done, running)
+            running = []
+        if ckpt is not None and (done % checkpoint_every == 0 or done == steps):
+            _save_checkpoint(ckpt, model, optimizer, done, history, running)
+    return history

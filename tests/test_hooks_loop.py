@@ -1,0 +1,142 @@
+"""analysis.hooks and training.loop: layer selection/capture/tracing, deterministic resumable training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from freqlens.analysis.hooks import LayerForwardError, capture_layers, select_layers, trace_layers
+from freqlens.training.loop import EpochSampler, TrainingDiverged, train
+
+
+def _net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 2, 3, stride=2, padding=1),
+        nn.Flatten(),
+        nn.Linear(32, 3),
+    )
+
+
+def test_select_layers_and_errors() -> None:
+    net = _net()
+    assert [n for n, _ in select_layers(net, types=(nn.Conv2d,))] == ["0", "2"]
+    assert [n for n, _ in select_layers(net, names=["4", "0"])] == ["4", "0"]
+    with pytest.raises(ValueError, match="layers \\['9'\\] not found"):
+        select_layers(net, names=["9"])
+    with pytest.raises(TypeError, match="layer '1' is ReLU; expected one of: Conv2d"):
+        select_layers(net, names=["1"], types=(nn.Conv2d,))
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        select_layers("net")  # type: ignore[arg-type]
+
+
+def test_capture_layers_and_cleanup() -> None:
+    net = _net()
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    with capture_layers(select_layers(net, types=(nn.Conv2d,)), lambda n, m, i, o: seen.append((n, tuple(o.shape)))):
+        net(torch.randn(2, 1, 8, 8))
+    assert seen == [("0", (2, 4, 8, 8)), ("2", (2, 2, 4, 4))]
+    with pytest.raises(RuntimeError), capture_layers(select_layers(net), lambda *a: seen.append(("x", ()))):
+        net(torch.randn(2, 1, 5, 5))  # wrong size for the Linear head
+    n_before = len(seen)
+    net(torch.randn(2, 1, 8, 8))
+    assert len(seen) == n_before  # hooks were removed despite the exception
+
+
+def test_trace_layers_shapes_and_failure_names_layer() -> None:
+    net = _net()
+    trace = trace_layers(net, torch.randn(1, 1, 8, 8))
+    assert [(t.name, t.input_shape, t.output_shape) for t in trace][:3] == [
+        ("0", (1, 1, 8, 8), (1, 4, 8, 8)),
+        ("1", (1, 4, 8, 8), (1, 4, 8, 8)),
+        ("2", (1, 4, 8, 8), (1, 2, 4, 4)),
+    ]
+    with pytest.raises(LayerForwardError, match="forward pass failed in layer '4'"):
+        trace_layers(net, torch.randn(1, 1, 6, 6))
+
+
+def test_epoch_sampler_covers_each_sample_once_and_is_deterministic() -> None:
+    x = torch.arange(10.0)[:, None]
+    y = torch.arange(10)
+    s = EpochSampler(x, y, batch_size=3, seed=5)
+    assert s.batches_per_epoch == 3
+    seen = torch.cat([s(k)[1] for k in range(3)])
+    assert len(set(seen.tolist())) == 9
+    again = EpochSampler(x, y, batch_size=3, seed=5)
+    assert all(torch.equal(s(k)[1], again(k)[1]) for k in range(7))
+    assert not torch.equal(torch.cat([s(k)[1] for k in range(3)]), torch.cat([s(k)[1] for k in range(3, 6)]))
+    with pytest.raises(ValueError, match="batch_size must be in \\[1, 10\\]"):
+        EpochSampler(x, y, batch_size=11)
+    with pytest.raises(ValueError, match="same number of samples"):
+        EpochSampler(x, y[:5], batch_size=2)
+
+
+def _task() -> tuple[nn.Module, EpochSampler]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 1, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,), generator=g)
+    return _net().double(), EpochSampler(x, y, batch_size=8, seed=2)
+
+
+def _ce(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(model(xb), yb)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_train_deterministic_and_resume_exact(tmp_path: Path) -> None:
+    def run(ckpt: Path | None, stop_at: int | None = None) -> tuple[nn.Module, dict[str, np.ndarray]]:
+        model, sampler = _task()
+
+        def batch_at(step: int):
+            if stop_at is not None and step == stop_at:
+                raise _Interrupted  # e.g. the job is killed while computing step 11
+            return sampler(step)
+
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        rec = lambda step, m: {"w_norm": float(sum(p.pow(2).sum() for p in m.parameters()))}  # noqa: E731
+        hist = train(
+            model, _ce, batch_at, opt, 12, l2=1e-3, record_every=4, recorder=rec, checkpoint=ckpt, checkpoint_every=5
+        )
+        return model, hist.as_arrays()
+
+    m_full, h_full = run(None)
+    m_again, _ = run(None)
+    assert all(torch.equal(a, b) for a, b in zip(m_full.state_dict().values(), m_again.state_dict().values()))
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(_Interrupted):
+        run(ckpt, stop_at=11)  # last checkpoint: step 10
+    m_res, h_res = run(ckpt)  # resumes at step 10
+    assert all(torch.equal(a, b) for a, b in zip(m_full.state_dict().values(), m_res.state_dict().values()))
+    assert h_full["step"].tolist() == h_res["step"].tolist() == [0, 4, 8, 12]
+    assert np.array_equal(h_full["w_norm"], h_res["w_norm"])
+    assert np.array_equal(h_full["train_loss"], h_res["train_loss"])
+
+
+def test_coupled_l2_step_matches_closed_form() -> None:
+    model, sampler = _task()
+    before = [p.detach().clone() for p in model.parameters()]
+    xb, yb = sampler(0)
+    model.zero_grad()
+    _ce(model, xb, yb).backward()
+    grads = [p.grad.detach().clone() for p in model.parameters()]
+    lr, lam = 0.1, 0.01
+    train(model, _ce, sampler, torch.optim.SGD(model.parameters(), lr=lr), 1, l2=lam)
+    for p, b, g in zip(model.parameters(), before, grads):
+        assert torch.allclose(p.detach(), b - lr * (g + 2 * lam * b), atol=1e-14)
+
+
+def test_divergence_names_learning_rate_and_keeps_history() -> None:
+    model, sampler = _task()
+    opt = torch.optim.SGD(model.parameters(), lr=1e4)
+    with pytest.raises(TrainingDiverged, match="learning rate 10000") as info:
+        train(model, _ce, sampler, opt, 200, record_every=1, recorder=lambda s, m: {"s": s}, divergence_factor=10)
+    assert len(info.value.history.step) >= 1
