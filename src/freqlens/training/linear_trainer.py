@@ -1,0 +1,638 @@
+"""Fast training of many independent linear CNNs / FCNNs with the paper's protocol (spec §4.1, §9).
+
+Protocol: MSE with the ``1/p`` factor (Keras ``mse``), plain SGD with learning rate ``λ``, batch size 1
+(``sampling="random"``: each update draws one training sample uniformly, i.e. "one image per class"
+for one-image-per-class datasets; ``sampling="epochs"``: shuffled epochs) or the full-batch gradient
+(``sampling="full_batch"``: GD on the dataset-averaged loss, i.e. the expected dynamics driven by the
+second moments ``Σ_yx``, ``Σ_xx``; spec §4.2). All ``T`` trials advance together in one set of tensor
+operations.
+
+How the CNN step is fast (spec §3.3, §4.1): in the packed real Fourier coordinates of
+:mod:`.linear_spectral` the correlation with a full-size kernel is an elementwise complex product, so
+with ``K = √ω ⊙ k̂``, ``W_i = √ω ⊙ ŵ_i`` (``k̂ = Q k``, ``ŵ_i = Q w_i``) and the data ``X = n x̂``:
+
+    ``h = Σ_c conj(K_c) ⊙ X_c``,  ``ŷ = W h``,  ``e = y − ŷ``,  ``δ = Wᵀ e``,
+    ``W += c e hᵀ``,  ``K_c += c conj(δ) ⊙ X_c``,  with ``c = 2λ/p``,
+
+which is exactly one SGD step of :class:`freqlens.models.linear.LinearCNN` (the tests compare it
+with autograd + ``torch.optim.SGD``), at ``O(T (C + p) n²)`` per step. The FCNN step keeps the
+first-layer update lazy within blocks of steps (``W1 = W1_0 + Σ_s a_s x_sᵀ``), so its ``O(hidden · D)``
+work per step runs as batched matrix products.
+
+Recording, every ``record_every`` updates: ``A(t)`` (spec Eq. 5) and the loss on the training set and
+on the test set if there is one, in closed form from the end-to-end map and the sets' second moments
+(:mod:`.linear_problem`); for the CNN also ``|k̂_m(t)|`` for all frequencies and the balancedness ratio
+``‖W̄_{:,m}‖ / ‖k̂_{:,m}‖`` (spec §4.4, §8.3), optionally ``|W̄_αm|``; parameter snapshots at requested
+times. Divergence (non-finite parameters or an exploding loss) raises :class:`LinearTrainingDiverged`
+naming the learning rate, with the partial :class:`LinearRun` attached.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .._validation import check_choice, check_positive_int, describe
+from .linear_init import CNNParameters, FCNNParameters, trial_generator
+from .linear_problem import LinearProblem
+
+__all__ = [
+    "LinearRun",
+    "LinearTrainingDiverged",
+    "Sampling",
+    "train_linear_cnn",
+    "train_linear_fcnn",
+]
+
+Sampling = Literal["random", "epochs", "full_batch"]
+Progress = Callable[[Iterable[int]], Iterable[int]]
+
+_MAX_CHUNK = 128  # updates whose samples are gathered at once (bounds the gather buffer)
+_INDEX_BLOCK = 4096  # sample indices are drawn in fixed blocks: the stream does not depend on chunking
+_FULL_BATCH_CHUNK = 1024  # samples per slice of the full-batch gradient
+
+
+class LinearTrainingDiverged(RuntimeError):
+    """Training stopped because the parameters became non-finite or the loss exploded.
+
+    ``run`` holds everything recorded up to the last finite record.
+    """
+
+    def __init__(self, message: str, run: LinearRun) -> None:
+        super().__init__(message)
+        self.run = run
+
+
+@dataclass
+class LinearRun:
+    """What a training call records (numpy; ``T`` trials, ``R`` records, ``S`` snapshots).
+
+    Attributes:
+        network: ``"cnn"`` or ``"fcnn"``; learning_rate, sampling: as trained.
+        t: ``(R,)`` updates done at each record (``0`` and ``num_updates`` included).
+        a_train / a_test: ``(T, R, p, p)`` effective singular values ``A(t)``.
+        loss_train / loss_test: ``(T, R)`` Keras-MSE loss on the full sets.
+        khat_abs: CNN only, ``(T, R, C, n²)`` ``|k̂_m(t)|`` (``k̂ = Q k`` per channel; the same for the
+            convolution-form kernel).
+        balance: CNN only, ``(T, R, G, n²)`` ``‖ŵ_{:,g,m}‖ / ‖k̂_{:,m}‖`` (``G = 1``: the norm of ``k̂`` is over
+            channels; ``G = C``: per channel). For one channel this is ``‖W̄_{:,m}‖ / |k̂_m|`` (spec §4.4).
+        wbar_abs: CNN, ``G = 1``, if asked: ``(T, R, p, n²)`` ``|W̄_αm|`` with ``W̄ = Uᵀ W Q*`` (spec Eq. 12).
+        snapshot_t: ``(S,)``; kernel_snapshots ``(T, S, C, n, n)`` and weight_snapshots ``(T, S, p, hidden)``
+            (CNN) or w1_snapshots ``(T_s, S, rows, C, n, n)`` (rows of ``W1`` as images, the first
+            ``snapshot_rows`` rows of the first ``snapshot_trials`` trials) and weight_snapshots (``W2``).
+        final: the parameters at the end, in the models' layout.
+        diverged, message: divergence flag and text; wall_time_s: time spent in the call.
+    """
+
+    network: str
+    learning_rate: float
+    sampling: str
+    t: np.ndarray
+    a_train: np.ndarray
+    loss_train: np.ndarray
+    a_test: np.ndarray | None = None
+    loss_test: np.ndarray | None = None
+    khat_abs: np.ndarray | None = None
+    balance: np.ndarray | None = None
+    wbar_abs: np.ndarray | None = None
+    snapshot_t: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    kernel_snapshots: np.ndarray | None = None
+    weight_snapshots: np.ndarray | None = None
+    w1_snapshots: np.ndarray | None = None
+    final: dict[str, np.ndarray] = field(default_factory=dict)
+    diverged: bool = False
+    message: str = ""
+    wall_time_s: float = 0.0
+
+    _ARRAYS = (
+        "t",
+        "a_train",
+        "loss_train",
+        "a_test",
+        "loss_test",
+        "khat_abs",
+        "balance",
+        "wbar_abs",
+        "snapshot_t",
+        "kernel_snapshots",
+        "weight_snapshots",
+        "w1_snapshots",
+    )
+
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """Every recorded array (``None`` ones left out) and the final parameters, keys prefixed."""
+        out = {f"{prefix}{k}": getattr(self, k) for k in self._ARRAYS if getattr(self, k) is not None}
+        out.update({f"{prefix}final_{k}": v for k, v in self.final.items()})
+        out[f"{prefix}learning_rate"] = np.asarray(self.learning_rate)
+        out[f"{prefix}wall_time_s"] = np.asarray(self.wall_time_s)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], network: str, sampling: str, prefix: str = "") -> LinearRun:
+        """Inverse of :meth:`arrays` (e.g. to reload a finished stage)."""
+        kw: dict[str, Any] = {k: arrays[f"{prefix}{k}"] for k in cls._ARRAYS if f"{prefix}{k}" in arrays}
+        final = {k[len(prefix) + 6 :]: v for k, v in arrays.items() if k.startswith(f"{prefix}final_")}
+        return cls(
+            network=network,
+            learning_rate=float(arrays[f"{prefix}learning_rate"]),
+            sampling=sampling,
+            final=final,
+            wall_time_s=float(arrays.get(f"{prefix}wall_time_s", np.asarray(0.0))),
+            **kw,
+        )
+
+
+# ----------------------------------------------------------------------------------- helpers
+class _SampleStream:
+    """Per-trial sample indices: uniform draws or shuffled epochs, from fixed-size generator blocks."""
+
+    def __init__(self, num_samples: int, sampling: str, seed: int, trials: int) -> None:
+        self.num_samples = num_samples
+        self.sampling = sampling
+        self.gens = [trial_generator(seed, t, stream=10) for t in range(trials)]
+        self.buffers = [torch.zeros(0, dtype=torch.int64) for _ in range(trials)]
+
+    def _refill(self, t: int) -> torch.Tensor:
+        if self.sampling == "random":
+            return torch.randint(self.num_samples, (_INDEX_BLOCK,), generator=self.gens[t])
+        return torch.randperm(self.num_samples, generator=self.gens[t])
+
+    def take(self, count: int) -> torch.Tensor:
+        rows = []
+        for t in range(len(self.gens)):
+            buf = self.buffers[t]
+            while buf.shape[0] < count:
+                buf = torch.cat([buf, self._refill(t)])
+            rows.append(buf[:count])
+            self.buffers[t] = buf[count:]
+        return torch.stack(rows)  # (T, count)
+
+
+def _event_times(num_updates: int, record_every: int, snapshot_times: Sequence[int]) -> tuple[list[int], set[int]]:
+    records = [*range(0, num_updates, record_every), num_updates]
+    snaps = {int(s) for s in snapshot_times}
+    bad = sorted(s for s in snaps if s < 0 or s > num_updates)
+    if bad:
+        raise ValueError(f"snapshot_times must lie in [0, num_updates={num_updates}], got {bad}")
+    return sorted(set(records) | snaps), set(records)
+
+
+def _check_common(
+    problem: LinearProblem, learning_rate: float, num_updates: int, sampling: str, record_every: int
+) -> tuple[float, int, int]:
+    if not isinstance(problem, LinearProblem):
+        raise TypeError(f"problem must be a LinearProblem (see LinearProblem.from_data), got {type(problem).__name__}")
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float) or not learning_rate > 0:
+        raise ValueError(f"learning_rate must be a number > 0, got {learning_rate!r}")
+    if not math.isfinite(float(learning_rate)):
+        raise ValueError(f"learning_rate must be finite, got {learning_rate!r}")
+    num_updates = check_positive_int("num_updates", num_updates, minimum=0)
+    record_every = check_positive_int("record_every", record_every)
+    check_choice("sampling", sampling, ("random", "epochs", "full_batch"))
+    return float(learning_rate), num_updates, record_every
+
+
+class _Recorder:
+    """Accumulates records and checks for divergence."""
+
+    def __init__(self, problem: LinearProblem, divergence_factor: float, learning_rate: float, network: str) -> None:
+        self.problem = problem
+        self.factor = divergence_factor
+        self.lr = learning_rate
+        self.network = network
+        self.t: list[int] = []
+        self.cols: dict[str, list[np.ndarray]] = {}
+        self.snap_t: list[int] = []
+        self.snaps: dict[str, list[np.ndarray]] = {}
+        self.reference: float | None = None
+
+    def add(self, step: int, values: dict[str, np.ndarray]) -> None:
+        self.t.append(step)
+        for k, v in values.items():
+            self.cols.setdefault(k, []).append(v)
+
+    def add_snapshot(self, step: int, values: dict[str, np.ndarray]) -> None:
+        self.snap_t.append(step)
+        for k, v in values.items():
+            self.snaps.setdefault(k, []).append(v)
+
+    def check(self, step: int, loss: np.ndarray, finite: bool) -> str:
+        """Empty string if fine, else the divergence message."""
+        worst = float(np.max(loss)) if loss.size else 0.0
+        if self.reference is None:
+            self.reference = max(worst, self.problem.train.y_sq / self.problem.num_classes, 1e-12)
+        if not finite or not math.isfinite(worst):
+            cause = "parameters became NaN or infinite"
+        elif worst > self.factor * self.reference:
+            cause = f"training loss {worst:.3g} exceeds {self.factor:g} x its initial value {self.reference:.3g}"
+        else:
+            return ""
+        return (
+            f"linear {self.network.upper()} training diverged by update {step}: {cause} "
+            f"with learning_rate={self.lr:g}; lower the learning rate"
+        )
+
+    def run(self, sampling: str, final: dict[str, np.ndarray], message: str, wall: float) -> LinearRun:
+        stack = {k: np.stack(v, axis=1) for k, v in self.cols.items()}  # (T, R, ...)
+        snaps = {k: np.stack(v, axis=1) for k, v in self.snaps.items()}
+        return LinearRun(
+            network=self.network,
+            learning_rate=self.lr,
+            sampling=sampling,
+            t=np.asarray(self.t, dtype=np.int64),
+            a_train=stack["a_train"],
+            loss_train=stack["loss_train"],
+            a_test=stack.get("a_test"),
+            loss_test=stack.get("loss_test"),
+            khat_abs=stack.get("khat_abs"),
+            balance=stack.get("balance"),
+            wbar_abs=stack.get("wbar_abs"),
+            snapshot_t=np.asarray(self.snap_t, dtype=np.int64),
+            kernel_snapshots=snaps.get("kernel"),
+            weight_snapshots=snaps.get("weight"),
+            w1_snapshots=snaps.get("w1"),
+            final=final,
+            diverged=bool(message),
+            message=message,
+            wall_time_s=wall,
+        )
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.detach().to("cpu", torch.float64).numpy()
+
+
+# ----------------------------------------------------------------------------------- the CNN
+class _CNNState:
+    """Packed CNN parameters of ``T`` trials: ``K (T, C, 2, R)``, ``W (T, p, G, 2, R)`` (module doc)."""
+
+    def __init__(self, problem: LinearProblem, init: CNNParameters) -> None:
+        c, n, _ = problem.image_shape
+        p = problem.num_classes
+        if tuple(init.kernel.shape[1:]) != (c, n, n):
+            raise ValueError(
+                f"init.kernel must have shape (T, {c}, {n}, {n}) for this problem, got {describe(init.kernel)}"
+            )
+        if init.weight.shape[1] != p:
+            raise ValueError(f"init.weight must have p={p} rows, got {describe(init.weight)}")
+        self.problem = problem
+        self.groups = 1 if init.channel_mode == "sum" else c
+        dev, dt = problem.device, problem.dtype
+        basis = problem.basis
+        self.basis = basis
+        self.scale = basis.scale(torch.float64, dev)
+        self.K = basis.to_packed(init.kernel.to(dev, torch.float64)).to(dt).contiguous()  # (T, C, 2, R)
+        w_img = init.weight.to(dev, torch.float64).reshape(init.num_trials, p, self.groups, n, n)
+        self.W = basis.to_packed(w_img).to(dt).contiguous()  # (T, p, G, 2, R)
+
+    @property
+    def trials(self) -> int:
+        return int(self.K.shape[0])
+
+    def finite(self) -> bool:
+        return bool(torch.isfinite(self.K).all() and torch.isfinite(self.W).all())
+
+    def end_to_end(self) -> torch.Tensor:
+        """Packed end-to-end rows ``B_ic = P(n ŵ_i ⊙ k̂_c) = n (W_i ⊙ K_c)/√ω`` as ``(T, p, D')`` float64."""
+        n = self.problem.n
+        k = self.basis.unpack(self.K.to(torch.float64), scaled=False)  # (T, C, R) = √ω k̂
+        w = self.basis.unpack(self.W.to(torch.float64), scaled=False)  # (T, p, G, R) = √ω ŵ
+        prod = n * w * k[:, None] / self.scale  # (T, p, C, R); G = 1 broadcasts one hidden map over C kernels
+        b = torch.stack([prod.real, prod.imag], dim=-2)  # (T, p, C, 2, R)
+        return b.reshape(self.trials, self.problem.num_classes, -1)
+
+    def spectra(self, with_wbar: bool) -> dict[str, np.ndarray]:
+        n2 = self.problem.n**2
+        kmag = torch.linalg.vector_norm(self.K.to(torch.float64), dim=-2) / self.scale  # (T, C, R)
+        wnorm = torch.linalg.vector_norm(self.W.to(torch.float64), dim=(1, 3))  # (T, G, R) (scales cancel)
+        knorm = (
+            torch.linalg.vector_norm(self.K.to(torch.float64), dim=(1, 2))[:, None]
+            if self.groups == 1
+            else (torch.linalg.vector_norm(self.K.to(torch.float64), dim=2))
+        )
+        out = {
+            "khat_abs": _np(self._full(kmag, n2)),
+            "balance": _np(self._full(wnorm / knorm, n2)),
+        }
+        if with_wbar:
+            u = self.problem.U.to(torch.float64)
+            wbar = torch.einsum("ia,tigkr->tagkr", u, self.W.to(torch.float64))[:, :, 0]  # (T, p, 2, R)
+            out["wbar_abs"] = _np(self._full(torch.linalg.vector_norm(wbar, dim=-2) / self.scale, n2))
+        return out
+
+    def _full(self, values: torch.Tensor, n2: int) -> torch.Tensor:
+        """Representative values ``(..., R)`` (real, symmetric in ``m ↔ m̄``) -> ``(..., n²)``."""
+        out = torch.zeros(*values.shape[:-1], n2, dtype=values.dtype, device=values.device)
+        out[..., torch.as_tensor(self.basis.conj, device=values.device)] = values
+        out[..., torch.as_tensor(self.basis.index, device=values.device)] = values
+        return out
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        kernel = self.basis.from_packed(self.K.to(torch.float64))  # (T, C, n, n)
+        weight = self.basis.from_packed(self.W.to(torch.float64))  # (T, p, G, n, n)
+        return {"kernel": _np(kernel), "weight": _np(weight.reshape(self.trials, self.problem.num_classes, -1))}
+
+
+def _cnn_chunk(state: _CNNState, xc: torch.Tensor, yc: torch.Tensor, c: float) -> None:
+    """``B`` sequential single-sample SGD steps; ``xc (T, B, C, 2, R)`` holds ``n x̂`` packed unscaled."""
+    K, W = state.K, state.W
+    t, p = W.shape[0], W.shape[1]
+    g = state.groups
+    xs = torch.stack([xc[..., 1, :], -xc[..., 0, :]], dim=-2)  # [Im, -Re]: conj(a)⊙x = a_re x + a_im xs
+    w_flat = W.view(t, p, -1)
+    k_re, k_im = K[:, :, 0:1], K[:, :, 1:2]
+    tmp = torch.empty_like(K)
+    for j in range(xc.shape[1]):
+        x, x_sw = xc[:, j], xs[:, j]
+        torch.mul(k_re, x, out=tmp)
+        tmp.addcmul_(k_im, x_sw)  # conj(K_c) ⊙ X_c
+        h = tmp.sum(dim=1, keepdim=True) if g == 1 else tmp  # (T, G, 2, R)
+        h_flat = h.reshape(t, 1, -1)
+        y_hat = torch.bmm(w_flat, h_flat.transpose(1, 2)).view(t, p)
+        err = yc[:, j] - y_hat
+        delta = torch.bmm(err.view(t, 1, p), w_flat).view(t, g, 2, -1)
+        w_flat.baddbmm_(err.view(t, p, 1), h_flat, alpha=c)
+        K.addcmul_(delta[:, :, 0:1], x, value=c)
+        K.addcmul_(delta[:, :, 1:2], x_sw, value=c)
+
+
+def _cnn_full_batch(state: _CNNState, data: torch.Tensor, targets: torch.Tensor, c: float, steps: int) -> None:
+    """``steps`` full-batch GD steps on the dataset-averaged loss (same packed formulas, averaged)."""
+    K, W = state.K, state.W
+    t, p = W.shape[0], W.shape[1]
+    g = state.groups
+    n_samples = data.shape[0]
+    w_flat = W.view(t, p, -1)
+    for _ in range(steps):
+        grad_w = torch.zeros_like(w_flat)
+        grad_k = torch.zeros_like(K)
+        for start in range(0, n_samples, _FULL_BATCH_CHUNK):
+            x = data[start : start + _FULL_BATCH_CHUNK]  # (N', C, 2, R)
+            y = targets[start : start + _FULL_BATCH_CHUNK]
+            x_sw = torch.stack([x[..., 1, :], -x[..., 0, :]], dim=-2)
+            prod = K[:, None, :, 0:1] * x[None] + K[:, None, :, 1:2] * x_sw[None]  # (T, N', C, 2, R)
+            h = prod.sum(dim=2, keepdim=True) if g == 1 else prod
+            h_flat = h.reshape(t, x.shape[0], -1)
+            err = y[None] - torch.bmm(h_flat, w_flat.transpose(1, 2))  # (T, N', p)
+            grad_w += torch.bmm(err.transpose(1, 2), h_flat)
+            delta = torch.bmm(err, w_flat).view(t, x.shape[0], g, 2, -1)
+            grad_k += (delta[:, :, :, 0:1] * x[None] + delta[:, :, :, 1:2] * x_sw[None]).sum(dim=1)
+        w_flat.add_(grad_w, alpha=c / n_samples)
+        K.add_(grad_k, alpha=c / n_samples)
+
+
+def _run_loop(
+    problem: LinearProblem,
+    recorder: _Recorder,
+    events: list[int],
+    record_at: set[int],
+    snapshot_at: set[int],
+    sampling: str,
+    seed: int,
+    trials: int,
+    advance: Callable[[int, torch.Tensor | None], None],
+    record: Callable[[int], tuple[dict[str, np.ndarray], bool]],
+    snapshot: Callable[[int], dict[str, np.ndarray]],
+    progress: Progress | None,
+) -> str:
+    """Advance from event to event; returns the divergence message ('' if none)."""
+    stream = _SampleStream(problem.num_samples, sampling, seed, trials) if sampling != "full_batch" else None
+    done = 0
+    indices: Iterable[int] = range(len(events))
+    if progress is not None:
+        indices = progress(indices)
+    for e in indices:
+        target = events[e]
+        while done < target:
+            count = min(_MAX_CHUNK, target - done)
+            advance(count, stream.take(count) if stream is not None else None)
+            done += count
+        if target in record_at:
+            values, finite = record(target)
+            message = recorder.check(target, values["loss_train"], finite)
+            if message:
+                return message
+            recorder.add(target, values)
+        if target in snapshot_at:
+            recorder.add_snapshot(target, snapshot(target))
+    return ""
+
+
+def train_linear_cnn(
+    problem: LinearProblem,
+    init: CNNParameters,
+    learning_rate: float,
+    num_updates: int,
+    *,
+    sampling: Sampling = "random",
+    record_every: int = 500,
+    snapshot_times: Sequence[int] = (),
+    record_wbar: bool = False,
+    seed: int = 0,
+    divergence_factor: float = 1e4,
+    on_divergence: Literal["raise", "return"] = "raise",
+    progress: Progress | None = None,
+) -> LinearRun:
+    """Train ``T`` independent linear CNNs (:class:`freqlens.models.linear.LinearCNN`) together.
+
+    Args:
+        problem: the prepared dataset (:meth:`LinearProblem.from_data`); its dtype/device are used.
+        init: ``CNNParameters`` with ``T`` trials (``training.linear_init``); the channel mode follows
+            the hidden size of ``init.weight``.
+        learning_rate: ``λ`` of ``θ ← θ − λ ∇_θ (1/p)‖y − ŷ‖²``.
+        num_updates: number of updates (samples for batch size 1, GD steps for ``"full_batch"``).
+        sampling: ``"random"`` (uniform draws), ``"epochs"`` (shuffled epochs) or ``"full_batch"``.
+        record_every: records at ``0, record_every, 2 record_every, ...`` and at ``num_updates``.
+        snapshot_times: updates at which kernel and dense weights are stored.
+        record_wbar: also record ``|W̄_αm|`` (one channel / ``channel_mode="sum"``).
+        seed: sample-order seed; trial ``i`` uses stream ``(seed, i)``.
+        divergence_factor: stop when the training loss exceeds this factor times its initial value.
+        on_divergence: ``"raise"`` :class:`LinearTrainingDiverged` (with the partial run attached) or
+            ``"return"`` the partial run with ``diverged=True``.
+    """
+    lr, num_updates, record_every = _check_common(problem, learning_rate, num_updates, sampling, record_every)
+    check_choice("on_divergence", on_divergence, ("raise", "return"))
+    if not isinstance(init, CNNParameters):
+        raise TypeError(f"init must be CNNParameters (see freqlens.training.linear_init), got {type(init).__name__}")
+    events, record_at = _event_times(num_updates, record_every, snapshot_times)
+    t0 = time.perf_counter()
+    state = _CNNState(problem, init)
+    if record_wbar and state.groups != 1:
+        raise ValueError("record_wbar needs channel_mode='sum' (one hidden map)")
+    p = problem.num_classes
+    c = 2.0 * lr / p
+    # The CNN data: n x̂ packed without the √ω scale (module doc), built once for this call.
+    data = (problem.phi.to(torch.float64) * (problem.n / state.scale)).to(problem.dtype)
+    targets = problem.targets
+    recorder = _Recorder(problem, divergence_factor, lr, "cnn")
+
+    def advance(count: int, idx: torch.Tensor | None) -> None:
+        if idx is None:
+            _cnn_full_batch(state, data, targets, c, count)
+            return
+        flat = idx.reshape(-1).to(problem.device)
+        xc = data.index_select(0, flat).view(state.trials, count, *data.shape[1:])
+        yc = targets.index_select(0, flat).view(state.trials, count, p)
+        _cnn_chunk(state, xc, yc, c)
+
+    def record(step: int) -> tuple[dict[str, np.ndarray], bool]:
+        finite = state.finite()
+        values = {k: _np(v) for k, v in problem.evaluate(state.end_to_end()).items()}
+        if finite:
+            values.update(state.spectra(record_wbar))
+        return values, finite
+
+    def snapshot(step: int) -> dict[str, np.ndarray]:
+        return state.parameters()
+
+    message = _run_loop(
+        problem, recorder, events, record_at, set(snapshot_times), sampling, seed, state.trials,
+        advance, record, snapshot, progress,
+    )  # fmt: skip
+    run = recorder.run(sampling, state.parameters() if not message else {}, message, time.perf_counter() - t0)
+    if message and on_divergence == "raise":
+        raise LinearTrainingDiverged(message, run)
+    return run
+
+
+# ----------------------------------------------------------------------------------- the FCNN
+class _FCNNState:
+    """FCNN parameters of ``T`` trials in packed input coordinates: ``W1 (T, H, D')``, ``W2 (T, p, H)``."""
+
+    def __init__(self, problem: LinearProblem, init: FCNNParameters) -> None:
+        c, n, _ = problem.image_shape
+        p = problem.num_classes
+        if init.w1.shape[2] != c * n * n:
+            raise ValueError(f"init.w1 must have D = C n² = {c * n * n} columns, got {describe(init.w1)}")
+        if init.w2.shape[1] != p:
+            raise ValueError(f"init.w2 must have p={p} rows, got {describe(init.w2)}")
+        self.problem = problem
+        dev, dt = problem.device, problem.dtype
+        t, h = init.num_trials, int(init.w1.shape[1])
+        rows = init.w1.to(dev, torch.float64).reshape(t, h, c, n, n)
+        self.W1 = problem.basis.to_packed(rows).reshape(t, h, -1).to(dt).contiguous()
+        self.W2 = init.w2.to(dev, dt, copy=True).contiguous()
+
+    @property
+    def trials(self) -> int:
+        return int(self.W1.shape[0])
+
+    def finite(self) -> bool:
+        return bool(torch.isfinite(self.W1).all() and torch.isfinite(self.W2).all())
+
+    def end_to_end(self) -> torch.Tensor:
+        return torch.bmm(self.W2.to(torch.float64), self.W1.to(torch.float64))
+
+    def w1_images(self, trials: int, rows: int) -> torch.Tensor:
+        c = self.problem.image_shape[0]
+        w1 = self.W1[:trials, :rows].to(torch.float64)
+        return self.problem.basis.from_packed(w1.reshape(*w1.shape[:2], c, 2, -1))  # (T', rows, C, n, n)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        t, h = self.W1.shape[:2]
+        return {"w1": _np(self.w1_images(t, h).reshape(t, h, -1)), "w2": _np(self.W2)}
+
+
+def _fcnn_chunk(state: _FCNNState, xb: torch.Tensor, yb: torch.Tensor, c: float) -> None:
+    """``B`` sequential single-sample SGD steps with a lazy rank-``B`` update of ``W1`` (module doc)."""
+    W1, W2 = state.W1, state.W2
+    t, p, hidden = W2.shape[0], W2.shape[1], W2.shape[2]
+    count = xb.shape[1]
+    u0 = torch.bmm(W1, xb.transpose(1, 2))  # (T, H, B): W1_0 x_s
+    gram = torch.bmm(xb, xb.transpose(1, 2))  # (T, B, B)
+    acc = torch.zeros(t, hidden, count, dtype=W1.dtype, device=W1.device)  # a_s = c W2ᵀ e_s
+    for s in range(count):
+        u = u0[:, :, s]
+        if s:
+            u = u + torch.bmm(acc[:, :, :s], gram[:, :s, s : s + 1]).view(t, hidden)
+        err = yb[:, s] - torch.bmm(W2, u.view(t, hidden, 1)).view(t, p)
+        acc[:, :, s] = torch.bmm(err.view(t, 1, p), W2).view(t, hidden) * c
+        W2.baddbmm_(err.view(t, p, 1), u.view(t, 1, hidden), alpha=c)
+    W1.baddbmm_(acc, xb)
+
+
+def _fcnn_full_batch(state: _FCNNState, data: torch.Tensor, targets: torch.Tensor, c: float, steps: int) -> None:
+    W1, W2 = state.W1, state.W2
+    n_samples = data.shape[0]
+    for _ in range(steps):
+        g1 = torch.zeros_like(W1)
+        g2 = torch.zeros_like(W2)
+        for start in range(0, n_samples, _FULL_BATCH_CHUNK):
+            x = data[start : start + _FULL_BATCH_CHUNK]
+            y = targets[start : start + _FULL_BATCH_CHUNK]
+            hid = torch.matmul(x, W1.transpose(1, 2))  # (T, N', H)
+            err = y[None] - torch.bmm(hid, W2.transpose(1, 2))  # (T, N', p)
+            g2 += torch.bmm(err.transpose(1, 2), hid)
+            g1 += torch.bmm(torch.bmm(W2.transpose(1, 2), err.transpose(1, 2)), x.expand(W1.shape[0], -1, -1))
+        W1.add_(g1, alpha=c / n_samples)
+        W2.add_(g2, alpha=c / n_samples)
+
+
+def train_linear_fcnn(
+    problem: LinearProblem,
+    init: FCNNParameters,
+    learning_rate: float,
+    num_updates: int,
+    *,
+    sampling: Sampling = "random",
+    record_every: int = 500,
+    snapshot_times: Sequence[int] = (),
+    snapshot_trials: int = 1,
+    snapshot_rows: int = 8,
+    seed: int = 0,
+    divergence_factor: float = 1e4,
+    on_divergence: Literal["raise", "return"] = "raise",
+    progress: Progress | None = None,
+) -> LinearRun:
+    """Train ``T`` independent linear FCNNs (:class:`freqlens.models.linear.LinearFCNN`) together.
+
+    Same protocol and arguments as :func:`train_linear_cnn`; snapshots store the first
+    ``snapshot_rows`` rows of ``W1`` (as images) of the first ``snapshot_trials`` trials, and ``W2``.
+    """
+    lr, num_updates, record_every = _check_common(problem, learning_rate, num_updates, sampling, record_every)
+    check_choice("on_divergence", on_divergence, ("raise", "return"))
+    if not isinstance(init, FCNNParameters):
+        raise TypeError(f"init must be FCNNParameters (see freqlens.training.linear_init), got {type(init).__name__}")
+    snapshot_trials = check_positive_int("snapshot_trials", snapshot_trials)
+    snapshot_rows = check_positive_int("snapshot_rows", snapshot_rows)
+    events, record_at = _event_times(num_updates, record_every, snapshot_times)
+    t0 = time.perf_counter()
+    state = _FCNNState(problem, init)
+    p = problem.num_classes
+    c = 2.0 * lr / p
+    data = problem.phi.reshape(problem.num_samples, -1)
+    targets = problem.targets
+    recorder = _Recorder(problem, divergence_factor, lr, "fcnn")
+
+    def advance(count: int, idx: torch.Tensor | None) -> None:
+        if idx is None:
+            _fcnn_full_batch(state, data, targets, c, count)
+            return
+        flat = idx.reshape(-1).to(problem.device)
+        xb = data.index_select(0, flat).view(state.trials, count, -1)
+        yb = targets.index_select(0, flat).view(state.trials, count, p)
+        _fcnn_chunk(state, xb, yb, c)
+
+    def record(step: int) -> tuple[dict[str, np.ndarray], bool]:
+        finite = state.finite()
+        return {k: _np(v) for k, v in problem.evaluate(state.end_to_end()).items()}, finite
+
+    def snapshot(step: int) -> dict[str, np.ndarray]:
+        st = min(snapshot_trials, state.trials)
+        rows = min(snapshot_rows, int(state.W1.shape[1]))
+        return {"w1": _np(state.w1_images(st, rows)), "weight": _np(state.W2)}
+
+    message = _run_loop(
+        problem, recorder, events, record_at, set(snapshot_times), sampling, seed, state.trials,
+        advance, record, snapshot, progress,
+    )  # fmt: skip
+    run = recorder.run(sampling, state.parameters() if not message else {}, message, time.perf_counter() - t0)
+    if message and on_divergence == "raise":
+        raise LinearTrainingDiverged(message, run)
+    return run
