@@ -1,8 +1,8 @@
 """A labelled image dataset prepared once for the fast linear-network trainers.
 
 :class:`LinearProblem` holds the training set's SVD structure (spec ``linear_cnn_dynamics.md`` §2),
-the packed real Fourier coordinates ``φ(x) = P(Q x)`` of every training image
-(:mod:`.linear_spectral`) and, for the training set and an optional test set, the second moments that
+the Fourier coefficients ``c(x) = √ω ⊙ (Q x)_R`` of every training image and their real view
+``φ(x)`` (:mod:`.linear_spectral`) and, for the training set and an optional test set, the second moments that
 make the losses and the effective singular values closed forms of the end-to-end map ``B``
 (``ŷ = B φ(x)``):
 
@@ -37,7 +37,6 @@ def _as_images(name: str, x: torch.Tensor) -> torch.Tensor:
     if x.ndim != 4 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"{name} must have shape (N, C, n, n) with square images, got {describe(x)}")
     check_real_floating(name, x)
-    check_finite(name, x)
     return x
 
 
@@ -45,8 +44,8 @@ def _as_images(name: str, x: torch.Tensor) -> torch.Tensor:
 class SetMoments:
     """Closed-form evaluation of loss and ``A`` on one sample set (train or test), float64.
 
-    Either ``sigma_phi_phi (D', D')`` (moment route) or ``phi (N, D')`` + ``targets (N, p)`` (direct
-    route) is set. ``sigma_y_phi (p, D')``, ``sigma_phi_v (D', p)`` and ``y_sq = E‖y‖²`` always are.
+    Either ``sigma_phi_phi (D', D')`` (moment route; stored in the data's precision) or ``phi (N, D')`` +
+    ``targets (N, p)`` (direct route, float64) is set. ``sigma_y_phi (p, D')``, ``sigma_phi_v (D', p)`` and ``y_sq = E‖y‖²`` always are.
     """
 
     num_samples: int
@@ -70,17 +69,21 @@ class SetMoments:
         s_yphi = torch.zeros(targets.shape[1], dim, dtype=torch.float64, device=dev)
         s_phiv = torch.zeros(dim, v_phi.shape[1], dtype=torch.float64, device=dev)
         s_pp = None if direct else torch.zeros(dim, dim, dtype=torch.float64, device=dev)
+        work = phi.dtype  # the O(N D'^2) products run in the data's precision
         for start in range(0, n_samples, _CHUNK):
-            block = phi[start : start + _CHUNK].to(torch.float64)
+            raw = phi[start : start + _CHUNK]
+            block = raw.to(torch.float64)
             yb = y64[start : start + _CHUNK]
             s_yphi += yb.T @ block
             s_phiv += block.T @ (block @ v_phi)
             if s_pp is not None:
-                s_pp += block.T @ block
+                # The O(N D'^2) part runs in the data's own precision (float32 halves the time);
+                # chunk sums are accumulated in float64.
+                s_pp += (raw.T @ raw).to(torch.float64)
         s_yphi /= n_samples
         s_phiv /= n_samples
         if s_pp is not None:
-            s_pp /= n_samples
+            s_pp = (s_pp / n_samples).to(work)
         return cls(
             num_samples=int(n_samples),
             y_sq=float((y64 * y64).sum() / n_samples),
@@ -92,7 +95,11 @@ class SetMoments:
         )
 
     def evaluate(self, end_to_end: torch.Tensor, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss ``(T,)`` and ``A (T, p, p)`` of the maps ``end_to_end (T, p, D')`` (float64), ``U (p, p)``."""
+        """Loss ``(T,)`` and ``A (T, p, p)`` of the maps ``end_to_end (T, p, D')``, ``U (p, p)`` (float64 out).
+
+        The ``O(p D'²)`` quadratic form of the moment route runs in the precision of ``sigma_phi_phi``
+        (float32 for float32 problems: relative error ~1e-6 of the loss).
+        """
         b = end_to_end.to(torch.float64)
         p = b.shape[1]
         if self.phi is not None and self.targets is not None:
@@ -100,8 +107,8 @@ class SetMoments:
             loss = (self.targets - y_hat).pow(2).sum(dim=(1, 2)) / (self.num_samples * p)
         else:
             assert self.sigma_phi_phi is not None
-            bs = torch.matmul(b, self.sigma_phi_phi)  # (T, p, D')
-            quad = (bs * b).sum(dim=(1, 2))
+            bq = b.to(self.sigma_phi_phi.dtype)
+            quad = (torch.matmul(bq, self.sigma_phi_phi) * bq).sum(dim=(1, 2)).to(torch.float64)
             cross = (b * self.sigma_y_phi).sum(dim=(1, 2))
             loss = (self.y_sq - 2.0 * cross + quad) / p
         a = U.T @ torch.matmul(b, self.sigma_phi_v)
@@ -115,7 +122,8 @@ class LinearProblem:
     Build with :meth:`from_data`. Attributes:
         structure: :class:`~freqlens.structure.DatasetStructure` of the training set (``U``, ``S``, ``V``).
         basis: the :class:`~.linear_spectral.RealFourierBasis` of the image side ``n``.
-        phi: ``(N, C, 2, R)`` packed coordinates ``φ(x)`` of the training images (``dtype``, ``device``).
+        coeffs: ``(N, C, R)`` complex Fourier coefficients ``c(x)`` of the training images (complex64 for
+            ``dtype=float32``, complex128 for float64; on ``device``); ``φ(x)`` is their real view.
         targets: ``(N, p)`` one-hot training labels (``dtype``).
         train / test: :class:`SetMoments` (``test`` is ``None`` without a test set).
         v_phi: ``(D', p)`` float64, ``φ(v_α)``.
@@ -123,7 +131,7 @@ class LinearProblem:
 
     structure: DatasetStructure
     basis: RealFourierBasis
-    phi: torch.Tensor
+    coeffs: torch.Tensor
     targets: torch.Tensor
     train: SetMoments
     test: SetMoments | None
@@ -167,25 +175,31 @@ class LinearProblem:
                 f"structure describes {structure.num_samples} images of shape {structure.image_shape}, "
                 f"but x has {x.shape[0]} images of shape {(c, n, n)}"
             )
+        else:
+            check_finite("x", x)
         p = structure.num_classes
         dev = torch.device(device)
         basis = RealFourierBasis.for_size(n)
-        phi = _packed(basis, x, dtype, dev)
+        coeffs = _coefficients(basis, x, dtype, dev)
         targets = _one_hot(y, p, dtype, dev)
-        v_phi = basis.to_packed(torch.from_numpy(structure.v_images).to(dev)).reshape(p, -1).T.contiguous()
-        train = SetMoments.compute(phi.reshape(phi.shape[0], -1), targets, v_phi)
+        v_coeffs = basis.coefficients(torch.from_numpy(structure.v_images).to(dev))
+        v_phi = torch.view_as_real(v_coeffs).reshape(p, -1).T.contiguous()
+        train = SetMoments.compute(_real_view(coeffs), targets, v_phi)
         test = None
         if x_test is not None and labels_test is not None:
             xt = _as_images("x_test", x_test)
+            check_finite("x_test", xt)
             if tuple(xt.shape[1:]) != (c, n, n):
                 raise ValueError(f"x_test must hold images of shape {(c, n, n)}, got {describe(x_test)}")
             yt = check_integer_labels("labels_test", labels_test, p)
             if yt.shape[0] != xt.shape[0]:
                 raise ValueError(f"labels_test must have one entry per test image, got {yt.shape[0]} for {xt.shape[0]}")
-            phi_t = _packed(basis, xt, dtype, dev)
-            test = SetMoments.compute(phi_t.reshape(phi_t.shape[0], -1), _one_hot(yt, p, dtype, dev), v_phi)
+            coeffs_t = _coefficients(basis, xt, dtype, dev)
+            test = SetMoments.compute(_real_view(coeffs_t), _one_hot(yt, p, dtype, dev), v_phi)
         u = torch.from_numpy(structure.U).to(dev)
-        return cls(structure=structure, basis=basis, phi=phi, targets=targets, train=train, test=test, v_phi=v_phi, U=u)
+        return cls(
+            structure=structure, basis=basis, coeffs=coeffs, targets=targets, train=train, test=test, v_phi=v_phi, U=u
+        )
 
     # ---------------------------------------------------------------- conveniences
     @property
@@ -198,7 +212,12 @@ class LinearProblem:
 
     @property
     def num_samples(self) -> int:
-        return int(self.phi.shape[0])
+        return int(self.coeffs.shape[0])
+
+    @property
+    def phi(self) -> torch.Tensor:
+        """Real view ``φ(x) (N, D')`` of the coefficients (no copy)."""
+        return _real_view(self.coeffs)
 
     @property
     def n(self) -> int:
@@ -206,19 +225,20 @@ class LinearProblem:
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.phi.dtype
+        """The real dtype the trainers run in (float32 or float64)."""
+        return self.coeffs.real.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.phi.device
+        return self.coeffs.device
 
     @property
     def packed_dim(self) -> int:
         """``D' = 2 C |R|`` (``C n²`` plus the identically-zero imaginary parts of self-conjugate entries)."""
-        return int(self.phi[0].numel())
+        return 2 * int(self.coeffs[0].numel())
 
     def evaluate(self, end_to_end: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``loss_train``, ``a_train`` (and ``loss_test``, ``a_test``) of packed maps ``(T, p, D')``."""
+        """``loss_train``, ``a_train`` (and ``loss_test``, ``a_test``) of maps ``(T, p, D')`` acting on ``φ(x)``."""
         loss, a = self.train.evaluate(end_to_end, self.U)
         out = {"loss_train": loss, "a_train": a}
         if self.test is not None:
@@ -227,14 +247,21 @@ class LinearProblem:
         return out
 
 
-def _packed(basis: RealFourierBasis, x: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``φ(x)`` for every image, computed in float64 chunks and stored as ``dtype`` on ``device``."""
+def _coefficients(basis: RealFourierBasis, x: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``c(x)`` for every image, computed in float64 chunks, stored complex64/complex128 on ``device``."""
     n_samples, c = int(x.shape[0]), int(x.shape[1])
-    out = torch.empty(n_samples, c, 2, basis.size, dtype=dtype, device=device)
+    cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
+    out = torch.empty(n_samples, c, basis.size, dtype=cdtype, device=device)
     for start in range(0, n_samples, _CHUNK):
-        block = x[start : start + _CHUNK].to(device=device, dtype=torch.float64)
-        out[start : start + block.shape[0]] = basis.to_packed(block).to(dtype)
+        # float32 problems transform in float32 (the trainer runs in float32 anyway).
+        block = x[start : start + _CHUNK].to(device=device, dtype=dtype)
+        out[start : start + block.shape[0]] = basis.coefficients(block).to(cdtype)
     return out
+
+
+def _real_view(coeffs: torch.Tensor) -> torch.Tensor:
+    """``(N, C, R)`` complex -> ``(N, 2 C R)`` real, interleaved ``[Re, Im]`` (a view)."""
+    return torch.view_as_real(coeffs).reshape(coeffs.shape[0], -1)
 
 
 def _one_hot(labels: np.ndarray, p: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

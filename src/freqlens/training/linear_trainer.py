@@ -9,9 +9,10 @@ operations.
 
 How the CNN step is fast (spec §3.3, §4.1): in the packed real Fourier coordinates of
 :mod:`.linear_spectral` the correlation with a full-size kernel is an elementwise complex product, so
-with ``K = √ω ⊙ k̂``, ``W_i = √ω ⊙ ŵ_i`` (``k̂ = Q k``, ``ŵ_i = Q w_i``) and the data ``X = n x̂``:
+with the complex coefficients (one per conjugate pair) ``K = √ω ⊙ k̂``, ``W_i = √ω ⊙ ŵ_i``
+(``k̂ = Q k``, ``ŵ_i = Q w_i``) and the data ``X = n x̂``:
 
-    ``h = Σ_c conj(K_c) ⊙ X_c``,  ``ŷ = W h``,  ``e = y − ŷ``,  ``δ = Wᵀ e``,
+    ``h = Σ_c conj(K_c) ⊙ X_c``,  ``ŷ = Re Σ conj(W) h``,  ``e = y − ŷ``,  ``δ = Σ_i e_i W_i``,
     ``W += c e hᵀ``,  ``K_c += c conj(δ) ⊙ X_c``,  with ``c = 2λ/p``,
 
 which is exactly one SGD step of :class:`freqlens.models.linear.LinearCNN` (the tests compare it
@@ -270,121 +271,107 @@ def _np(x: torch.Tensor) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------- the CNN
 class _CNNState:
-    """Packed CNN parameters of ``T`` trials: ``K (T, C, 2, R)``, ``W (T, p, G, 2, R)`` (module doc)."""
+    """CNN parameters of ``T`` trials as complex Fourier coefficients (module doc):
+    ``Kc (T, C, R) = conj(√ω ⊙ k̂_R)`` and ``W (T, p, G, R) = √ω ⊙ ŵ_R``; ``Wr`` is ``W``'s real view
+    ``(T, p, G·2R)``."""
 
     def __init__(self, problem: LinearProblem, init: CNNParameters) -> None:
         c, n, _ = problem.image_shape
         p = problem.num_classes
         if tuple(init.kernel.shape[1:]) != (c, n, n):
-            raise ValueError(
-                f"init.kernel must have shape (T, {c}, {n}, {n}) for this problem, got {describe(init.kernel)}"
-            )
+            raise ValueError(f"init.kernel must have shape (T, {c}, {n}, {n}) for this problem, got {describe(init.kernel)}")
         if init.weight.shape[1] != p:
             raise ValueError(f"init.weight must have p={p} rows, got {describe(init.weight)}")
         self.problem = problem
         self.groups = 1 if init.channel_mode == "sum" else c
-        dev, dt = problem.device, problem.dtype
+        dev, cdt = problem.device, problem.coeffs.dtype
         basis = problem.basis
         self.basis = basis
         self.scale = basis.scale(torch.float64, dev)
-        self.K = basis.to_packed(init.kernel.to(dev, torch.float64)).to(dt).contiguous()  # (T, C, 2, R)
+        self.Kc = basis.coefficients(init.kernel.to(dev, torch.float64)).conj().resolve_conj().to(cdt).contiguous()
         w_img = init.weight.to(dev, torch.float64).reshape(init.num_trials, p, self.groups, n, n)
-        self.W = basis.to_packed(w_img).to(dt).contiguous()  # (T, p, G, 2, R)
+        self.W = basis.coefficients(w_img).to(cdt).contiguous()
+        self.Wr = torch.view_as_real(self.W).view(init.num_trials, p, -1)
 
     @property
     def trials(self) -> int:
-        return int(self.K.shape[0])
+        return int(self.Kc.shape[0])
 
     def finite(self) -> bool:
-        return bool(torch.isfinite(self.K).all() and torch.isfinite(self.W).all())
+        return bool(torch.isfinite(self.Wr).all() and torch.isfinite(self.Kc).all())
 
     def end_to_end(self) -> torch.Tensor:
-        """Packed end-to-end rows ``B_ic = P(n ŵ_i ⊙ k̂_c) = n (W_i ⊙ K_c)/√ω`` as ``(T, p, D')`` float64."""
+        """Real view of ``c(n ŵ_i ⊙ k̂_c) = n W_i ⊙ conj(Kc_c) / √ω``: ``(T, p, D')`` float64 acting on ``φ(x)``."""
         n = self.problem.n
-        k = self.basis.unpack(self.K.to(torch.float64), scaled=False)  # (T, C, R) = √ω k̂
-        w = self.basis.unpack(self.W.to(torch.float64), scaled=False)  # (T, p, G, R) = √ω ŵ
-        prod = n * w * k[:, None] / self.scale  # (T, p, C, R); G = 1 broadcasts one hidden map over C kernels
-        b = torch.stack([prod.real, prod.imag], dim=-2)  # (T, p, C, 2, R)
-        return b.reshape(self.trials, self.problem.num_classes, -1)
+        k = self.Kc.to(torch.complex128).conj()  # (T, C, R)
+        w = self.W.to(torch.complex128)  # (T, p, G, R); G = 1 broadcasts one hidden map over the C kernels
+        prod = n * w * k[:, None] / self.scale
+        return torch.view_as_real(prod).reshape(self.trials, self.problem.num_classes, -1)
 
     def spectra(self, with_wbar: bool) -> dict[str, np.ndarray]:
-        n2 = self.problem.n**2
-        kmag = torch.linalg.vector_norm(self.K.to(torch.float64), dim=-2) / self.scale  # (T, C, R)
-        wnorm = torch.linalg.vector_norm(self.W.to(torch.float64), dim=(1, 3))  # (T, G, R) (scales cancel)
-        knorm = (
-            torch.linalg.vector_norm(self.K.to(torch.float64), dim=(1, 2))[:, None]
-            if self.groups == 1
-            else (torch.linalg.vector_norm(self.K.to(torch.float64), dim=2))
-        )
+        basis = self.basis
+        kabs = self.Kc.abs().to(torch.float64)  # (T, C, R) = √ω |k̂|
+        wnorm = torch.linalg.vector_norm(self.W.to(torch.complex128), dim=1)  # (T, G, R) (√ω cancels)
+        knorm = torch.linalg.vector_norm(kabs, dim=1, keepdim=True) if self.groups == 1 else kabs
         out = {
-            "khat_abs": _np(self._full(kmag, n2)),
-            "balance": _np(self._full(wnorm / knorm, n2)),
+            "khat_abs": _np(basis.full_magnitude(kabs / self.scale)),
+            "balance": _np(basis.full_magnitude(wnorm / knorm)),
         }
         if with_wbar:
-            u = self.problem.U.to(torch.float64)
-            wbar = torch.einsum("ia,tigkr->tagkr", u, self.W.to(torch.float64))[:, :, 0]  # (T, p, 2, R)
-            out["wbar_abs"] = _np(self._full(torch.linalg.vector_norm(wbar, dim=-2) / self.scale, n2))
-        return out
-
-    def _full(self, values: torch.Tensor, n2: int) -> torch.Tensor:
-        """Representative values ``(..., R)`` (real, symmetric in ``m ↔ m̄``) -> ``(..., n²)``."""
-        out = torch.zeros(*values.shape[:-1], n2, dtype=values.dtype, device=values.device)
-        out[..., torch.as_tensor(self.basis.conj, device=values.device)] = values
-        out[..., torch.as_tensor(self.basis.index, device=values.device)] = values
+            u = self.problem.U.to(torch.complex128)
+            wbar = torch.einsum("ia,tir->tar", u, self.W[:, :, 0].to(torch.complex128))  # |W̄_αm| = |Σ_i U_iα ŵ_im|
+            out["wbar_abs"] = _np(basis.full_magnitude(wbar.abs() / self.scale))
         return out
 
     def parameters(self) -> dict[str, np.ndarray]:
-        kernel = self.basis.from_packed(self.K.to(torch.float64))  # (T, C, n, n)
-        weight = self.basis.from_packed(self.W.to(torch.float64))  # (T, p, G, n, n)
-        return {"kernel": _np(kernel), "weight": _np(weight.reshape(self.trials, self.problem.num_classes, -1))}
+        t, p = self.trials, self.problem.num_classes
+        kernel = self.basis.images(self.Kc.to(torch.complex128).conj())  # (T, C, n, n)
+        weight = self.basis.images(self.W.to(torch.complex128))  # (T, p, G, n, n)
+        return {"kernel": _np(kernel), "weight": _np(weight.reshape(t, p, -1))}
 
 
 def _cnn_chunk(state: _CNNState, xc: torch.Tensor, yc: torch.Tensor, c: float) -> None:
-    """``B`` sequential single-sample SGD steps; ``xc (T, B, C, 2, R)`` holds ``n x̂`` packed unscaled."""
-    K, W = state.K, state.W
-    t, p = W.shape[0], W.shape[1]
+    """``B`` sequential single-sample SGD steps; ``xc (T, B, C, R)`` holds ``n x̂_R`` (complex), ``yc (T, B, p)``.
+
+    With ``Kc = conj(K)``: ``h = Σ_c Kc_c ⊙ x_c``, ``ŷ = Re Σ conj(W) h``, ``δ = Σ_i e_i W_i``,
+    ``W += c e hᵀ`` and ``Kc += c δ ⊙ conj(x)`` (the conjugate of ``K += c conj(δ) ⊙ x``).
+    """
+    Kc, Wr = state.Kc, state.Wr
+    t, p = Wr.shape[0], Wr.shape[1]
     g = state.groups
-    xs = torch.stack([xc[..., 1, :], -xc[..., 0, :]], dim=-2)  # [Im, -Re]: conj(a)⊙x = a_re x + a_im xs
-    w_flat = W.view(t, p, -1)
-    k_re, k_im = K[:, :, 0:1], K[:, :, 1:2]
-    tmp = torch.empty_like(K)
-    for j in range(xc.shape[1]):
-        x, x_sw = xc[:, j], xs[:, j]
-        torch.mul(k_re, x, out=tmp)
-        tmp.addcmul_(k_im, x_sw)  # conj(K_c) ⊙ X_c
-        h = tmp.sum(dim=1, keepdim=True) if g == 1 else tmp  # (T, G, 2, R)
-        h_flat = h.reshape(t, 1, -1)
-        y_hat = torch.bmm(w_flat, h_flat.transpose(1, 2)).view(t, p)
-        err = yc[:, j] - y_hat
-        delta = torch.bmm(err.view(t, 1, p), w_flat).view(t, g, 2, -1)
-        w_flat.baddbmm_(err.view(t, p, 1), h_flat, alpha=c)
-        K.addcmul_(delta[:, :, 0:1], x, value=c)
-        K.addcmul_(delta[:, :, 1:2], x_sw, value=c)
+    xconj = xc.conj().resolve_conj()
+    tmp = torch.empty_like(Kc)
+    for x, x_conj, y in zip(xc.unbind(1), xconj.unbind(1), yc.unbind(1)):
+        torch.mul(Kc, x, out=tmp)
+        h = tmp.sum(dim=1, keepdim=True) if g == 1 else tmp  # (T, G, R)
+        h_real = torch.view_as_real(h).view(t, 1, -1)
+        err = y - torch.bmm(Wr, h_real.transpose(1, 2)).view(t, p)
+        delta = torch.view_as_complex(torch.bmm(err.view(t, 1, p), Wr).view(t, g, -1, 2))
+        Wr.baddbmm_(err.view(t, p, 1), h_real, alpha=c)
+        Kc.addcmul_(delta, x_conj, value=c)
 
 
 def _cnn_full_batch(state: _CNNState, data: torch.Tensor, targets: torch.Tensor, c: float, steps: int) -> None:
-    """``steps`` full-batch GD steps on the dataset-averaged loss (same packed formulas, averaged)."""
-    K, W = state.K, state.W
-    t, p = W.shape[0], W.shape[1]
+    """``steps`` full-batch GD steps on the dataset-averaged loss (the same formulas, averaged)."""
+    Kc, Wr = state.Kc, state.Wr
+    t, p = Wr.shape[0], Wr.shape[1]
     g = state.groups
     n_samples = data.shape[0]
-    w_flat = W.view(t, p, -1)
     for _ in range(steps):
-        grad_w = torch.zeros_like(w_flat)
-        grad_k = torch.zeros_like(K)
+        grad_w = torch.zeros_like(Wr)
+        grad_k = torch.zeros_like(Kc)
         for start in range(0, n_samples, _FULL_BATCH_CHUNK):
-            x = data[start : start + _FULL_BATCH_CHUNK]  # (N', C, 2, R)
+            x = data[start : start + _FULL_BATCH_CHUNK]  # (N', C, R)
             y = targets[start : start + _FULL_BATCH_CHUNK]
-            x_sw = torch.stack([x[..., 1, :], -x[..., 0, :]], dim=-2)
-            prod = K[:, None, :, 0:1] * x[None] + K[:, None, :, 1:2] * x_sw[None]  # (T, N', C, 2, R)
+            prod = Kc[:, None] * x[None]  # (T, N', C, R)
             h = prod.sum(dim=2, keepdim=True) if g == 1 else prod
-            h_flat = h.reshape(t, x.shape[0], -1)
-            err = y[None] - torch.bmm(h_flat, w_flat.transpose(1, 2))  # (T, N', p)
-            grad_w += torch.bmm(err.transpose(1, 2), h_flat)
-            delta = torch.bmm(err, w_flat).view(t, x.shape[0], g, 2, -1)
-            grad_k += (delta[:, :, :, 0:1] * x[None] + delta[:, :, :, 1:2] * x_sw[None]).sum(dim=1)
-        w_flat.add_(grad_w, alpha=c / n_samples)
-        K.add_(grad_k, alpha=c / n_samples)
+            h_real = torch.view_as_real(h).reshape(t, x.shape[0], -1)
+            err = y[None] - torch.bmm(h_real, Wr.transpose(1, 2))  # (T, N', p)
+            grad_w += torch.bmm(err.transpose(1, 2), h_real)
+            delta = torch.view_as_complex(torch.bmm(err, Wr).view(t, x.shape[0], g, -1, 2))
+            grad_k += (delta * x.conj()[None]).sum(dim=1)
+        Wr.add_(grad_w, alpha=c / n_samples)
+        Kc.add_(grad_k, alpha=c / n_samples)
 
 
 def _run_loop(
@@ -467,8 +454,8 @@ def train_linear_cnn(
         raise ValueError("record_wbar needs channel_mode='sum' (one hidden map)")
     p = problem.num_classes
     c = 2.0 * lr / p
-    # The CNN data: n x̂ packed without the √ω scale (module doc), built once for this call.
-    data = (problem.phi.to(torch.float64) * (problem.n / state.scale)).to(problem.dtype)
+    # The CNN data: n x̂_R = n c(x)/√ω (module doc), built once for this call.
+    data = (problem.coeffs * (problem.n / state.scale).to(problem.dtype)).contiguous()
     targets = problem.targets
     recorder = _Recorder(problem, divergence_factor, lr, "cnn")
 
@@ -516,7 +503,7 @@ class _FCNNState:
         dev, dt = problem.device, problem.dtype
         t, h = init.num_trials, int(init.w1.shape[1])
         rows = init.w1.to(dev, torch.float64).reshape(t, h, c, n, n)
-        self.W1 = problem.basis.to_packed(rows).reshape(t, h, -1).to(dt).contiguous()
+        self.W1 = torch.view_as_real(problem.basis.coefficients(rows)).reshape(t, h, -1).to(dt).contiguous()
         self.W2 = init.w2.to(dev, dt, copy=True).contiguous()
 
     @property
@@ -531,11 +518,11 @@ class _FCNNState:
 
     def w1_images(self, trials: int, rows: int) -> torch.Tensor:
         c = self.problem.image_shape[0]
-        w1 = self.W1[:trials, :rows].to(torch.float64)
-        return self.problem.basis.from_packed(w1.reshape(*w1.shape[:2], c, 2, -1))  # (T', rows, C, n, n)
+        w1 = self.W1[:trials, :rows].to(torch.float64).reshape(trials, rows, c, -1, 2)
+        return self.problem.basis.images(torch.view_as_complex(w1.contiguous()))  # (T', rows, C, n, n)
 
     def parameters(self) -> dict[str, np.ndarray]:
-        t, h = self.W1.shape[:2]
+        t, h = (int(v) for v in self.W1.shape[:2])
         return {"w1": _np(self.w1_images(t, h).reshape(t, h, -1)), "w2": _np(self.W2)}
 
 
@@ -606,7 +593,7 @@ def train_linear_fcnn(
     state = _FCNNState(problem, init)
     p = problem.num_classes
     c = 2.0 * lr / p
-    data = problem.phi.reshape(problem.num_samples, -1)
+    data = problem.phi
     targets = problem.targets
     recorder = _Recorder(problem, divergence_factor, lr, "fcnn")
 
