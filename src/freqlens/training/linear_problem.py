@@ -45,7 +45,8 @@ class SetMoments:
     """Closed-form evaluation of loss and ``A`` on one sample set (train or test), float64.
 
     Either ``sigma_phi_phi (D', D')`` (moment route; stored in the data's precision) or ``phi (N, D')`` +
-    ``targets (N, p)`` (direct route, float64) is set. ``sigma_y_phi (p, D')``, ``sigma_phi_v (D', p)`` and ``y_sq = E‖y‖²`` always are.
+    ``targets (N, p)`` (direct route, float64) is set. ``sigma_y_phi (p, D')``, ``sigma_phi_v (D', p)`` and
+    ``y_sq = E‖y‖²`` always are.
     """
 
     num_samples: int

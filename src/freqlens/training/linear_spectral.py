@@ -91,7 +91,7 @@ class RealFourierBasis:
         return out
 
     def images(self, coeffs: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`coefficients` (on conjugate-consistent input): complex ``(..., R)`` -> real ``(..., n, n)``."""
+        """Inverse of :meth:`coefficients`: conjugate-consistent complex ``(..., R)`` -> real ``(..., n, n)``."""
         if not coeffs.is_complex():
             raise ValueError(f"coeffs must be complex, got {describe(coeffs)}")
         zr = coeffs / self.scale(coeffs.real.dtype, coeffs.device)

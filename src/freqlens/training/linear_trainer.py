@@ -279,7 +279,7 @@ class _CNNState:
         c, n, _ = problem.image_shape
         p = problem.num_classes
         if tuple(init.kernel.shape[1:]) != (c, n, n):
-            raise ValueError(f"init.kernel must have shape (T, {c}, {n}, {n}) for this problem, got {describe(init.kernel)}")
+            raise ValueError(f"init.kernel must have shape (T, {c}, {n}, {n}), got {describe(init.kernel)}")
         if init.weight.shape[1] != p:
             raise ValueError(f"init.weight must have p={p} rows, got {describe(init.weight)}")
         self.problem = problem
@@ -354,7 +354,7 @@ def _cnn_chunk(state: _CNNState, xc: torch.Tensor, yc: torch.Tensor, c: float) -
 def _cnn_full_batch(state: _CNNState, data: torch.Tensor, targets: torch.Tensor, c: float, steps: int) -> None:
     """``steps`` full-batch GD steps on the dataset-averaged loss (the same formulas, averaged)."""
     Kc, Wr = state.Kc, state.Wr
-    t, p = Wr.shape[0], Wr.shape[1]
+    t = Wr.shape[0]
     g = state.groups
     n_samples = data.shape[0]
     for _ in range(steps):
