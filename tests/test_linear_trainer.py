@@ -1,0 +1,240 @@
+"""The fast linear trainers against autograd + torch.optim.SGD, recording, divergence and determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from freqlens import DatasetStructure
+from freqlens.datasets import sums_of_cosines
+from freqlens.models.linear import LinearCNN, LinearFCNN, mse_loss_per_class
+from freqlens.training.linear_init import (
+    CNNParameters,
+    FCNNParameters,
+    random_cnn_init,
+    random_fcnn_init,
+    trial_generator,
+)
+from freqlens.training.linear_problem import LinearProblem
+from freqlens.training.linear_spectral import RealFourierBasis
+from freqlens.training.linear_trainer import (
+    LinearRun,
+    LinearTrainingDiverged,
+    _SampleStream,
+    train_linear_cnn,
+    train_linear_fcnn,
+)
+
+
+def _data(n_samples: int = 14, c: int = 2, n: int = 6, p: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n_samples, c, n, n, generator=g, dtype=torch.float64), torch.arange(n_samples) % p
+
+
+def _reference_sgd(
+    model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, p: int, lr: float, order: torch.Tensor
+) -> list[float]:
+    """Straightforward PyTorch: autograd + torch.optim.SGD, one sample per step; returns full-set losses."""
+    y = torch.eye(p, dtype=torch.float64)[labels]
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for i in order.tolist():
+        opt.zero_grad()
+        mse_loss_per_class(model(x[i : i + 1]), y[i : i + 1]).backward()
+        opt.step()
+    with torch.no_grad():
+        return [float(mse_loss_per_class(model(x), y))]
+
+
+def test_real_fourier_basis_is_an_isometry() -> None:
+    for n in (1, 2, 5, 6):
+        basis = RealFourierBasis.for_size(n)
+        g = torch.Generator().manual_seed(n)
+        a = torch.randn(3, n, n, generator=g, dtype=torch.float64)
+        b = torch.randn(3, n, n, generator=g, dtype=torch.float64)
+        ca, cb = basis.coefficients(a), basis.coefficients(b)
+        assert basis.size == (n * n + int(basis.weight.tolist().count(1.0))) // 2
+        dots = (torch.view_as_real(ca) * torch.view_as_real(cb)).sum(dim=(-2, -1))
+        assert torch.allclose(dots, (a * b).sum(dim=(-2, -1)), atol=1e-12)
+        assert torch.allclose(basis.images(ca), a, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["sum", "separate"])
+@pytest.mark.parametrize("sampling", ["random", "epochs"])
+def test_cnn_trainer_equals_autograd_sgd(mode: str, sampling: str) -> None:
+    x, labels = _data()
+    p = 3
+    problem = LinearProblem.from_data(x, labels)
+    init = random_cnn_init(2, (2, 6, 6), p, 0.2, 0.2, seed=4, channel_mode=mode)
+    lr, steps = 0.01, 40
+    run = train_linear_cnn(problem, init, lr, steps, sampling=sampling, record_every=10, seed=9)  # type: ignore[arg-type]
+    order = _SampleStream(x.shape[0], sampling, seed=9, trials=2).take(steps)
+    for t in range(2):
+        model = LinearCNN((2, 6, 6), p, mode).set_parameters(init.kernel[t], init.weight[t])  # type: ignore[arg-type]
+        losses = _reference_sgd(model, x, labels, p, lr, order[t])
+        assert np.allclose(run.final["kernel"][t], model.kernel.detach().numpy(), atol=1e-13)
+        assert np.allclose(run.final["weight"][t], model.weight.detach().numpy(), atol=1e-13)
+        assert run.loss_train[t, -1] == pytest.approx(losses[-1], rel=1e-11)
+        # A(t) recorded in closed form equals Uᵀ Σ_ŷx V from the network's predictions
+        a_direct = problem.structure.effective_singular_values(x, model(x).detach())
+        assert np.allclose(run.a_train[t, -1], a_direct, atol=1e-12)
+    if sampling == "epochs":  # shuffled epochs visit every sample once per epoch
+        for t in range(2):
+            assert sorted(order[t, :14].tolist()) == list(range(14))
+
+
+def test_fcnn_trainer_equals_autograd_sgd() -> None:
+    x, labels = _data(n_samples=20)
+    p = 3
+    problem = LinearProblem.from_data(x, labels)
+    init = random_fcnn_init(2, 72, 9, p, 0.1, seed=2)
+    lr, steps = 0.02, 300  # several lazy-update blocks
+    run = train_linear_fcnn(problem, init, lr, steps, record_every=100, seed=5, snapshot_times=(0, 300))
+    order = _SampleStream(x.shape[0], "random", seed=5, trials=2).take(steps)
+    for t in range(2):
+        model = LinearFCNN(72, 9, p).set_parameters(init.w1[t], init.w2[t])
+        losses = _reference_sgd(model, x, labels, p, lr, order[t])
+        assert np.allclose(run.final["w1"][t], model.w1.detach().numpy(), atol=1e-12)
+        assert np.allclose(run.final["w2"][t], model.w2.detach().numpy(), atol=1e-12)
+        assert run.loss_train[t, -1] == pytest.approx(losses[-1], rel=1e-10)
+    assert run.w1_snapshots is not None and run.w1_snapshots.shape == (1, 2, 8, 2, 6, 6)
+    assert np.allclose(run.w1_snapshots[0, 0].reshape(8, -1), init.w1[0, :8].numpy(), atol=1e-13)
+    assert np.allclose(run.w1_snapshots[0, 1].reshape(8, -1), run.final["w1"][0, :8], atol=1e-13)
+
+
+@pytest.mark.parametrize("network", ["cnn", "fcnn"])
+def test_full_batch_equals_autograd_gd(network: str) -> None:
+    x, labels = _data(n_samples=9, c=1, n=5)
+    p = 3
+    problem = LinearProblem.from_data(x, labels)
+    y = torch.eye(p, dtype=torch.float64)[labels]
+    lr, steps = 0.05, 25
+    model: torch.nn.Module
+    if network == "cnn":
+        cinit = random_cnn_init(1, (1, 5, 5), p, 0.3, 0.3, seed=1)
+        run = train_linear_cnn(problem, cinit, lr, steps, sampling="full_batch", record_every=steps)
+        model = LinearCNN((1, 5, 5), p).set_parameters(cinit.kernel[0], cinit.weight[0])
+    else:
+        finit = random_fcnn_init(1, 25, 7, p, 0.3, seed=1)
+        run = train_linear_fcnn(problem, finit, lr, steps, sampling="full_batch", record_every=steps)
+        model = LinearFCNN(25, 7, p).set_parameters(finit.w1[0], finit.w2[0])
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        mse_loss_per_class(model(x), y).backward()
+        opt.step()
+    for name, value in run.final.items():
+        assert np.allclose(value[0], getattr(model, name).detach().numpy(), atol=1e-12), name
+
+
+def test_moment_route_equals_direct_route_and_test_set() -> None:
+    x, labels = _data(n_samples=40, c=1, n=4, p=2, seed=3)
+    xt, lt = _data(n_samples=8, c=1, n=4, p=2, seed=8)
+    problem = LinearProblem.from_data(x, labels, xt, lt)
+    assert problem.train.sigma_phi_phi is not None  # N = 40 > D' = 2 * 10 -> moment route
+    assert problem.test is not None and problem.test.phi is not None  # N = 8 -> direct route
+    init = random_cnn_init(3, (1, 4, 4), 2, 0.4, 0.4, seed=0)
+    run = train_linear_cnn(problem, init, 0.01, 30, record_every=15)
+    assert run.loss_test is not None and run.a_test is not None
+    st = DatasetStructure.from_data(x, labels)
+    y, yt = torch.eye(2, dtype=torch.float64)[labels], torch.eye(2, dtype=torch.float64)[lt]
+    for t in range(3):
+        m = LinearCNN((1, 4, 4), 2).set_parameters(
+            torch.from_numpy(run.final["kernel"][t]), torch.from_numpy(run.final["weight"][t])
+        )
+        with torch.no_grad():
+            assert run.loss_train[t, -1] == pytest.approx(float(mse_loss_per_class(m(x), y)), rel=1e-10)
+            assert run.loss_test[t, -1] == pytest.approx(float(mse_loss_per_class(m(xt), yt)), rel=1e-10)
+            assert np.allclose(run.a_train[t, -1], st.effective_singular_values(x, m(x)), atol=1e-12)
+            # test-set A uses the training structure's U, V
+            a_test = st.U.T @ (m(xt).numpy().T @ xt.reshape(8, -1).numpy() / 8) @ st.V
+            assert np.allclose(run.a_test[t, -1], a_test, atol=1e-12)
+
+
+def test_recorded_spectra_balance_and_snapshots() -> None:
+    x, labels = sums_of_cosines(n=8, freq_sets=(((0, 1), (2, 3)), ((1, 1),)), amplitudes=((1.0, 0.5), (0.7,)))
+    problem = LinearProblem.from_data(x, labels)
+    init = random_cnn_init(2, (1, 8, 8), 2, 0.05, 0.05, seed=1)
+    run = train_linear_cnn(problem, init, 0.02, 60, record_every=20, snapshot_times=(0, 20, 60), record_wbar=True)
+    assert run.t.tolist() == [0, 20, 40, 60] and run.snapshot_t.tolist() == [0, 20, 60]
+    assert run.khat_abs is not None and run.balance is not None and run.wbar_abs is not None
+    assert run.kernel_snapshots is not None and run.weight_snapshots is not None
+    q = np.fft.fft2  # independent route for |k̂| (unitary: /n)
+    for t in range(2):
+        for s_idx, step in enumerate(run.snapshot_t):
+            r = int(np.flatnonzero(run.t == step)[0])
+            k = run.kernel_snapshots[t, s_idx, 0]
+            w = run.weight_snapshots[t, s_idx]
+            assert np.allclose(run.khat_abs[t, r, 0], np.abs(q(k) / 8).reshape(-1), atol=1e-12)
+            w_hat = np.abs(q(w.reshape(2, 8, 8)) / 8).reshape(2, -1)
+            ratio = np.linalg.norm(w_hat, axis=0) / np.abs(q(k) / 8).reshape(-1)
+            assert np.allclose(run.balance[t, r, 0], ratio, rtol=1e-10)
+            wbar = problem.structure.U.T @ w @ np.conj(np.kron(*(2 * [np.fft.fft(np.eye(8)) / np.sqrt(8)])))
+            assert np.allclose(run.wbar_abs[t, r], np.abs(wbar), atol=1e-12)
+    assert np.allclose(run.kernel_snapshots[:, 0], init.kernel.numpy())
+
+
+def test_determinism_and_trial_independence() -> None:
+    x, labels = _data(n_samples=10, c=1, n=4)
+    problem = LinearProblem.from_data(x, labels)
+    init = random_cnn_init(3, (1, 4, 4), 3, 0.2, 0.2, seed=11)
+    a = train_linear_cnn(problem, init, 0.01, 50, record_every=25, seed=2)
+    b = train_linear_cnn(problem, init, 0.01, 50, record_every=25, seed=2)
+    c = train_linear_cnn(problem, init, 0.01, 50, record_every=25, seed=3)
+    for key, value in a.arrays().items():
+        if key != "wall_time_s":
+            assert np.array_equal(value, b.arrays()[key]), key
+    assert not np.array_equal(a.final["kernel"], c.final["kernel"])
+    # trial 1 of a 3-trial run equals a 1-trial run given the same init and stream
+    single_init = random_cnn_init(3, (1, 4, 4), 3, 0.2, 0.2, seed=11)
+    assert torch.equal(single_init.kernel, init.kernel)
+    one = CNNParameters(init.kernel[:1].clone(), init.weight[:1].clone())
+    d = train_linear_cnn(problem, one, 0.01, 50, record_every=25, seed=2)
+    assert np.array_equal(d.final["kernel"][0], a.final["kernel"][0])
+    # the init generator stream depends only on (seed, trial, stream)
+    assert torch.equal(
+        torch.randn(3, generator=trial_generator(5, 1, 2)), torch.randn(3, generator=trial_generator(5, 1, 2))
+    )
+    # runs round-trip through arrays (stage storage)
+    back = LinearRun.from_arrays(a.arrays("cnn_"), "cnn", "random", prefix="cnn_")
+    assert np.array_equal(back.a_train, a.a_train) and np.array_equal(back.final["kernel"], a.final["kernel"])
+
+
+def test_divergence_stops_with_message_and_keeps_records() -> None:
+    x, labels = _data(n_samples=6, c=1, n=4)
+    problem = LinearProblem.from_data(x, labels)
+    init = random_cnn_init(2, (1, 4, 4), 3, 1.0, 1.0, seed=0)
+    with pytest.raises(LinearTrainingDiverged, match=r"learning_rate=5") as info:
+        train_linear_cnn(problem, init, 5.0, 2000, record_every=10)
+    partial = info.value.run
+    assert partial.diverged and partial.t[0] == 0 and np.isfinite(partial.loss_train).all()
+    assert len(partial.t) >= 1
+    run = train_linear_cnn(problem, init, 5.0, 2000, record_every=10, on_divergence="return")
+    assert run.diverged and "lower the learning rate" in run.message and run.t[-1] < 2000
+    finit = random_fcnn_init(1, 16, 5, 3, 1.0, seed=0)
+    with pytest.raises(LinearTrainingDiverged, match="FCNN.*learning_rate=5"):
+        train_linear_fcnn(problem, finit, 5.0, 2000, record_every=10)
+
+
+def test_bad_arguments_raise_before_training() -> None:
+    x, labels = _data(n_samples=6, c=1, n=4)
+    problem = LinearProblem.from_data(x, labels)
+    init = random_cnn_init(1, (1, 4, 4), 3, 0.1, 0.1, seed=0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        train_linear_cnn(problem, init, -1.0, 10)
+    with pytest.raises(ValueError, match="sampling"):
+        train_linear_cnn(problem, init, 0.1, 10, sampling="minibatch")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="snapshot_times"):
+        train_linear_cnn(problem, init, 0.1, 10, snapshot_times=(11,))
+    with pytest.raises(TypeError, match="CNNParameters"):
+        train_linear_cnn(problem, FCNNParameters(torch.zeros(1, 2, 16), torch.zeros(1, 3, 2)), 0.1, 10)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="init.kernel must have shape"):
+        train_linear_cnn(problem, random_cnn_init(1, (2, 4, 4), 3, 0.1, 0.1, seed=0), 0.1, 10)
+    with pytest.raises(ValueError, match="labels must have one entry per image"):
+        LinearProblem.from_data(x, labels[:5])
+    with pytest.raises(ValueError, match="dtype"):
+        LinearProblem.from_data(x, labels, dtype=torch.float16)
+    with pytest.raises(ValueError, match="x_test and labels_test"):
+        LinearProblem.from_data(x, labels, x_test=x)
+    with pytest.raises(ValueError, match="seed"):
+        trial_generator(-1, 0)
