@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,15 @@ from freqlens.training.linear_trainer import (
     train_linear_cnn,
     train_linear_fcnn,
 )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """These tests use tiny tensors: one thread avoids OpenMP wake-up costs on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _data(n_samples: int = 14, c: int = 2, n: int = 6, p: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -187,7 +187,7 @@ def integrate_cnn_transformed(
     atol: float = 1e-13,
 ) -> dict[str, np.ndarray]:
     """Integrate Eqs. 15-16 (DOP853) from any ``(W̄(0), k̂(0))``; returns ``t``, ``wbar (R, p, M)``,
-    ``khat (R, M)`` and ``A (R, p, p)`` at ``t_eval``."""
+    ``khat (R, M)`` and ``A (R, p, p)`` (its real part: ``A`` is real for real networks) at ``t_eval``."""
     tau = _positive("tau", tau)
     t_eval = _array("t_eval", t_eval, ndim=1)
     p, m = wbar0.shape
@@ -210,7 +210,8 @@ def integrate_cnn_transformed(
     wbar = z[:, : p * m].reshape(-1, p, m)
     khat = z[:, p * m :]
     a = np.stack([cnn_effective_singular_values(wbar[i], khat[i], v_hat, d, n) for i in range(len(t_eval))])
-    return {"t": t_eval, "wbar": wbar, "khat": khat, "A": a}
+    # A is real for states of real networks (conjugate-symmetric W̄, k̂, V̂); drop the rounding residue.
+    return {"t": t_eval, "wbar": wbar, "khat": khat, "A": a.real}
 
 
 # ------------------------------------------------------------------------------ §5 FCNN system

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -265,6 +266,22 @@ class _Recorder:
         )
 
 
+@contextmanager
+def _single_threaded(device: torch.device) -> Iterator[None]:
+    """Run the per-step kernels on one CPU thread: they are far too small to split (~10⁴-10⁵ elements),
+    and waking a second OpenMP thread per kernel costs more than it saves (badly so on a busy machine).
+    The large products of the records and moments keep all threads."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _np(x: torch.Tensor) -> np.ndarray:
     return x.detach().to("cpu", torch.float64).numpy()
 
@@ -387,8 +404,10 @@ def _run_loop(
     record: Callable[[int], tuple[dict[str, np.ndarray], bool]],
     snapshot: Callable[[int], dict[str, np.ndarray]],
     progress: Progress | None,
+    single_thread: bool,
 ) -> str:
-    """Advance from event to event; returns the divergence message ('' if none)."""
+    """Advance from event to event; returns the divergence message ('' if none). ``single_thread`` runs
+    ``advance`` on one CPU thread (see :func:`_single_threaded`)."""
     stream = _SampleStream(problem.num_samples, sampling, seed, trials) if sampling != "full_batch" else None
     done = 0
     indices: Iterable[int] = range(len(events))
@@ -396,10 +415,11 @@ def _run_loop(
         indices = progress(indices)
     for e in indices:
         target = events[e]
-        while done < target:
-            count = min(_MAX_CHUNK, target - done)
-            advance(count, stream.take(count) if stream is not None else None)
-            done += count
+        with _single_threaded(problem.device) if single_thread else nullcontext():
+            while done < target:
+                count = min(_MAX_CHUNK, target - done)
+                advance(count, stream.take(count) if stream is not None else None)
+                done += count
         if target in record_at:
             values, finite = record(target)
             message = recorder.check(target, values["loss_train"], finite)
@@ -480,7 +500,7 @@ def train_linear_cnn(
 
     message = _run_loop(
         problem, recorder, events, record_at, set(snapshot_times), sampling, seed, state.trials,
-        advance, record, snapshot, progress,
+        advance, record, snapshot, progress, single_thread=True,
     )  # fmt: skip
     run = recorder.run(sampling, state.parameters() if not message else {}, message, time.perf_counter() - t0)
     if message and on_divergence == "raise":
@@ -534,13 +554,14 @@ def _fcnn_chunk(state: _FCNNState, xb: torch.Tensor, yb: torch.Tensor, c: float)
     u0 = torch.bmm(W1, xb.transpose(1, 2))  # (T, H, B): W1_0 x_s
     gram = torch.bmm(xb, xb.transpose(1, 2))  # (T, B, B)
     acc = torch.zeros(t, hidden, count, dtype=W1.dtype, device=W1.device)  # a_s = c W2ᵀ e_s
-    for s in range(count):
-        u = u0[:, :, s]
-        if s:
-            u = u + torch.bmm(acc[:, :, :s], gram[:, :s, s : s + 1]).view(t, hidden)
-        err = yb[:, s] - torch.bmm(W2, u.view(t, hidden, 1)).view(t, p)
-        acc[:, :, s] = torch.bmm(err.view(t, 1, p), W2).view(t, hidden) * c
-        W2.baddbmm_(err.view(t, p, 1), u.view(t, 1, hidden), alpha=c)
+    with _single_threaded(W1.device):  # the sequential part is small; the block products above and below are not
+        for s in range(count):
+            u = u0[:, :, s]
+            if s:
+                u = u + torch.bmm(acc[:, :, :s], gram[:, :s, s : s + 1]).view(t, hidden)
+            err = yb[:, s] - torch.bmm(W2, u.view(t, hidden, 1)).view(t, p)
+            acc[:, :, s] = torch.bmm(err.view(t, 1, p), W2).view(t, hidden) * c
+            W2.baddbmm_(err.view(t, p, 1), u.view(t, 1, hidden), alpha=c)
     W1.baddbmm_(acc, xb)
 
 
@@ -599,7 +620,9 @@ def train_linear_fcnn(
 
     def advance(count: int, idx: torch.Tensor | None) -> None:
         if idx is None:
-            _fcnn_full_batch(state, data, targets, c, count)
+            small = state.W1.numel() * max(1, problem.num_samples // 64) < 2**22
+            with _single_threaded(problem.device) if small else nullcontext():
+                _fcnn_full_batch(state, data, targets, c, count)
             return
         flat = idx.reshape(-1).to(problem.device)
         xb = data.index_select(0, flat).view(state.trials, count, -1)
@@ -617,7 +640,7 @@ def train_linear_fcnn(
 
     message = _run_loop(
         problem, recorder, events, record_at, set(snapshot_times), sampling, seed, state.trials,
-        advance, record, snapshot, progress,
+        advance, record, snapshot, progress, single_thread=False,
     )  # fmt: skip
     run = recorder.run(sampling, state.parameters() if not message else {}, message, time.perf_counter() - t0)
     if message and on_divergence == "raise":
