@@ -347,7 +347,8 @@ class AveragedCNNDynamics:
         progress: Callable[[float], None] | None = None,
     ) -> dict[str, np.ndarray]:
         """Integrate from ``(ŵ(0), k̂(0))`` (any leading batch shape, e.g. trials); returns ``t``,
-        ``A (..., R, p, p)``, ``loss (..., R)``, ``khat_abs (..., R, C, n²)``."""
+        ``A (..., R, p, p)``, ``loss (..., R)``, ``khat_abs (..., R, C, n²)`` and
+        ``wbar_abs (..., R, p, n²)`` (``|W̄_αm| = |Σ_i U_iα ŵ_im|``, spec Eq. 12)."""
         t_eval = _array("t_eval", t_eval, ndim=1)
         w0 = np.asarray(w_hat0, dtype=complex)
         k0 = np.asarray(k_hat0, dtype=complex)
@@ -364,7 +365,7 @@ class AveragedCNNDynamics:
         sol = solve_ivp(rhs, (0.0, float(t_eval[-1])), y0, method="RK45", t_eval=t_eval, rtol=rtol, atol=atol)
         if not sol.success:
             raise RuntimeError(f"integration of the averaged CNN dynamics failed: {sol.message}")
-        a_list, loss_list, k_list = [], [], []
+        a_list, loss_list, k_list, w_list = [], [], [], []
         for i in range(sol.y.shape[1]):
             z = _r2c(sol.y[:, i], (nw + k0.size,))
             w, k = z[:nw].reshape(w0.shape), z[nw:].reshape(k0.shape)
@@ -372,11 +373,13 @@ class AveragedCNNDynamics:
             a_list.append(a)
             loss_list.append(loss)
             k_list.append(np.abs(k))
+            w_list.append(np.abs(np.einsum("ia,...im->...am", self.U, w)))
         return {
             "t": t_eval,
             "A": np.moveaxis(np.stack(a_list), 0, -3),
             "loss": np.moveaxis(np.stack(loss_list), 0, -1),
             "khat_abs": np.moveaxis(np.stack(k_list), 0, -3),
+            "wbar_abs": np.moveaxis(np.stack(w_list), 0, -3),
         }
 
 

@@ -404,30 +404,36 @@ def _run_loop(
     record: Callable[[int], tuple[dict[str, np.ndarray], bool]],
     snapshot: Callable[[int], dict[str, np.ndarray]],
     progress: Progress | None,
-    single_thread: bool,
+    single_thread_steps: bool,
 ) -> str:
-    """Advance from event to event; returns the divergence message ('' if none). ``single_thread`` runs
-    ``advance`` on one CPU thread (see :func:`_single_threaded`)."""
+    """Advance from event to event; returns the divergence message ('' if none).
+
+    Threads (CPU): a small problem (synthetic datasets) runs entirely on one thread, since none of its
+    products is worth splitting; otherwise ``advance`` runs on one thread if ``single_thread_steps``
+    (see :func:`_single_threaded`) and the records use every thread.
+    """
     stream = _SampleStream(problem.num_samples, sampling, seed, trials) if sampling != "full_batch" else None
-    done = 0
+    small = problem.packed_dim * max(problem.num_samples, problem.packed_dim) * trials < 2**24
     indices: Iterable[int] = range(len(events))
     if progress is not None:
         indices = progress(indices)
-    for e in indices:
-        target = events[e]
-        with _single_threaded(problem.device) if single_thread else nullcontext():
-            while done < target:
-                count = min(_MAX_CHUNK, target - done)
-                advance(count, stream.take(count) if stream is not None else None)
-                done += count
-        if target in record_at:
-            values, finite = record(target)
-            message = recorder.check(target, values["loss_train"], finite)
-            if message:
-                return message
-            recorder.add(target, values)
-        if target in snapshot_at:
-            recorder.add_snapshot(target, snapshot(target))
+    done = 0
+    with _single_threaded(problem.device) if small else nullcontext():
+        for e in indices:
+            target = events[e]
+            with _single_threaded(problem.device) if single_thread_steps and not small else nullcontext():
+                while done < target:
+                    count = min(_MAX_CHUNK, target - done)
+                    advance(count, stream.take(count) if stream is not None else None)
+                    done += count
+            if target in record_at:
+                values, finite = record(target)
+                message = recorder.check(target, values["loss_train"], finite)
+                if message:
+                    return message
+                recorder.add(target, values)
+            if target in snapshot_at:
+                recorder.add_snapshot(target, snapshot(target))
     return ""
 
 
@@ -500,7 +506,7 @@ def train_linear_cnn(
 
     message = _run_loop(
         problem, recorder, events, record_at, set(snapshot_times), sampling, seed, state.trials,
-        advance, record, snapshot, progress, single_thread=True,
+        advance, record, snapshot, progress, single_thread_steps=True,
     )  # fmt: skip
     run = recorder.run(sampling, state.parameters() if not message else {}, message, time.perf_counter() - t0)
     if message and on_divergence == "raise":
@@ -620,9 +626,7 @@ def train_linear_fcnn(
 
     def advance(count: int, idx: torch.Tensor | None) -> None:
         if idx is None:
-            small = state.W1.numel() * max(1, problem.num_samples // 64) < 2**22
-            with _single_threaded(problem.device) if small else nullcontext():
-                _fcnn_full_batch(state, data, targets, c, count)
+            _fcnn_full_batch(state, data, targets, c, count)
             return
         flat = idx.reshape(-1).to(problem.device)
         xb = data.index_select(0, flat).view(state.trials, count, -1)
@@ -640,7 +644,7 @@ def train_linear_fcnn(
 
     message = _run_loop(
         problem, recorder, events, record_at, set(snapshot_times), sampling, seed, state.trials,
-        advance, record, snapshot, progress, single_thread=False,
+        advance, record, snapshot, progress, single_thread_steps=False,
     )  # fmt: skip
     run = recorder.run(sampling, state.parameters() if not message else {}, message, time.perf_counter() - t0)
     if message and on_divergence == "raise":
