@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 from ..datasets import pure_cosines, sums_of_cosines
 from ..fourier import conjugate_index, frequency_pairs, vec2d_dft
@@ -515,7 +516,9 @@ def plot_fig4(data: Mapping[str, np.ndarray], cfg: Fig4Config, summary: Mapping[
     fig = Figure(figsize=(13.0, 9.0), constrained_layout=True)
     grid = fig.add_gridspec(3, 4, height_ratios=[1.0, 1.25, 1.0])
     for a in range(p):
-        show_image(fig.add_subplot(grid[0, a]), data["class_images"][a], f"class {a} image", cmap="RdBu_r")
+        lim = float(np.abs(data["class_images"][a]).max()) or 1.0
+        show_image(fig.add_subplot(grid[0, a]), data["class_images"][a], f"class {a} image", cmap="RdBu_r",
+                   vmin=-lim, vmax=lim)  # fmt: skip
         ax = fig.add_subplot(grid[0, 2 + a])
         show_spectrum(ax, data["v_hat_abs"][a].reshape(n, n), f"$|\\hat v_{{m{a}}}|$ (mode {a}, s={s[a]:.2f})")
     khat, khat_th = data["khat_abs"], data["khat_abs_theory"]
@@ -689,11 +692,14 @@ def plot_figS2(data: Mapping[str, np.ndarray], cfg: FigS2Config, summary: Mappin
         col = _color(a)
         geo = np.exp(np.log(r).mean(axis=0))  # (R, |M̄_α|) geometric mean over trials
         for j in range(geo.shape[1]):
-            ax.plot(t, geo[:, j], color=col, lw=1.2, alpha=0.85, label=f"m ∈ M̄_{a} (mode {a})" if j == 0 else None)
+            label = f"$m \\in \\bar M_{a}$ (mode {a})" if j == 0 else None
+            ax.plot(t, geo[:, j], color=col, lw=1.2, alpha=0.85, label=label)
             ax.plot(t, np.exp(np.log(r_th[:, :, j]).mean(axis=0)), color="k", lw=0.6, ls="--")
     ax.plot([], [], color="k", lw=0.6, ls="--", label="averaged flow, same inits")
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
     ax.set_xlabel("samples t")
     ax.set_ylabel("$|\\bar W_{\\alpha m}| / |\\hat k_m|$ (geometric mean over trials)")
     ax.set_xlim(t[0], t[-1])
