@@ -425,7 +425,7 @@ def _sums_runs(ctx: RunContext, cfg: SumsConfig, with_fcnn: bool) -> dict[str, n
         )
         w_hat = vec2d_dft(init.weight.numpy().reshape(cfg.trials, p, n, n))
         k_hat = np.conj(vec2d_dft(init.kernel.numpy()))  # convolution form of the correlation kernel
-        sol = dyn.integrate(w_hat, k_hat, cnn.t.astype(float), rtol=1e-9, atol=1e-16)
+        sol = dyn.integrate(w_hat, k_hat, cnn.t.astype(float), rtol=1e-8, atol=1e-14)
         return {"A": sol["A"], "khat_abs": sol["khat_abs"], "wbar_abs": sol["wbar_abs"]}
 
     th = ctx.stage("cnn_theory", theory)

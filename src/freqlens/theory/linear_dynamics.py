@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from ..fourier import vec2d_dft
+from ..fourier import vec2d_dft, vec2d_idft
 
 __all__ = [
     "AveragedCNNDynamics",
@@ -39,6 +39,7 @@ __all__ = [
     "cnn_transformed_rhs",
     "fcnn_sigmoid",
     "fcnn_transformed_rhs",
+    "integrate_averaged_fcnn",
     "integrate_cnn_transformed",
     "integrate_fcnn_transformed",
     "minimal_norm_solution",
@@ -342,33 +343,42 @@ class AveragedCNNDynamics:
         w_hat0: np.ndarray,
         k_hat0: np.ndarray,
         t_eval: np.ndarray,
-        rtol: float = 1e-8,
-        atol: float = 1e-12,
+        rtol: float = 1e-6,
+        atol: float = 1e-10,
         progress: Callable[[float], None] | None = None,
     ) -> dict[str, np.ndarray]:
         """Integrate from ``(ŵ(0), k̂(0))`` (any leading batch shape, e.g. trials); returns ``t``,
         ``A (..., R, p, p)``, ``loss (..., R)``, ``khat_abs (..., R, C, n²)`` and
-        ``wbar_abs (..., R, p, n²)`` (``|W̄_αm| = |Σ_i U_iα ŵ_im|``, spec Eq. 12)."""
+        ``wbar_abs (..., R, p, n²)`` (``|W̄_αm| = |Σ_i U_iα ŵ_im|``, spec Eq. 12).
+
+        The state is integrated in pixel space (real ``w = Q*ŵ``, ``k = Q*k̂``): the derivatives are
+        mapped back with the inverse DFT and projected on real values, so rounding can never push the
+        spectra off conjugate symmetry (off that subspace the complex flow is not stable).
+        """
         t_eval = _array("t_eval", t_eval, ndim=1)
-        w0 = np.asarray(w_hat0, dtype=complex)
-        k0 = np.asarray(k_hat0, dtype=complex)
+        n = self.n
+        w0 = self._pixels(np.asarray(w_hat0, dtype=complex))
+        k0 = self._pixels(np.asarray(k_hat0, dtype=complex))
         nw = w0.size
+
+        def split(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            w = vec2d_dft(y[:nw].reshape(*w0.shape[:-1], n, n))
+            k = vec2d_dft(y[nw:].reshape(*k0.shape[:-1], n, n))
+            return w, k
 
         def rhs(t: float, y: np.ndarray) -> np.ndarray:
             if progress is not None:
                 progress(t)
-            z = _r2c(y, (nw + k0.size,))
-            dw, dk = self.rhs(z[:nw].reshape(w0.shape), z[nw:].reshape(k0.shape))
-            return _c2r(np.concatenate([dw.ravel(), dk.ravel()]))
+            dw, dk = self.rhs(*split(y))
+            return np.concatenate([self._pixels(dw).ravel(), self._pixels(dk).ravel()])
 
-        y0 = _c2r(np.concatenate([w0.ravel(), k0.ravel()]))
+        y0 = np.concatenate([w0.ravel(), k0.ravel()])
         sol = solve_ivp(rhs, (0.0, float(t_eval[-1])), y0, method="RK45", t_eval=t_eval, rtol=rtol, atol=atol)
         if not sol.success:
             raise RuntimeError(f"integration of the averaged CNN dynamics failed: {sol.message}")
         a_list, loss_list, k_list, w_list = [], [], [], []
         for i in range(sol.y.shape[1]):
-            z = _r2c(sol.y[:, i], (nw + k0.size,))
-            w, k = z[:nw].reshape(w0.shape), z[nw:].reshape(k0.shape)
+            w, k = split(sol.y[:, i])
             a, loss = self.evaluate(w, k)
             a_list.append(a)
             loss_list.append(loss)
@@ -382,6 +392,11 @@ class AveragedCNNDynamics:
             "wbar_abs": np.moveaxis(np.stack(w_list), 0, -3),
         }
 
+    def _pixels(self, z_hat: np.ndarray) -> np.ndarray:
+        """Real pixel values ``Re(Q* ẑ)`` of spectra ``(..., n²)``."""
+        n = self.n
+        return vec2d_idft(z_hat, (n, n)).real.reshape(*z_hat.shape[:-1], n * n)
+
 
 def averaged_fcnn_rhs(
     w1: np.ndarray, w2: np.ndarray, sigma_yx: np.ndarray, sigma_xx: np.ndarray, tau: float
@@ -390,6 +405,45 @@ def averaged_fcnn_rhs(
     ``τ Ẇ2 = (Σ_yx − W2 W1 Σ_xx) W1ᵀ``; batched over leading axes."""
     err = sigma_yx - w2 @ w1 @ sigma_xx
     return np.swapaxes(w2, -1, -2) @ err / tau, err @ np.swapaxes(w1, -1, -2) / tau
+
+
+def integrate_averaged_fcnn(
+    w1: np.ndarray,
+    w2: np.ndarray,
+    sigma_yx: np.ndarray,
+    sigma_xx: np.ndarray,
+    y_sq: float,
+    U: np.ndarray,
+    V: np.ndarray,
+    tau: float,
+    t_eval: np.ndarray,
+    rtol: float = 1e-6,
+    atol: float = 1e-10,
+) -> dict[str, np.ndarray]:
+    """Integrate :func:`averaged_fcnn_rhs` from ``w1 (..., H, D)``, ``w2 (..., p, H)``; returns ``t``,
+    ``A (..., R, p, p) = Uᵀ W2 W1 Σ_xx V`` and the Keras-MSE ``loss (..., R)``."""
+    tau = _positive("tau", tau)
+    t_eval = _array("t_eval", t_eval, ndim=1)
+    w1 = np.asarray(w1, dtype=np.float64)
+    w2 = np.asarray(w2, dtype=np.float64)
+    n1 = w1.size
+
+    def rhs(_t: float, y: np.ndarray) -> np.ndarray:
+        g1, g2 = averaged_fcnn_rhs(y[:n1].reshape(w1.shape), y[n1:].reshape(w2.shape), sigma_yx, sigma_xx, tau)
+        return np.concatenate([g1.ravel(), g2.ravel()])
+
+    y0 = np.concatenate([w1.ravel(), w2.ravel()])
+    sol = solve_ivp(rhs, (0.0, float(t_eval[-1])), y0, method="RK45", t_eval=t_eval, rtol=rtol, atol=atol)
+    if not sol.success:
+        raise RuntimeError(f"integration of the averaged FCNN dynamics failed: {sol.message}")
+    a_list, loss_list = [], []
+    p = w2.shape[-2]
+    for i in range(sol.y.shape[1]):
+        m = sol.y[n1:, i].reshape(w2.shape) @ sol.y[:n1, i].reshape(w1.shape)
+        mx = m @ sigma_xx
+        a_list.append(U.T @ mx @ V)
+        loss_list.append((y_sq - 2.0 * (m * sigma_yx).sum(axis=(-2, -1)) + (mx * m).sum(axis=(-2, -1))) / p)
+    return {"t": t_eval, "A": np.moveaxis(np.stack(a_list), 0, -3), "loss": np.moveaxis(np.stack(loss_list), 0, -1)}
 
 
 # ------------------------------------------------------------------------------ §7 soft winner-takes-all

@@ -1,0 +1,643 @@
+"""Linear CNN vs FCNN on more general datasets (Pinson et al. 2023, §5): geometric shapes and CIFAR-4.
+
+``pinson-fig5``: ``a_α(t)``, losses (train and test for CIFAR-4), FCNN ``W1`` rows and CNN kernels at
+several times, and ``|k̂_m(t)|`` for all frequencies with one cascaded trajectory highlighted
+(spec ``linear_cnn_dynamics.md`` §9 I.3-I.4, §10 Fig. 5). For the shapes (one image per class) the
+averaged flow of spec §4.2, integrated from every trial's initial condition, is drawn over the runs.
+``pinson-figS5``: geometric shapes at 2000, 9000, 16000 and 55000 samples: ``|v̂_mα|`` of the modes
+discovered by then, with the trial-averaged ``|k̂_m|`` overlaid as crosses (spec §10 Fig. S.5, App. J).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ..datasets import CIFAR10_CLASSES, SHAPES, geometric_shapes, load_cifar10
+from ..fourier import vec2d_dft
+from ..plots import MODE_COLORS, show_image, signed_image
+from ..theory.linear_dynamics import AveragedCNNDynamics, integrate_averaged_fcnn, tau_from_learning_rate
+from ..training.linear_init import random_cnn_init, random_fcnn_init
+from ..training.linear_problem import LinearProblem
+from ..training.linear_trainer import LinearRun, train_linear_cnn, train_linear_fcnn
+from .registry import Experiment, ExperimentResult, RunContext, register
+
+
+def _progress(ctx: RunContext, desc: str) -> Any:
+    return lambda it: ctx.progress(it, desc=desc, unit="rec")
+
+
+def _half_times(t: np.ndarray, a: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``(T, p)`` first recorded time with ``a_αα ≥ s_α/2`` (``inf`` if never) from ``a (T, R, p, p)``."""
+    diag = np.diagonal(a, axis1=-2, axis2=-1)  # (T, R, p)
+    out = np.full(diag.shape[0::2], np.inf)
+    for i in range(diag.shape[0]):
+        for alpha in range(diag.shape[2]):
+            hit = np.flatnonzero(diag[i, :, alpha] >= s[alpha] / 2)
+            if len(hit):
+                out[i, alpha] = t[hit[0]]
+    return out
+
+
+def _ordered(half: np.ndarray) -> np.ndarray:
+    """Per trial: the discovered modes appear in order of decreasing ``s_α`` (undiscovered ones last)."""
+    ok = []
+    for row in half:
+        found = row[np.isfinite(row)]
+        ok.append(bool(np.all(np.diff(found) > 0)) and bool(np.all(np.isfinite(row[: len(found)]))))
+    return np.asarray(ok)
+
+
+def _cascade_index(t: np.ndarray, khat: np.ndarray, half: np.ndarray) -> int:
+    """A frequency whose ``|k̂_m|`` grows in two separate mode discoveries (trial-0 curves ``khat (R, M)``).
+
+    Growth of ``log|k̂_m|`` over the window before each discovery time; the score of ``m`` is the best
+    ``min(G_α, G_β)`` over mode pairs ``α < β`` (spec §5 of the paper: "cascaded trajectory")."""
+    times = [float(h) for h in half if np.isfinite(h)]
+    if len(times) < 2:
+        return int(np.argmax(khat[-1]))
+    logk = np.log(np.maximum(khat, 1e-300))
+    growth = []
+    start = 0.0
+    for tau in times:
+        i0 = int(np.searchsorted(t, start))
+        i1 = min(int(np.searchsorted(t, tau)), len(t) - 1)
+        growth.append(logk[i1] - logk[i0])
+        start = tau
+    g = np.stack(growth)  # (modes, M)
+    best = np.full(g.shape[1], -np.inf)
+    for a in range(len(times)):
+        for b in range(a + 1, len(times)):
+            best = np.maximum(best, np.minimum(g[a], g[b]))
+    return int(np.argmax(best))
+
+
+# ================================================================================== shapes runs
+@dataclass(frozen=True)
+class ShapesConfig:
+    """Geometric shapes, one image per class (spec §9 I.3). [?] = lost in the paper.
+
+    Attributes:
+        n: image side [?]; 16 (as the structure figure pinson-fig2).
+        shapes: the classes [?]. ``square, circle, cross, bar``: among the 4-shape sets of
+            :data:`freqlens.datasets.SHAPES` this one keeps the CNN's per-mode speed ``ν_α s_α``
+            well ordered (≥ 2x between consecutive modes), and its CNN discovery times (≈2000, 9000,
+            13000, 53000 samples) are close to the paper's App. J (2000, 9000, 16000, 55000).
+        trials: 10; updates: 60000 (paper).
+        sigma: init std of every weight [?]; 1e-3 ("small random initial conditions").
+        lr_cnn: [?] 1.5e-4, calibrated on the App. J discovery times.
+        lr_fcnn_factor: ``λ_FCNN = factor · λ_CNN`` [?]; ``n`` as in Fig. 3 (DC-like mode at equal speed).
+        hidden_fcnn: ``n²`` (paper).
+        sampling: ``"epochs"`` [?] (see ``pinson-fig3``).
+        record_every: 500 updates; snapshot_times: the App. J timepoints.
+        theory: integrate the averaged flow (spec §4.2) from every trial's initial condition.
+    """
+
+    n: int = 16
+    shapes: tuple[str, ...] = ("square", "circle", "cross", "bar")
+    trials: int = 10
+    updates: int = 60000
+    sigma: float = 1e-3
+    lr_cnn: float = 1.5e-4
+    lr_fcnn_factor: float = 16.0
+    sampling: str = "epochs"
+    record_every: int = 500
+    snapshot_times: tuple[int, ...] = (2000, 9000, 16000, 55000)
+    theory: bool = True
+
+    def validate(self) -> None:
+        unknown = [s for s in self.shapes if s not in SHAPES]
+        if unknown or len(self.shapes) < 2:
+            raise ValueError(f"shapes must be >= 2 names from {list(SHAPES)}, got {list(self.shapes)}")
+        if self.sampling not in ("random", "epochs"):
+            raise ValueError(f"sampling must be 'random' or 'epochs', got {self.sampling!r}")
+        if not (self.sigma > 0 and self.lr_cnn > 0 and self.lr_fcnn_factor > 0):
+            raise ValueError("sigma, lr_cnn and lr_fcnn_factor must be > 0")
+        if any(t % self.record_every or t > self.updates for t in self.snapshot_times):
+            raise ValueError(
+                f"snapshot_times must be multiples of record_every={self.record_every} within updates={self.updates}"
+            )
+
+
+def _shapes_runs(ctx: RunContext, cfg: ShapesConfig) -> dict[str, np.ndarray]:
+    x, labels = geometric_shapes(cfg.n, cfg.shapes)
+    problem = LinearProblem.from_data(x, labels)
+    st = problem.structure
+    p, n = st.num_classes, cfg.n
+    init = random_cnn_init(cfg.trials, (1, n, n), p, cfg.sigma, cfg.sigma, seed=ctx.seed)
+    fin = random_fcnn_init(cfg.trials, n * n, n * n, p, cfg.sigma, seed=ctx.seed + 100)
+    lr_f = cfg.lr_fcnn_factor * cfg.lr_cnn
+    mode: Any = cfg.sampling
+    snaps = (*cfg.snapshot_times, cfg.updates)
+    cnn = LinearRun.from_arrays(
+        ctx.stage(
+            "shapes_cnn",
+            lambda: train_linear_cnn(
+                problem, init, cfg.lr_cnn, cfg.updates, sampling=mode, record_every=cfg.record_every,
+                snapshot_times=snaps, seed=ctx.seed + 1, progress=_progress(ctx, "shapes CNN"),
+            ).arrays(),
+        ),
+        "cnn", cfg.sampling,
+    )  # fmt: skip
+    fcnn = LinearRun.from_arrays(
+        ctx.stage(
+            "shapes_fcnn",
+            lambda: train_linear_fcnn(
+                problem, fin, lr_f, cfg.updates, sampling=mode, record_every=cfg.record_every,
+                snapshot_times=snaps, snapshot_rows=4, seed=ctx.seed + 2, progress=_progress(ctx, "shapes FCNN"),
+            ).arrays(),
+        ),
+        "fcnn", cfg.sampling,
+    )  # fmt: skip
+    data: dict[str, np.ndarray] = {
+        "t": cnn.t,
+        "s": st.S,
+        "class_images": x[:, 0].numpy(),
+        "v_images": st.v_images[:, 0],
+        "v_hat_abs": np.abs(st.v_hat[:, 0, :]),
+        "A_cnn": cnn.a_train,
+        "A_fcnn": fcnn.a_train,
+        "loss_cnn": cnn.loss_train,
+        "loss_fcnn": fcnn.loss_train,
+        "khat_abs": cnn.khat_abs[:, :, 0] if cnn.khat_abs is not None else np.zeros(0),
+        "snapshot_t": cnn.snapshot_t,
+        "kernel_snapshots": cnn.kernel_snapshots[0, :, 0] if cnn.kernel_snapshots is not None else np.zeros(0),
+        "w1_snapshots": fcnn.w1_snapshots[0, :, :, 0] if fcnn.w1_snapshots is not None else np.zeros(0),
+    }
+    if cfg.theory:
+
+        def theory() -> dict[str, np.ndarray]:
+            xs = x.reshape(p, -1).numpy()
+            y = np.eye(p)[labels.numpy()]
+            sigma_yx, sigma_xx = y.T @ xs / p, xs.T @ xs / p
+            t_eval = cnn.t.astype(float)
+            dyn = AveragedCNNDynamics.from_moments(
+                sigma_yx, sigma_xx, (1, n, n), 1.0, st.U, st.V, tau_from_learning_rate(cfg.lr_cnn, p)
+            )
+            w_hat = vec2d_dft(init.weight.numpy().reshape(cfg.trials, p, n, n))
+            k_hat = np.conj(vec2d_dft(init.kernel.numpy()))  # convolution form of the correlation kernel
+            sol = dyn.integrate(w_hat, k_hat, t_eval)
+            fsol = integrate_averaged_fcnn(
+                fin.w1.numpy(), fin.w2.numpy(), sigma_yx, sigma_xx, 1.0, st.U, st.V,
+                tau_from_learning_rate(lr_f, p), t_eval,
+            )  # fmt: skip
+            return {"A_cnn": sol["A"], "loss_cnn": sol["loss"], "A_fcnn": fsol["A"], "loss_fcnn": fsol["loss"]}
+
+        th = ctx.stage("shapes_theory", theory)
+        data.update({f"theory_{k}": v for k, v in th.items()})
+    half_c = _half_times(data["t"], data["A_cnn"], st.S)
+    half_f = _half_times(data["t"], data["A_fcnn"], st.S)
+    data["half_cnn"], data["half_fcnn"] = half_c, half_f
+    data["cascade_index"] = np.asarray(_cascade_index(data["t"].astype(float), data["khat_abs"][0], half_c[0]))
+    return data
+
+
+# ================================================================================== CIFAR-4 runs
+@dataclass(frozen=True)
+class CifarConfig:
+    """CIFAR-4 (CIFAR-10 classes 0-3), mean subtracted (spec §9 I.4). [?] = lost in the paper.
+
+    Attributes:
+        classes: (0, 1, 2, 3) = airplane, automobile, bird, cat (paper).
+        train_per_class / test_per_class: 0 = all (5000 / 1000 per class, paper).
+        updates: 100000 single-sample updates in shuffled epochs (paper); trials: 10 (paper).
+        sigma: init std of every weight [?]; 1e-4: small enough that the kernels and ``W1`` rows of
+            panels (g, h) show the learned structure rather than the initial noise.
+        lr_fcnn: [?] 1.8e-3: with it the FCNN has found all three modes by ≈18000 samples, where the
+            paper reports 18000 samples (at train/test loss ≈ 0.21).
+        lr_cnn: [?] ``λ_FCNN / n`` = 5.625e-5 (the Fig. 3 convention).
+        hidden_fcnn: [?] ``n² = 1024`` (the width of the CNN's single hidden map; the paper's value
+            was lost, spec §12 item 5 lists ``n²`` or ``3n²``).
+        channel_mode: ``"sum"``: 3 kernels summed into one ``n×n`` map (spec §12 item 5).
+        float32: train in float32 (the moments and records are accumulated in float64).
+        snapshot_times: kernels and ``W1`` rows for panels (g, h).
+    """
+
+    classes: tuple[int, ...] = (0, 1, 2, 3)
+    train_per_class: int = 0
+    test_per_class: int = 0
+    trials: int = 10
+    updates: int = 100000
+    sigma: float = 1e-4
+    lr_fcnn: float = 1.8e-3
+    lr_cnn: float = 5.625e-5
+    hidden_fcnn: int = 1024
+    channel_mode: str = "sum"
+    float32: bool = True
+    record_every: int = 500
+    snapshot_times: tuple[int, ...] = (2000, 10000, 18000, 50000, 100000)
+
+    def validate(self) -> None:
+        if self.train_per_class < 0 or self.test_per_class < 0:
+            raise ValueError("train_per_class and test_per_class must be >= 0 (0 = all)")
+        if self.channel_mode not in ("sum", "separate"):
+            raise ValueError(f"channel_mode must be 'sum' or 'separate', got {self.channel_mode!r}")
+        if any(t > self.updates or t % self.record_every for t in self.snapshot_times):
+            raise ValueError(
+                f"snapshot_times must be multiples of record_every={self.record_every} within updates={self.updates}"
+            )
+
+
+def _first_per_class(labels: torch.Tensor, k: int) -> torch.Tensor:
+    if k <= 0:
+        return torch.ones_like(labels, dtype=torch.bool)
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    for c in labels.unique():
+        keep[torch.nonzero(labels == c).flatten()[:k]] = True
+    return keep
+
+
+def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, np.ndarray]:
+    root = ctx.require_data("CIFAR-10")
+    x, labels = load_cifar10(root, "train", classes=cfg.classes)
+    xt, lt = load_cifar10(root, "test", classes=cfg.classes)
+    keep, keep_t = _first_per_class(labels, cfg.train_per_class), _first_per_class(lt, cfg.test_per_class)
+    x, labels, xt, lt = x[keep].double(), labels[keep], xt[keep_t].double(), lt[keep_t]
+    mean = x.mean(dim=0)  # the training mean image of the images used (both sets), spec §9 I.4
+    x, xt = x - mean, xt - mean
+    dtype = torch.float32 if cfg.float32 else torch.float64
+    problem = LinearProblem.from_data(x, labels, xt, lt, dtype=dtype, device=ctx.device)
+    st = problem.structure
+    p = st.num_classes
+    c, n, _ = st.image_shape
+    init = random_cnn_init(cfg.trials, (c, n, n), p, cfg.sigma, cfg.sigma, seed=ctx.seed, channel_mode=cfg.channel_mode)
+    fin = random_fcnn_init(cfg.trials, c * n * n, cfg.hidden_fcnn, p, cfg.sigma, seed=ctx.seed + 100)
+    cnn = LinearRun.from_arrays(
+        ctx.stage(
+            "cifar_cnn",
+            lambda: train_linear_cnn(
+                problem, init, cfg.lr_cnn, cfg.updates, sampling="epochs", record_every=cfg.record_every,
+                snapshot_times=cfg.snapshot_times, seed=ctx.seed + 1, progress=_progress(ctx, "CIFAR-4 CNN"),
+            ).arrays(),
+        ),
+        "cnn", "epochs",
+    )  # fmt: skip
+    fcnn = LinearRun.from_arrays(
+        ctx.stage(
+            "cifar_fcnn",
+            lambda: train_linear_fcnn(
+                problem, fin, cfg.lr_fcnn, cfg.updates, sampling="epochs", record_every=cfg.record_every,
+                snapshot_times=cfg.snapshot_times, snapshot_rows=4, seed=ctx.seed + 2,
+                progress=_progress(ctx, "CIFAR-4 FCNN"),
+            ).arrays(),
+        ),
+        "fcnn", "epochs",
+    )  # fmt: skip
+    rank = st.rank()
+    khat = cnn.khat_abs if cnn.khat_abs is not None else np.zeros((cfg.trials, 1, c, n * n))
+    data = {
+        "t": cnn.t,
+        "s": st.S[:rank],
+        "A_cnn": cnn.a_train[:, :, :rank, :rank],
+        "A_fcnn": fcnn.a_train[:, :, :rank, :rank],
+        "loss_cnn": cnn.loss_train,
+        "loss_fcnn": fcnn.loss_train,
+        "loss_test_cnn": cnn.loss_test if cnn.loss_test is not None else np.zeros(0),
+        "loss_test_fcnn": fcnn.loss_test if fcnn.loss_test is not None else np.zeros(0),
+        "khat_abs": np.sqrt((khat**2).sum(axis=2)),  # (T, R, n²): norm over the colour channels
+        "snapshot_t": cnn.snapshot_t,
+        "kernel_snapshots": cnn.kernel_snapshots[0] if cnn.kernel_snapshots is not None else np.zeros(0),
+        "w1_snapshots": fcnn.w1_snapshots[0] if fcnn.w1_snapshots is not None else np.zeros(0),
+        "v_images": st.v_images[:rank],
+        "num_train": np.asarray(problem.num_samples),
+        "num_test": np.asarray(problem.test.num_samples if problem.test is not None else 0),
+    }
+    half_c = _half_times(data["t"], data["A_cnn"], data["s"])
+    data["half_cnn"], data["half_fcnn"] = half_c, _half_times(data["t"], data["A_fcnn"], data["s"])
+    data["cascade_index"] = np.asarray(_cascade_index(data["t"].astype(float), data["khat_abs"][0], half_c[0]))
+    return data
+
+
+def _loss_stats(t: np.ndarray, loss: np.ndarray) -> dict[str, float]:
+    mean = loss.mean(axis=0)
+    i = int(np.argmin(mean))
+    at_18000 = float(np.interp(18000.0, t, mean)) if t[-1] >= 18000 else float("nan")
+    return {
+        "min": float(mean[i]),
+        "argmin_samples": float(t[i]),
+        "at_18000": at_18000,
+        "final": float(mean[-1]),
+        "final_minus_min": float(mean[-1] - mean[i]),
+    }
+
+
+# ================================================================================== Fig. 5
+@dataclass(frozen=True)
+class Fig5Config:
+    """Fig. 5: ``shapes`` (:class:`ShapesConfig`) and ``cifar`` (:class:`CifarConfig`) settings.
+
+    Flat fields (the CLI sets them with ``--set``): shapes_* and cifar_* mirror the two configs; see
+    their docstrings for every lost hyper-parameter and the value chosen.
+    """
+
+    trials: int = 10
+    shapes_n: int = 16
+    shapes: tuple[str, ...] = ("square", "circle", "cross", "bar")
+    shapes_updates: int = 60000
+    shapes_sigma: float = 1e-3
+    shapes_lr_cnn: float = 1.5e-4
+    shapes_lr_fcnn_factor: float = 16.0
+    shapes_snapshot_times: tuple[int, ...] = (2000, 9000, 16000, 55000)
+    shapes_theory: bool = True
+    sampling: str = "epochs"
+    record_every: int = 500
+    cifar_train_per_class: int = 0
+    cifar_test_per_class: int = 0
+    cifar_updates: int = 100000
+    cifar_sigma: float = 1e-4
+    cifar_lr_fcnn: float = 1.8e-3
+    cifar_lr_cnn: float = 5.625e-5
+    cifar_hidden_fcnn: int = 1024
+    cifar_channel_mode: str = "sum"
+    cifar_float32: bool = True
+    cifar_snapshot_times: tuple[int, ...] = (2000, 10000, 18000, 50000, 100000)
+
+    def shapes_config(self) -> ShapesConfig:
+        return ShapesConfig(
+            n=self.shapes_n, shapes=self.shapes, trials=self.trials, updates=self.shapes_updates,
+            sigma=self.shapes_sigma, lr_cnn=self.shapes_lr_cnn, lr_fcnn_factor=self.shapes_lr_fcnn_factor,
+            sampling=self.sampling, record_every=self.record_every, snapshot_times=self.shapes_snapshot_times,
+            theory=self.shapes_theory,
+        )  # fmt: skip
+
+    def cifar_config(self) -> CifarConfig:
+        return CifarConfig(
+            train_per_class=self.cifar_train_per_class, test_per_class=self.cifar_test_per_class,
+            trials=self.trials, updates=self.cifar_updates, sigma=self.cifar_sigma, lr_fcnn=self.cifar_lr_fcnn,
+            lr_cnn=self.cifar_lr_cnn, hidden_fcnn=self.cifar_hidden_fcnn, channel_mode=self.cifar_channel_mode,
+            float32=self.cifar_float32, record_every=self.record_every, snapshot_times=self.cifar_snapshot_times,
+        )  # fmt: skip
+
+    def validate(self) -> None:
+        if self.trials < 1:
+            raise ValueError(f"trials must be >= 1, got {self.trials}")
+        self.shapes_config().validate()
+        self.cifar_config().validate()
+
+
+def run_fig5(ctx: RunContext, cfg: Fig5Config) -> ExperimentResult:
+    shapes = _shapes_runs(ctx, cfg.shapes_config())
+    cifar = _cifar_runs(ctx, cfg.cifar_config())
+    data = {f"shapes_{k}": v for k, v in shapes.items()}
+    data.update({f"cifar_{k}": v for k, v in cifar.items()})
+    summary: dict[str, Any] = {"paper_claims": {}, "measured": {}}
+    for name, d in (("shapes", shapes), ("cifar4", cifar)):
+        for net in ("cnn", "fcnn"):
+            half = d[f"half_{net}"]
+            ordered = _ordered(half)
+            summary["measured"][f"{name}_{net}_discovery_half_times_median"] = np.median(half, axis=0).tolist()
+            summary["measured"][f"{name}_{net}_modes_in_order_of_s_every_trial"] = bool(ordered.all())
+            summary["measured"][f"{name}_{net}_trials_in_order"] = int(ordered.sum())
+            summary["measured"][f"{name}_{net}_modes_discovered_min_over_trials"] = int(
+                np.isfinite(half).sum(axis=1).min()
+            )
+        summary["measured"][f"{name}_singular_values"] = d["s"].tolist()
+    summary["paper_claims"] = {
+        "order": "both networks discover the modes in order of decreasing s_α with stage-like transitions",
+        "shapes_cnn_times": "CNN discovers mode 0 by ≈2000 samples, 1 by ≈9000, 2 by ≈16000, 3 by ≈55000 (App. J)",
+        "cifar4_fcnn": "the FCNN has found all modes after ≈18000 samples at train and test loss ≈0.21, then overfits",
+        "cifar4_cnn": "the CNN needs many more samples to find all modes but does not overfit",
+    }
+    if "shapes_theory_A_cnn" in data:
+        s0 = float(shapes["s"][0])
+        for net in ("cnn", "fcnn"):
+            dev = np.abs(shapes[f"A_{net}"].mean(axis=0) - shapes[f"theory_A_{net}"].mean(axis=0)).max() / s0
+            summary["measured"][f"shapes_{net}_mean_A_vs_averaged_flow_max_abs_over_s0"] = float(dev)
+    t = cifar["t"].astype(float)
+    for net in ("cnn", "fcnn"):
+        summary["measured"][f"cifar4_{net}_train_loss"] = _loss_stats(t, cifar[f"loss_{net}"])
+        if cifar[f"loss_test_{net}"].size:
+            stats = _loss_stats(t, cifar[f"loss_test_{net}"])
+            stats["rises_after_min"] = bool(stats["final_minus_min"] > 1e-3)
+            summary["measured"][f"cifar4_{net}_test_loss"] = stats
+    summary["measured"]["cifar4_images"] = {"train": int(cifar["num_train"]), "test": int(cifar["num_test"])}
+    return ExperimentResult(data=data, summary=summary)
+
+
+def _a_panel(ax: Axes, t: np.ndarray, a: np.ndarray, s: np.ndarray, ls: str, lw: float) -> None:
+    for alpha in range(len(s)):
+        col = MODE_COLORS[alpha % len(MODE_COLORS)]
+        ax.plot(t, a[:, :, alpha, alpha].mean(axis=0), color=col, ls=ls, lw=lw)
+
+
+def _dataset_figure(data: Mapping[str, np.ndarray], prefix: str, title: str, rgb: bool) -> Figure:
+    d = {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
+    t, s = d["t"], d["s"]
+    snaps = d["snapshot_t"]
+    ns = len(snaps)
+    fig = Figure(figsize=(max(13.0, 2.0 * ns + 3), 10.5), constrained_layout=True)
+    grid = fig.add_gridspec(4, max(ns, 3), height_ratios=[1.5, 1.0, 1.0, 1.0])
+    top = grid[0, :].subgridspec(1, 3)
+    ax_a, ax_l, ax_k = (fig.add_subplot(top[0, i]) for i in range(3))
+    # (a, b) effective singular values
+    _a_panel(ax_a, t, d["A_cnn"], s, "-", 2.0)
+    _a_panel(ax_a, t, d["A_fcnn"], s, "--", 1.2)
+    if "theory_A_cnn" in d:
+        for alpha in range(len(s)):
+            ax_a.plot(t, d["theory_A_cnn"][:, :, alpha, alpha].mean(axis=0), color="k", lw=0.7, ls=":")
+            ax_a.plot(t, d["theory_A_fcnn"][:, :, alpha, alpha].mean(axis=0), color="k", lw=0.7, ls=":")
+        ax_a.plot([], [], color="k", lw=0.7, ls=":", label="averaged flow (§4.2)")
+    for alpha in range(len(s)):
+        col = MODE_COLORS[alpha % len(MODE_COLORS)]
+        ax_a.axhline(s[alpha], color=col, lw=0.5, ls=":")
+        ax_a.plot([], [], color=col, lw=4, label=f"mode {alpha}, $s_{alpha}$={s[alpha]:.2f}")
+    ax_a.plot([], [], color="gray", lw=2.0, label="CNN")
+    ax_a.plot([], [], color="gray", lw=1.2, ls="--", label="FCNN")
+    ax_a.set_xlim(0, float(t[-1]))
+    ax_a.set_xlabel("samples t")
+    ax_a.set_ylabel("$a_\\alpha(t)$ (mean of trials)")
+    ax_a.set_title("(a/b) effective singular values")
+    ax_a.legend(fontsize=6, loc="center right", framealpha=0.85)
+    # (c, d) losses
+    for net, col in (("cnn", "#0072B2"), ("fcnn", "#D55E00")):
+        ax_l.plot(t, d[f"loss_{net}"].mean(axis=0), color=col, lw=1.8, label=f"{net.upper()} train")
+        if d.get(f"loss_test_{net}") is not None and d[f"loss_test_{net}"].size:
+            ax_l.plot(t, d[f"loss_test_{net}"].mean(axis=0), color=col, lw=1.2, ls="--", label=f"{net.upper()} test")
+        if f"theory_loss_{net}" in d:
+            ax_l.plot(t, d[f"theory_loss_{net}"].mean(axis=0), color="k", lw=0.7, ls=":")
+    ax_l.set_xlabel("samples t")
+    ax_l.set_ylabel("loss (1/p)‖y − ŷ‖², mean of trials")
+    ax_l.set_title("(c/d) loss")
+    ax_l.legend(fontsize=7)
+    if prefix.startswith("cifar"):
+        ax_l.axvline(18000, color="gray", lw=0.6, ls=":")
+        lo = min(float(d["loss_fcnn"].mean(axis=0).min()), float(d["loss_cnn"].mean(axis=0).min()))
+        ax_l.set_ylim(lo - 0.01, 0.255)
+    # (i, j) kernel Fourier coefficients of trial 0, one cascaded trajectory highlighted
+    k0 = d["khat_abs"][0]
+    ax_k.plot(t, k0, color="0.6", lw=0.4, alpha=0.5)
+    m = int(d["cascade_index"])
+    ax_k.plot(t, k0[:, m], color="#0072B2", lw=2.2, label=f"cascaded trajectory m={m}")
+    for alpha, h in enumerate(np.median(d["half_cnn"], axis=0)):
+        if np.isfinite(h):
+            ax_k.axvline(h, color=MODE_COLORS[alpha % len(MODE_COLORS)], lw=0.7, ls=":")
+    ax_k.set_yscale("log")
+    ax_k.set_xlabel("samples t (dotted: CNN mode discoveries)")
+    ax_k.set_ylabel("$|\\hat k_m(t)|$ (trial 0" + (", norm over RGB)" if rgb else ")"))
+    ax_k.set_title("(i/j) all kernel Fourier coefficients")
+    ax_k.legend(fontsize=7, loc="lower right")
+    # (e/g) FCNN W1 rows and (f/h) CNN kernels at the snapshot times
+    w1 = d["w1_snapshots"]  # (S, rows, [C,] n, n)
+    kern = d["kernel_snapshots"]  # (S, [C,] n, n)
+    for j in range(ns):
+        for r in range(2):
+            ax = fig.add_subplot(grid[1 + r, j])
+            img = w1[j, r]
+            if rgb:
+                show_image(ax, signed_image(img))
+            else:
+                lim = float(np.abs(img).max()) or 1.0
+                show_image(ax, img, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            if j == 0:
+                ax.set_ylabel(f"FCNN $W_1$ row {r}")
+            if r == 0:
+                ax.set_title(f"t = {int(snaps[j])}")
+        ax = fig.add_subplot(grid[3, j])
+        img = kern[j]
+        if rgb:
+            show_image(ax, signed_image(img))
+        else:
+            lim = float(np.abs(img).max()) or 1.0
+            show_image(ax, img, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        if j == 0:
+            ax.set_ylabel("CNN kernel")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_fig5(data: Mapping[str, np.ndarray], cfg: Fig5Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    n_tr = data["shapes_A_cnn"].shape[0]
+    shapes = _dataset_figure(
+        data, "shapes_", f"Geometric shapes {', '.join(cfg.shapes)}: linear CNN vs FCNN, {n_tr} trials "
+        "(Pinson et al., Fig. 5 left; trial 0 shown in the image rows)", rgb=False,
+    )  # fmt: skip
+    names = ", ".join(CIFAR10_CLASSES[c] for c in (0, 1, 2, 3))
+    cifar = _dataset_figure(
+        data, "cifar_", f"CIFAR-4 ({names}), mean subtracted, {int(data['cifar_num_train'])} train / "
+        f"{int(data['cifar_num_test'])} test images: linear CNN vs FCNN (Pinson et al., Fig. 5 right)", rgb=True,
+    )  # fmt: skip
+    return {"fig5_shapes": shapes, "fig5_cifar4": cifar}
+
+
+register(
+    Experiment(
+        name="pinson-fig5",
+        description="Linear-CNN paper Fig. 5: shapes and CIFAR-4, A(t), losses, W1 rows vs kernels, |k̂_m(t)|",
+        config_cls=Fig5Config,
+        run=run_fig5,
+        plot=plot_fig5,
+        quick={
+            "trials": 3,
+            "shapes_updates": 30000,
+            "shapes_snapshot_times": (2000, 9000, 16000),
+            "cifar_train_per_class": 500,
+            "cifar_test_per_class": 200,
+            "cifar_updates": 10000,
+            "cifar_snapshot_times": (2000, 5000, 10000),
+        },
+        needs=("cifar10",),
+        paper="pinson",
+        figure="Fig. 5",
+    )
+)
+
+
+# ================================================================================== Fig. S.5
+@dataclass(frozen=True)
+class FigS5Config(ShapesConfig):
+    """Fig. S.5 uses the shapes run of Fig. 5 (same fields); rows are ``snapshot_times`` (App. J)."""
+
+    theory: bool = False
+
+
+def run_figS5(ctx: RunContext, cfg: FigS5Config) -> ExperimentResult:
+    data = _shapes_runs(ctx, cfg)
+    t = data["t"]
+    rows = [int(np.flatnonzero(t == s)[0]) for s in cfg.snapshot_times]
+    data["row_index"] = np.asarray(rows)
+    a_mean = np.diagonal(data["A_cnn"], axis1=-2, axis2=-1).mean(axis=0)  # (R, p)
+    progress = a_mean[rows] / data["s"][None]  # (rows, p): a_α / s_α of the trial mean
+    # A mode is shown once it is being discovered (a_α ≥ 0.2 s_α; the title gives a_α/s_α).
+    discovered = progress >= 0.2
+    data["discovered"], data["progress"] = discovered, progress
+    kbar = data["khat_abs"].mean(axis=0)  # (R, n²)
+    corr = []
+    for i, r in enumerate(rows):
+        modes = np.flatnonzero(discovered[i])
+        if not len(modes):
+            corr.append(float("nan"))
+            continue
+        vmax = data["v_hat_abs"][modes].max(axis=0)
+        corr.append(float(np.corrcoef(vmax, kbar[r])[0, 1]))
+    top = []
+    for r in rows:
+        order = np.argsort(-kbar[r])[:8]
+        top.append(float((kbar[r][order] ** 2).sum() / (kbar[r] ** 2).sum()))
+    summary = {
+        "paper_claim": "at each time the kernel spectrum is a sparse mixture of the dominant frequencies of the "
+        "singular vectors discovered so far (large |k̂_m| sit on large |v̂_mα|)",
+        "measured": {
+            "timepoints": list(cfg.snapshot_times),
+            "modes_shown_a_over_s_at_least_0.2": [np.flatnonzero(d).tolist() for d in discovered],
+            "a_over_s_trial_mean": progress.tolist(),
+            "corr_khat_vs_max_vhat_of_discovered_modes": corr,
+            "kernel_energy_in_top8_of_256_frequencies": top,
+        },
+    }
+    return ExperimentResult(data=data, summary=summary)
+
+
+def plot_figS5(data: Mapping[str, np.ndarray], cfg: FigS5Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    rows = data["row_index"]
+    disc = data["discovered"]
+    p = disc.shape[1]
+    kbar = data["khat_abs"].mean(axis=0)
+    m = np.arange(kbar.shape[1])
+    fig = Figure(figsize=(3.0 * p + 0.5, 2.2 * len(rows) + 0.6), constrained_layout=True)
+    axes = fig.subplots(len(rows), p, squeeze=False, sharex=True)
+    kmax = float(kbar[rows].max()) or 1.0
+    for i, r in enumerate(rows):
+        for alpha in range(p):
+            ax = axes[i, alpha]
+            if not disc[i, alpha]:
+                ax.axis("off")
+                continue
+            col = MODE_COLORS[alpha % len(MODE_COLORS)]
+            ax.vlines(m, 0, data["v_hat_abs"][alpha], color=col, lw=0.8)
+            ax.plot(m, data["v_hat_abs"][alpha], "o", color=col, ms=2)
+            big = kbar[r] > 0.1 * kmax
+            ax2 = ax.twinx()
+            ax2.scatter(m[big], kbar[r][big], marker="x", color="k", s=60 * kbar[r][big] / kmax + 4, lw=1.0)
+            ax2.set_ylim(0, 1.1 * kmax)
+            ax2.tick_params(labelsize=6)
+            frac = float(data["progress"][i, alpha])
+            ax.set_title(f"t={int(data['t'][r])}: mode {alpha} ($a_{alpha}/s_{alpha}$={frac:.2f})", fontsize=8)
+            if alpha == 0:
+                ax.set_ylabel("$|\\hat v_{m\\alpha}|$")
+            if i == len(rows) - 1:
+                ax.set_xlabel("vec-2D index m")
+    fig.suptitle(
+        "Geometric shapes: |v̂_mα| of the modes discovered so far (stems) and trial-averaged |k̂_m| "
+        "(crosses where > 10% of the max, size ∝ magnitude; right axis) (Pinson et al., Fig. S.5)"
+    )
+    return {"figS5_kernel_vs_singular_vectors": fig}
+
+
+register(
+    Experiment(
+        name="pinson-figS5",
+        description="Linear-CNN paper Fig. S.5: shapes, |v̂_mα| of discovered modes with averaged |k̂_m| at 4 times",
+        config_cls=FigS5Config,
+        run=run_figS5,
+        plot=plot_figS5,
+        quick={"trials": 3, "updates": 30000, "snapshot_times": (2000, 9000, 16000)},
+        paper="pinson",
+        figure="Fig. S.5",
+    )
+)
