@@ -228,8 +228,9 @@ def plot_fig6(data: Mapping[str, np.ndarray], cfg: Fig6Config, summary: Mapping[
             col = MODE_COLORS[alpha % len(MODE_COLORS)]
             ax.plot(t, diag[:, :, alpha].mean(axis=0), color=col, lw=1.5, label=f"α={alpha}")
             ax.axhline(s[alpha], color=col, lw=0.5, ls=":")
+        ax.set_yscale("symlog", linthresh=1e-2)
         ax.set_xlabel("batches")
-        ax.set_ylabel("$a_\\alpha$ (mean of trials; dotted: $s_\\alpha$)")
+        ax.set_ylabel("$a_\\alpha$ (mean of trials; dotted: $s_\\alpha$; symlog)")
         ax.set_title(title)
         ax.legend(fontsize=6, ncol=2)
     ntr = data["linear_A"].shape[0]
