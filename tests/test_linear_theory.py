@@ -17,11 +17,13 @@ from freqlens.datasets import pure_cosines, sums_of_cosines
 from freqlens.theory.linear_dynamics import (
     AveragedCNNDynamics,
     aligned_balanced_a0,
+    averaged_fcnn_rhs,
     cnn_balance_invariant,
     cnn_effective_singular_values,
     cnn_sigmoid,
     cnn_transformed_rhs,
     fcnn_sigmoid,
+    integrate_averaged_fcnn,
     integrate_cnn_transformed,
     integrate_fcnn_transformed,
     minimal_norm_solution,
@@ -39,6 +41,7 @@ from freqlens.training.linear_init import (
     matched_fcnn_init,
     mode_supports,
     random_cnn_init,
+    random_fcnn_init,
 )
 from freqlens.training.linear_problem import LinearProblem
 from freqlens.training.linear_trainer import train_linear_cnn, train_linear_fcnn
@@ -357,3 +360,33 @@ def test_theory_input_validation() -> None:
     with pytest.raises(ValueError, match="disjoint"):
         x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         aligned_balanced_cnn_init(DatasetStructure.from_data(x, torch.arange(3)), 1, 0.1, 0)
+
+
+@pytest.mark.parametrize("n_samples", [3, 40])
+def test_averaged_fcnn_flow_matches_gradient_descent(n_samples: int) -> None:
+    """Spec §5: the averaged FCNN flow = the expected gradient (one GD step), and its reduced integration
+    (rank(Σ_xx) < D for one image per class) stays O(λ) close to full-batch GD."""
+    g = torch.Generator().manual_seed(n_samples)
+    x = torch.randn(n_samples, 1, 4, 4, generator=g, dtype=torch.float64)
+    labels = torch.arange(n_samples) % 3
+    problem = LinearProblem.from_data(x, labels)
+    st_ = problem.structure
+    init = random_fcnn_init(2, 16, 6, 3, 0.3, seed=2)
+    lr = 0.02
+    xs = x.reshape(n_samples, -1).numpy()
+    y = np.eye(3)[labels.numpy()]
+    sigma_yx, sigma_xx = y.T @ xs / n_samples, xs.T @ xs / n_samples
+    tau = tau_from_learning_rate(lr, 3)
+    one = train_linear_fcnn(problem, init, lr, 1, sampling="full_batch", record_every=1)
+    d1, d2 = averaged_fcnn_rhs(init.w1.numpy(), init.w2.numpy(), sigma_yx, sigma_xx, tau)
+    assert np.allclose(one.final["w1"] - init.w1.numpy(), d1, atol=1e-13)
+    assert np.allclose(one.final["w2"] - init.w2.numpy(), d2, atol=1e-13)
+    run = train_linear_fcnn(problem, init, lr, 600, sampling="full_batch", record_every=100)
+    y_sq = 1.0
+    sol = integrate_averaged_fcnn(
+        init.w1.numpy(), init.w2.numpy(), sigma_yx, sigma_xx, y_sq, st_.U, st_.V, tau, run.t.astype(float)
+    )
+    assert np.allclose(sol["A"][:, 0], run.a_train[:, 0], atol=1e-12)
+    assert np.allclose(sol["loss"][:, 0], run.loss_train[:, 0], rtol=1e-10)
+    assert np.abs(sol["A"] - run.a_train).max() < 0.03 * np.abs(run.a_train).max()
+    assert np.abs(sol["loss"] - run.loss_train).max() < 0.03 * run.loss_train.max()

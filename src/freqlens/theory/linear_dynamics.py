@@ -419,30 +419,47 @@ def integrate_averaged_fcnn(
     t_eval: np.ndarray,
     rtol: float = 1e-6,
     atol: float = 1e-10,
+    rank_rtol: float = 1e-10,
 ) -> dict[str, np.ndarray]:
     """Integrate :func:`averaged_fcnn_rhs` from ``w1 (..., H, D)``, ``w2 (..., p, H)``; returns ``t``,
-    ``A (..., R, p, p) = Uᵀ W2 W1 Σ_xx V`` and the Keras-MSE ``loss (..., R)``."""
+    ``A (..., R, p, p) = Uᵀ W2 W1 Σ_xx V`` and the Keras-MSE ``loss (..., R)``.
+
+    Exact reduction: with ``Σ_xx = E Λ Eᵀ`` (``E`` the ``r`` eigenvectors above ``rank_rtol``), the part
+    of ``W1`` orthogonal to ``E`` never moves (its gradient is zero, and ``Σ_yx`` has rows in ``range(E)``),
+    so only ``Z = W1 E (H, r)`` and ``W2`` are integrated: ``τ Ż = W2ᵀ (Σ_yx E − W2 Z Λ)``,
+    ``τ Ẇ2 = (Σ_yx E − W2 Z Λ) Zᵀ``. For one image per class ``r ≤ p``.
+    """
     tau = _positive("tau", tau)
     t_eval = _array("t_eval", t_eval, ndim=1)
     w1 = np.asarray(w1, dtype=np.float64)
     w2 = np.asarray(w2, dtype=np.float64)
-    n1 = w1.size
+    evals, evecs = np.linalg.eigh(np.asarray(sigma_xx, dtype=np.float64))
+    keep = evals > rank_rtol * max(float(evals.max()), 1e-300)
+    lam, e = evals[keep], evecs[:, keep]  # (r,), (D, r)
+    s_ye = sigma_yx @ e  # (p, r)
+    z0 = w1 @ e  # (..., H, r)
+    nz = z0.size
 
     def rhs(_t: float, y: np.ndarray) -> np.ndarray:
-        g1, g2 = averaged_fcnn_rhs(y[:n1].reshape(w1.shape), y[n1:].reshape(w2.shape), sigma_yx, sigma_xx, tau)
-        return np.concatenate([g1.ravel(), g2.ravel()])
+        z = y[:nz].reshape(z0.shape)
+        b = y[nz:].reshape(w2.shape)
+        err = s_ye - (b @ z) * lam
+        return np.concatenate(
+            [(np.swapaxes(b, -1, -2) @ err / tau).ravel(), (err @ np.swapaxes(z, -1, -2) / tau).ravel()]
+        )
 
-    y0 = np.concatenate([w1.ravel(), w2.ravel()])
+    y0 = np.concatenate([z0.ravel(), w2.ravel()])
     sol = solve_ivp(rhs, (0.0, float(t_eval[-1])), y0, method="RK45", t_eval=t_eval, rtol=rtol, atol=atol)
     if not sol.success:
         raise RuntimeError(f"integration of the averaged FCNN dynamics failed: {sol.message}")
     a_list, loss_list = [], []
     p = w2.shape[-2]
+    ev = e.T @ V  # (r, p)
     for i in range(sol.y.shape[1]):
-        m = sol.y[n1:, i].reshape(w2.shape) @ sol.y[:n1, i].reshape(w1.shape)
-        mx = m @ sigma_xx
-        a_list.append(U.T @ mx @ V)
-        loss_list.append((y_sq - 2.0 * (m * sigma_yx).sum(axis=(-2, -1)) + (mx * m).sum(axis=(-2, -1))) / p)
+        bz = sol.y[nz:, i].reshape(w2.shape) @ sol.y[:nz, i].reshape(z0.shape)  # W2 Z (..., p, r)
+        a_list.append(U.T @ (bz * lam) @ ev)
+        quad = ((bz * lam) * bz).sum(axis=(-2, -1))
+        loss_list.append((y_sq - 2.0 * (bz * s_ye).sum(axis=(-2, -1)) + quad) / p)
     return {"t": t_eval, "A": np.moveaxis(np.stack(a_list), 0, -3), "loss": np.moveaxis(np.stack(loss_list), 0, -1)}
 
 

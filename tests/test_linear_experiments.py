@@ -1,0 +1,94 @@
+"""End-to-end runs of the linear-CNN paper experiments at tiny sizes: run, stored arrays, summary, replot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from freqlens.experiments.registry import get_experiment
+from freqlens.experiments.runner import replot, run_experiment
+from freqlens.io import read_json, read_npz
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _run(name: str, tmp_path: Path, data: Path | None = None, **overrides: object) -> tuple[Path, dict, dict]:
+    out = run_experiment(name, out=tmp_path, quick=True, data_dir=data, overrides=overrides, show_progress=False)
+    return out, dict(read_npz(out / "data.npz")), read_json(out / "summary.json")
+
+
+def test_fig3_arrays_theory_and_acceptance_fields(tmp_path: Path) -> None:
+    out, data, summary = _run("pinson-fig3", tmp_path, trials=2, updates=2000, compare_uniform_sampling=False)
+    r = len(data["t"])
+    assert data["t"][0] == 0 and data["t"][-1] == 2000
+    assert data["s"].shape == (4,)
+    assert data["a_cnn"].shape == data["a_fcnn"].shape == (2, r, 4)
+    assert data["a_cnn_theory"].shape == data["a_fcnn_theory"].shape == (r, 4)
+    # the theory starts from the experiment's own a_α(0) and saturates at s_α
+    assert np.allclose(data["a_cnn_theory"][0], data["a_cnn"][:, 0].mean(axis=0), rtol=1e-12)
+    assert np.allclose(data["a_fcnn_theory"][-1, :2], data["s"][:2], rtol=1e-3)
+    measured = summary["measured"]
+    assert measured["cnn_mean_vs_theory_max_abs_over_s0"] < 0.05
+    assert summary["half_times"]["mode_0"]["cnn_over_fcnn_half_time"] == pytest.approx(1.0, abs=0.1)
+    assert summary["half_times"]["mode_1"]["cnn_over_fcnn_half_time"] == pytest.approx(np.sqrt(2), abs=0.15)
+    assert (out / "fig3_pure_cosines.png").is_file()
+    replot(out)  # plotting only reads data.npz
+
+
+def test_sums_of_cosines_experiments(tmp_path: Path) -> None:
+    out, data, summary = _run("pinson-fig4", tmp_path, trials=2, updates=300)
+    assert data["khat_abs"].shape == (2, 61, 256) and data["winners"].sum() == 4
+    assert summary["acceptance"]["at_least_95pct_on_winners_every_trial"] in (True, False)
+    assert np.all((data["energy_on_winners"] > 0) & (data["energy_on_winners"] <= 1 + 1e-12))
+    _, data_s1, summary_s1 = _run("pinson-figS1", tmp_path, trials=2, updates=300)
+    assert data_s1["A_theory"].shape == data_s1["A_cnn"].shape
+    assert summary_s1["measured"]["offdiag_peak_over_s0"] < 0.05
+    out_s2, _, summary_s2 = _run("pinson-figS2", tmp_path, trials=2, updates=600)
+    assert summary_s2["measured"]["cascade_order_holds"]
+    assert (out_s2 / "figS2_balancedness.png").is_file()
+
+
+def test_figS5_shapes(tmp_path: Path) -> None:
+    out, data, summary = _run(
+        "pinson-figS5", tmp_path, trials=2, updates=4000, snapshot_times=(1000, 2000), lr_cnn=1e-3, theory=True
+    )
+    assert data["row_index"].tolist() == [2, 4]
+    assert data["theory_A_cnn"].shape == data["A_cnn"].shape
+    assert len(summary["measured"]["corr_khat_vs_max_vhat_of_discovered_modes"]) == 2
+    assert (out / "figS5_kernel_vs_singular_vectors.png").is_file()
+
+
+def test_fig5_and_fig6_tiny(tmp_path: Path, cifar_root: Path) -> None:
+    data_dir = cifar_root.parent
+    _, data, summary = _run(
+        "pinson-fig5", tmp_path, data_dir, trials=1, shapes_updates=2000, shapes_snapshot_times=(1000,),
+        cifar_train_per_class=60, cifar_test_per_class=20, cifar_updates=1000, cifar_snapshot_times=(500,),
+        cifar_hidden_fcnn=64,
+    )  # fmt: skip
+    assert data["cifar_A_cnn"].shape[-1] == 3  # mean subtracted: 3 modes
+    assert int(data["cifar_num_train"]) == 240 and int(data["cifar_num_test"]) == 80
+    assert "cifar4_fcnn_test_loss" in summary["measured"]
+    _, data6, summary6 = _run(
+        "pinson-fig6", tmp_path, data_dir, train_images=64, test_images=32, eval_images=32, record_every=4
+    )
+    assert data6["linear_A"].shape == (1, 3, 10, 10) and data6["relu_loss_test"].shape == (1, 3)
+    assert set(summary6["measured"]) == {"linear", "relu"}
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="sampling"):
+        get_experiment("pinson-fig3").make_config(overrides={"sampling": "batch"})
+    with pytest.raises(ValueError, match="shapes"):
+        get_experiment("pinson-figS5").make_config(overrides={"shapes": ("square", "hexagon")})
+    with pytest.raises(ValueError, match="snapshot_times"):
+        get_experiment("pinson-fig5").make_config(overrides={"shapes_snapshot_times": (1234,)})
