@@ -55,7 +55,8 @@ __all__ = [
 Sampling = Literal["random", "epochs", "full_batch"]
 Progress = Callable[[Iterable[int]], Iterable[int]]
 
-_MAX_CHUNK = 128  # updates whose samples are gathered at once (bounds the gather buffer)
+_CNN_CHUNK = 16  # CNN updates whose samples are gathered at once: the buffer stays in the L2 cache
+_FCNN_CHUNK = 64  # FCNN updates per lazy block of W1 (large blocks make the block products efficient)
 _INDEX_BLOCK = 4096  # sample indices are drawn in fixed blocks: the stream does not depend on chunking
 _FULL_BATCH_CHUNK = 1024  # samples per slice of the full-batch gradient
 
@@ -289,7 +290,7 @@ def _np(x: torch.Tensor) -> np.ndarray:
 # ----------------------------------------------------------------------------------- the CNN
 class _CNNState:
     """CNN parameters of ``T`` trials as complex Fourier coefficients (module doc):
-    ``Kc (T, C, R) = conj(√ω ⊙ k̂_R)`` and ``W (T, p, G, R) = √ω ⊙ ŵ_R``; ``Wr`` is ``W``'s real view
+    ``K (T, C, R) = √ω ⊙ k̂_R`` and ``W (T, p, G, R) = √ω ⊙ ŵ_R``; ``Wr`` is ``W``'s real view
     ``(T, p, G·2R)``."""
 
     def __init__(self, problem: LinearProblem, init: CNNParameters) -> None:
@@ -305,29 +306,29 @@ class _CNNState:
         basis = problem.basis
         self.basis = basis
         self.scale = basis.scale(torch.float64, dev)
-        self.Kc = basis.coefficients(init.kernel.to(dev, torch.float64)).conj().resolve_conj().to(cdt).contiguous()
+        self.K = basis.coefficients(init.kernel.to(dev, torch.float64)).to(cdt).contiguous()
         w_img = init.weight.to(dev, torch.float64).reshape(init.num_trials, p, self.groups, n, n)
         self.W = basis.coefficients(w_img).to(cdt).contiguous()
         self.Wr = torch.view_as_real(self.W).view(init.num_trials, p, -1)
 
     @property
     def trials(self) -> int:
-        return int(self.Kc.shape[0])
+        return int(self.K.shape[0])
 
     def finite(self) -> bool:
-        return bool(torch.isfinite(self.Wr).all() and torch.isfinite(self.Kc).all())
+        return bool(torch.isfinite(self.Wr).all() and torch.isfinite(self.K).all())
 
     def end_to_end(self) -> torch.Tensor:
-        """Real view of ``c(n ŵ_i ⊙ k̂_c) = n W_i ⊙ conj(Kc_c) / √ω``: ``(T, p, D')`` float64 acting on ``φ(x)``."""
+        """Real view of ``c(n ŵ_i ⊙ k̂_c) = n W_i ⊙ K_c / √ω``: ``(T, p, D')`` float64 acting on ``φ(x)``."""
         n = self.problem.n
-        k = self.Kc.to(torch.complex128).conj()  # (T, C, R)
+        k = self.K.to(torch.complex128)  # (T, C, R)
         w = self.W.to(torch.complex128)  # (T, p, G, R); G = 1 broadcasts one hidden map over the C kernels
         prod = n * w * k[:, None] / self.scale
         return torch.view_as_real(prod).reshape(self.trials, self.problem.num_classes, -1)
 
     def spectra(self, with_wbar: bool) -> dict[str, np.ndarray]:
         basis = self.basis
-        kabs = self.Kc.abs().to(torch.float64)  # (T, C, R) = √ω |k̂|
+        kabs = self.K.abs().to(torch.float64)  # (T, C, R) = √ω |k̂|
         wnorm = torch.linalg.vector_norm(self.W.to(torch.complex128), dim=1)  # (T, G, R) (√ω cancels)
         knorm = torch.linalg.vector_norm(kabs, dim=1, keepdim=True) if self.groups == 1 else kabs
         out = {
@@ -342,7 +343,7 @@ class _CNNState:
 
     def parameters(self) -> dict[str, np.ndarray]:
         t, p = self.trials, self.problem.num_classes
-        kernel = self.basis.images(self.Kc.to(torch.complex128).conj())  # (T, C, n, n)
+        kernel = self.basis.images(self.K.to(torch.complex128))  # (T, C, n, n)
         weight = self.basis.images(self.W.to(torch.complex128))  # (T, p, G, n, n)
         return {"kernel": _np(kernel), "weight": _np(weight.reshape(t, p, -1))}
 
@@ -350,45 +351,59 @@ class _CNNState:
 def _cnn_chunk(state: _CNNState, xc: torch.Tensor, yc: torch.Tensor, c: float) -> None:
     """``B`` sequential single-sample SGD steps; ``xc (T, B, C, R)`` holds ``n x̂_R`` (complex), ``yc (T, B, p)``.
 
-    With ``Kc = conj(K)``: ``h = Σ_c Kc_c ⊙ x_c``, ``ŷ = Re Σ conj(W) h``, ``δ = Σ_i e_i W_i``,
-    ``W += c e hᵀ`` and ``Kc += c δ ⊙ conj(x)`` (the conjugate of ``K += c conj(δ) ⊙ x``).
+    ``h = Σ_c conj(K_c) ⊙ x_c``, ``ŷ = Re Σ conj(W) h``, ``δ = Σ_i e_i W_i``, ``W += c e hᵀ``,
+    ``K += c conj(δ) ⊙ x``. Every intermediate lives in a buffer allocated once per chunk.
     """
-    Kc, Wr = state.Kc, state.Wr
-    t, p = Wr.shape[0], Wr.shape[1]
-    g = state.groups
-    xconj = xc.conj().resolve_conj()
-    tmp = torch.empty_like(Kc)
-    for x, x_conj, y in zip(xc.unbind(1), xconj.unbind(1), yc.unbind(1)):
-        torch.mul(Kc, x, out=tmp)
-        h = tmp.sum(dim=1, keepdim=True) if g == 1 else tmp  # (T, G, R)
-        h_real = torch.view_as_real(h).view(t, 1, -1)
-        err = y - torch.bmm(Wr, h_real.transpose(1, 2)).view(t, p)
-        delta = torch.view_as_complex(torch.bmm(err.view(t, 1, p), Wr).view(t, g, -1, 2))
-        Wr.baddbmm_(err.view(t, p, 1), h_real, alpha=c)
-        Kc.addcmul_(delta, x_conj, value=c)
+    K, Wr = state.K, state.Wr
+    t, p, g = Wr.shape[0], Wr.shape[1], state.groups
+    r = K.shape[-1]
+    w_t = Wr.transpose(1, 2)
+    k_conj = torch.empty_like(K)
+    prod = torch.empty_like(K)
+    h = torch.empty(t, g, r, dtype=K.dtype, device=K.device)
+    h_real = torch.view_as_real(h).view(t, 1, -1)
+    y_hat = torch.empty(t, 1, p, dtype=Wr.dtype, device=Wr.device)
+    err = torch.empty_like(y_hat)
+    err_t = err.transpose(1, 2)
+    delta_real = torch.empty(t, 1, Wr.shape[-1], dtype=Wr.dtype, device=Wr.device)
+    delta = torch.view_as_complex(delta_real.view(t, g, r, 2))
+    delta_conj = torch.empty_like(delta)
+    for x, y in zip(xc.unbind(1), yc.unbind(1)):
+        torch.conj_physical(K, out=k_conj)
+        if g == 1:
+            torch.mul(k_conj, x, out=prod)
+            torch.sum(prod, dim=1, keepdim=True, out=h)
+        else:
+            torch.mul(k_conj, x, out=h)
+        torch.bmm(h_real, w_t, out=y_hat)
+        torch.sub(y.view(t, 1, p), y_hat, out=err)
+        torch.bmm(err, Wr, out=delta_real)
+        Wr.baddbmm_(err_t, h_real, alpha=c)
+        torch.conj_physical(delta, out=delta_conj)
+        K.addcmul_(delta_conj, x, value=c)
 
 
 def _cnn_full_batch(state: _CNNState, data: torch.Tensor, targets: torch.Tensor, c: float, steps: int) -> None:
     """``steps`` full-batch GD steps on the dataset-averaged loss (the same formulas, averaged)."""
-    Kc, Wr = state.Kc, state.Wr
+    K, Wr = state.K, state.Wr
     t = Wr.shape[0]
     g = state.groups
     n_samples = data.shape[0]
     for _ in range(steps):
         grad_w = torch.zeros_like(Wr)
-        grad_k = torch.zeros_like(Kc)
+        grad_k = torch.zeros_like(K)
         for start in range(0, n_samples, _FULL_BATCH_CHUNK):
             x = data[start : start + _FULL_BATCH_CHUNK]  # (N', C, R)
             y = targets[start : start + _FULL_BATCH_CHUNK]
-            prod = Kc[:, None] * x[None]  # (T, N', C, R)
+            prod = K.conj()[:, None] * x[None]  # (T, N', C, R)
             h = prod.sum(dim=2, keepdim=True) if g == 1 else prod
             h_real = torch.view_as_real(h).reshape(t, x.shape[0], -1)
             err = y[None] - torch.bmm(h_real, Wr.transpose(1, 2))  # (T, N', p)
             grad_w += torch.bmm(err.transpose(1, 2), h_real)
             delta = torch.view_as_complex(torch.bmm(err, Wr).view(t, x.shape[0], g, -1, 2))
-            grad_k += (delta * x.conj()[None]).sum(dim=1)
+            grad_k += (delta.conj() * x[None]).sum(dim=1)
         Wr.add_(grad_w, alpha=c / n_samples)
-        Kc.add_(grad_k, alpha=c / n_samples)
+        K.add_(grad_k, alpha=c / n_samples)
 
 
 def _run_loop(
@@ -405,6 +420,7 @@ def _run_loop(
     snapshot: Callable[[int], dict[str, np.ndarray]],
     progress: Progress | None,
     single_thread_steps: bool,
+    chunk: int,
 ) -> str:
     """Advance from event to event; returns the divergence message ('' if none).
 
@@ -423,7 +439,7 @@ def _run_loop(
             target = events[e]
             with _single_threaded(problem.device) if single_thread_steps and not small else nullcontext():
                 while done < target:
-                    count = min(_MAX_CHUNK, target - done)
+                    count = min(chunk, target - done)
                     advance(count, stream.take(count) if stream is not None else None)
                     done += count
             if target in record_at:
@@ -506,7 +522,7 @@ def train_linear_cnn(
 
     message = _run_loop(
         problem, recorder, events, record_at, set(snapshot_times), sampling, seed, state.trials,
-        advance, record, snapshot, progress, single_thread_steps=True,
+        advance, record, snapshot, progress, single_thread_steps=True, chunk=_CNN_CHUNK,
     )  # fmt: skip
     run = recorder.run(sampling, state.parameters() if not message else {}, message, time.perf_counter() - t0)
     if message and on_divergence == "raise":
@@ -644,7 +660,7 @@ def train_linear_fcnn(
 
     message = _run_loop(
         problem, recorder, events, record_at, set(snapshot_times), sampling, seed, state.trials,
-        advance, record, snapshot, progress, single_thread_steps=False,
+        advance, record, snapshot, progress, single_thread_steps=False, chunk=_FCNN_CHUNK,
     )  # fmt: skip
     run = recorder.run(sampling, state.parameters() if not message else {}, message, time.perf_counter() - t0)
     if message and on_divergence == "raise":
