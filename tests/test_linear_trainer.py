@@ -249,3 +249,17 @@ def test_bad_arguments_raise_before_training() -> None:
         LinearProblem.from_data(x, labels, x_test=x)
     with pytest.raises(ValueError, match="seed"):
         trial_generator(-1, 0)
+    with pytest.raises(ValueError, match="threads"):
+        train_linear_cnn(problem, init, 0.1, 10, threads=0)
+
+
+def test_thread_setting_is_restored() -> None:
+    x, labels = _data(n_samples=6, c=1, n=4)
+    problem = LinearProblem.from_data(x, labels)
+    init = random_cnn_init(1, (1, 4, 4), 3, 0.1, 0.1, seed=0)
+    torch.set_num_threads(2)
+    train_linear_cnn(problem, init, 0.01, 20, record_every=10)  # runs on one thread (default)
+    assert torch.get_num_threads() == 2
+    with pytest.raises(LinearTrainingDiverged):
+        train_linear_cnn(problem, random_cnn_init(1, (1, 4, 4), 3, 1.0, 1.0, seed=0), 5.0, 2000, record_every=10)
+    assert torch.get_num_threads() == 2

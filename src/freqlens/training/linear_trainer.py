@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -201,6 +201,11 @@ def _check_common(
     return float(learning_rate), num_updates, record_every
 
 
+def _check_threads(threads: int | None) -> None:
+    if threads is not None:
+        check_positive_int("threads", threads)
+
+
 class _Recorder:
     """Accumulates records and checks for divergence."""
 
@@ -268,15 +273,18 @@ class _Recorder:
 
 
 @contextmanager
-def _single_threaded(device: torch.device) -> Iterator[None]:
-    """Run the per-step kernels on one CPU thread: they are far too small to split (~10⁴-10⁵ elements),
-    and waking a second OpenMP thread per kernel costs more than it saves (badly so on a busy machine).
-    The large products of the records and moments keep all threads."""
-    if device.type != "cpu":
+def _cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
+    """Run a training call with ``threads`` CPU threads (``None``: leave torch's setting), restoring it after.
+
+    The per-step kernels are far too small to split (10⁴-10⁵ elements), and on a shared machine a second
+    OpenMP thread that has to wait for a busy core can make even the large record products ten times
+    slower (measured), so the trainers default to one thread.
+    """
+    if device.type != "cpu" or threads is None:
         yield
         return
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
@@ -419,29 +427,22 @@ def _run_loop(
     record: Callable[[int], tuple[dict[str, np.ndarray], bool]],
     snapshot: Callable[[int], dict[str, np.ndarray]],
     progress: Progress | None,
-    single_thread_steps: bool,
+    threads: int | None,
     chunk: int,
 ) -> str:
-    """Advance from event to event; returns the divergence message ('' if none).
-
-    Threads (CPU): a small problem (synthetic datasets) runs entirely on one thread, since none of its
-    products is worth splitting; otherwise ``advance`` runs on one thread if ``single_thread_steps``
-    (see :func:`_single_threaded`) and the records use every thread.
-    """
+    """Advance from event to event; returns the divergence message ('' if none)."""
     stream = _SampleStream(problem.num_samples, sampling, seed, trials) if sampling != "full_batch" else None
-    small = problem.packed_dim * max(problem.num_samples, problem.packed_dim) * trials < 2**24
     indices: Iterable[int] = range(len(events))
     if progress is not None:
         indices = progress(indices)
     done = 0
-    with _single_threaded(problem.device) if small else nullcontext():
+    with _cpu_threads(problem.device, threads):
         for e in indices:
             target = events[e]
-            with _single_threaded(problem.device) if single_thread_steps and not small else nullcontext():
-                while done < target:
-                    count = min(chunk, target - done)
-                    advance(count, stream.take(count) if stream is not None else None)
-                    done += count
+            while done < target:
+                count = min(chunk, target - done)
+                advance(count, stream.take(count) if stream is not None else None)
+                done += count
             if target in record_at:
                 values, finite = record(target)
                 message = recorder.check(target, values["loss_train"], finite)
@@ -467,6 +468,7 @@ def train_linear_cnn(
     divergence_factor: float = 1e4,
     on_divergence: Literal["raise", "return"] = "raise",
     progress: Progress | None = None,
+    threads: int | None = 1,
 ) -> LinearRun:
     """Train ``T`` independent linear CNNs (:class:`freqlens.models.linear.LinearCNN`) together.
 
@@ -484,9 +486,11 @@ def train_linear_cnn(
         divergence_factor: stop when the training loss exceeds this factor times its initial value.
         on_divergence: ``"raise"`` :class:`LinearTrainingDiverged` (with the partial run attached) or
             ``"return"`` the partial run with ``diverged=True``.
+        threads: CPU threads during the call (default 1, see :func:`_cpu_threads`; ``None`` keeps torch's).
     """
     lr, num_updates, record_every = _check_common(problem, learning_rate, num_updates, sampling, record_every)
     check_choice("on_divergence", on_divergence, ("raise", "return"))
+    _check_threads(threads)
     if not isinstance(init, CNNParameters):
         raise TypeError(f"init must be CNNParameters (see freqlens.training.linear_init), got {type(init).__name__}")
     events, record_at = _event_times(num_updates, record_every, snapshot_times)
@@ -522,7 +526,7 @@ def train_linear_cnn(
 
     message = _run_loop(
         problem, recorder, events, record_at, set(snapshot_times), sampling, seed, state.trials,
-        advance, record, snapshot, progress, single_thread_steps=True, chunk=_CNN_CHUNK,
+        advance, record, snapshot, progress, threads=threads, chunk=_CNN_CHUNK,
     )  # fmt: skip
     run = recorder.run(sampling, state.parameters() if not message else {}, message, time.perf_counter() - t0)
     if message and on_divergence == "raise":
@@ -576,14 +580,13 @@ def _fcnn_chunk(state: _FCNNState, xb: torch.Tensor, yb: torch.Tensor, c: float)
     u0 = torch.bmm(W1, xb.transpose(1, 2))  # (T, H, B): W1_0 x_s
     gram = torch.bmm(xb, xb.transpose(1, 2))  # (T, B, B)
     acc = torch.zeros(t, hidden, count, dtype=W1.dtype, device=W1.device)  # a_s = c W2ᵀ e_s
-    with _single_threaded(W1.device):  # the sequential part is small; the block products above and below are not
-        for s in range(count):
-            u = u0[:, :, s]
-            if s:
-                u = u + torch.bmm(acc[:, :, :s], gram[:, :s, s : s + 1]).view(t, hidden)
-            err = yb[:, s] - torch.bmm(W2, u.view(t, hidden, 1)).view(t, p)
-            acc[:, :, s] = torch.bmm(err.view(t, 1, p), W2).view(t, hidden) * c
-            W2.baddbmm_(err.view(t, p, 1), u.view(t, 1, hidden), alpha=c)
+    for s in range(count):
+        u = u0[:, :, s]
+        if s:
+            u = u + torch.bmm(acc[:, :, :s], gram[:, :s, s : s + 1]).view(t, hidden)
+        err = yb[:, s] - torch.bmm(W2, u.view(t, hidden, 1)).view(t, p)
+        acc[:, :, s] = torch.bmm(err.view(t, 1, p), W2).view(t, hidden) * c
+        W2.baddbmm_(err.view(t, p, 1), u.view(t, 1, hidden), alpha=c)
     W1.baddbmm_(acc, xb)
 
 
@@ -619,6 +622,7 @@ def train_linear_fcnn(
     divergence_factor: float = 1e4,
     on_divergence: Literal["raise", "return"] = "raise",
     progress: Progress | None = None,
+    threads: int | None = 1,
 ) -> LinearRun:
     """Train ``T`` independent linear FCNNs (:class:`freqlens.models.linear.LinearFCNN`) together.
 
@@ -627,6 +631,7 @@ def train_linear_fcnn(
     """
     lr, num_updates, record_every = _check_common(problem, learning_rate, num_updates, sampling, record_every)
     check_choice("on_divergence", on_divergence, ("raise", "return"))
+    _check_threads(threads)
     if not isinstance(init, FCNNParameters):
         raise TypeError(f"init must be FCNNParameters (see freqlens.training.linear_init), got {type(init).__name__}")
     snapshot_trials = check_positive_int("snapshot_trials", snapshot_trials)
@@ -660,7 +665,7 @@ def train_linear_fcnn(
 
     message = _run_loop(
         problem, recorder, events, record_at, set(snapshot_times), sampling, seed, state.trials,
-        advance, record, snapshot, progress, single_thread_steps=False, chunk=_FCNN_CHUNK,
+        advance, record, snapshot, progress, threads=threads, chunk=_FCNN_CHUNK,
     )  # fmt: skip
     run = recorder.run(sampling, state.parameters() if not message else {}, message, time.perf_counter() - t0)
     if message and on_divergence == "raise":
