@@ -605,26 +605,27 @@ def plot_figS5(data: Mapping[str, np.ndarray], cfg: FigS5Config, summary: Mappin
     for i, r in enumerate(rows):
         for alpha in range(p):
             ax = axes[i, alpha]
-            if not disc[i, alpha]:
-                ax.axis("off")
-                continue
-            col = MODE_COLORS[alpha % len(MODE_COLORS)]
+            frac = float(data["progress"][i, alpha])
+            shown = bool(disc[i, alpha])
+            col = MODE_COLORS[alpha % len(MODE_COLORS)] if shown else "0.75"
             ax.vlines(m, 0, data["v_hat_abs"][alpha], color=col, lw=0.8)
             ax.plot(m, data["v_hat_abs"][alpha], "o", color=col, ms=2)
-            big = kbar[r] > 0.1 * kmax
-            ax2 = ax.twinx()
-            ax2.scatter(m[big], kbar[r][big], marker="x", color="k", s=60 * kbar[r][big] / kmax + 4, lw=1.0)
-            ax2.set_ylim(0, 1.1 * kmax)
-            ax2.tick_params(labelsize=6)
-            frac = float(data["progress"][i, alpha])
-            ax.set_title(f"t={int(data['t'][r])}: mode {alpha} ($a_{alpha}/s_{alpha}$={frac:.2f})", fontsize=8)
+            status = "" if shown else ", not yet discovered"
+            ax.set_title(f"t={int(data['t'][r])}: mode {alpha} ($a_{alpha}/s_{alpha}$={frac:.2f}{status})", fontsize=8)
+            if shown:
+                big = kbar[r] > 0.1 * kmax
+                ax2 = ax.twinx()
+                ax2.scatter(m[big], kbar[r][big], marker="x", color="k", s=60 * kbar[r][big] / kmax + 4, lw=1.0)
+                ax2.set_ylim(0, 1.1 * kmax)
+                ax2.tick_params(labelsize=6)
             if alpha == 0:
                 ax.set_ylabel("$|\\hat v_{m\\alpha}|$")
             if i == len(rows) - 1:
                 ax.set_xlabel("vec-2D index m")
     fig.suptitle(
-        "Geometric shapes: |v̂_mα| of the modes discovered so far (stems) and trial-averaged |k̂_m| "
-        "(crosses where > 10% of the max, size ∝ magnitude; right axis) (Pinson et al., Fig. S.5)"
+        "Geometric shapes (Pinson et al., Fig. S.5): stems $|\\hat v_{m\\alpha}|$ of each mode "
+        "(grey: not yet discovered, $a_\\alpha < 0.2\\,s_\\alpha$);\ncrosses: trial-averaged $|\\hat k_m|$ "
+        "where > 10% of its max (size ∝ magnitude, right axis)"
     )
     return {"figS5_kernel_vs_singular_vectors": fig}
 
