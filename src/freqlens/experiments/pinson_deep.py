@@ -234,7 +234,7 @@ def plot_fig6(data: Mapping[str, np.ndarray], cfg: Fig6Config, summary: Mapping[
         ax.set_title(title)
         ax.legend(fontsize=6, ncol=2)
     ntr = data["linear_A"].shape[0]
-    fig.suptitle(f"CIFAR-10, deep CNNs, batch {cfg.batch_size}, {ntr} trials (Pinson et al., Fig. 6)")
+    fig.suptitle(f"CIFAR-10, deep CNNs, batch {cfg.batch_size}, {ntr} trial(s) (Pinson et al., Fig. 6)")
     return {"fig6_deep_cnns": fig}
 
 
