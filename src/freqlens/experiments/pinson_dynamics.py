@@ -166,7 +166,7 @@ def _half_time(t: np.ndarray, a: np.ndarray, s: float) -> float:
 
 def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
     x, labels = pure_cosines(cfg.n, cfg.freqs, cfg.amplitudes)
-    problem = LinearProblem.from_data(x, labels)
+    problem = LinearProblem.from_data(x, labels, device=ctx.device)
     st = problem.structure
     cnn, fcnn = _fig3_train(ctx, cfg, problem, cfg.sampling, "main")
     th = _fig3_theory(cfg, st, cnn, fcnn)
@@ -396,7 +396,7 @@ class FigS2Config(SumsConfig):
 def _sums_runs(ctx: RunContext, cfg: SumsConfig, with_fcnn: bool) -> dict[str, np.ndarray]:
     """Train the CNN (and FCNN) on the sums of cosines, integrate the averaged flow from the same inits."""
     x, labels = sums_of_cosines(cfg.n, cfg.freq_sets, cfg.amplitudes)
-    problem = LinearProblem.from_data(x, labels)
+    problem = LinearProblem.from_data(x, labels, device=ctx.device)
     st = problem.structure
     p, n = st.num_classes, cfg.n
     init = random_cnn_init(cfg.trials, (1, n, n), p, cfg.sigma, cfg.sigma, seed=ctx.seed)

@@ -127,7 +127,7 @@ class ShapesConfig:
 
 def _shapes_runs(ctx: RunContext, cfg: ShapesConfig) -> dict[str, np.ndarray]:
     x, labels = geometric_shapes(cfg.n, cfg.shapes)
-    problem = LinearProblem.from_data(x, labels)
+    problem = LinearProblem.from_data(x, labels, device=ctx.device)
     st = problem.structure
     p, n = st.num_classes, cfg.n
     init = random_cnn_init(cfg.trials, (1, n, n), p, cfg.sigma, cfg.sigma, seed=ctx.seed)
