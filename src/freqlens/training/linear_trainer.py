@@ -7,7 +7,7 @@ for one-image-per-class datasets; ``sampling="epochs"``: shuffled epochs) or the
 second moments ``Σ_yx``, ``Σ_xx``; spec §4.2). All ``T`` trials advance together in one set of tensor
 operations.
 
-How the CNN step is fast (spec §3.3, §4.1): in the packed real Fourier coordinates of
+How the CNN step is fast (spec §3.3, §4.1): in the Fourier coefficients of
 :mod:`.linear_spectral` the correlation with a full-size kernel is an elementwise complex product, so
 with the complex coefficients (one per conjugate pair) ``K = √ω ⊙ k̂``, ``W_i = √ω ⊙ ŵ_i``
 (``k̂ = Q k``, ``ŵ_i = Q w_i``) and the data ``X = n x̂``:
@@ -536,7 +536,7 @@ def train_linear_cnn(
 
 # ----------------------------------------------------------------------------------- the FCNN
 class _FCNNState:
-    """FCNN parameters of ``T`` trials in packed input coordinates: ``W1 (T, H, D')``, ``W2 (T, p, H)``."""
+    """FCNN parameters of ``T`` trials; ``W1 (T, H, D')`` acts on the real view ``φ(x)``, ``W2 (T, p, H)``."""
 
     def __init__(self, problem: LinearProblem, init: FCNNParameters) -> None:
         c, n, _ = problem.image_shape
