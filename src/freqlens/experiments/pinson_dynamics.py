@@ -462,7 +462,7 @@ def _sums_runs(ctx: RunContext, cfg: SumsConfig, with_fcnn: bool) -> dict[str, n
                 snapshot_rows=4,
                 seed=ctx.seed + 2,
                 progress=_progress(ctx, "FCNN"),
-            ).arrays(),
+            ).arrays(include_final=False),
         )
         fcnn = LinearRun.from_arrays(f_arr, "fcnn", cfg.sampling)
         out["A_fcnn"] = fcnn.a_train

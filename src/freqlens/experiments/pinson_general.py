@@ -141,7 +141,7 @@ def _shapes_runs(ctx: RunContext, cfg: ShapesConfig) -> dict[str, np.ndarray]:
             lambda: train_linear_cnn(
                 problem, init, cfg.lr_cnn, cfg.updates, sampling=mode, record_every=cfg.record_every,
                 snapshot_times=snaps, seed=ctx.seed + 1, progress=_progress(ctx, "shapes CNN"),
-            ).arrays(),
+            ).arrays(include_final=False),
         ),
         "cnn", cfg.sampling,
     )  # fmt: skip
@@ -151,7 +151,7 @@ def _shapes_runs(ctx: RunContext, cfg: ShapesConfig) -> dict[str, np.ndarray]:
             lambda: train_linear_fcnn(
                 problem, fin, lr_f, cfg.updates, sampling=mode, record_every=cfg.record_every,
                 snapshot_times=snaps, snapshot_rows=4, seed=ctx.seed + 2, progress=_progress(ctx, "shapes FCNN"),
-            ).arrays(),
+            ).arrays(include_final=False),
         ),
         "fcnn", cfg.sampling,
     )  # fmt: skip
@@ -274,7 +274,7 @@ def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, np.ndarray]:
             lambda: train_linear_cnn(
                 problem, init, cfg.lr_cnn, cfg.updates, sampling="epochs", record_every=cfg.record_every,
                 snapshot_times=cfg.snapshot_times, seed=ctx.seed + 1, progress=_progress(ctx, "CIFAR-4 CNN"),
-            ).arrays(),
+            ).arrays(include_final=False),
         ),
         "cnn", "epochs",
     )  # fmt: skip
@@ -285,7 +285,7 @@ def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, np.ndarray]:
                 problem, fin, cfg.lr_fcnn, cfg.updates, sampling="epochs", record_every=cfg.record_every,
                 snapshot_times=cfg.snapshot_times, snapshot_rows=4, seed=ctx.seed + 2,
                 progress=_progress(ctx, "CIFAR-4 FCNN"),
-            ).arrays(),
+            ).arrays(include_final=False),
         ),
         "fcnn", "epochs",
     )  # fmt: skip
