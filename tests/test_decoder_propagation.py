@@ -313,7 +313,9 @@ def test_A11_nearest_upsampling_cancels_dc_replicas() -> None:
 
 
 @pytest.mark.parametrize(
-    ("k", "r", "p"), [(4, 2, 1), (2, 2, 0), (6, 2, 2), (5, 3, 1), (3, 3, 0)], ids=["K4s2P1", "K2s2", "K6s2P2", "K5s3P1", "K3s3"]
+    ("k", "r", "p"),
+    [(4, 2, 1), (2, 2, 0), (6, 2, 2), (5, 3, 1), (3, 3, 0)],
+    ids=["K4s2P1", "K2s2", "K6s2P2", "K5s3P1", "K3s3"],
 )
 def test_transposed_conv_exact_cropped_rule(k: int, r: int, p: int) -> None:
     up = nn.ConvTranspose2d(3, 4, k, stride=r, padding=p).double()
@@ -369,7 +371,9 @@ def _exact_block(kind: str, c_in: int, c_out: int) -> tuple[nn.Module, int, int]
     widths=st.lists(st.integers(1, 4), min_size=6, max_size=6),
     seed=st.integers(0, 10_000),
 )
-def test_whole_model_propagation_equals_measured_for_exact_layers(kinds: list[str], widths: list[int], seed: int) -> None:
+def test_whole_model_propagation_equals_measured_for_exact_layers(
+    kinds: list[str], widths: list[int], seed: int
+) -> None:
     torch.manual_seed(seed)
     layers: list[nn.Module] = []
     c, size = 2, 8
