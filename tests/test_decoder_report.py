@@ -119,7 +119,7 @@ def test_init_normal_statistics() -> None:
     se_mean = 0.02 / w.numel() ** 0.5
     assert abs(float(w.mean()) - 0.01) < 5 * se_mean
     assert float(w.std()) == pytest.approx(0.02, rel=0.03)
-    assert all(float(m.bias.abs().max()) == 0 for m in net if isinstance(m, nn.Conv2d))
+    assert all(float(m.bias.detach().abs().max()) == 0 for m in net if isinstance(m, nn.Conv2d))
 
 
 # ----------------------------------------------------------------------------------- report
