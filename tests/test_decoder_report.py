@@ -102,7 +102,7 @@ def test_models_shapes_and_names() -> None:
         net = fit_network(kind)
         assert sum(isinstance(m, nn.Conv2d) for m in net) == 10
         assert any(isinstance(m, nn.ReLU) for m in net) == (kind == "zero_relu")
-        assert net(x).shape == (2, 16, 16, 16)
+        assert net(x).shape == (2, 3, 16, 16)
     assert five_layer_network(7, "reflect")(x).shape == (2, 3, 16, 16)
     assert sum(isinstance(m, nn.Conv2d) for m in deep_network(50)) == 50
     assert upsampling_chain(3, "zero_insertion")(x).shape == (2, 3, 128, 128)

@@ -74,16 +74,19 @@ def conv_stack(
     return nn.Sequential(layers)
 
 
-def fit_network(kind: str, in_channels: int = 3, depth: int = 10, width: int = 16) -> nn.Sequential:
+def fit_network(
+    kind: str, in_channels: int = 3, depth: int = 10, width: int = 16, out_channels: int = 3
+) -> nn.Sequential:
     """The three 10-layer networks of Fig. 3 (§4 item 1): 16 kernels of 3×3 per layer, biases, stride 1.
 
     ``kind``: ``"zero_relu"`` (zero padding + ReLU), ``"zero_linear"`` (zero padding, no ReLU) or
-    ``"circular_linear"`` (circular padding, no ReLU: exactly Assumption 3.1). The last layer also has
-    ``width`` kernels (the paper does not say; §7.11).
+    ``"circular_linear"`` (circular padding, no ReLU: exactly Assumption 3.1). The paper does not say what
+    the last layer outputs or which loss drives the update of Fig. 3b (§7.11): here the last layer has
+    ``out_channels = 3`` kernels so the net maps an image to an image (MSE reconstruction loss).
     """
     check_choice("kind", kind, ("zero_relu", "zero_linear", "circular_linear"))
     mode = "circular" if kind == "circular_linear" else "zeros"
-    return conv_stack(depth, in_channels, width, width, 3, mode, relu=kind == "zero_relu")
+    return conv_stack(depth, in_channels, width, out_channels, 3, mode, relu=kind == "zero_relu")
 
 
 def five_layer_network(

@@ -59,6 +59,7 @@ __all__ = [
     "PropagationStep",
     "ZeroInsertionUpsample",
     "apply_transfer",
+    "assumed_circular_transfer_matrices",
     "batchnorm_spectrum",
     "cascade_dc_offset",
     "cascade_transfer_matrices",
@@ -200,13 +201,16 @@ def _conv_plan(module: nn.Module, size: tuple[int, int], name: str, assume_circu
     return _ConvPlan(grid, torch.arange(0, n1h, sh), torch.arange(0, n1w, sw), (ph, pw), False)
 
 
-def _circular_transfer(module: nn.Module, size: tuple[int, int], name: str, assume_circular: bool) -> torch.Tensor:
+def assumed_circular_transfer_matrices(module: nn.Module, input_size: Sequence[int], name: str = "") -> torch.Tensor:
+    """``T (H, W, C_out, C_in)`` of a stride-1 ``nn.Conv2d`` on its **input** grid under the paper's
+    Assumption 3.1 (circular padding): exact for circular layers; for zero/reflect padding it is the same
+    kernel with circular padding of the same width (PyTorch's phase), i.e. the **approximation** the
+    paper uses to derive spectra of zero-padded networks (§4 item 1)."""
     geom = conv_geometry(module, name)
+    size = (int(input_size[0]), int(input_size[1]))
     if geom.padding_mode == "circular" or geom.padding == (0, 0):
-        return module_transfer_matrices(module, size, name)
-    # Assumption 3.1 applied to a non-circular layer (an approximation, used only on request):
-    # the same kernel with circular padding of the same width.
-    return conv2d_transfer_matrices(dense_kernel(module, name), size, padding=geom.padding)
+        return module_transfer_matrices(module, size, geom.name)
+    return conv2d_transfer_matrices(dense_kernel(module, geom.name), size, padding=geom.padding)
 
 
 def conv2d_spectrum(
@@ -230,7 +234,7 @@ def conv2d_spectrum(
     bias = module.bias if geom.has_bias else None
     assert bias is None or isinstance(bias, torch.Tensor)
     if plan.zero_pad == (0, 0):
-        z = apply_transfer(_circular_transfer(module, size, geom.name, assume_circular), g)
+        z = apply_transfer(assumed_circular_transfer_matrices(module, size, geom.name), g)
         if plan.spectral_only:
             out = downsample_spectrum(z, geom.stride) if geom.stride != (1, 1) else z
         else:
