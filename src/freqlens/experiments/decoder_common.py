@@ -1,0 +1,127 @@
+"""Helpers shared by the decoder-paper experiments (``decoder-*``): data, layer outputs, fits, figures.
+
+Registers no experiment. Datasets: the paper's Tiny-ImageNet and Broden are not available to freqlens, so
+the experiments use CIFAR-10 (32×32 RGB) and MNIST (28×28 grey) instead (``docs/decoder_spectra.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from torch import nn
+
+from ..datasets import load_cifar10, load_mnist
+from ..spectral.maps import clip_dc_for_display, mean_magnitude_map
+from .registry import RunContext
+
+__all__ = [
+    "DATASET_LABELS",
+    "conv_outputs",
+    "draw_magnitude",
+    "linear_fit",
+    "load_images",
+    "log_display",
+    "mean_std",
+]
+
+DATASET_LABELS = {"cifar10": "CIFAR-10", "mnist": "MNIST"}
+
+
+def load_images(ctx: RunContext, dataset: str, count: int, offset: int = 0, split: str = "test") -> torch.Tensor:
+    """``count`` images of ``dataset`` (``"cifar10"`` or ``"mnist"``), a random subset drawn with
+    ``ctx.rng(offset)``, standardised per channel with the subset's own mean and std, float64
+    ``(N, C, H, W)``. Standardisation is the usual CNN input preprocessing (choice documented in
+    ``docs/decoder_spectra.md``); it removes most of the per-channel DC bin of raw ``[0, 1]`` images."""
+    if dataset not in DATASET_LABELS:
+        raise ValueError(f"dataset must be one of {sorted(DATASET_LABELS)}, got {dataset!r}")
+    root = ctx.require_data(DATASET_LABELS[dataset])
+    x = load_cifar10(root, split)[0] if dataset == "cifar10" else load_mnist(root, split)[0]
+    if count < 1 or count > x.shape[0]:
+        raise ValueError(f"count must lie in [1, {x.shape[0]}] for {dataset} {split}, got {count}")
+    idx = np.sort(ctx.rng(offset).choice(x.shape[0], size=count, replace=False))
+    x = x[torch.from_numpy(idx)].to(torch.float64)
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    std = x.std(dim=(0, 2, 3), keepdim=True)
+    return (x - mean) / std
+
+
+def conv_outputs(model: nn.Sequential, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Run a sequential model layer by layer; return the (pre-activation) output of every ``nn.Conv2d``
+    and the input it received, in order (no grad)."""
+    outs: list[torch.Tensor] = []
+    ins: list[torch.Tensor] = []
+    h = x
+    with torch.no_grad():
+        for layer in model:
+            y = layer(h)
+            if isinstance(layer, nn.Conv2d):
+                ins.append(h)
+                outs.append(y)
+            h = y
+    return outs, ins
+
+
+def linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares line ``y ≈ a x + b``: returns ``(slope a, intercept b, R²)``."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    a, b = np.polyfit(x, y, 1)
+    resid = y - (a * x + b)
+    ss = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - float((resid**2).sum()) / ss if ss > 0 else 1.0
+    return float(a), float(b), r2
+
+
+def mean_std(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": round(float(arr.mean()), 6), "std": round(float(arr.std()), 6)}
+
+
+def log_display(magnitude: np.ndarray) -> np.ndarray:
+    """``log10`` of an unshifted magnitude map with DC clipped to the second-largest value (as the paper's
+    figures), fftshifted for display (DC at the centre)."""
+    clipped = clip_dc_for_display(magnitude)
+    floor = max(float(clipped.max()), 1e-300) * 1e-12
+    return np.fft.fftshift(np.log10(clipped + floor))
+
+
+def draw_magnitude(
+    ax: Axes,
+    magnitude: np.ndarray,
+    title: str | None = None,
+    marks: np.ndarray | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colorbar: bool = False,
+) -> Any:
+    """Draw a magnitude map (unshifted ``(H, W)``) as the paper does: fftshifted, log scale, DC clipped.
+
+    Axes are the signed frequencies ``(k, l)`` (DC at the centre). ``marks``: unshifted ``(P, 2)`` positions
+    to circle (e.g. the predicted DC replicas of Thm 4.4)."""
+    h, w = magnitude.shape
+    shown = log_display(magnitude)
+    ext = (-(w // 2) - 0.5, w - w // 2 - 0.5, h - h // 2 - 0.5, -(h // 2) - 0.5)
+    im = ax.imshow(shown, cmap="viridis", extent=ext, vmin=vmin, vmax=vmax)
+    ax.set_xticks([-(w // 2), 0, w - w // 2 - 1])
+    ax.set_yticks([-(h // 2), 0, h - h // 2 - 1])
+    ax.tick_params(labelsize=6, length=2)
+    if marks is not None and len(marks):
+        ku = np.where(marks[:, 0] >= h - h // 2, marks[:, 0] - h, marks[:, 0])
+        lv = np.where(marks[:, 1] >= w - w // 2, marks[:, 1] - w, marks[:, 1])
+        ax.scatter(lv, ku, s=60, facecolors="none", edgecolors="#D55E00", linewidths=0.9)
+    if title:
+        ax.set_title(title, fontsize=7)
+    if colorbar:
+        cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        cb.ax.tick_params(labelsize=6)
+        cb.set_label("log10 |H|", fontsize=6)
+    return im
+
+
+def channel_mean_magnitude(spectrum: torch.Tensor) -> np.ndarray:
+    """``E_{b,c}|H|`` of a complex spectrum ``(B, C, H, W)``: float64 ``(H, W)`` (unshifted)."""
+    return mean_magnitude_map(spectrum)
