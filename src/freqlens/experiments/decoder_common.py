@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from torch import nn
 
 from ..datasets import load_cifar10, load_mnist
-from ..spectral.maps import clip_dc_for_display, mean_magnitude_map
+from ..spectral.maps import clip_dc_for_display, mean_magnitude_map, p_low
 from .registry import RunContext
 
 __all__ = [
@@ -26,18 +26,29 @@ __all__ = [
     "load_images",
     "log_display",
     "mean_std",
+    "spectra_statistics",
 ]
 
-DATASET_LABELS = {"cifar10": "CIFAR-10", "mnist": "MNIST"}
+DATASET_LABELS = {"cifar10": "CIFAR-10", "mnist": "MNIST", "white": "white noise 64x64"}
+#: Size of the synthetic white-noise images (spec §5 item 11 uses 64×64 white input, 3 channels).
+WHITE_SHAPE = (3, 64, 64)
 
 
 def load_images(ctx: RunContext, dataset: str, count: int, offset: int = 0, split: str = "test") -> torch.Tensor:
-    """``count`` images of ``dataset`` (``"cifar10"`` or ``"mnist"``), a random subset drawn with
-    ``ctx.rng(offset)``, standardised per channel with the subset's own mean and std, float64
-    ``(N, C, H, W)``. Standardisation is the usual CNN input preprocessing (choice documented in
-    ``docs/decoder_spectra.md``); it removes most of the per-channel DC bin of raw ``[0, 1]`` images."""
+    """``count`` images of ``dataset``, float64 ``(N, C, H, W)``, standardised per channel with the subset's
+    own mean and std (the usual CNN input preprocessing; it removes most of the DC bin of raw ``[0, 1]``
+    images; choice documented in ``docs/decoder_spectra.md``).
+
+    ``"cifar10"`` / ``"mnist"``: a random subset of the split drawn with ``ctx.rng(offset)``. ``"white"``: i.i.d.
+    standard normal images of shape :data:`WHITE_SHAPE` drawn with ``ctx.generator(offset)`` (a flat input
+    spectrum, so only the network shapes the output spectrum; spec §5 item 11)."""
     if dataset not in DATASET_LABELS:
         raise ValueError(f"dataset must be one of {sorted(DATASET_LABELS)}, got {dataset!r}")
+    if dataset == "white":
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        w = torch.randn(count, *WHITE_SHAPE, generator=ctx.generator(offset), dtype=torch.float64)
+        return (w - w.mean(dim=(0, 2, 3), keepdim=True)) / w.std(dim=(0, 2, 3), keepdim=True)
     root = ctx.require_data(DATASET_LABELS[dataset])
     x = load_cifar10(root, split)[0] if dataset == "cifar10" else load_mnist(root, split)[0]
     if count < 1 or count > x.shape[0]:
@@ -125,3 +136,26 @@ def draw_magnitude(
 def channel_mean_magnitude(spectrum: torch.Tensor) -> np.ndarray:
     """``E_{b,c}|H|`` of a complex spectrum ``(B, C, H, W)``: float64 ``(H, W)`` (unshifted)."""
     return mean_magnitude_map(spectrum)
+
+
+def spectra_statistics(
+    model: nn.Sequential, x: torch.Tensor, batch_size: int = 64, low_fraction: float = 1 / 8
+) -> dict[str, np.ndarray]:
+    """Per conv layer of a sequential net on images ``x``: ``p_low`` and ``p_low`` without DC (mean over
+    images, §4 item 7) and the mean magnitude map ``E_{b,c}|H|`` of the last conv output.
+
+    The forward pass runs in the model's dtype; spectra are taken in float64. Returns
+    ``{"p_low": (L,), "p_low_no_dc": (L,), "output_magnitude": (H, W)}``."""
+    sums: dict[str, Any] = {}
+    count = 0
+    for i in range(0, x.shape[0], batch_size):
+        xb = x[i : i + batch_size].to(next(model.parameters()).dtype)
+        outs, _ = conv_outputs(model, xb)
+        specs = [torch.fft.fft2(o.to(torch.float64)) for o in outs]
+        pl = np.stack([p_low(h, low_fraction) for h in specs])  # (L, B)
+        pn = np.stack([p_low(h, low_fraction, exclude_dc=True) for h in specs])
+        mag = specs[-1].abs().mean(dim=1).sum(dim=0).numpy()
+        for key, val in (("p_low", pl.sum(axis=1)), ("p_low_no_dc", pn.sum(axis=1)), ("output_magnitude", mag)):
+            sums[key] = val if key not in sums else sums[key] + val
+        count += xb.shape[0]
+    return {k: np.asarray(v) / count for k, v in sums.items()}
