@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.patches import Patch
 from torch import nn
 
 from ..datasets import load_cifar10, load_mnist
@@ -20,6 +21,7 @@ from .registry import RunContext
 
 __all__ = [
     "DATASET_LABELS",
+    "DC_LEGEND",
     "conv_outputs",
     "draw_magnitude",
     "linear_fit",
@@ -30,6 +32,11 @@ __all__ = [
 ]
 
 DATASET_LABELS = {"cifar10": "CIFAR-10", "mnist": "MNIST", "white": "white noise 64x64"}
+#: Legend for bar charts drawn as "with DC" (plain) / "without DC" (hatched) pairs.
+DC_LEGEND = [
+    Patch(facecolor="white", edgecolor="k", lw=0.5, label="with DC"),
+    Patch(facecolor="white", edgecolor="k", lw=0.5, hatch="//", label="without DC"),
+]
 #: Size of the synthetic white-noise images (spec §5 item 11 uses 64×64 white input, 3 channels).
 WHITE_SHAPE = (3, 64, 64)
 
@@ -144,8 +151,10 @@ def spectra_statistics(
     """Per conv layer of a sequential net on images ``x``: ``p_low`` and ``p_low`` without DC (mean over
     images, §4 item 7) and the mean magnitude map ``E_{b,c}|H|`` of the last conv output.
 
+    ``p_low`` is undefined for an image whose layer output is identically zero (e.g. every ReLU dead): such
+    images are left out of that layer's mean and **counted** in ``undefined_images`` (never silently 0).
     The forward pass runs in the model's dtype; spectra are taken in float64. Returns
-    ``{"p_low": (L,), "p_low_no_dc": (L,), "output_magnitude": (H, W)}``."""
+    ``{"p_low": (L,), "p_low_no_dc": (L,), "undefined_images": (L,), "output_magnitude": (H, W)}``."""
     sums: dict[str, Any] = {}
     count = 0
     for i in range(0, x.shape[0], batch_size):
@@ -155,7 +164,22 @@ def spectra_statistics(
         pl = np.stack([p_low(h, low_fraction) for h in specs])  # (L, B)
         pn = np.stack([p_low(h, low_fraction, exclude_dc=True) for h in specs])
         mag = specs[-1].abs().mean(dim=1).sum(dim=0).numpy()
-        for key, val in (("p_low", pl.sum(axis=1)), ("p_low_no_dc", pn.sum(axis=1)), ("output_magnitude", mag)):
+        parts = {
+            "p_low_sum": np.nansum(pl, axis=1),
+            "p_low_n": np.isfinite(pl).sum(axis=1),
+            "p_low_no_dc_sum": np.nansum(pn, axis=1),
+            "p_low_no_dc_n": np.isfinite(pn).sum(axis=1),
+            "output_magnitude": mag,
+        }
+        for key, val in parts.items():
             sums[key] = val if key not in sums else sums[key] + val
         count += xb.shape[0]
-    return {k: np.asarray(v) / count for k, v in sums.items()}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "p_low": np.where(sums["p_low_n"] > 0, sums["p_low_sum"] / np.maximum(sums["p_low_n"], 1), np.nan),
+            "p_low_no_dc": np.where(
+                sums["p_low_no_dc_n"] > 0, sums["p_low_no_dc_sum"] / np.maximum(sums["p_low_no_dc_n"], 1), np.nan
+            ),
+            "undefined_images": count - sums["p_low_n"],
+            "output_magnitude": sums["output_magnitude"] / count,
+        }

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from ..models.decoders import five_layer_network
 from ..plots import MODE_COLORS
-from .decoder_common import DATASET_LABELS, draw_magnitude, load_images, mean_std, spectra_statistics
+from .decoder_common import DATASET_LABELS, DC_LEGEND, draw_magnitude, load_images, mean_std, spectra_statistics
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 PADDINGS = ("zeros", "circular", "reflect")
@@ -59,7 +59,7 @@ def run_padding(ctx: RunContext, cfg: PaddingConfig) -> ExperimentResult:
         for pad in cfg.paddings:
 
             def compute(pad: str = pad, x: torch.Tensor = x, di: int = di) -> dict[str, np.ndarray]:
-                pl, pn, mags = [], [], []
+                pl, pn, mags, undef = [], [], [], []
                 for s in range(cfg.networks):
                     with torch.random.fork_rng():
                         torch.manual_seed(ctx.seed * 1_000_003 + 1000 * di + s)  # same weights for every padding
@@ -68,7 +68,13 @@ def run_padding(ctx: RunContext, cfg: PaddingConfig) -> ExperimentResult:
                     pl.append(st["p_low"])
                     pn.append(st["p_low_no_dc"])
                     mags.append(st["output_magnitude"])
-                return {"p_low": np.stack(pl), "p_low_no_dc": np.stack(pn), "magnitude": np.mean(mags, axis=0)}
+                    undef.append(st["undefined_images"])
+                return {
+                    "p_low": np.stack(pl),
+                    "p_low_no_dc": np.stack(pn),
+                    "magnitude": np.mean(mags, axis=0),
+                    "undefined_images": np.stack(undef),
+                }
 
             res = ctx.stage(f"padding_{ds}_{pad}", compute)
             data[f"{ds}_{pad}_p_low"] = res["p_low"]  # (networks, layers)
@@ -77,6 +83,7 @@ def run_padding(ctx: RunContext, cfg: PaddingConfig) -> ExperimentResult:
             per_ds[pad] = {
                 "output_p_low": mean_std(res["p_low"][:, -1]),
                 "output_p_low_no_dc": mean_std(res["p_low_no_dc"][:, -1]),
+                "images_with_all_zero_output_left_out": int(res["undefined_images"][:, -1].sum()),
                 "p_low_no_dc_per_layer": np.round(res["p_low_no_dc"].mean(axis=0), 4).tolist(),
             }
         if "zeros" in cfg.paddings and "circular" in cfg.paddings:
@@ -154,7 +161,7 @@ def plot_padding(data: Mapping[str, np.ndarray], cfg: PaddingConfig, summary: Ma
         ax.set_ylabel("$p_{low}$ of output")
         ax.set_ylim(0, 1.2)
         ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
-        ax.legend(fontsize=6, ncol=2, loc="upper center", frameon=False)
+        ax.legend(handles=DC_LEGEND, fontsize=6, ncol=2, loc="upper center", frameon=False)
     fig.suptitle(
         "Fig. 4c: output magnitude maps (log10, DC clipped) and $p_{low}$ (mean ± std over networks) by padding",
         fontsize=8,
