@@ -104,14 +104,16 @@ def run_padding(ctx: RunContext, cfg: PaddingConfig) -> ExperimentResult:
                 "fraction_of_networks_positive": round(float((diff_r > 0).mean()), 4),
             }
         measured[DATASET_LABELS[ds]] = per_ds
-    verdict = {}
+    verdict: dict[str, dict[str, str]] = {}
     for label, per_ds in measured.items():
-        d = per_ds.get("zero_minus_circular_p_low_no_dc")
-        if d is not None:
+        for key, what in (("zero_minus_circular_p_low", "with DC"), ("zero_minus_circular_p_low_no_dc", "without DC")):
+            d = per_ds.get(key)
+            if d is None:
+                continue
             agrees = d["mean"] > 0 and d["fraction_of_networks_positive"] > 0.5
-            verdict[label] = (
-                f"zero {'>' if d['mean'] > 0 else '<='} circular in output p_low without DC (mean difference "
-                f"{d['mean']:+.4f}, positive in {d['fraction_of_networks_positive']:.0%} of networks): "
+            verdict.setdefault(label, {})[f"p_low {what}"] = (
+                f"zero {'>' if d['mean'] > 0 else '<='} circular (mean paired difference {d['mean']:+.4f}, "
+                f"positive in {d['fraction_of_networks_positive']:.0%} of networks): "
                 + ("consistent with the paper" if agrees else "NOT consistent with the paper")
             )
     summary = {
