@@ -378,7 +378,7 @@ def test_whole_model_propagation_equals_measured_for_exact_layers(
     layers: list[nn.Module] = []
     c, size = 2, 8
     for kind, w in zip(kinds, widths):
-        if kind == "conv_stride2" and size < 4:
+        if kind == "conv_stride2" and size < 8:  # keep grids >= 4 (kernels larger than the grid are refused)
             kind = "conv_circ"
         if kind in ("zero_insert", "nearest", "transpose") and size > 32:
             kind = "conv_zero"
