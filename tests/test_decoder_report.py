@@ -213,3 +213,23 @@ def test_report_accepts_batches_and_max_images() -> None:
     batches = [(x[i : i + 3], None) for i in range(0, 10, 3)]
     report = decoder_report(net, batches, max_images=7)
     assert report.num_images == 7 and report.layers[0].num_images == 7
+
+
+class _SharedUp(nn.Module):
+    """The same upsampling + conv applied twice (a layer called more than once per forward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = ZeroInsertionUpsample(2)
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.up(self.conv(self.up(x))))
+
+
+def test_report_records_each_call_of_a_shared_layer() -> None:
+    report = decoder_report(_SharedUp().double(), torch.randn(3, 2, 4, 4, dtype=F64))
+    names = [layer.name for layer in report.layers]
+    assert names == ["up", "conv", "up (call 2)", "conv (call 2)"]
+    assert [layer.output_shape[1:] for layer in report.layers] == [(8, 8), (8, 8), (16, 16), (16, 16)]
+    assert all(layer.max_relative_error < 1e-10 for layer in report.layers)
