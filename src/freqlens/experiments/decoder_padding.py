@@ -49,6 +49,20 @@ class PaddingConfig:
             raise ValueError("networks and num_images must be >= 1")
 
 
+def _paired(diff: np.ndarray) -> dict[str, float]:
+    """Mean paired difference over networks, its standard error and t statistic (same weights, two paddings)."""
+    n = diff.shape[0]
+    se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    mean = float(diff.mean())
+    t = mean / se if n > 1 and se > 0 else float("nan")
+    return {
+        "mean": round(mean, 6),
+        "standard_error": round(se, 6),
+        "paired_t": round(t, 3),
+        "fraction_of_networks_positive": round(float((diff > 0).mean()), 4),
+    }
+
+
 def run_padding(ctx: RunContext, cfg: PaddingConfig) -> ExperimentResult:
     data: dict[str, np.ndarray] = {}
     measured: dict[str, Any] = {}
@@ -86,35 +100,36 @@ def run_padding(ctx: RunContext, cfg: PaddingConfig) -> ExperimentResult:
                 "images_with_all_zero_output_left_out": int(res["undefined_images"][:, -1].sum()),
                 "p_low_no_dc_per_layer": np.round(res["p_low_no_dc"].mean(axis=0), 4).tolist(),
             }
-        if "zeros" in cfg.paddings and "circular" in cfg.paddings:
-            diff = data[f"{ds}_zeros_p_low_no_dc"][:, -1] - data[f"{ds}_circular_p_low_no_dc"][:, -1]
-            per_ds["zero_minus_circular_p_low_no_dc"] = {
-                **mean_std(diff),
-                "fraction_of_networks_positive": round(float((diff > 0).mean()), 4),
-            }
-            diff_dc = data[f"{ds}_zeros_p_low"][:, -1] - data[f"{ds}_circular_p_low"][:, -1]
-            per_ds["zero_minus_circular_p_low"] = {
-                **mean_std(diff_dc),
-                "fraction_of_networks_positive": round(float((diff_dc > 0).mean()), 4),
-            }
-        if "reflect" in cfg.paddings and "circular" in cfg.paddings:
-            diff_r = data[f"{ds}_reflect_p_low_no_dc"][:, -1] - data[f"{ds}_circular_p_low_no_dc"][:, -1]
-            per_ds["reflect_minus_circular_p_low_no_dc"] = {
-                **mean_std(diff_r),
-                "fraction_of_networks_positive": round(float((diff_r > 0).mean()), 4),
-            }
+        for a_pad, b_pad in (("zeros", "circular"), ("reflect", "circular")):
+            if a_pad not in cfg.paddings or b_pad not in cfg.paddings:
+                continue
+            for suffix in ("p_low", "p_low_no_dc"):
+                diff = data[f"{ds}_{a_pad}_{suffix}"][:, -1] - data[f"{ds}_{b_pad}_{suffix}"][:, -1]
+                per_ds[f"{a_pad}_minus_{b_pad}_{suffix}"] = _paired(diff)
         measured[DATASET_LABELS[ds]] = per_ds
     verdict: dict[str, dict[str, str]] = {}
     for label, per_ds in measured.items():
-        for key, what in (("zero_minus_circular_p_low", "with DC"), ("zero_minus_circular_p_low_no_dc", "without DC")):
+        for key, what in (
+            ("zeros_minus_circular_p_low", "zero vs circular, p_low with DC"),
+            ("zeros_minus_circular_p_low_no_dc", "zero vs circular, p_low without DC"),
+            ("reflect_minus_circular_p_low", "mirror vs circular, p_low with DC"),
+            ("reflect_minus_circular_p_low_no_dc", "mirror vs circular, p_low without DC"),
+        ):
             d = per_ds.get(key)
             if d is None:
                 continue
-            agrees = d["mean"] > 0 and d["fraction_of_networks_positive"] > 0.5
-            verdict.setdefault(label, {})[f"p_low {what}"] = (
-                f"zero {'>' if d['mean'] > 0 else '<='} circular (mean paired difference {d['mean']:+.4f}, "
-                f"positive in {d['fraction_of_networks_positive']:.0%} of networks): "
-                + ("consistent with the paper" if agrees else "NOT consistent with the paper")
+            t = d["paired_t"]
+            if not np.isfinite(t):
+                word = "too few networks for a paired test"
+            elif t > 2:
+                word = "higher: consistent with the paper"
+            elif t < -2:
+                word = "lower: NOT consistent with the paper"
+            else:
+                word = "no significant difference (|t| <= 2)"
+            verdict.setdefault(label, {})[what] = (
+                f"paired difference {d['mean']:+.4f} ± {d['standard_error']:.4f} (t = {t:+.1f}, positive in "
+                f"{d['fraction_of_networks_positive']:.0%} of networks): {word}"
             )
     summary = {
         "paper_claim": (
