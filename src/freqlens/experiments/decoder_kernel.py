@@ -125,6 +125,8 @@ def run_kernel(ctx: RunContext, cfg: KernelConfig) -> ExperimentResult:
                     "images_with_all_zero_output_left_out": int(res["undefined_images"][:, -1].sum()),
                 }
             per_ds[init] = per_init
+            t_dc = _welch_t(ends["p_low"][-1], ends["p_low"][0])
+            t_no = _welch_t(ends["p_low_no_dc"][-1], ends["p_low_no_dc"][0])
             verdict[f"{DATASET_LABELS[ds]}, {init} init"] = {
                 "p_low_with_dc": f"{_trend(trend_dc)} ("
                 + ", ".join(f"K={k}: {v:.4f}" for k, v in zip(cfg.kernel_sizes, trend_dc))
@@ -132,12 +134,14 @@ def run_kernel(ctx: RunContext, cfg: KernelConfig) -> ExperimentResult:
                 "p_low_without_dc": f"{_trend(trend_vals)} ("
                 + ", ".join(f"K={k}: {v:.4f}" for k, v in zip(cfg.kernel_sizes, trend_vals))
                 + ")",
-                "welch_t_largest_minus_smallest_K_with_dc": _welch_t(ends["p_low"][-1], ends["p_low"][0]),
-                "welch_t_largest_minus_smallest_K_without_dc": _welch_t(
-                    ends["p_low_no_dc"][-1], ends["p_low_no_dc"][0]
-                ),
-                "consistent_with_paper_with_dc": _trend(trend_dc) == "decreases with K",
-                "consistent_with_paper_without_dc": _trend(trend_vals) == "decreases with K",
+                "welch_t_largest_minus_smallest_K_with_dc": t_dc,
+                "welch_t_largest_minus_smallest_K_without_dc": t_no,
+                "consistent_with_paper_with_dc": _trend(trend_dc) == "decreases with K"
+                and t_dc is not None
+                and t_dc < -2,
+                "consistent_with_paper_without_dc": _trend(trend_vals) == "decreases with K"
+                and t_no is not None
+                and t_no < -2,
             }
         measured[DATASET_LABELS[ds]] = per_ds
     grid = (64, 64)
@@ -171,8 +175,8 @@ def run_kernel(ctx: RunContext, cfg: KernelConfig) -> ExperimentResult:
         "measured": measured,
         "verdict": verdict,
         "verdict_note": (
-            "the paper's claim (smaller K -> higher p_low) requires 'decreases with K' (a significant trend has "
-            "|welch_t| > 2 between the largest and smallest K). p_low_with_dc is the paper's "
+            "the paper's claim (smaller K -> higher p_low) counts as reproduced when p_low decreases with K and the "
+            "Welch t of (largest K - smallest K) over networks is < -2. p_low_with_dc is the paper's "
             "definition; with random networks it is dominated by the DC bin (input mean and biases), so the version "
             "without DC is reported next to it"
         ),
