@@ -1,12 +1,12 @@
 """``decoder-padding``: zero vs circular vs mirror (reflect) padding (decoder paper Fig. 4c, App. C.3 Fig. 10;
 ``spec/decoder_spectra.md`` §4 item 4, Thm 4.3).
 
-Five conv layers with 16 kernels of 7×7 (3 in the last), ReLU, at initialisation, applied to CIFAR-10 and
-MNIST images (the paper's Broden / Tiny-ImageNet are unavailable). The same random weights are used for the
+Five conv layers with 16 kernels of 7×7 (3 in the last), ReLU, at initialisation, applied to white noise,
+CIFAR-10 and MNIST images (the paper's Broden / Tiny-ImageNet are unavailable). The same random weights are used for the
 three padding modes (paired comparison); results are averaged over several random networks because single
 networks are noisy (§5 item 11). Read-out: ``p_low`` of the output (with and without the DC bin), per layer,
-and the mean output magnitude maps. Theory next to it: Thm 4.3's leak ``a²τ²`` is concentrated on the axes
-near DC, which is where the zero-padded maps brighten.
+the mean output magnitude maps, and the paired t statistic of the difference between paddings. Theory next to
+it: where Thm 4.3 puts the leak ``a²τ²`` of one zero padding (share on the axes, share inside ``Ω_low``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from matplotlib.figure import Figure
 
 from ..models.decoders import five_layer_network
 from ..plots import MODE_COLORS
+from ..spectral.maps import low_frequency_mask
+from ..theory.decoder_som import zero_padding_som_gain
 from .decoder_common import DATASET_LABELS, DC_LEGEND, draw_magnitude, load_images, mean_std, spectra_statistics
 from .registry import Experiment, ExperimentResult, RunContext, register
 
@@ -47,6 +49,21 @@ class PaddingConfig:
             raise ValueError(f"paddings must be a non-empty subset of {PADDINGS}, got {self.paddings}")
         if self.networks < 1 or self.num_images < 1:
             raise ValueError("networks and num_images must be >= 1")
+
+
+def _leak_shares(size: tuple[int, ...], pad: int, cfg: PaddingConfig) -> dict[str, float]:
+    """Where Thm 4.3's leak ``a²τ_uv²`` of one zero padding ``M → M + 2p`` lands: share on the axes
+    (``u = 0`` or ``v = 0``) and share inside ``Ω_low`` (i.i.d. pixels; the theorem's own setting)."""
+    m, n = int(size[0]), int(size[1])
+    gain = zero_padding_som_gain(1.0, (m, n), (m + 2 * pad, n + 2 * pad))
+    axes = np.zeros_like(gain, dtype=bool)
+    axes[0, :] = True
+    axes[:, 0] = True
+    total = float(gain.sum())
+    return {
+        "share_on_axes": round(float(gain[axes].sum()) / total, 4),
+        "share_in_omega_low": round(float(gain[low_frequency_mask((m, n), cfg.low_fraction)].sum()) / total, 4),
+    }
 
 
 def _paired(diff: np.ndarray) -> dict[str, float]:
@@ -106,6 +123,7 @@ def run_padding(ctx: RunContext, cfg: PaddingConfig) -> ExperimentResult:
             for suffix in ("p_low", "p_low_no_dc"):
                 diff = data[f"{ds}_{a_pad}_{suffix}"][:, -1] - data[f"{ds}_{b_pad}_{suffix}"][:, -1]
                 per_ds[f"{a_pad}_minus_{b_pad}_{suffix}"] = _paired(diff)
+        per_ds["theory_thm_4_3_one_zero_padding"] = _leak_shares(tuple(x.shape[-2:]), cfg.kernel_size // 2, cfg)
         measured[DATASET_LABELS[ds]] = per_ds
     verdict: dict[str, dict[str, str]] = {}
     for label, per_ds in measured.items():
