@@ -196,9 +196,13 @@ def _spectra_job(name: str, repeats: int, with_reference: bool) -> dict[str, Any
                 conv = modules[lay.name]
                 assert isinstance(conv, nn.Conv2d)
                 p = conv.padding if isinstance(conv.padding, tuple) else (0, 0)
-                grid = lay.input_size if conv.padding_mode == "circular" else (
-                    lay.input_size[0] + 2 * int(p[0]),
-                    lay.input_size[1] + 2 * int(p[1]),
+                grid = (
+                    lay.input_size
+                    if conv.padding_mode == "circular"
+                    else (
+                        lay.input_size[0] + 2 * int(p[0]),
+                        lay.input_size[1] + 2 * int(p[1]),
+                    )
                 )
                 layers.append((conv, grid, lay.stride))
             t0 = time.perf_counter()
@@ -242,9 +246,7 @@ def _activation_job(n_images: int, batch_size: int) -> dict[str, Any]:
     elapsed = time.perf_counter() - t0
     peak = _peak_rss_mib()
     parseval = max(lay.parseval_rel_error for lay in spectra.layers)
-    gram_mib = sum(
-        lay.grid[0] * (lay.grid[1] // 2 + 1) * lay.channels**2 * 16 / 2**20 for lay in spectra.layers
-    )
+    gram_mib = sum(lay.grid[0] * (lay.grid[1] // 2 + 1) * lay.channels**2 * 16 / 2**20 for lay in spectra.layers)
     return {
         "images": n_images,
         "seconds": elapsed,
@@ -270,8 +272,10 @@ def main() -> None:
 
     r18 = _in_child(_spectra_job, "resnet18", repeats, True)
     ours, ref = statistics.median(r18["ours_s"]), statistics.median(r18["ref_s"])
-    print(f"ResNet-18 (CIFAR, 32x32): {r18['layers']} conv layers, {r18['values']} singular values, "
-          f"torch threads {r18['threads']}")
+    print(
+        f"ResNet-18 (CIFAR, 32x32): {r18['layers']} conv layers, {r18['values']} singular values, "
+        f"torch threads {r18['threads']}"
+    )
     print(f"  weight_spectra   : median {ours:.2f} s  (runs {[round(t, 2) for t in r18['ours_s']]})")
     print(f"  reference (NumPy): median {ref:.2f} s  (runs {[round(t, 2) for t in r18['ref_s']]})")
     print(f"  speed-up {ref / ours:.2f}x (goal >= 2x); max |diff| / layer max = {r18['max_rel_diff']:.1e} (goal 1e-8)")
@@ -280,8 +284,10 @@ def main() -> None:
     if not args.skip_resnet50:
         r50 = _in_child(_spectra_job, "resnet50", 1, not args.quick)
         print(f"ResNet-50 (224x224): {r50['layers']} conv layers, {r50['values']} singular values")
-        print(f"  weight_spectra: {r50['ours_s'][0]:.1f} s, peak RSS {r50['peak_rss_mib']:.0f} MiB "
-              f"(model alone {r50['base_rss_mib']:.0f} MiB)")
+        print(
+            f"  weight_spectra: {r50['ours_s'][0]:.1f} s, peak RSS {r50['peak_rss_mib']:.0f} MiB "
+            f"(model alone {r50['base_rss_mib']:.0f} MiB)"
+        )
         if r50["ref_s"]:
             print(f"  reference: {r50['ref_s'][0]:.1f} s; max |diff| / layer max = {r50['max_rel_diff']:.1e}")
 
@@ -291,11 +297,13 @@ def main() -> None:
             return
         for n in (500, 2000):
             act = _in_child(_activation_job, n, 100)
-            print(f"activation_spectra, ResNet-18, {n} CIFAR-10 images, {act['layers']} conv outputs, batch 100: "
-                  f"{act['seconds']:.1f} s = {act['images_per_s']:.1f} images/s; "
-                  f"peak RSS {act['peak_rss_mib']:.0f} MiB, increase during the call {act['peak_increase_mib']:.0f} MiB "
-                  f"(Gram storage {act['gram_storage_mib_upper']:.0f} MiB); Parseval rel. error "
-                  f"{act['max_parseval_rel_error']:.1e}")
+            print(
+                f"activation_spectra, ResNet-18, {n} CIFAR-10 images, {act['layers']} conv outputs, batch 100: "
+                f"{act['seconds']:.1f} s = {act['images_per_s']:.1f} images/s; "
+                f"peak RSS {act['peak_rss_mib']:.0f} MiB, increase during the call {act['peak_increase_mib']:.0f} MiB "
+                f"(Gram storage {act['gram_storage_mib_upper']:.0f} MiB); Parseval rel. error "
+                f"{act['max_parseval_rel_error']:.1e}"
+            )
 
 
 if __name__ == "__main__":

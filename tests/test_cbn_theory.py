@@ -96,7 +96,11 @@ def test_balanced_factorisation_realises_the_map_at_the_closed_form_cost(n, dept
     # the composition is the linear map with blocks Â (C1 across layers): check against the dense operator
     expected = _unitary_blocks_of(convs, n)
     assert np.allclose(expected, a_blocks, atol=1e-10)
-    assert np.allclose(np.sort(np.linalg.svd(dense, compute_uv=False)), np.sort(np.linalg.svd(a_blocks, compute_uv=False).reshape(-1)), atol=1e-10)
+    assert np.allclose(
+        np.sort(np.linalg.svd(dense, compute_uv=False)),
+        np.sort(np.linalg.svd(a_blocks, compute_uv=False).reshape(-1)),
+        atol=1e-10,
+    )
     cost = sum(n * n * float(conv.weight.detach().pow(2).sum()) for conv in convs)  # ‖θ‖²_op (C3)
     assert np.isclose(cost, linear_min_cost(a_blocks, depth), rtol=1e-10)
     # at the balanced optimum every layer has per-frequency singular values s^{1/L}

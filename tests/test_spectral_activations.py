@@ -60,7 +60,9 @@ def test_capture_input_gives_post_activation_and_iterable_batches():
     spectra = activation_spectra(net, batches, layers=["convs.1"], capture="input")
     with torch.no_grad():
         post = torch.relu(net.hidden(x, 1))
-    assert np.allclose(spectra[0].singular_values ** 2, _brute_force(post) ** 2, atol=1e-11 * float(_brute_force(post).max()) ** 2)
+    assert np.allclose(
+        spectra[0].singular_values ** 2, _brute_force(post) ** 2, atol=1e-11 * float(_brute_force(post).max()) ** 2
+    )
     assert spectra["convs.1"].capture == "input"
 
 

@@ -163,7 +163,9 @@ def _circular_on_padded_grid(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(F.pad(xp, (0, k - 1, 0, k - 1), mode="circular"), conv.weight, None, conv.stride)
 
 
-@pytest.mark.parametrize(("n", "k", "p", "stride"), [(6, 3, 1, 1), (7, 3, 1, 1), (6, 3, 1, 2), (5, 5, 2, 1), (7, 3, 0, 1)])
+@pytest.mark.parametrize(
+    ("n", "k", "p", "stride"), [(6, 3, 1, 1), (7, 3, 1, 1), (6, 3, 1, 2), (5, 5, 2, 1), (7, 3, 0, 1)]
+)
 def test_zero_padding_padded_grid_rule_is_exact_before_the_crop(n, k, p, stride):
     conv = nn.Conv2d(2, 3, k, stride=stride, padding=p, bias=False).double()
     g = n + 2 * p
@@ -235,11 +237,18 @@ def _circular_transposed_reference(x: np.ndarray, w: np.ndarray, r: int, p: int)
     return y
 
 
-@pytest.mark.parametrize(("n", "k", "r", "p", "cin", "cout"), [(3, 4, 2, 1, 2, 1), (4, 2, 2, 0, 1, 3), (3, 3, 3, 0, 2, 2)])
+@pytest.mark.parametrize(
+    ("n", "k", "r", "p", "cin", "cout"), [(3, 4, 2, 1, 2, 1), (4, 2, 2, 0, 1, 3), (3, 3, 3, 0, 2, 2)]
+)
 def test_transposed_conv_spectrum_against_dense_loop(n, k, r, p, cin, cout):
     up = nn.ConvTranspose2d(cin, cout, k, stride=r, padding=p, bias=False).double()
     w = up.weight.numpy()
-    mat = dense_operator(lambda x: torch.from_numpy(np.stack([_circular_transposed_reference(xi, w, r, p) for xi in x.numpy()])), cin, n, n)
+    mat = dense_operator(
+        lambda x: torch.from_numpy(np.stack([_circular_transposed_reference(xi, w, r, p) for xi in x.numpy()])),
+        cin,
+        n,
+        n,
+    )
     spec = layer_spectrum(up, (n, n))
     dense = sorted_sv(mat)
     assert spec.singular_values.size == dense.size
@@ -322,7 +331,9 @@ def test_bad_inputs_name_the_layer():
         weight_spectra(net, (1, 8, 8), layers=["0", "6"])
     with pytest.raises(ValueError, match="not found"):
         weight_spectra(net, (1, 8, 8), layers=["nope"])
-    big = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular"), nn.Conv2d(2, 2, 5, padding=2, padding_mode="circular"))
+    big = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular"), nn.Conv2d(2, 2, 5, padding=2, padding_mode="circular")
+    )
     with pytest.raises(ValueError, match="layer '1': kernel 5x5 is larger than the grid 4x4"):
         layer_spectrum(big[1], (4, 4), name="1")
     strided = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1, padding_mode="circular")).double()

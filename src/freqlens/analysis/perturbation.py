@@ -95,7 +95,9 @@ def perturb_along(
     self_conj = is_self_conjugate((k, l), (h, w))
     if self_conj:
         if gamma.imag != 0:
-            raise ValueError(f"a complex factor {factor} at the self-conjugate frequency {tuple(omega)} breaks realness")
+            raise ValueError(
+                f"a complex factor {factor} at the self-conjugate frequency {tuple(omega)} breaks realness"
+            )
         j = int(torch.argmax(u.abs()))
         u = u * (u[j].abs() / u[j])  # remove the global phase
         if float(u.imag.abs().max()) > 1e-9:

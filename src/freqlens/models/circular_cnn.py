@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -196,6 +196,11 @@ class CircularCNN(nn.Module):
         return len(self.convs)
 
     @property
+    def conv_layers(self) -> list[CircularConv2d]:
+        """The conv layers, typed."""
+        return [cast(CircularConv2d, conv) for conv in self.convs]
+
+    @property
     def conv_names(self) -> list[str]:
         """Qualified names of the conv layers (for ``weight_spectra`` / ``activation_spectra``)."""
         return [f"convs.{i}" for i in range(self.num_conv)]
@@ -233,12 +238,12 @@ class CircularCNN(nn.Module):
     # ------------------------------------------------------------------ norms (spec §1.4)
     def conv_kernels(self) -> list[torch.Tensor]:
         """The true kernels ``W_ℓ`` (after the operator parametrization)."""
-        return [conv.weight for conv in self.convs]
+        return [conv.weight for conv in self.conv_layers]
 
     def operator_norm_sq(self, include_bias: bool = False) -> torch.Tensor:
         """``‖θ‖²_op = Σ_ℓ |P_out,ℓ| ‖W_ℓ‖² + ‖W_fc‖²`` (+ ``Σ‖b_ℓ‖²`` if ``include_bias``), spec §1.4."""
         total = sum(
-            (self.output_pixels(i + 1) * conv.weight.pow(2).sum() for i, conv in enumerate(self.convs)),
+            (self.output_pixels(i + 1) * conv.weight.pow(2).sum() for i, conv in enumerate(self.conv_layers)),
             torch.zeros(()),
         )
         if self.fc is not None:
@@ -249,7 +254,7 @@ class CircularCNN(nn.Module):
 
     def plain_norm_sq(self, include_bias: bool = False) -> torch.Tensor:
         """``Σ_ℓ ‖W_ℓ‖² + ‖W_fc‖²`` (+ biases): the plain parameter norm of the true kernels."""
-        total = sum((conv.weight.pow(2).sum() for conv in self.convs), torch.zeros(()))
+        total = sum((conv.weight.pow(2).sum() for conv in self.conv_layers), torch.zeros(()))
         if self.fc is not None:
             total = total + self.fc.weight.pow(2).sum()
         if include_bias:
@@ -257,7 +262,7 @@ class CircularCNN(nn.Module):
         return total
 
     def bias_norm_sq(self) -> torch.Tensor:
-        terms = [conv.bias.pow(2).sum() for conv in self.convs if conv.bias is not None]
+        terms = [conv.bias.pow(2).sum() for conv in self.conv_layers if conv.bias is not None]
         if self.fc is not None:
             terms.append(self.fc.bias.pow(2).sum())
         return torch.stack(terms).sum()

@@ -41,8 +41,8 @@ __all__ = [
     "LayerSpectrum",
     "WeightSpectra",
     "conjugate_representatives",
-    "layer_spectrum",
     "layer_operator_blocks",
+    "layer_spectrum",
     "singular_values_by_frequency",
     "stride_blocks",
     "transposed_blocks",
@@ -414,7 +414,7 @@ class WeightSpectra:
         }
         for li, layer in enumerate(self.layers):
             sv = layer.singular_values
-            gh, gw, r = sv.shape
+            r = sv.shape[-1]
             freqs = layer.frequencies
             kk = np.broadcast_to(freqs[..., 0][..., None], sv.shape).reshape(-1)
             ll = np.broadcast_to(freqs[..., 1][..., None], sv.shape).reshape(-1)
