@@ -128,7 +128,9 @@ class PhaseFit:
     resultant: float
 
 
-def phase_fit(phases: np.ndarray, values: np.ndarray, period: float, slopes: Sequence[float] | None = None) -> PhaseFit:
+def phase_fit(
+    phases: np.ndarray, values: np.ndarray, period: float, slopes: Sequence[float] | np.ndarray | None = None
+) -> PhaseFit:
     """Circular-linear fit of ``phases`` against ``values`` (spec §4.4 b: expect ``|m| = 1`` for position
     at ``|ω| = 1``). ``slopes``: candidate ``m`` values (default −3 … 3 in steps of 1/8)."""
     p = np.asarray(phases, dtype=np.float64).reshape(-1)

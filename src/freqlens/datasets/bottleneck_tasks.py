@@ -26,6 +26,7 @@ from .readers import load_mnist
 __all__ = [
     "BallTrajectories",
     "ball_under_gravity",
+    "low_frequency_shapes",
     "lowfreq_shapes_times_pattern",
     "mnist_digit_downscaled",
     "render_blobs",
@@ -74,25 +75,19 @@ def _low_frequency_representatives(max_l1: int) -> list[tuple[int, int]]:
     return out
 
 
-def lowfreq_shapes_times_pattern(
-    count: int,
-    n: int = 16,
-    carrier: tuple[int, int] = (5, 5),
-    max_l1: int = 2,
-    random_phase: bool = True,
-    seed: int = 0,
-    dtype: torch.dtype = torch.float32,
+def low_frequency_shapes(
+    count: int, n: int = 16, max_l1: int = 2, seed: int = 0, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """Images ``x = s · cos(2π⟨carrier, p⟩/n + φ)`` with a random low-frequency shape
-    ``s(p) = Σ_{‖ν‖₁≤max_l1} a_ν cos(2π⟨ν,p⟩/n) + b_ν sin(2π⟨ν,p⟩/n)`` (Gaussian coefficients, variance
-    ``1/#terms`` so ``s`` has unit variance per pixel), spec §4.3. Spectrum support: ``±carrier + {‖ν‖₁ ≤ 2}``.
-    ``φ`` is uniform in ``[0, 2π)`` per image when ``random_phase`` (else 0). Returns ``(count, 1, n, n)``.
+    """Random real images ``s(p) = Σ_{‖ν‖₁≤max_l1} a_ν cos(2π⟨ν,p⟩/n) + b_ν sin(2π⟨ν,p⟩/n)`` (one ``ν`` per ± pair,
+    Gaussian coefficients of variance ``1/#terms`` so ``s`` has unit variance per pixel): ``(count, 1, n, n)``.
+
+    The spectrum is supported on ``{‖ν‖₁ ≤ max_l1}``: ``1 + 2·#pairs`` real dimensions (5 for ``max_l1 = 1``,
+    13 for ``max_l1 = 2``). Used for the shapes of Fig. 3 and as the ``cbn-depth`` task.
     """
     count = check_positive_int("count", count)
     n = check_positive_int("n", n)
-    kc, lc = int(carrier[0]), int(carrier[1])
-    if 2 * (max(abs(kc), abs(lc)) + max_l1) >= n:
-        raise ValueError(f"carrier {carrier} ± ‖ν‖₁ ≤ {max_l1} must stay below the Nyquist frequency of n={n}")
+    if 2 * max_l1 >= n:
+        raise ValueError(f"max_l1={max_l1} must stay below the Nyquist frequency of n={n}")
     rng = np.random.default_rng([seed, 3])
     reps = _low_frequency_representatives(max_l1)
     p = np.arange(n)
@@ -105,6 +100,30 @@ def lowfreq_shapes_times_pattern(
         shape += a[:, j, None, None] * np.cos(arg)
         if (k, l) != (0, 0):
             shape += b[:, j, None, None] * np.sin(arg)
+    return torch.from_numpy(shape[:, None]).to(dtype)
+
+
+def lowfreq_shapes_times_pattern(
+    count: int,
+    n: int = 16,
+    carrier: tuple[int, int] = (5, 5),
+    max_l1: int = 2,
+    random_phase: bool = True,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Images ``x = s · cos(2π⟨carrier, p⟩/n + φ)`` with a random low-frequency shape ``s``
+    (:func:`low_frequency_shapes`), spec §4.3. Spectrum support: ``±carrier + {‖ν‖₁ ≤ max_l1}``. ``φ`` is
+    uniform in ``[0, 2π)`` per image when ``random_phase`` (else 0). Returns ``(count, 1, n, n)``.
+    """
+    count = check_positive_int("count", count)
+    n = check_positive_int("n", n)
+    kc, lc = int(carrier[0]), int(carrier[1])
+    if 2 * (max(abs(kc), abs(lc)) + max_l1) >= n:
+        raise ValueError(f"carrier {carrier} ± ‖ν‖₁ ≤ {max_l1} must stay below the Nyquist frequency of n={n}")
+    shape = low_frequency_shapes(count, n, max_l1, seed, torch.float64)[:, 0].numpy()
+    rng = np.random.default_rng([seed, 5])
+    p = np.arange(n)
     phase = rng.uniform(0.0, 2 * np.pi, count) if random_phase else np.zeros(count)
     carrier_arg = 2 * np.pi * (kc * p[:, None] + lc * p[None, :]) / n
     pattern = np.cos(carrier_arg[None] + phase[:, None, None])

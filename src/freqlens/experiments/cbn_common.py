@@ -139,14 +139,16 @@ def train_in_phases(
             ).as_arrays()
             for k, v in history.items():
                 out[f"{name}_{k}"] = v
-        for k, v in model.state_dict().items():
-            out[f"state::{k}"] = v.detach().cpu().numpy()
+        names = list(model.state_dict())
+        out["state_names"] = np.array(names, dtype=str)
+        for i, v in enumerate(model.state_dict().values()):
+            out[f"state_{i:03d}"] = v.detach().cpu().numpy()
         return out
 
     arrays = ctx.stage(key, compute)
-    state = {k[len("state::") :]: torch.from_numpy(np.asarray(v)) for k, v in arrays.items() if k.startswith("state::")}
-    model.load_state_dict(state)
-    return {k: v for k, v in arrays.items() if not k.startswith("state::")}
+    names = [str(n) for n in arrays["state_names"]]
+    model.load_state_dict({n: torch.from_numpy(np.asarray(arrays[f"state_{i:03d}"])) for i, n in enumerate(names)})
+    return {k: v for k, v in arrays.items() if not k.startswith("state_")}
 
 
 def layer_arrays(prefix: str, spectra: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -255,11 +257,13 @@ def draw_layer_spectra(
         )
     if extra is not None:
         ax.scatter(np.full(extra.size, len(spectra) + 1), extra, c=[0.0] * extra.size, s=10, cmap=cmap, norm=norm)
+    n_layers = len(spectra) + (1 if extra is not None else 0)
     if threshold is not None:
         ax.axhline(threshold, color="0.4", lw=0.8, ls="--")
-        ax.text(0.6, threshold * 1.08, f"τ = {threshold:g}", color="0.3", fontsize=7)
+        ax.text(
+            n_layers + 0.55, threshold * 1.06, f"τ = {threshold:g}", color="0.3", fontsize=7, ha="right", va="bottom"
+        )
     ax.set_yscale("log")
-    n_layers = len(spectra) + (1 if extra is not None else 0)
     ax.set_xticks(range(1, n_layers + 1))
     if extra is not None:
         ax.set_xticklabels([str(i) for i in range(1, len(spectra) + 1)] + ["FC"])

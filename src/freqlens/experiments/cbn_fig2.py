@@ -69,7 +69,7 @@ class Fig2Config:
     thresholds: tuple[float, ...] = (0.3, 0.4, 0.6, 0.7)
     eps: float = 1e-2
     perturb_layer: int = 5
-    perturb_directions: int = 8
+    perturb_directions: int = 12
     perturb_examples: int = 2
     cpu_threads: int = 0
 
@@ -113,7 +113,7 @@ def _perturbation_panel(
             for idx, value in enumerate(w_sv[row, col]):
                 if value > cfg.threshold:
                     cands.append((float(value), (k, l), idx))
-    cands.sort(key=lambda c: -c[0])
+    cands.sort(key=lambda c: (abs(c[1][0]) + abs(c[1][1]), -c[0]))  # low frequencies first (paper's panel b)
     cands = cands[: cfg.perturb_directions]
     alpha = model.hidden(examples, layer)
     outputs = np.full((max(1, len(cands)), len(FACTORS), examples.shape[0], h, w), np.nan)
@@ -263,18 +263,21 @@ def plot_fig2(data: Mapping[str, np.ndarray], cfg: Fig2Config, summary: Mapping[
 
     out = data["perturb_outputs"]
     omegas = data["perturb_omega"]
+    inputs = data["perturb_inputs"]
     n_dir = omegas.shape[0]
     n_ex = out.shape[2]
-    labels = ["×1", "×2", "×0.5", "×i", "×(−i)"]
-    figp = Figure(figsize=(1.05 * (len(labels) * n_ex + 1) + 0.6, 1.1 * max(n_dir, 1) + 1.0), constrained_layout=True)
-    grid = figp.add_gridspec(max(n_dir, 1), len(labels) * n_ex + 1)
+    labels = ["input", "×1", "×2", "×0.5", "×i", "×(−i)"]
+    per_ex = len(labels) + 1  # a spacer column between examples
+    figp = Figure(figsize=(0.95 * (per_ex * n_ex + 1), 1.0 * max(n_dir, 1) + 0.9), constrained_layout=True)
+    ratios = [1.3] + ([1.0] * len(labels) + [0.25]) * n_ex
+    grid = figp.add_gridspec(max(n_dir, 1), 1 + per_ex * n_ex, width_ratios=ratios)
     for j in range(n_dir):
         ax = figp.add_subplot(grid[j, 0])
         ax.text(
             0.5,
             0.5,
-            f"ω=({omegas[j, 0]},{omegas[j, 1]})\ni={int(data['perturb_index'][j])}\n"
-            f"s={float(data['perturb_sv'][j]):.2f}",
+            f"ω=({omegas[j, 0]},{omegas[j, 1]})\n"
+            f"i={int(data['perturb_index'][j])}, s={float(data['perturb_sv'][j]):.2f}",
             ha="center",
             va="center",
             fontsize=7,
@@ -282,18 +285,19 @@ def plot_fig2(data: Mapping[str, np.ndarray], cfg: Fig2Config, summary: Mapping[
         )
         ax.set_axis_off()
         for e in range(n_ex):
+            vmax = max(1.0, float(np.nanmax(out[:, :, e])))
             for f, lab in enumerate(labels):
-                axi = figp.add_subplot(grid[j, 1 + e * len(labels) + f])
-                img = out[j, f, e]
+                axi = figp.add_subplot(grid[j, 1 + e * per_ex + f])
+                img = inputs[e] if f == 0 else out[j, f - 1, e]
                 if np.isnan(img).all():
                     axi.set_axis_off()
                     continue
-                show_image(axi, img, lab if j == 0 else None, vmin=0.0, vmax=max(1.0, float(np.nanmax(out[:, :, e]))))
+                show_image(axi, img, lab if j == 0 else None, vmin=0.0, vmax=vmax)
     if n_dir == 0:
         figp.add_subplot(grid[0, 0]).text(0.5, 0.5, "no kept direction at this layer", ha="center")
     figp.suptitle(
         f"(b) layer {cfg.perturb_layer}: hidden representation multiplied along each kept singular direction "
-        "(conjugate-symmetric), decoded by the remaining layers",
+        "(and its conjugate at −ω), decoded by the remaining layers; ±i only for non-constant ω",
         fontsize=8,
     )
     return {"fig2a_spectra": fig, "fig2b_perturbations": figp, "training": draw_training(data, "cbn-fig2 training")}
