@@ -105,7 +105,7 @@ def train_in_phases(
 
     def recorder(step: int, net: torch.nn.Module) -> dict[str, float]:
         assert isinstance(net, CircularCNN)
-        return {"op_norm": float(net.operator_norm_sq()), "bias_norm": float(net.bias_norm_sq())}
+        return {"op_norm": float(net.operator_norm_sq().detach()), "bias_norm": float(net.bias_norm_sq().detach())}
 
     def compute() -> dict[str, Any]:
         batch = settings.batch_size if settings.batch_size < x.shape[0] else None
@@ -253,7 +253,14 @@ def draw_layer_spectra(
         keep = vals > floor * max(float(vals.max()), 1e-300)
         ordering = np.argsort(cs[keep])[::-1]  # low frequencies drawn last (on top)
         mappable = ax.scatter(
-            xs[keep][ordering], vals[keep][ordering], c=cs[keep][ordering], s=4, cmap=cmap, norm=norm, linewidths=0
+            xs[keep][ordering],
+            vals[keep][ordering],
+            c=cs[keep][ordering],
+            s=4,
+            cmap=cmap,
+            norm=norm,
+            linewidths=0,
+            rasterized=True,
         )
     if extra is not None:
         ax.scatter(np.full(extra.size, len(spectra) + 1), extra, c=[0.0] * extra.size, s=10, cmap=cmap, norm=norm)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
 from ..datasets.bottleneck_tasks import lowfreq_shapes_times_pattern
@@ -122,8 +123,9 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
         )
         model = model.cpu().double().eval()
         data, rank, _, _ = analyse_bottleneck(model, x_eval, cfg.threshold, cfg.thresholds, cfg.eps)
-        recon = model(x_eval[:4].double()).detach().numpy()[:, 0]
-        err = float(regression_loss(model, x_eval.double(), x_eval.double()))
+        with torch.no_grad():
+            recon = model(x_eval[:4].double()).numpy()[:, 0]
+            err = float(regression_loss(model, x_eval.double(), x_eval.double()))
     data.update(history)
     data["examples"] = x_eval[:4, 0].numpy()
     data["reconstructions"] = recon
@@ -137,7 +139,7 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
         "activations_vs_expected": _match(rank["activations"]["frequencies"], expected),
         "test_reconstruction_error": round(err, 5),
         "test_energy_per_image": round(float(x_eval.double().pow(2).flatten(1).sum(1).mean()), 4),
-        "op_norm": round(float(model.operator_norm_sq()), 4),
+        "op_norm": round(float(model.operator_norm_sq().detach()), 4),
     }
     return ExperimentResult(data=data, summary=summary)
 

@@ -169,7 +169,7 @@ def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
         "phase_readout": phase_summary,
         "test_error": round(err, 5),
         "test_target_energy": round(float(eval_set.targets.double().pow(2).flatten(1).sum(1).mean()), 4),
-        "op_norm": round(float(model.operator_norm_sq()), 4),
+        "op_norm": round(float(model.operator_norm_sq().detach()), 4),
     }
     return ExperimentResult(data=data, summary=summary)
 

@@ -163,7 +163,7 @@ class DepthFit:
     residuals: np.ndarray
 
 
-def fit_depth_slope(depths: Sequence[float], values: Sequence[float]) -> DepthFit:
+def fit_depth_slope(depths: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray) -> DepthFit:
     """Least-squares fit ``values ≈ a·depth + b``; needs at least two distinct depths."""
     x = np.asarray(depths, dtype=np.float64).reshape(-1)
     y = np.asarray(values, dtype=np.float64).reshape(-1)
