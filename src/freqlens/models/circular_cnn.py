@@ -15,6 +15,7 @@ costs ``λ`` per layer and a kept conjugate pair ``2λ`` (C11), on any grid.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Literal, cast
@@ -30,6 +31,23 @@ Head = Literal["none", "gap_fc"]
 
 # Above this many kernel taps the FFT route is cheaper than a direct (padded) convolution.
 _FFT_MIN_TAPS = 26
+# Up to this many entries (c_out |P_out| × c_in |P_in|) the layer runs as one dense matrix product, which on a
+# CPU beats many tiny FFTs (small grids, few channels: the quick experiments).
+_DENSE_MAX_ENTRIES = 1_500_000
+
+
+@functools.lru_cache(maxsize=64)
+def _circular_index(h: int, w: int, stride: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Flat kernel index ``((r - s p) mod n)`` for output pixel ``p`` and input pixel ``r``: ``(P_out, P_in)``."""
+    rows = torch.arange(0, h, stride[0], device=device)
+    cols = torch.arange(0, w, stride[1], device=device)
+    out_r = rows[:, None].expand(-1, cols.numel()).reshape(-1)
+    out_c = cols[None, :].expand(rows.numel(), -1).reshape(-1)
+    in_r = torch.arange(h, device=device)[:, None].expand(-1, w).reshape(-1)
+    in_c = torch.arange(w, device=device)[None, :].expand(h, -1).reshape(-1)
+    dr = (in_r[None, :] - out_r[:, None]) % h
+    dc = (in_c[None, :] - out_c[:, None]) % w
+    return dr * w + dc
 
 
 class OperatorScale(nn.Module):
@@ -84,7 +102,15 @@ class CircularConv2d(nn.Conv2d):
         if h % sh or w % sw:
             raise ValueError(f"CircularConv2d: stride {(sh, sw)} does not divide the input grid {h}x{w}")
         weight = self.weight
-        if kh * kw >= _FFT_MIN_TAPS:
+        cout, cin = weight.shape[0], weight.shape[1]
+        pout = (h // sh) * (w // sw)
+        if cout * pout * cin * h * w <= _DENSE_MAX_ENTRIES and kh * kw >= _FFT_MIN_TAPS:
+            # the layer's operator as one (c_out P_out) × (c_in P_in) matrix: M[o,p,i,r] = W[o,i,(r - s p) mod n]
+            full = F.pad(weight, (0, w - kw, 0, h - kh)).reshape(cout, cin, h * w)
+            index = _circular_index(h, w, (sh, sw), x.device)
+            mat = full[:, :, index].permute(0, 2, 1, 3).reshape(cout * pout, cin * h * w)
+            y = (x.reshape(x.shape[0], cin * h * w) @ mat.T).reshape(x.shape[0], cout, h // sh, w // sw)
+        elif kh * kw >= _FFT_MIN_TAPS:
             xf = torch.fft.rfft2(x)  # (N, c_in, h, w//2+1)
             wf = torch.fft.rfft2(weight, s=(h, w)).conj()  # (c_out, c_in, h, w//2+1)
             yf = torch.einsum("oiuv,niuv->nouv", wf, xf)
