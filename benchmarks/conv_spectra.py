@@ -17,7 +17,8 @@ frequency), so both compute the same numbers.
 Each measurement runs in a fresh child process (peak RSS via ``/proc/self/status``; torch's CPU allocator
 is invisible to tracemalloc). Timings on a shared machine are noisy: medians and in-process ratios.
 
-Run: python benchmarks/conv_spectra.py [--quick]
+Run: python benchmarks/conv_spectra.py [--repeats R] [--skip-resnet18] [--skip-resnet50] [--skip-activations]
+(each part stays under ~15 min on a loaded 2-core machine; run them separately there).
 """
 
 from __future__ import annotations
@@ -263,13 +264,28 @@ def _activation_job(n_images: int, batch_size: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 repeat, ResNet-50 without the reference")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats of ResNet-18 (ours, reference)")
+    parser.add_argument("--skip-resnet18", action="store_true")
     parser.add_argument("--skip-resnet50", action="store_true")
+    parser.add_argument("--resnet50-reference", action="store_true", help="also run the reference on ResNet-50")
     parser.add_argument("--skip-activations", action="store_true")
     args = parser.parse_args()
-    repeats = 1 if args.quick else args.repeats
+    if not args.skip_resnet18:
+        _resnet18(args.repeats)
+    if not args.skip_resnet50:
+        r50 = _in_child(_spectra_job, "resnet50", 1, args.resnet50_reference)
+        print(f"ResNet-50 (224x224): {r50['layers']} conv layers, {r50['values']} singular values")
+        print(
+            f"  weight_spectra: {r50['ours_s'][0]:.1f} s, peak RSS {r50['peak_rss_mib']:.0f} MiB "
+            f"(model alone {r50['base_rss_mib']:.0f} MiB)"
+        )
+        if r50["ref_s"]:
+            print(f"  reference: {r50['ref_s'][0]:.1f} s; max |diff| / layer max = {r50['max_rel_diff']:.1e}")
+    if not args.skip_activations:
+        _activations()
 
+
+def _resnet18(repeats: int) -> None:
     r18 = _in_child(_spectra_job, "resnet18", repeats, True)
     ours, ref = statistics.median(r18["ours_s"]), statistics.median(r18["ref_s"])
     print(
@@ -281,29 +297,20 @@ def main() -> None:
     print(f"  speed-up {ref / ours:.2f}x (goal >= 2x); max |diff| / layer max = {r18['max_rel_diff']:.1e} (goal 1e-8)")
     print(f"  peak RSS {r18['peak_rss_mib']:.0f} MiB")
 
-    if not args.skip_resnet50:
-        r50 = _in_child(_spectra_job, "resnet50", 1, not args.quick)
-        print(f"ResNet-50 (224x224): {r50['layers']} conv layers, {r50['values']} singular values")
-        print(
-            f"  weight_spectra: {r50['ours_s'][0]:.1f} s, peak RSS {r50['peak_rss_mib']:.0f} MiB "
-            f"(model alone {r50['base_rss_mib']:.0f} MiB)"
-        )
-        if r50["ref_s"]:
-            print(f"  reference: {r50['ref_s'][0]:.1f} s; max |diff| / layer max = {r50['max_rel_diff']:.1e}")
 
-    if not args.skip_activations:
-        if data_root() is None or not (data_root() / "cifar10").exists():  # type: ignore[operator]
-            print("SKIP activation spectra: CIFAR-10 not found (set FREQLENS_DATA or place ../shared/data)")
-            return
-        for n in (500, 2000):
-            act = _in_child(_activation_job, n, 100)
-            print(
-                f"activation_spectra, ResNet-18, {n} CIFAR-10 images, {act['layers']} conv outputs, batch 100: "
-                f"{act['seconds']:.1f} s = {act['images_per_s']:.1f} images/s; "
-                f"peak RSS {act['peak_rss_mib']:.0f} MiB, increase during the call {act['peak_increase_mib']:.0f} MiB "
-                f"(Gram storage {act['gram_storage_mib_upper']:.0f} MiB); Parseval rel. error "
-                f"{act['max_parseval_rel_error']:.1e}"
-            )
+def _activations() -> None:
+    root = data_root()
+    if root is None or not (root / "cifar10").exists():
+        print("SKIP activation spectra: CIFAR-10 not found (set FREQLENS_DATA or place ../shared/data)")
+        return
+    for n in (500, 2000):
+        act = _in_child(_activation_job, n, 100)
+        print(
+            f"activation_spectra, ResNet-18, {n} CIFAR-10 images, {act['layers']} conv outputs, batch 100: "
+            f"{act['seconds']:.1f} s = {act['images_per_s']:.1f} images/s; peak RSS {act['peak_rss_mib']:.0f} MiB, "
+            f"increase during the call {act['peak_increase_mib']:.0f} MiB (Gram storage "
+            f"{act['gram_storage_mib_upper']:.0f} MiB); Parseval rel. error {act['max_parseval_rel_error']:.1e}"
+        )
 
 
 if __name__ == "__main__":
