@@ -112,7 +112,7 @@ def test_perturbation_stays_real_and_scales_the_component(n, omega):
     with torch.no_grad():
         conv.weight.normal_(generator=gen)
     u, s = kept_directions(conv, (n, n), omega)
-    assert u.shape == (4, 3 if False else 4) and s.shape == (3,)
+    assert u.shape == (4, 4) and s.shape == (3,)
     alpha = torch.randn(5, 4, n, n, dtype=torch.float64, generator=gen)
     self_conj = all((2 * o) % n == 0 for o in omega)
     factors = (2.0, 0.5) if self_conj else (2.0, 0.5, 1j, -1j)

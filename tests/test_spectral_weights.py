@@ -185,6 +185,13 @@ def test_zero_padding_padded_grid_rule_is_exact_before_the_crop(n, k, p, stride)
     out = conv(torch.zeros(1, 2, n, n, dtype=torch.float64)).shape[-1]
     crop = uncropped.reshape(3, g // stride, g // stride, -1)[:, :out, :out].reshape(3 * out * out, -1)
     assert np.allclose(crop, torch_mat, atol=1e-13)
+    # C1 on the padded grid (stride 1): FFT2 of the uncropped output = T(ω) · FFT2(zero-padded input)
+    if stride == 1:
+        z = torch.randn(2, n, n, dtype=torch.float64)
+        zp = F.pad(z, (p, p, p, p))
+        lhs = np.fft.fft2((uncropped @ z.reshape(-1).numpy()).reshape(3, g, g))
+        rhs = np.einsum("uvoi,iuv->ouv", module_transfer_matrices(conv, (n, n)).numpy(), np.fft.fft2(zp.numpy()))
+        assert np.allclose(lhs, rhs, atol=1e-9 * max(1.0, float(np.abs(rhs).max())))
     # interlacing: the cropped operator's singular values are bounded by the padded-grid ones
     s_torch = sorted_sv(torch_mat)
     assert np.all(s_torch <= dense_full[: s_torch.size] + 1e-12)
