@@ -321,12 +321,14 @@ def draw_kept_map(ax: Axes, labels: np.ndarray, counts: np.ndarray, title: str) 
     ax.set_title(title)
 
 
-def rank_caption(summary: Mapping[str, Any], key: str) -> str:
-    """One line: rank, split and frequencies of the weight or activation estimate in ``summary[key]``."""
+def rank_caption(summary: Mapping[str, Any], key: str, max_items: int = 14) -> str:
+    """One line: rank, split and (at most ``max_items``) frequencies of ``summary[key]`` (weights/activations)."""
     est = summary[key]
+    items = est["frequencies_text"].split(", ")
+    text = ", ".join(items[:max_items]) + (f", … (+{len(items) - max_items} more)" if len(items) > max_items else "")
     return (
         f"{key}: CBN rank {est['rank']} = {est['self_conjugate']} self-conj. + {est['pairs']} pairs "
-        f"(layers {est['plateau_layers'][0]}-{est['plateau_layers'][1]}): {est['frequencies_text']}"
+        f"(layers {est['plateau_layers'][0]}-{est['plateau_layers'][1]}): {text}"
     )
 
 

@@ -260,7 +260,7 @@ register(
             "depths": (4, 5, 6, 7, 8, 9, 10, 11, 12),
             "seeds": 1,
             "adam_lr": 5e-3,
-            "adam_steps": 1000,
+            "adam_steps": 1500,
             "gd_steps": 0,
             "batch_size": 128,
             "record_every": 100,

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from ..analysis.cbn import KeptSet
 from ..datasets import load_mnist
 from ..models.circular_cnn import CircularCNN
 from .cbn_common import (
@@ -92,6 +93,21 @@ def _mnist(root: Any, split: str, count: int, size: int) -> tuple[torch.Tensor, 
     return x, y
 
 
+def _last_layers(per_layer: list[KeptSet], count: int) -> list[dict[str, Any]]:
+    """Kept sets of the last ``count`` conv layers (before GAP, where the paper sees only ω = 0)."""
+    first = max(0, len(per_layer) - count)
+    return [
+        {
+            "layer": i + 1,
+            "kept": k.count,
+            "self_conjugate": k.self_conjugate,
+            "pairs": k.paired // 2,
+            "frequencies": k.describe(),
+        }
+        for i, k in enumerate(per_layer[first:], start=first)
+    ]
+
+
 def run_fig1(ctx: RunContext, cfg: Fig1Config) -> ExperimentResult:
     root = ctx.require_data("MNIST")
     with cpu_threads(cfg.cpu_threads):
@@ -119,7 +135,7 @@ def run_fig1(ctx: RunContext, cfg: Fig1Config) -> ExperimentResult:
             "train",
         )
         model = model.cpu().double().eval()
-        data, rank, _, _ = analyse_bottleneck(model, x_eval, cfg.threshold, cfg.thresholds, cfg.eps)
+        data, rank, est_w, est_a = analyse_bottleneck(model, x_eval, cfg.threshold, cfg.thresholds, cfg.eps)
         with torch.no_grad():
             test_acc = float((model(x_eval.double()).argmax(1) == y_eval).double().mean())
             train_acc = float((model(x_train[:5000].double()).argmax(1) == y_train[:5000]).double().mean())
@@ -130,6 +146,10 @@ def run_fig1(ctx: RunContext, cfg: Fig1Config) -> ExperimentResult:
         "cbn_rank": rank,
         "fc_head_singular_values": [round(float(v), 4) for v in data["fc_sv"]],
         "fc_head_kept": fc_rank,
+        "last_conv_layers": {
+            "weights": _last_layers(est_w.per_layer, 3),
+            "activations": _last_layers(est_a.per_layer, 3),
+        },
         "test_accuracy": round(test_acc, 4),
         "train_accuracy_first_5000": round(train_acc, 4),
         "op_norm": round(float(model.operator_norm_sq().detach()), 4),

@@ -290,6 +290,8 @@ def plot_fig2(data: Mapping[str, np.ndarray], cfg: Fig2Config, summary: Mapping[
                 axi = figp.add_subplot(grid[j, 1 + e * per_ex + f])
                 img = inputs[e] if f == 0 else out[j, f - 1, e]
                 if np.isnan(img).all():
+                    if j == 0:
+                        axi.set_title(lab)
                     axi.set_axis_off()
                     continue
                 show_image(axi, img, lab if j == 0 else None, vmin=0.0, vmax=vmax)

@@ -122,8 +122,16 @@ def _phase_readout(
         summary[axis_name] = {
             "omega": list(omega),
             "singular_values_at_omega": [round(float(v), 4) for v in s[:4]],
-            "position_fit": {"slope_cycles_per_n": fit_p.slope_cycles, "resultant": round(fit_p.resultant, 4)},
-            "velocity_fit": {"slope_cycles_per_n": fit_v.slope_cycles, "resultant": round(fit_v.resultant, 4)},
+            "position_fit": {
+                "slope_cycles_per_n": fit_p.slope_cycles,
+                "offset": round(fit_p.offset, 4),
+                "resultant": round(fit_p.resultant, 4),
+            },
+            "velocity_fit": {
+                "slope_cycles_per_n": fit_v.slope_cycles,
+                "offset": round(fit_v.offset, 4),
+                "resultant": round(fit_v.resultant, 4),
+            },
         }
     return data, summary
 
@@ -225,10 +233,19 @@ def plot_fig4(data: Mapping[str, np.ndarray], cfg: Fig4Config, summary: Mapping[
             f"velocity: slope {info['velocity_fit']['slope_cycles_per_n']:g} turns/{cfg.n} px/frame, "
             f"R={info['velocity_fit']['resultant']:.2f}"
         )
-        for axx in (a, b):
+        for axx, fit, xs in (
+            (a, info["position_fit"], data[f"position_{axis_name}"]),
+            (b, info["velocity_fit"], data[f"velocity_{axis_name}"]),
+        ):
+            xline = np.linspace(float(np.min(xs)), float(np.max(xs)), 400)
+            line = np.angle(
+                np.exp(1j * (2 * np.pi * fit["slope_cycles_per_n"] * xline / cfg.n + fit.get("offset", 0.0)))
+            )
+            axx.scatter(xline, line, s=0.6, color="k", alpha=0.6, label="circular-linear fit")
             axx.set_ylim(-np.pi, np.pi)
             axx.set_yticks([-np.pi, 0, np.pi])
             axx.set_yticklabels(["−π", "0", "π"])
+    axes[0, 0].legend(frameon=False, fontsize=7, loc="lower left", markerscale=6)
     figb.suptitle(
         f"(b) phases of the two top singular directions at layer {ph['layer']} (x: ω=(0,1), columns; y: ω=(1,0), rows)",
         fontsize=9,
@@ -262,11 +279,11 @@ register(
         quick={
             "n_train": 2000,
             "n_eval": 500,
-            "width": 12,
-            "adam_lr": 2e-3,
-            "adam_steps": 1500,
+            "width": 10,
+            "adam_lr": 3e-3,
+            "adam_steps": 1200,
             "gd_steps": 0,
-            "batch_size": 64,
+            "batch_size": 32,
             "record_every": 100,
             "cpu_threads": 1,
         },

@@ -191,9 +191,9 @@ def _strided_singular_values(transfer: torch.Tensor, stride: tuple[int, int]) ->
     gh, gw, co, ci = transfer.shape
     oh, ow = gh // stride[0], gw // stride[1]
     rank = min(co, stride[0] * stride[1] * ci)
-    reps = torch.from_numpy(conjugate_representatives((oh, ow)))
-    partner = torch.from_numpy(conjugate_index((oh, ow)))[reps]
-    out = torch.empty(oh * ow, rank, dtype=transfer.real.dtype)
+    reps = torch.from_numpy(conjugate_representatives((oh, ow))).to(transfer.device)
+    partner = torch.from_numpy(conjugate_index((oh, ow))).to(transfer.device)[reps]
+    out = torch.empty(oh * ow, rank, dtype=transfer.real.dtype, device=transfer.device)
     per_block = max(1, co * stride[0] * stride[1] * ci * transfer.element_size())
     chunk = max(1, _CHUNK_BYTES // per_block)
     for start in range(0, reps.numel(), chunk):
