@@ -189,11 +189,12 @@ def test_balancedness_at_a_stationary_point_of_the_coupled_l2_objective():
             v_in = params[f"convs.{ell}.parametrizations.weight.original"]
             b = params[f"convs.{ell}.bias"]
             v_out = params[f"convs.{ell + 1}.parametrizations.weight.original"]
+            assert v_in.grad is not None and b.grad is not None and v_out.grad is not None
+            g_in, g_b, g_out = v_in.grad, b.grad, v_out.grad
+            v_in, b, v_out = v_in.detach(), b.detach(), v_out.detach()
             for i in range(3):
                 # d/dt objective(rescaled by e^t) at t = 0 = <grad, (V_in[i], b[i], -V_out[:, i])>
-                deriv = float(
-                    (v_in.grad[i] * v_in[i]).sum() + b.grad[i] * b[i] - (v_out.grad[:, i] * v_out[:, i]).sum()
-                )
+                deriv = float((g_in[i] * v_in[i]).sum() + g_b[i] * b[i] - (g_out[:, i] * v_out[:, i]).sum())
                 assert deriv == pytest.approx(2 * lam * float(left[i] - right[i]), abs=1e-10)
                 scale = float((left + right).mean())  # relative to the layer's typical channel norm
                 worst_rel = max(worst_rel, float(abs(left[i] - right[i])) / scale)
