@@ -268,7 +268,14 @@ def draw_layer_spectra(
     if threshold is not None:
         ax.axhline(threshold, color="0.4", lw=0.8, ls="--")
         ax.text(
-            n_layers + 0.55, threshold * 1.06, f"τ = {threshold:g}", color="0.3", fontsize=7, ha="right", va="bottom"
+            0.45,
+            threshold * 0.94,
+            f"τ = {threshold:g}",
+            color="0.3",
+            fontsize=7,
+            ha="left",
+            va="top",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5},
         )
     ax.set_yscale("log")
     ax.set_xticks(range(1, n_layers + 1))

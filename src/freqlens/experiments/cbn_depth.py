@@ -226,7 +226,7 @@ def plot_depth(data: Mapping[str, np.ndarray], cfg: DepthConfig, summary: Mappin
     )
     ax.set_xlabel("depth L")
     ax.set_ylabel("operator-normalised norm")
-    ax.set_title(f"slope a = {a:.2f} (≈ R⁽⁰⁾ = {summary['expected_R0_rank_cbn']}), intercept b = {b:.2f}")
+    ax.set_title(f"slope a = {a:.2f} (R⁽⁰⁾ = {summary['expected_R0_rank_cbn']}, 6 with an offset), b = {b:.2f}")
     ax.legend(frameon=False, fontsize=7)
     ax = axes[1]
     ax.scatter(depth, data["c9_max_ratio"], color="#D55E00", s=12)

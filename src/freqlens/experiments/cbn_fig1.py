@@ -138,7 +138,7 @@ def run_fig1(ctx: RunContext, cfg: Fig1Config) -> ExperimentResult:
         data, rank, est_w, est_a = analyse_bottleneck(model, x_eval, cfg.threshold, cfg.thresholds, cfg.eps)
         with torch.no_grad():
             test_acc = float((model(x_eval.double()).argmax(1) == y_eval).double().mean())
-            train_acc = float((model(x_train[:5000].double()).argmax(1) == y_train[:5000]).double().mean())
+            train_acc = float((model(x_train[:5000].double()).argmax(1) == y_train[:5000]).double().mean())  # ≤ 5000
     data.update(history)
     fc_rank = int((data["fc_sv"] > cfg.threshold).sum())
     summary = {
@@ -151,7 +151,7 @@ def run_fig1(ctx: RunContext, cfg: Fig1Config) -> ExperimentResult:
             "activations": _last_layers(est_a.per_layer, 3),
         },
         "test_accuracy": round(test_acc, 4),
-        "train_accuracy_first_5000": round(train_acc, 4),
+        "train_accuracy": round(train_acc, 4),
         "op_norm": round(float(model.operator_norm_sq().detach()), 4),
         "bias_norm": round(float(model.bias_norm_sq().detach()), 4),
         "layer_grids": [list(g) for g in model.grids],
