@@ -339,10 +339,6 @@ def rank_caption(summary: Mapping[str, Any], key: str, max_items: int = 14) -> s
     )
 
 
-def new_bottleneck_figure(width: float, height: float) -> Figure:
-    return Figure(figsize=(width, height), constrained_layout=True)
-
-
 def draw_training(data: Mapping[str, np.ndarray], title: str, extra: Mapping[str, str] | None = None) -> Figure:
     """Training curves of the warm-up / Adam / SGD phases: data loss and ``‖θ‖²_op`` against the step."""
     fig = Figure(figsize=(8.0, 2.8), constrained_layout=True)
