@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from freqlens.analysis.hooks import LayerForwardError
 from freqlens.fourier import conjugate_index
+from freqlens.hooks import LayerForwardError
 from freqlens.models.circular_cnn import CircularCNN
 from freqlens.spectral.activations import activation_spectra, energy_count
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from freqlens.analysis.cbn import kept_by_threshold
-from freqlens.analysis.hooks import LayerForwardError
 from freqlens.fourier import conjugate_index, dft_matrix_1d, downsample_spectrum, self_conjugate_mask
+from freqlens.hooks import LayerForwardError
 from freqlens.models.circular_cnn import CircularCNN, CircularConv2d
 from freqlens.spectral.conv import module_transfer_matrices
 from freqlens.spectral.weights import (

@@ -1,7 +1,7 @@
 """``decoder_report(model, data)``: layer-by-layer spectra of any decoder, next to the exact one-layer rules
 (``spec/decoder_spectra.md`` §2, §4 items 1, 7, 11).
 
-For every conv, transposed conv and upsampling layer (hooked with :mod:`freqlens.analysis.hooks`, so any
+For every conv, transposed conv and upsampling layer (hooked with :mod:`freqlens.hooks`, so any
 ``nn.Module`` works, not only ``nn.Sequential``) the report records:
 
 * the measured spectrum map of the layer output: ``E_{b,c}|H|`` and ``E_{b,c}|H|²`` (unshifted, ``(H, W)``);
@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .._validation import check_finite, check_ndim, check_real_floating, describe
+from ..hooks import capture_layers, select_layers
 from ..spectral.maps import magnitude_cosine_similarity, p_low, radial_profile
 from ..spectral.propagation import (
     LayerRule,
@@ -46,7 +47,6 @@ from ..spectral.propagation import (
     upsample_factor,
 )
 from ..theory.decoder_som import dc_replica_positions
-from .hooks import capture_layers, select_layers
 
 __all__ = ["HOOKABLE_TYPES", "DecoderReport", "LayerSpectrum", "decoder_report"]
 

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from ..analysis.hooks import capture_layers
 from ..fourier import conv2d_transfer_matrices
+from ..hooks import capture_layers
 from ..models.decoders import fit_network
 from ..plots import MODE_COLORS
 from ..spectral.conv import conv_geometry

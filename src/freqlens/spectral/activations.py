@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..analysis.hooks import capture_layers, select_layers, trace_layers
 from ..fourier import conjugate_index, self_conjugate_mask, signed_frequencies
+from ..hooks import capture_layers, select_layers, trace_layers
 
 __all__ = ["ActivationSpectra", "LayerActivationSpectrum", "activation_spectra", "energy_count"]
 
@@ -212,7 +212,7 @@ def activation_spectra(
         dtype: accumulation precision (float64 by default; complex Gram matrices of the same precision).
 
     The model runs in eval mode under ``torch.no_grad``; memory does not grow with the number of samples.
-    A failing forward pass raises :class:`freqlens.analysis.hooks.LayerForwardError` naming the layer.
+    A failing forward pass raises :class:`freqlens.hooks.LayerForwardError` naming the layer.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..analysis.hooks import capture_layers, select_layers, trace_layers
 from ..fourier import conjugate_index, self_conjugate_mask, signed_frequencies
+from ..hooks import capture_layers, select_layers, trace_layers
 from .conv import ConvGeometry, conv_geometry, dense_kernel, module_transfer_matrices
 
 __all__ = [
@@ -484,7 +484,7 @@ def weight_spectra(
 
     ``layers``: qualified names to restrict to; a name that is not a conv layer raises ``TypeError``, an
     unknown name ``ValueError``. A forward pass that fails raises
-    :class:`freqlens.analysis.hooks.LayerForwardError` naming the layer. All layers are validated (kernel
+    :class:`freqlens.hooks.LayerForwardError` naming the layer. All layers are validated (kernel
     vs grid, strides dividing the grid) before any spectrum is computed.
     """
     if not isinstance(model, nn.Module):
