@@ -1,4 +1,4 @@
-"""analysis.hooks and training.loop: layer selection/capture/tracing, deterministic resumable training."""
+"""hooks and training.loop: layer selection/capture/tracing, deterministic resumable training."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from freqlens.analysis.hooks import LayerForwardError, capture_layers, select_layers, trace_layers
+from freqlens.hooks import LayerForwardError, capture_layers, select_layers, trace_layers
 from freqlens.training.loop import EpochSampler, TrainingDiverged, train
 
 
@@ -140,3 +140,16 @@ def test_divergence_names_learning_rate_and_keeps_history() -> None:
     with pytest.raises(TrainingDiverged, match="learning rate 10000") as info:
         train(model, _ce, sampler, opt, 200, record_every=1, recorder=lambda s, m: {"s": s}, divergence_factor=10)
     assert len(info.value.history.step) >= 1
+
+
+def test_trace_layers_sees_parametrized_convs() -> None:
+    from torch.nn.utils import parametrize
+
+    class Scale(nn.Module):
+        def forward(self, w: torch.Tensor) -> torch.Tensor:
+            return 2 * w
+
+    net = _net()
+    parametrize.register_parametrization(net[0], "weight", Scale())
+    names = [t.name for t in trace_layers(net, torch.randn(1, 1, 8, 8))]
+    assert names[:3] == ["0", "1", "2"]

@@ -78,8 +78,15 @@ class LayerTrace:
     output_shape: tuple[int, ...]
 
 
+def _is_leaf(module: nn.Module) -> bool:
+    """A module without sub-modules, or whose only sub-modules are ``torch.nn.utils.parametrize``
+    parametrizations (a parametrized conv is still one layer)."""
+    return all(name == "parametrizations" for name, _ in module.named_children())
+
+
 def trace_layers(model: nn.Module, example: torch.Tensor) -> list[LayerTrace]:
-    """Run one forward pass (no grad) and record input/output shapes of every leaf module, in call order.
+    """Run one forward pass (no grad) and record input/output shapes of every leaf module (parametrized
+    modules count as leaves), in call order.
 
     If the forward pass fails, raises :class:`LayerForwardError` naming the innermost layer running.
     """
@@ -93,7 +100,8 @@ def trace_layers(model: nn.Module, example: torch.Tensor) -> list[LayerTrace]:
 
     def post(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         name = stack.pop() if stack else names.get(mod, "?")
-        if not any(True for _ in mod.children()) and isinstance(output, torch.Tensor) and inputs:
+        inside_parametrization = "parametrizations." in name  # the weight transform, not a layer
+        if _is_leaf(mod) and not inside_parametrization and isinstance(output, torch.Tensor) and inputs:
             first = inputs[0]
             shape_in = tuple(first.shape) if isinstance(first, torch.Tensor) else ()
             seen.append(LayerTrace(name, type(mod).__name__, shape_in, tuple(output.shape)))

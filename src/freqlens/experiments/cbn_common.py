@@ -1,0 +1,367 @@
+"""Shared pieces of the bottleneck-paper experiments (``cbn-*``): training in two phases, the spectral
+analysis of a trained :class:`~freqlens.models.circular_cnn.CircularCNN`, and the Fig. 2a-style plots.
+
+Not an experiment itself (it registers nothing). Conventions for every ``cbn-*`` experiment
+(conv_bottleneck §4.0, ``docs/conv_bottleneck.md``):
+
+* λ: coupled L2 ``λ Σ‖θ‖²`` on the trained tensors, which are operator-normalised (``‖V‖² = ‖MW‖²``), so the
+  penalty is ``λ(‖θ‖²_op + ‖b‖²)``; β: the bias multiplier (reading (i) of ambiguity 1).
+* Data loss: per-sample squared error summed over channels and pixels, averaged over samples (regression),
+  or mean cross-entropy (classification).
+* Adam (``adam_steps`` at ``adam_lr``), then optionally plain SGD (``gd_steps`` at ``gd_lr``), both through
+  :func:`freqlens.training.loop.train` with resumable checkpoints; the trained weights are a run stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib import colors as mcolors
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ..analysis.cbn import CBNRankEstimate, estimate_cbn_rank, largest_log_gap_count
+from ..models.circular_cnn import CircularCNN
+from ..spectral.activations import activation_spectra
+from ..spectral.weights import weight_spectra
+from ..training.loop import EpochSampler, train
+from .registry import RunContext
+
+__all__ = [
+    "TrainSettings",
+    "analyse_bottleneck",
+    "classification_loss",
+    "cpu_threads",
+    "draw_kept_map",
+    "draw_layer_spectra",
+    "layer_arrays",
+    "regression_loss",
+    "train_in_phases",
+]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The optimisation part of a ``cbn-*`` config (all lost in the paper; chosen values in each config)."""
+
+    weight_decay: float
+    warmup_steps: int
+    adam_lr: float
+    adam_steps: int
+    gd_lr: float
+    gd_steps: int
+    batch_size: int
+    record_every: int
+
+
+def regression_loss(model: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """``(1/B) Σ_n ‖f(x_n) − y_n‖²`` (sum over channels and pixels)."""
+    return (model(xb) - yb).pow(2).flatten(1).sum(dim=1).mean()
+
+
+def classification_loss(model: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy."""
+    return F.cross_entropy(model(xb), yb)
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int) -> Iterator[None]:
+    """Temporarily set torch's intra-op threads (``count <= 0`` leaves the default). Small models on a shared
+    CPU run much faster on one thread (no OpenMP spin-waiting)."""
+    before = torch.get_num_threads()
+    if count > 0:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_in_phases(
+    ctx: RunContext,
+    model: CircularCNN,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+    settings: TrainSettings,
+    key: str,
+    sampler_seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """(Optional Adam warm-up without L2,) Adam, then (optionally) SGD on ``loss + λ Σ‖θ‖²``; a resumable run
+    stage named ``key``.
+
+    Returns the training history (``{phase}_step``, ``{phase}_train_loss``, ``{phase}_op_norm`` for the phases
+    ``warmup``, ``adam``, ``gd``) and loads the
+    trained weights into ``model`` (also when the stage is reloaded from an earlier run).
+    """
+    stage_dir = ctx.run_dir.path / "stages"
+    tag = ctx.fingerprint[:12]
+
+    def recorder(step: int, net: torch.nn.Module) -> dict[str, float]:
+        assert isinstance(net, CircularCNN)
+        return {"op_norm": float(net.operator_norm_sq().detach()), "bias_norm": float(net.bias_norm_sq().detach())}
+
+    def compute() -> dict[str, Any]:
+        batch = settings.batch_size if settings.batch_size < x.shape[0] else None
+        sampler = EpochSampler(x, y, batch, seed=ctx.seed * 7919 + sampler_seed)
+        out: dict[str, Any] = {}
+        lam = settings.weight_decay
+        phases: list[tuple[str, torch.optim.Optimizer, int, float]] = []
+        if settings.warmup_steps > 0:  # fit first, so that L2 does not collapse a deep net to θ = 0
+            phases.append(
+                ("warmup", torch.optim.Adam(model.parameters(), lr=settings.adam_lr), settings.warmup_steps, 0.0)
+            )
+        phases.append(("adam", torch.optim.Adam(model.parameters(), lr=settings.adam_lr), settings.adam_steps, lam))
+        if settings.gd_steps > 0:
+            phases.append(("gd", torch.optim.SGD(model.parameters(), lr=settings.gd_lr), settings.gd_steps, lam))
+        for name, opt, steps, l2 in phases:
+
+            def progress(it: Iterable[int], _name: str = name, _steps: int = steps) -> Iterable[int]:
+                return ctx.progress(it, total=_steps, desc=f"{key} {_name}")
+
+            history = train(
+                model,
+                loss_fn,
+                sampler,
+                opt,
+                steps,
+                l2=l2,
+                record_every=settings.record_every,
+                recorder=recorder,
+                checkpoint=stage_dir / f"{key}_{name}_{tag}.pt",
+                progress=progress,
+            ).as_arrays()
+            for k, v in history.items():
+                out[f"{name}_{k}"] = v
+        names = list(model.state_dict())
+        out["state_names"] = np.array(names, dtype=str)
+        for i, v in enumerate(model.state_dict().values()):
+            out[f"state_{i:03d}"] = v.detach().cpu().numpy()
+        return out
+
+    arrays = ctx.stage(key, compute)
+    names = [str(n) for n in arrays["state_names"]]
+    model.load_state_dict({n: torch.from_numpy(np.asarray(arrays[f"state_{i:03d}"])) for i, n in enumerate(names)})
+    return {k: v for k, v in arrays.items() if not k.startswith("state_")}
+
+
+def layer_arrays(prefix: str, spectra: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-layer arrays under ``{prefix}_{ℓ:02d}`` (1-based), for ``data.npz``."""
+    return {f"{prefix}_{i + 1:02d}": np.asarray(sv) for i, sv in enumerate(spectra)}
+
+
+def read_layers(data: Mapping[str, np.ndarray], prefix: str) -> list[np.ndarray]:
+    keys = sorted(k for k in data if k.startswith(prefix + "_") and k[len(prefix) + 1 :].isdigit())
+    return [np.asarray(data[k]) for k in keys]
+
+
+def analyse_bottleneck(
+    model: CircularCNN,
+    x_eval: torch.Tensor,
+    threshold: float,
+    thresholds: Sequence[float],
+    eps: float,
+    edge: int = 1,
+) -> tuple[dict[str, np.ndarray], dict[str, Any], CBNRankEstimate, CBNRankEstimate]:
+    """Weight spectra (§5a), activation spectra (§5b, pre-activations) and the CBN rank from both.
+
+    Returns ``(data arrays, summary dict, weight estimate, activation estimate)``.
+    """
+    model = model.double().eval()
+    shape = (int(x_eval.shape[1]), *model.input_grid)
+    ws = weight_spectra(model, shape, layers=model.conv_names)
+    acts = activation_spectra(model, x_eval.double(), layers=model.conv_names, batch_size=256)
+    w_sv = [lay.singular_values for lay in ws.layers]
+    a_sv = [lay.singular_values for lay in acts.layers]
+    est_w = estimate_cbn_rank(w_sv, threshold=threshold, thresholds=thresholds, edge=edge)
+    est_a = estimate_cbn_rank(a_sv, threshold=None, eps=eps, thresholds=(eps / 10,), edge=edge)
+    gaps = [largest_log_gap_count(sv)[0] for sv in w_sv]
+    data: dict[str, np.ndarray] = {
+        **layer_arrays("weight_sv", w_sv),
+        **layer_arrays("act_sv", a_sv),
+        "weight_counts": np.array(est_w.per_layer_counts),
+        "act_counts": np.array(est_a.per_layer_counts),
+        "gap_counts": np.array(gaps),
+        "layer_op_norm": np.array([lay.operator_norm_sq for lay in ws.layers]),
+        "plateau_weights": np.array(est_w.plateau) + 1,
+        "kept_labels_weights": kept_map(est_w)[0],
+        "kept_map_weights": kept_map(est_w)[1],
+        "kept_labels_acts": kept_map(est_a)[0],
+        "kept_map_acts": kept_map(est_a)[1],
+        "plateau_acts": np.array(est_a.plateau) + 1,
+    }
+    if model.fc is not None:
+        data["fc_sv"] = np.linalg.svd(model.fc.weight.detach().double().numpy(), compute_uv=False)
+    plateau = range(est_w.plateau[0], est_w.plateau[1] + 1)
+    summary = {
+        "weights": est_w.as_dict(),
+        "activations": est_a.as_dict(),
+        "weights_vs_activations": {
+            "same_rank": est_w.rank == est_a.rank,
+            "same_frequencies": est_w.frequencies == est_a.frequencies,
+        },
+        "largest_log_gap_counts": gaps,
+        "plateau_op_norm_per_layer": [round(float(ws.layers[i].operator_norm_sq), 3) for i in plateau],
+        "parseval_max_rel_error": float(max(lay.parseval_rel_error for lay in acts.layers)),
+        "threshold": threshold,
+        "eps": eps,
+    }
+    return data, summary, est_w, est_a
+
+
+# ------------------------------------------------------------------------------------------- plots
+def _frequency_radius(grid: tuple[int, int]) -> np.ndarray:
+    """``|ω|`` (Euclidean norm of the signed labels) on ``grid``: ``(H, W)``."""
+    kh = np.fft.fftfreq(grid[0]) * grid[0]
+    kw = np.fft.fftfreq(grid[1]) * grid[1]
+    return np.sqrt(kh[:, None] ** 2 + kw[None, :] ** 2)
+
+
+def draw_layer_spectra(
+    ax: Axes,
+    spectra: Sequence[np.ndarray],
+    title: str,
+    threshold: float | None = None,
+    extra: np.ndarray | None = None,
+    floor: float = 1e-4,
+    ylabel: str = "singular value",
+) -> Any:
+    """Fig. 2a style: every singular value of every layer at x = layer, coloured by ``|ω|`` (±ω share a colour).
+
+    Values are spread horizontally by frequency so each layer reads as a column of frequency streaks.
+    ``extra``: singular values of a final FC head (ω = 0), drawn as one more layer. Returns the mappable.
+    """
+    rmax = max(float(_frequency_radius(sv.shape[:2]).max()) for sv in spectra) or 1.0
+    norm = mcolors.Normalize(0.0, rmax)
+    cmap = "viridis"
+    mappable = None
+    for ell, sv in enumerate(spectra, start=1):
+        radius = _frequency_radius(sv.shape[:2])
+        order = np.argsort(radius.reshape(-1), kind="stable")
+        offsets = np.linspace(-0.32, 0.32, order.size)
+        xpos = np.empty(order.size)
+        xpos[order] = offsets
+        vals = sv.reshape(order.size, -1)
+        xs = np.repeat(xpos[:, None], vals.shape[1], axis=1) + ell
+        cs = np.repeat(radius.reshape(-1)[:, None], vals.shape[1], axis=1)
+        keep = vals > floor * max(float(vals.max()), 1e-300)
+        ordering = np.argsort(cs[keep])[::-1]  # low frequencies drawn last (on top)
+        mappable = ax.scatter(
+            xs[keep][ordering],
+            vals[keep][ordering],
+            c=cs[keep][ordering],
+            s=4,
+            cmap=cmap,
+            norm=norm,
+            linewidths=0,
+            rasterized=True,
+        )
+    if extra is not None:
+        ax.scatter(np.full(extra.size, len(spectra) + 1), extra, c=[0.0] * extra.size, s=10, cmap=cmap, norm=norm)
+    n_layers = len(spectra) + (1 if extra is not None else 0)
+    if threshold is not None:
+        ax.axhline(threshold, color="0.4", lw=0.8, ls="--")
+        ax.text(
+            0.45,
+            threshold * 0.94,
+            f"τ = {threshold:g}",
+            color="0.3",
+            fontsize=7,
+            ha="left",
+            va="top",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5},
+        )
+    ax.set_yscale("log")
+    ax.set_xticks(range(1, n_layers + 1))
+    if extra is not None:
+        ax.set_xticklabels([str(i) for i in range(1, len(spectra) + 1)] + ["FC"])
+    ax.set_xlim(0.4, n_layers + 0.6)
+    ax.set_xlabel("layer ℓ")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return mappable
+
+
+def kept_map(est: CBNRankEstimate, max_rows: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Kept directions per (frequency class, layer): ``(labels (R,) str, counts (R, layers))``, classes ordered
+    by ``‖ω‖₁``, at most ``max_rows`` (the most frequently kept)."""
+    seen: dict[str, tuple[int, int]] = {}
+    for kept in est.per_layer:
+        for (k, l), pair, _ in kept.frequencies:
+            label = f"±({k},{l})" if pair else f"({k},{l})"
+            order, times = seen.get(label, (abs(k) + abs(l), 0))
+            seen[label] = (order, times + 1)
+    rows = sorted(seen, key=lambda s: (-seen[s][1], seen[s][0], s))[:max_rows]
+    rows = sorted(rows, key=lambda s: (seen[s][0], s))
+    grid = np.zeros((len(rows), len(est.per_layer)))
+    for j, kept in enumerate(est.per_layer):
+        for (k, l), pair, m in kept.frequencies:
+            label = f"±({k},{l})" if pair else f"({k},{l})"
+            if label in rows:
+                grid[rows.index(label), j] = m
+    return np.array(rows, dtype=str), grid
+
+
+def draw_kept_map(ax: Axes, labels: np.ndarray, counts: np.ndarray, title: str) -> None:
+    """Heat map of kept directions per (frequency class, layer) with the counts written in."""
+    if labels.size == 0:
+        ax.text(0.5, 0.5, "nothing kept", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title)
+        ax.set_axis_off()
+        return
+    top = max(1.0, float(counts.max()))
+    ax.imshow(counts, aspect="auto", cmap="Blues", vmin=0, vmax=top, interpolation="nearest")
+    for (i, j), v in np.ndenumerate(counts):
+        if v:
+            ax.text(j, i, f"{int(v)}", ha="center", va="center", fontsize=6, color="k" if v < 0.6 * top else "w")
+    ax.set_yticks(range(labels.size))
+    ax.set_yticklabels([str(v) for v in labels], fontsize=7)
+    ax.set_xticks(range(counts.shape[1]))
+    ax.set_xticklabels([str(i + 1) for i in range(counts.shape[1])])
+    ax.set_xlabel("layer ℓ")
+    ax.set_title(title)
+
+
+def rank_caption(summary: Mapping[str, Any], key: str, max_items: int = 14) -> str:
+    """One line: rank, split and (at most ``max_items``) frequencies of ``summary[key]`` (weights/activations)."""
+    est = summary[key]
+    items = est["frequencies_text"].split(", ")
+    text = ", ".join(items[:max_items]) + (f", … (+{len(items) - max_items} more)" if len(items) > max_items else "")
+    return (
+        f"{key}: CBN rank {est['rank']} = {est['self_conjugate']} self-conj. + {est['pairs']} pairs "
+        f"(layers {est['plateau_layers'][0]}-{est['plateau_layers'][1]}): {text}"
+    )
+
+
+def draw_training(data: Mapping[str, np.ndarray], title: str, extra: Mapping[str, str] | None = None) -> Figure:
+    """Training curves of the warm-up / Adam / SGD phases: data loss and ``‖θ‖²_op`` against the step."""
+    fig = Figure(figsize=(8.0, 2.8), constrained_layout=True)
+    axes = fig.subplots(1, 2)
+    offset = 0
+    colours = {"warmup": "#999999", "adam": "#0072B2", "gd": "#D55E00"}
+    for phase in ("warmup", "adam", "gd"):
+        if f"{phase}_step" not in data:
+            continue
+        steps = np.asarray(data[f"{phase}_step"]) + offset
+        if f"{phase}_train_loss" in data and np.asarray(data[f"{phase}_train_loss"]).size:
+            loss = np.asarray(data[f"{phase}_train_loss"])
+            axes[0].plot(steps[-loss.size :], loss, color=colours[phase], label=phase)
+        if f"{phase}_op_norm" in data:
+            axes[1].plot(steps, data[f"{phase}_op_norm"], color=colours[phase], label=phase)
+        offset = int(steps[-1]) if steps.size else offset
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel((extra or {}).get("loss", "training data loss"))
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("$\\|\\theta\\|^2_{op}$ (conv + FC weights)")
+    for ax in axes:
+        ax.legend(frameon=False)
+    fig.suptitle(title, fontsize=9)
+    return fig

@@ -1,0 +1,273 @@
+"""``cbn-depth``: representation cost against depth (conv_bottleneck §2.2, §5c, C9).
+
+Train the same task at depths ``L₀ … L₀+8`` to near-zero loss with a small λ and fit
+``‖θ‖²_op ≈ a L + b``: the slope ``a`` estimates ``R⁽⁰⁾`` (≈ the CBN rank) and the intercept ``b`` estimates
+``R⁽¹⁾``. The lower bound ``‖θ‖²_op ≥ L Σ_i s_i(Jf_θ(x))^{2/L}`` (C9) is checked on every trained net.
+
+Task [A]: autoencoding random real images supported on ``{‖ν‖₁ ≤ 1}`` (the constant plus the pairs ``±(1,0)``
+and ``±(0,1)``): the map is the identity on a 5-dimensional space carried by 1 self-conjugate frequency and 2
+pairs, so ``Rank_CBN = 1 + 2·2 = 5`` and the Jacobian has rank 5 at every input (``R⁽⁰⁾ ≥ 5``). A ReLU net
+also needs a non-negative representation, i.e. a constant offset; if it is carried through the weights it is
+one more self-conjugate direction (spec §2.4 "offset subtlety"), so ``a`` between 5 and 6 is expected.
+λ = 0.05 (not "small" in absolute terms, but 0.35 % of the data energy is lost) lets the norm converge on a CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ..analysis.cbn import check_lower_bound, estimate_cbn_rank, jacobian_singular_values
+from ..datasets.bottleneck_tasks import low_frequency_shapes
+from ..models.circular_cnn import CircularCNN
+from ..spectral.weights import weight_spectra
+from ..theory.bottleneck import fit_depth_slope
+from .cbn_common import (
+    TrainSettings,
+    cpu_threads,
+    draw_layer_spectra,
+    layer_arrays,
+    read_layers,
+    regression_loss,
+    train_in_phases,
+)
+from .registry import Experiment, ExperimentResult, RunContext, register
+
+
+@dataclass(frozen=True)
+class DepthConfig:
+    """All values chosen here (spec §5c gives the protocol, not the numbers; docs/conv_bottleneck.md)."""
+
+    n: int = 8
+    max_l1: int = 1
+    n_train: int = 512
+    width: int = 16
+    depths: tuple[int, ...] = (6, 7, 8, 9, 10, 11, 12, 13, 14)
+    seeds: int = 3
+    kernel_size: int = 0
+    weight_decay: float = 0.05
+    bias_multiplier: float = 1.0
+    warmup_steps: int = 0
+    adam_lr: float = 2e-3
+    adam_steps: int = 20000
+    gd_lr: float = 1e-3
+    gd_steps: int = 5000
+    batch_size: int = 512
+    record_every: int = 250
+    threshold: float = 0.5
+    c9_inputs: int = 16
+    cpu_threads: int = 0
+
+    def validate(self) -> None:
+        if len(set(self.depths)) < 2 or min(self.depths) < 2:
+            raise ValueError(f"depths needs at least two distinct values >= 2, got {self.depths}")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+
+    def train_settings(self) -> TrainSettings:
+        return TrainSettings(
+            self.weight_decay,
+            self.warmup_steps,
+            self.adam_lr,
+            self.adam_steps,
+            self.gd_lr,
+            self.gd_steps,
+            self.batch_size,
+            self.record_every,
+        )
+
+    @property
+    def expected_rank(self) -> int:
+        pairs = (
+            sum(
+                1
+                for k in range(-self.max_l1, self.max_l1 + 1)
+                for l in range(-self.max_l1, self.max_l1 + 1)
+                if 0 < abs(k) + abs(l) <= self.max_l1
+            )
+            // 2
+        )
+        return 1 + 2 * pairs
+
+
+def _r1_jacobian_bound(sv: np.ndarray, rank: int) -> float:
+    """``2 Σ_{i ≤ R⁽⁰⁾} log s_i(Jf(x))`` (spec §2.5, [FC-mem]: a lower bound on R⁽¹⁾ when rank Jf = R⁽⁰⁾)."""
+    top = np.sort(sv)[::-1][:rank]
+    return float(2.0 * np.log(np.clip(top, 1e-300, None)).sum())
+
+
+def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
+    depths = sorted(set(cfg.depths))
+    rows: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "depth",
+            "seed",
+            "op_norm",
+            "op_norm_with_bias",
+            "plain_norm",
+            "train_loss",
+            "c9_max_bound",
+            "c9_max_ratio",
+            "weight_rank",
+            "r1_jacobian_bound",
+            "jacobian_rank",
+        )
+    }
+    c9_all = True
+    deepest: dict[str, np.ndarray] = {}
+    with cpu_threads(cfg.cpu_threads):
+        x = low_frequency_shapes(cfg.n_train, cfg.n, cfg.max_l1, seed=ctx.seed)
+        probe = x[: cfg.c9_inputs].double()
+        for depth in depths:
+            for seed in range(cfg.seeds):
+                model = CircularCNN(
+                    1,
+                    cfg.width,
+                    1,
+                    depth,
+                    cfg.n,
+                    kernel_size=cfg.kernel_size or None,
+                    bias_multiplier=cfg.bias_multiplier,
+                    generator=ctx.generator(1000 * depth + seed),
+                ).to(ctx.device)
+                history = train_in_phases(
+                    ctx,
+                    model,
+                    x.to(ctx.device),
+                    x.to(ctx.device),
+                    regression_loss,
+                    cfg.train_settings(),
+                    f"L{depth:02d}_seed{seed}",
+                    sampler_seed=seed,
+                )
+                model = model.cpu().double().eval()
+                norm = float(model.operator_norm_sq().detach())
+                check = check_lower_bound(model, probe, depth, norm)
+                c9_all = c9_all and check.holds
+                sv = jacobian_singular_values(model, probe[0])
+                spectra = weight_spectra(model, (1, cfg.n, cfg.n))
+                est = estimate_cbn_rank([lay.singular_values for lay in spectra.layers], threshold=cfg.threshold)
+                with torch.no_grad():
+                    loss = float(regression_loss(model, x.double(), x.double()))
+                rows["depth"].append(depth)
+                rows["seed"].append(seed)
+                rows["op_norm"].append(norm)
+                rows["op_norm_with_bias"].append(float(model.operator_norm_sq(include_bias=True).detach()))
+                rows["plain_norm"].append(float(model.plain_norm_sq().detach()))
+                rows["train_loss"].append(loss)
+                rows["c9_max_bound"].append(float(check.bounds.max()))
+                rows["c9_max_ratio"].append(check.max_ratio)
+                rows["weight_rank"].append(est.rank)
+                rows["r1_jacobian_bound"].append(_r1_jacobian_bound(sv, cfg.expected_rank))
+                rows["jacobian_rank"].append(int((sv > 1e-3 * sv.max()).sum()))
+                if depth == depths[-1] and seed == 0:
+                    deepest = {
+                        **layer_arrays("deepest_weight_sv", [lay.singular_values for lay in spectra.layers]),
+                        **{f"deepest_{k}": v for k, v in history.items()},
+                    }
+    data = {k: np.asarray(v) for k, v in rows.items()}
+    data.update(deepest)
+    fit = fit_depth_slope(data["depth"], data["op_norm"])
+    fit_bias = fit_depth_slope(data["depth"], data["op_norm_with_bias"])
+    data["fit_ab"] = np.array([fit.a, fit.b])
+    summary = {
+        "task": f"autoencoder of {cfg.n}x{cfg.n} images supported on ‖ν‖₁ ≤ {cfg.max_l1}",
+        "expected_R0_rank_cbn": cfg.expected_rank,
+        "fit_op_norm": {
+            "a": round(fit.a, 4),
+            "a_stderr": round(fit.a_stderr, 4),
+            "b": round(fit.b, 4),
+            "b_stderr": round(fit.b_stderr, 4),
+        },
+        "fit_op_norm_with_bias": {"a": round(fit_bias.a, 4), "b": round(fit_bias.b, 4)},
+        "a_over_expected_rank": round(fit.a / cfg.expected_rank, 4),
+        "r1_jacobian_bound_mean": round(float(np.mean(data["r1_jacobian_bound"])), 4),
+        "c9_lower_bound_holds_on_every_net": bool(c9_all),
+        "c9_max_ratio_bound_over_norm": round(float(np.max(data["c9_max_ratio"])), 6),
+        "weight_rank_per_net": [int(v) for v in data["weight_rank"]],
+        "jacobian_rank_per_net": [int(v) for v in data["jacobian_rank"]],
+        "max_train_loss": round(float(np.max(data["train_loss"])), 6),
+        "train_energy_per_image": round(float(x.double().pow(2).flatten(1).sum(1).mean()), 4),
+        "nets": len(rows["depth"]),
+    }
+    return ExperimentResult(data=data, summary=summary)
+
+
+def plot_depth(data: Mapping[str, np.ndarray], cfg: DepthConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    fig = Figure(figsize=(12.0, 3.8), constrained_layout=True)
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.1, 1.0, 1.3]})
+    depth = data["depth"]
+    a, b = data["fit_ab"]
+    ax = axes[0]
+    ax.scatter(depth, data["op_norm"], color="#0072B2", s=14, label="$\\|\\theta\\|^2_{op}$ (trained nets)")
+    ax.scatter(
+        depth,
+        data["c9_max_bound"],
+        color="#D55E00",
+        s=10,
+        marker="x",
+        label="$L\\,\\Sigma_i s_i(Jf(x))^{2/L}$ (C9, max over x)",
+    )
+    grid = np.linspace(depth.min() - 0.5, depth.max() + 0.5, 50)
+    ax.plot(grid, a * grid + b, color="#0072B2", lw=1, label=f"fit: {a:.2f} L + {b:.2f}")
+    ax.plot(
+        grid,
+        summary["expected_R0_rank_cbn"] * grid,
+        color="0.5",
+        lw=0.8,
+        ls="--",
+        label=f"{summary['expected_R0_rank_cbn']} L (Rank$_{{CBN}}$·L)",
+    )
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("operator-normalised norm")
+    ax.set_title(f"slope a = {a:.2f} (R⁽⁰⁾ = {summary['expected_R0_rank_cbn']}, 6 with an offset), b = {b:.2f}")
+    ax.legend(frameon=False, fontsize=7)
+    ax = axes[1]
+    ax.scatter(depth, data["c9_max_ratio"], color="#D55E00", s=12)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_ylim(0, 1.1)
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("bound / ‖θ‖²_op")
+    holds = "holds" if summary["c9_lower_bound_holds_on_every_net"] else "VIOLATED"
+    ax.set_title(f"C9 lower bound {holds} on all {summary['nets']} nets")
+    deep = read_layers(data, "deepest_weight_sv")
+    if deep:
+        m = draw_layer_spectra(axes[2], deep, f"spectra of the deepest net (L={int(depth.max())})", cfg.threshold)
+        fig.colorbar(m, ax=axes[2], label="|ω|", shrink=0.85)
+    fig.suptitle(
+        f"cbn-depth: {summary['task']} (c={cfg.width}, λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})", fontsize=9
+    )
+    return {"depth_fit": fig}
+
+
+register(
+    Experiment(
+        name="cbn-depth",
+        description="Bottleneck paper §5c: ‖θ‖²_op ≈ a L + b over depths (a ≈ R0, b ≈ R1), C9 on every net",
+        config_cls=DepthConfig,
+        run=run_depth,
+        plot=plot_depth,
+        quick={
+            "n": 6,
+            "n_train": 128,
+            "width": 6,
+            "depths": (4, 5, 6, 7, 8, 9, 10, 11, 12),
+            "seeds": 1,
+            "adam_lr": 5e-3,
+            "adam_steps": 1500,
+            "gd_steps": 0,
+            "batch_size": 128,
+            "record_every": 100,
+            "c9_inputs": 8,
+            "cpu_threads": 1,
+        },
+        paper="cbn",
+        figure="§5c",
+    )
+)

@@ -1,0 +1,293 @@
+"""``cbn-fig4``: a ball under gravity, 4 frames in, the next 4 out (Wen & Jacot, Fig. 4; conv_bottleneck §4.4).
+
+The paper: the position is encoded by the phase of the first pair and the velocity by the difference of the
+phases of the two pairs ("confirmed in (b) along the x-axis"). Panel (b) here: at a middle layer ℓ*, the two
+top left singular vectors ``u₁, u₂`` of the weight block at ``ω = (0, 1)`` (x, i.e. columns) and ``(1, 0)``
+(y, rows); for each test trajectory ``z_k = u_kᴴ α̂_ℓ*(ω)``; ``arg z₁`` against the position in the last input
+frame and ``arg z₂ − arg z₁`` against the velocity, with circular-linear fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ..analysis.perturbation import frequency_coefficients, kept_directions, phase_fit
+from ..datasets.bottleneck_tasks import ball_under_gravity
+from ..models.circular_cnn import CircularCNN
+from ..plots import show_image
+from .cbn_common import (
+    TrainSettings,
+    analyse_bottleneck,
+    cpu_threads,
+    draw_kept_map,
+    draw_layer_spectra,
+    draw_training,
+    rank_caption,
+    read_layers,
+    regression_loss,
+    train_in_phases,
+)
+from .registry import Experiment, ExperimentResult, RunContext, register
+
+PAPER_STATEMENT = (
+    "Fig. 4 (L=9, c=60, λ=0.0001, β=0.25): two pairs at the first frequency; the position is encoded by the "
+    "phase of the first pair and the velocity by the difference between the phases of the two pairs (x-axis)"
+)
+POSITION_SLOPES = np.arange(-32, 33) / 8.0  # cycles per n pixels
+VELOCITY_SLOPES = np.arange(-128, 129) / 4.0  # cycles per n pixels/frame
+
+
+@dataclass(frozen=True)
+class Fig4Config:
+    """Defaults = paper settings where known (L, c, λ, β); grid, rendering, gravity and velocity ranges were
+    lost and are chosen here (docs/conv_bottleneck.md). ``kernel_size = 0`` means full-size circular kernels."""
+
+    n: int = 16
+    gravity: float = 0.25
+    max_speed: float = 1.0
+    sigma: float = 1.0
+    n_train: int = 20000
+    n_eval: int = 1000
+    width: int = 60
+    depth: int = 9
+    kernel_size: int = 0
+    weight_decay: float = 0.0001
+    bias_multiplier: float = 0.25
+    warmup_steps: int = 0
+    adam_lr: float = 1e-3
+    adam_steps: int = 30000
+    gd_lr: float = 1e-3
+    gd_steps: int = 5000
+    batch_size: int = 128
+    record_every: int = 250
+    threshold: float = 0.5
+    thresholds: tuple[float, ...] = (0.3, 0.4, 0.6, 0.7)
+    eps: float = 1e-2
+    phase_layer: int = 5
+    cpu_threads: int = 0
+
+    def validate(self) -> None:
+        if not 1 <= self.phase_layer <= self.depth:
+            raise ValueError(f"phase_layer must be in 1..{self.depth}, got {self.phase_layer}")
+
+    def train_settings(self) -> TrainSettings:
+        return TrainSettings(
+            self.weight_decay,
+            self.warmup_steps,
+            self.adam_lr,
+            self.adam_steps,
+            self.gd_lr,
+            self.gd_steps,
+            self.batch_size,
+            self.record_every,
+        )
+
+
+def _phase_readout(
+    model: CircularCNN, x: torch.Tensor, positions: np.ndarray, velocities: np.ndarray, cfg: Fig4Config
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    layer = cfg.phase_layer
+    conv = model.convs[layer - 1]
+    grid = model.grids[layer - 1]
+    with torch.no_grad():
+        alpha = model.hidden(x.double(), layer)
+    data: dict[str, np.ndarray] = {}
+    summary: dict[str, Any] = {"layer": layer}
+    last = 3  # the last input frame
+    for axis_name, omega, coord in (("x", (0, 1), 1), ("y", (1, 0), 0)):
+        u, s = kept_directions(conv, grid, omega)
+        z1 = frequency_coefficients(alpha, u[:, 0], omega).numpy()
+        z2 = frequency_coefficients(alpha, u[:, 1], omega).numpy()
+        pos = positions[:, last, coord]
+        vel = velocities[:, last, coord]
+        phase1 = np.angle(z1)
+        dphase = np.angle(z2 * np.conj(z1))
+        fit_p = phase_fit(phase1, pos, cfg.n, POSITION_SLOPES)
+        fit_v = phase_fit(dphase, vel, cfg.n, VELOCITY_SLOPES)
+        data.update(
+            {
+                f"phase1_{axis_name}": phase1,
+                f"dphase_{axis_name}": dphase,
+                f"position_{axis_name}": pos,
+                f"velocity_{axis_name}": vel,
+                f"sv_at_{axis_name}": s,
+            }
+        )
+        summary[axis_name] = {
+            "omega": list(omega),
+            "singular_values_at_omega": [round(float(v), 4) for v in s[:4]],
+            "position_fit": {
+                "slope_cycles_per_n": fit_p.slope_cycles,
+                "offset": round(fit_p.offset, 4),
+                "resultant": round(fit_p.resultant, 4),
+            },
+            "velocity_fit": {
+                "slope_cycles_per_n": fit_v.slope_cycles,
+                "offset": round(fit_v.offset, 4),
+                "resultant": round(fit_v.resultant, 4),
+            },
+        }
+    return data, summary
+
+
+def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
+    with cpu_threads(cfg.cpu_threads):
+        common = {"n": cfg.n, "gravity": cfg.gravity, "max_speed": cfg.max_speed, "sigma": cfg.sigma}
+        train_set = ball_under_gravity(cfg.n_train, seed=ctx.seed * 2 + 0, **common)  # type: ignore[arg-type]
+        eval_set = ball_under_gravity(cfg.n_eval, seed=ctx.seed * 2 + 1, **common)  # type: ignore[arg-type]
+        model = CircularCNN(
+            4,
+            cfg.width,
+            4,
+            cfg.depth,
+            cfg.n,
+            kernel_size=cfg.kernel_size or None,
+            bias_multiplier=cfg.bias_multiplier,
+            generator=ctx.generator(1),
+        ).to(ctx.device)
+        history = train_in_phases(
+            ctx,
+            model,
+            train_set.inputs.to(ctx.device),
+            train_set.targets.to(ctx.device),
+            regression_loss,
+            cfg.train_settings(),
+            "train",
+        )
+        model = model.cpu().double().eval()
+        data, rank, _, _ = analyse_bottleneck(model, eval_set.inputs, cfg.threshold, cfg.thresholds, cfg.eps)
+        phase_data, phase_summary = _phase_readout(model, eval_set.inputs, eval_set.positions, eval_set.velocities, cfg)
+        with torch.no_grad():
+            pred = model(eval_set.inputs[:2].double()).numpy()
+            err = float(regression_loss(model, eval_set.inputs.double(), eval_set.targets.double()))
+    data.update(history)
+    data.update(phase_data)
+    data["example_inputs"] = eval_set.inputs[:2].numpy()
+    data["example_targets"] = eval_set.targets[:2].numpy()
+    data["example_predictions"] = pred
+    summary = {
+        "paper": PAPER_STATEMENT,
+        "cbn_rank": rank,
+        "phase_readout": phase_summary,
+        "test_error": round(err, 5),
+        "test_target_energy": round(float(eval_set.targets.double().pow(2).flatten(1).sum(1).mean()), 4),
+        "op_norm": round(float(model.operator_norm_sq().detach()), 4),
+    }
+    return ExperimentResult(data=data, summary=summary)
+
+
+def plot_fig4(data: Mapping[str, np.ndarray], cfg: Fig4Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    rank = summary["cbn_rank"]
+    fig = Figure(figsize=(11.5, 7.2), constrained_layout=True)
+    gs = fig.add_gridspec(2, 2, width_ratios=[1.6, 1.0])
+    ax = fig.add_subplot(gs[0, 0])
+    m = draw_layer_spectra(ax, read_layers(data, "weight_sv"), "(a) singular values of $MW_\\ell$", cfg.threshold)
+    fig.colorbar(m, ax=ax, label="|ω|", shrink=0.85)
+    ax2 = fig.add_subplot(gs[1, 0])
+    scaled = [sv / max(float(sv.max()), 1e-300) for sv in read_layers(data, "act_sv")]
+    m2 = draw_layer_spectra(ax2, scaled, "activation spectra (pre-activations)", None, floor=1e-5, ylabel="ς / max ς")
+    fig.colorbar(m2, ax=ax2, label="|ω|", shrink=0.85)
+    draw_kept_map(
+        fig.add_subplot(gs[0, 1]),
+        data["kept_labels_weights"],
+        data["kept_map_weights"],
+        f"kept (ω, i): weights, s > {cfg.threshold:g}",
+    )
+    draw_kept_map(
+        fig.add_subplot(gs[1, 1]),
+        data["kept_labels_acts"],
+        data["kept_map_acts"],
+        f"kept (ω, j): activations, 1−{cfg.eps:g} energy",
+    )
+    fig.suptitle(
+        f"cbn-fig4: ball under gravity on a {cfg.n}×{cfg.n} torus, 4 frames → next 4 (L={cfg.depth}, c={cfg.width}, "
+        f"λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})\n{rank_caption(rank, 'weights')}\n"
+        f"{rank_caption(rank, 'activations')}",
+        fontsize=8,
+    )
+
+    ph = summary["phase_readout"]
+    figb = Figure(figsize=(9.5, 5.6), constrained_layout=True)
+    axes = figb.subplots(2, 2)
+    for row, axis_name in enumerate(("x", "y")):
+        info = ph[axis_name]
+        a = axes[row, 0]
+        a.scatter(data[f"position_{axis_name}"], data[f"phase1_{axis_name}"], s=4, color="#0072B2")
+        a.set_xlabel(f"{axis_name}-position in frame 4 (pixels)")
+        a.set_ylabel(f"arg $z_1$ at ω={tuple(info['omega'])}")
+        a.set_title(
+            f"position: slope {info['position_fit']['slope_cycles_per_n']:g} turns/{cfg.n} px, "
+            f"R={info['position_fit']['resultant']:.2f}"
+        )
+        b = axes[row, 1]
+        b.scatter(data[f"velocity_{axis_name}"], data[f"dphase_{axis_name}"], s=4, color="#D55E00")
+        b.set_xlabel(f"{axis_name}-velocity in frame 4 (pixels/frame)")
+        b.set_ylabel("arg $z_2$ − arg $z_1$")
+        b.set_title(
+            f"velocity: slope {info['velocity_fit']['slope_cycles_per_n']:g} turns/{cfg.n} px/frame, "
+            f"R={info['velocity_fit']['resultant']:.2f}"
+        )
+        for axx, fit, xs in (
+            (a, info["position_fit"], data[f"position_{axis_name}"]),
+            (b, info["velocity_fit"], data[f"velocity_{axis_name}"]),
+        ):
+            xline = np.linspace(float(np.min(xs)), float(np.max(xs)), 400)
+            line = np.angle(
+                np.exp(1j * (2 * np.pi * fit["slope_cycles_per_n"] * xline / cfg.n + fit.get("offset", 0.0)))
+            )
+            axx.scatter(xline, line, s=0.6, color="k", alpha=0.6, label="circular-linear fit")
+            axx.set_ylim(-np.pi, np.pi)
+            axx.set_yticks([-np.pi, 0, np.pi])
+            axx.set_yticklabels(["−π", "0", "π"])
+    axes[0, 0].legend(frameon=False, fontsize=7, loc="lower left", markerscale=6)
+    figb.suptitle(
+        f"(b) phases of the two top singular directions at layer {ph['layer']} (x: ω=(0,1), columns; y: ω=(1,0), rows)",
+        fontsize=9,
+    )
+
+    figc = Figure(figsize=(8.0, 3.2), constrained_layout=True)
+    grid = figc.add_gridspec(2, 12)
+    for t in range(4):
+        show_image(figc.add_subplot(grid[0, t]), data["example_inputs"][0, t], f"in {t + 1}")
+        show_image(figc.add_subplot(grid[0, 4 + t]), data["example_targets"][0, t], f"target {t + 5}")
+        show_image(figc.add_subplot(grid[0, 8 + t]), data["example_predictions"][0, t], f"pred {t + 5}")
+        show_image(figc.add_subplot(grid[1, t]), data["example_inputs"][1, t])
+        show_image(figc.add_subplot(grid[1, 4 + t]), data["example_targets"][1, t])
+        show_image(figc.add_subplot(grid[1, 8 + t]), data["example_predictions"][1, t])
+    figc.suptitle("two test trajectories: input frames, target frames, predictions", fontsize=9)
+    return {
+        "fig4a_spectra": fig,
+        "fig4b_phases": figb,
+        "fig4_examples": figc,
+        "training": draw_training(data, "cbn-fig4 training"),
+    }
+
+
+register(
+    Experiment(
+        name="cbn-fig4",
+        description="Bottleneck paper Fig. 4: ball under gravity; position/velocity in the phases of two pairs",
+        config_cls=Fig4Config,
+        run=run_fig4,
+        plot=plot_fig4,
+        quick={
+            "n_train": 2000,
+            "n_eval": 500,
+            "width": 10,
+            "adam_lr": 3e-3,
+            "adam_steps": 1200,
+            "gd_steps": 0,
+            "batch_size": 32,
+            "record_every": 100,
+            "cpu_threads": 1,
+        },
+        paper="cbn",
+        figure="Fig. 4",
+    )
+)

@@ -1,0 +1,254 @@
+"""``decoder-learning``: an auto-encoder learns low frequencies first (decoder paper Fig. 1a, App. C.1
+Figs. 6-7; ``spec/decoder_spectra.md`` §4 item 3).
+
+The conv auto-encoder of ``decoder-upsampling`` (transposed-conv decoder with zero padding, BN and ReLU; the
+paper's VGG-16 encoder is replaced by a small strided-conv encoder) is trained with MSE on CIFAR-10. After
+every epoch, on a fixed set of test images, the recorder stores the mean output magnitude map and the
+**relative spectral error per radial band**, ``Σ_band E|Ĥ − X̂|² / Σ_band E|X̂|²`` (``Ĥ``, ``X̂``: spectra of
+output and target), plus the **grid-pattern excess** at the DC replicas of the decoder's upsampling (multiples
+of the bottleneck size; App. C.1 Fig. 7): (output magnitude at the replicas / at their 8 neighbours) divided by
+the same ratio for the target; 1 means no more periodic peaks than the data itself has.
+"Low frequencies first" means the low bands' errors fall earlier than the high bands'.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+from torch import nn
+
+from ..models.decoders import conv_autoencoder
+from ..plots import MODE_COLORS
+from ..spectral.maps import radial_frequency
+from ..theory.decoder_som import dc_replica_positions
+from ..training.loop import EpochSampler, train
+from .decoder_common import DATASET_LABELS, draw_magnitude, load_images
+from .registry import Experiment, ExperimentResult, RunContext, register
+
+
+@dataclass(frozen=True)
+class LearningConfig:
+    """Settings of ``decoder-learning`` (defaults = full run; [choice] = not fixed by the paper)."""
+
+    dataset: str = "cifar10"  # replaces Tiny-ImageNet (Fig. 1a) / Broden (App. C.1)
+    widths: tuple[int, ...] = (32, 64, 128)  # [choice] three up-convs (App. C.1: "three upconvolutional layers")
+    train_images: int = 50000
+    epochs: int = 400  # App. C.1 trains for 400 epochs
+    show_epochs: tuple[int, ...] = (1, 5, 20, 50, 100, 200, 300, 400)  # App. C.1 Figs. 6-7
+    batch_size: int = 64  # [choice]
+    lr: float = 1e-3  # [choice] Adam
+    eval_images: int = 256  # [choice] fixed test images for the spectra
+    band_edges: tuple[float, ...] = (0.0, 0.0625, 0.125, 0.25, 0.5, 0.75)  # [choice] radial bands, cycles/pixel
+    threshold: float = 0.5  # [choice] a band counts as learned when its relative error drops below this
+
+    def validate(self) -> None:
+        if self.dataset not in ("cifar10", "mnist"):
+            raise ValueError(f"dataset must be 'cifar10' or 'mnist', got {self.dataset!r}")
+        if self.epochs < 1 or any(not 1 <= e <= self.epochs for e in self.show_epochs):
+            raise ValueError(f"show_epochs must lie in 1..epochs={self.epochs}, got {self.show_epochs}")
+        if len(self.band_edges) < 2 or any(b <= a for a, b in zip(self.band_edges, self.band_edges[1:])):
+            raise ValueError(f"band_edges must be increasing, got {self.band_edges}")
+        if self.train_images < self.batch_size:
+            raise ValueError("train_images must be >= batch_size")
+
+
+def _band_index(grid: tuple[int, int], edges: tuple[float, ...]) -> np.ndarray:
+    rho = radial_frequency(grid)
+    idx = np.searchsorted(np.asarray(edges), rho, side="right") - 1
+    return np.clip(idx, 0, len(edges) - 2)
+
+
+def _make_recorder(x_eval: torch.Tensor, cfg: LearningConfig, bottleneck: tuple[int, int]) -> Any:
+    target = torch.fft.fft2(x_eval.to(torch.float64))
+    grid = (int(x_eval.shape[-2]), int(x_eval.shape[-1]))
+    bands = _band_index(grid, cfg.band_edges)
+    nb = len(cfg.band_edges) - 1
+    t_power = (target.abs() ** 2).mean(dim=(0, 1)).numpy()
+    t_band = np.array([t_power[bands == b].sum() for b in range(nb)])
+    replicas = dc_replica_positions(bottleneck, grid)
+    replicas = replicas[np.any(replicas != 0, axis=1)]
+    t_mag = target.abs().mean(dim=(0, 1)).numpy()
+    offsets = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)]
+    neigh_u = np.concatenate([(replicas[:, 0] + a) % grid[0] for a, _ in offsets])
+    neigh_v = np.concatenate([(replicas[:, 1] + b) % grid[1] for _, b in offsets])
+
+    def peakiness(mag: np.ndarray) -> float:
+        """Mean magnitude at the DC replicas over the mean of their 8 neighbours."""
+        return float(mag[replicas[:, 0], replicas[:, 1]].mean() / mag[neigh_u, neigh_v].mean())
+
+    target_peakiness = peakiness(t_mag)
+
+    def recorder(step: int, model: nn.Module) -> dict[str, Any]:
+        out = torch.fft.fft2(model(x_eval).to(torch.float64))
+        err = ((out - target).abs() ** 2).mean(dim=(0, 1)).numpy()
+        mag = out.abs().mean(dim=(0, 1)).numpy()
+        rel = np.array([err[bands == b].sum() for b in range(nb)]) / np.maximum(t_band, 1e-300)
+        grid_ratio = peakiness(mag) / target_peakiness
+        return {
+            "band_relative_error": rel,
+            "output_magnitude": mag.astype(np.float32),
+            "grid_ratio": grid_ratio,
+            "eval_mse": float(F.mse_loss(model(x_eval), x_eval)),
+        }
+
+    return recorder
+
+
+def run_learning(ctx: RunContext, cfg: LearningConfig) -> ExperimentResult:
+    x_train = load_images(ctx, cfg.dataset, cfg.train_images, offset=70, split="train").float()
+    x_eval = load_images(ctx, cfg.dataset, cfg.eval_images, offset=71).float()
+    with torch.random.fork_rng():
+        torch.manual_seed(ctx.seed * 1_000_003 + 72)
+        model = conv_autoencoder(x_train.shape[1], cfg.widths)
+    down = 2 ** len(cfg.widths)
+    bottleneck = (x_train.shape[-2] // down, x_train.shape[-1] // down)
+    per_epoch = cfg.train_images // cfg.batch_size
+    steps = cfg.epochs * per_epoch
+    hist = train(
+        model,
+        lambda m, xb, yb: F.mse_loss(m(xb), yb),
+        EpochSampler(x_train, x_train, cfg.batch_size, seed=ctx.seed),
+        torch.optim.Adam(model.parameters(), lr=cfg.lr),
+        steps,
+        record_every=per_epoch,
+        recorder=_make_recorder(x_eval, cfg, bottleneck),
+        checkpoint=ctx.run_dir.path / "stages" / "learning_autoencoder.pt",
+        progress=lambda it: ctx.progress(it, total=steps, desc="train auto-encoder"),
+    )
+    rec = hist.as_arrays()
+    epochs = rec["step"] / per_epoch  # 0 = initialisation
+    rel = rec["band_relative_error"]  # (R, bands)
+    target_mag = torch.fft.fft2(x_eval.to(torch.float64)).abs().mean(dim=(0, 1)).numpy()
+    data = {
+        "epochs": epochs,
+        "band_relative_error": rel,
+        "band_edges": np.array(cfg.band_edges),
+        "output_magnitude": rec["output_magnitude"],
+        "target_magnitude": target_mag,
+        "grid_ratio": rec["grid_ratio"],
+        "eval_mse": rec["eval_mse"],
+    }
+    first_below: dict[str, Any] = {}
+    crossings = []
+    for b in range(rel.shape[1]):
+        below = np.flatnonzero(rel[:, b] < cfg.threshold)
+        e = float(epochs[below[0]]) if below.size else None
+        crossings.append(e)
+        first_below[f"[{cfg.band_edges[b]:g}, {cfg.band_edges[b + 1]:g})"] = e
+    reached = [c for c in crossings if c is not None]
+    ordered = all(
+        (a is not None and (b is None or a <= b)) or (a is None and b is None) for a, b in itertools.pairwise(crossings)
+    )
+    show = [int(np.argmin(np.abs(epochs - e))) for e in cfg.show_epochs if e <= epochs.max()]
+    band_names = list(first_below)
+    summary = {
+        "paper_claim": (
+            "Fig. 1a / App. C.1: the auto-encoder learns low frequencies first and high frequencies later; in the "
+            "first epochs it removes the grid-pattern noise of upsampling (Fig. 7)."
+        ),
+        "dataset": f"{DATASET_LABELS[cfg.dataset]} (replaces Tiny-ImageNet / Broden)",
+        "training": (
+            f"{cfg.epochs} epochs on {cfg.train_images} images, Adam lr {cfg.lr:g}, batch {cfg.batch_size}, widths "
+            f"{list(cfg.widths)} (bottleneck {bottleneck[0]}x{bottleneck[1]})"
+        ),
+        "metric": "relative spectral error per radial band (cycles/pixel) on fixed test images",
+        "relative_error_per_band_at_epochs": {
+            f"epoch {epochs[i]:g}": {n: round(float(rel[i, b]), 4) for b, n in enumerate(band_names)} for i in show
+        },
+        f"first_epoch_with_relative_error_below_{cfg.threshold:g}": first_below,
+        "grid_pattern_excess_at_dc_replicas": {
+            f"epoch {epochs[i]:g}": round(float(rec["grid_ratio"][i]), 4) for i in [0, *show]
+        },
+        "final_eval_mse_standardised_pixels": round(float(rec["eval_mse"][-1]), 6),
+        "verdict": {
+            "bands_learned_in_order_low_to_high": bool(ordered and len(reached) > 0),
+            "bands_reaching_threshold": len(reached),
+            "bands": len(crossings),
+            "grid_pattern_excess_init_to_final": [
+                round(float(rec["grid_ratio"][0]), 4),
+                round(float(rec["grid_ratio"][-1]), 4),
+            ],
+            "low_band_error_below_high_band_error_at_every_epoch_after_init": bool(np.all(rel[1:, 0] < rel[1:, -1])),
+        },
+    }
+    return ExperimentResult(data=data, summary=summary)
+
+
+def plot_learning(data: Mapping[str, np.ndarray], cfg: LearningConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    epochs = data["epochs"]
+    show = [int(np.argmin(np.abs(epochs - e))) for e in cfg.show_epochs if e <= epochs.max()]
+    n = len(show) + 1
+    fig = Figure(figsize=(1.9 * n + 0.3, 2.3), constrained_layout=True)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    tgt = data["target_magnitude"]
+    lo = float(np.log10(np.maximum(np.sort(tgt.reshape(-1))[0], 1e-12)))
+    hi = float(np.log10(np.sort(tgt.reshape(-1))[-2]))
+    for ax, i in zip(axes, show):
+        draw_magnitude(ax, data["output_magnitude"][i].astype(np.float64), f"epoch {epochs[i]:g}", vmin=lo, vmax=hi)
+    draw_magnitude(axes[-1], tgt, "target (test images)", vmin=lo, vmax=hi)
+    fig.suptitle(
+        "Fig. 1a / App. C.1: output magnitude maps E|Ĥ| over training (log10, DC clipped, common scale)", fontsize=8
+    )
+
+    fig2 = Figure(figsize=(7.6, 2.8), constrained_layout=True)
+    ax1, ax2 = fig2.subplots(1, 2)
+    edges = data["band_edges"]
+    x = np.maximum(epochs, 0.5)
+    for b in range(data["band_relative_error"].shape[1]):
+        ax1.plot(
+            x,
+            data["band_relative_error"][:, b],
+            "-o",
+            ms=2.5,
+            color=MODE_COLORS[b % len(MODE_COLORS)],
+            label=f"|ω| ∈ [{edges[b]:g}, {edges[b + 1]:g})",
+        )
+    ax1.axhline(cfg.threshold, color="grey", ls="--", lw=0.8)
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("relative spectral error")
+    ax1.set_title("error per radial band (cycles/pixel)", fontsize=8)
+    ax1.legend(fontsize=6)
+    ax2.plot(x, data["grid_ratio"], "-o", ms=2.5, color=MODE_COLORS[0])
+    ax2.axhline(1.0, color="grey", ls="--", lw=0.8)
+    ax2.set_xscale("log")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("grid-pattern excess\n(1 = as in the data)")
+    ax2.set_title("peaks at the DC replicas of the decoder upsampling", fontsize=8)
+    ticks = [t for t in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 400) if t <= max(float(x.max()), 1.0)]
+    for ax in (ax1, ax2):
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(["0" if t == 0.5 else f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    fig2.suptitle("Low frequencies are learned first (spectral error by band over epochs)", fontsize=8)
+    return {"fig1a_output_spectra_over_epochs": fig, "learning_band_errors": fig2}
+
+
+register(
+    Experiment(
+        name="decoder-learning",
+        description="Decoder paper Fig. 1a/6/7: auto-encoder output spectra over epochs, low frequencies first",
+        config_cls=LearningConfig,
+        run=run_learning,
+        plot=plot_learning,
+        quick={
+            "widths": (16, 32, 32),
+            "train_images": 2048,
+            "epochs": 8,
+            "show_epochs": (1, 2, 4, 8),
+            "eval_images": 64,
+        },
+        needs=("cifar10",),
+        paper="decoder",
+        figure="Fig. 1a, Fig. 6, Fig. 7",
+    )
+)

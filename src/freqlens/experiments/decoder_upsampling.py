@@ -1,0 +1,283 @@
+"""``decoder-upsampling``: upsampling repeats the spectrum (decoder paper Fig. 1b, App. C.2 Figs. 8-9;
+``spec/decoder_spectra.md`` §4 item 11, Thm 4.4, §2.6), and ``decoder_report`` on a trained auto-encoder.
+
+(a) Pure cascaded upsampling of CIFAR-10 images, 32 → 64 → 128 → 256 → 512: zero insertion (Thm 4.4: the DC
+    bin is copied to every multiple of the input size), nearest neighbour (§2.6: the DC replicas cancel
+    exactly) and bilinear (no exact rule; measured only). Read-out per layer (via ``decoder_report``): the
+    measured magnitude at every predicted replica position relative to DC, whether it is a local peak, and,
+    independently of the theory, how many of the strongest local maxima of the measured map sit at predicted
+    positions.
+(b) A CIFAR-10 conv auto-encoder whose decoder is three transposed convs (``K=4, s=2, P=1``, zero padding,
+    each followed by batch norm and ReLU; 4×4 → 32×32 as in Fig. 1b), trained with MSE, then
+    ``decoder_report`` on test images: per layer the measured spectrum, the one-layer exact prediction
+    (similarity and max relative error), ``p_low``, radial energy and the DC replicas of each upsampling layer.
+    The paper's VGG-16 encoder and Broden data are replaced by a small strided-conv encoder and CIFAR-10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+
+from ..analysis.decoder_report import DecoderReport, decoder_report
+from ..models.decoders import conv_autoencoder, upsampling_chain
+from ..plots import show_image
+from ..theory.decoder_som import dc_replica_positions
+from ..training.loop import EpochSampler, train
+from .decoder_common import DATASET_LABELS, draw_magnitude, load_images
+from .registry import Experiment, ExperimentResult, RunContext, register
+
+CHAIN_MODES = ("zero_insertion", "nearest", "bilinear")
+MODE_LABELS = {"zero_insertion": "zero insertion", "nearest": "nearest", "bilinear": "bilinear"}
+
+
+@dataclass(frozen=True)
+class UpsamplingConfig:
+    """Settings of ``decoder-upsampling`` (defaults = full run; [choice] = not fixed by the paper)."""
+
+    dataset: str = "cifar10"  # replaces Broden (auto-encoder) / Tiny-ImageNet (chains)
+    chain_images: int = 16  # [choice]
+    chain_steps: int = 4  # 32 -> 512 as in App. C.2
+    chain_modes: tuple[str, ...] = CHAIN_MODES
+    widths: tuple[int, ...] = (32, 64, 128)  # [choice] three up-convs: 4x4 -> 32x32 (Fig. 1b)
+    train_images: int = 50000  # [choice] CIFAR-10 train split
+    epochs: int = 10  # Table 2: the Fig. 1b auto-encoder was trained for 10 epochs
+    batch_size: int = 64  # [choice]
+    lr: float = 1e-3  # [choice] Adam
+    report_images: int = 512  # [choice] test images for decoder_report
+
+    def validate(self) -> None:
+        if self.dataset not in ("cifar10", "mnist"):
+            raise ValueError(f"dataset must be 'cifar10' or 'mnist', got {self.dataset!r}")
+        if not self.chain_modes or any(m not in CHAIN_MODES for m in self.chain_modes):
+            raise ValueError(f"chain_modes must be a non-empty subset of {CHAIN_MODES}")
+        if self.chain_steps < 1 or self.epochs < 0 or self.train_images < self.batch_size:
+            raise ValueError("chain_steps >= 1, epochs >= 0 and train_images >= batch_size are required")
+
+
+def _peak_agreement(magnitude: np.ndarray, predicted: np.ndarray) -> float:
+    """Fraction of the ``P`` strongest strict local maxima (circular 3×3) of the measured map, ``P`` = number of
+    predicted positions, that sit at a predicted position (theory-free check of Thm 4.4's positions)."""
+    h, w = magnitude.shape
+    padded = np.pad(magnitude, 1, mode="wrap")
+    neigh = np.stack(
+        [padded[1 + a : 1 + a + h, 1 + b : 1 + b + w] for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)]
+    )
+    is_max = magnitude > neigh.max(axis=0)
+    cand = np.argwhere(is_max)
+    if len(cand) == 0:
+        return 0.0
+    order = np.argsort(magnitude[is_max])[::-1][: len(predicted)]
+    top = {tuple(p) for p in cand[order].tolist()}
+    return len(top & {tuple(p) for p in predicted.tolist()}) / len(predicted)
+
+
+def _chain_summary(report: DecoderReport, base: tuple[int, int]) -> list[dict[str, Any]]:
+    rows = []
+    for layer in report.layers:
+        assert layer.replica_positions is not None and layer.replica_magnitude_ratio is not None
+        off = np.any(layer.replica_positions != 0, axis=1)
+        base_pos = dc_replica_positions(base, layer.output_shape[1:])
+        base_off = np.any(base_pos != 0, axis=1)
+        ratio_base = layer.mean_magnitude[base_pos[:, 0], base_pos[:, 1]] / layer.mean_magnitude[0, 0]
+        rows.append(
+            {
+                "layer": layer.name,
+                "output_size": list(layer.output_shape[1:]),
+                "rule": layer.rule.statement,
+                "gap": layer.gap,
+                "replica_rule": layer.replica_rule,
+                "predicted_positions_this_step": int(off.sum()),
+                "magnitude_over_dc_at_this_step_replicas": {
+                    "min": float(layer.replica_magnitude_ratio[off].min()),
+                    "max": float(layer.replica_magnitude_ratio[off].max()),
+                },
+                "fraction_local_peaks_this_step": float(layer.replica_is_peak[off].mean()),  # type: ignore[index]
+                "predicted_positions_all_steps": int(base_off.sum()),
+                "magnitude_over_dc_at_all_replicas_of_the_input_grid": {
+                    "min": float(ratio_base[base_off].min()),
+                    "max": float(ratio_base[base_off].max()),
+                },
+                "strongest_local_maxima_at_predicted_positions": round(
+                    _peak_agreement(layer.mean_magnitude, base_pos), 4
+                ),
+                "one_layer_similarity": None if np.isnan(layer.similarity_mean) else round(layer.similarity_mean, 12),
+                "one_layer_max_relative_error": None
+                if np.isnan(layer.max_relative_error)
+                else float(layer.max_relative_error),
+            }
+        )
+    return rows
+
+
+def run_upsampling(ctx: RunContext, cfg: UpsamplingConfig) -> ExperimentResult:
+    data: dict[str, np.ndarray] = {}
+    summary: dict[str, Any] = {
+        "paper_claim": (
+            "Thm 4.4 / Fig. 1b / App. C.2: upsampling (zero insertion, up-convolution) repeats the spectrum, so the "
+            "strong DC signal reappears at every multiple [s*M0, t*N0] of the input size; in a trained "
+            "auto-encoder's decoder such periodic peaks appear in the up-conv layers."
+        ),
+        "dataset": f"{DATASET_LABELS[cfg.dataset]} (replaces Tiny-ImageNet / Broden)",
+    }
+    # (a) cascaded upsampling chains
+    x_chain = load_images(ctx, cfg.dataset, cfg.chain_images, offset=60)
+    base = (int(x_chain.shape[-2]), int(x_chain.shape[-1]))
+    data["chain_input_magnitude"] = torch.fft.fft2(x_chain).abs().mean(dim=(0, 1)).numpy()
+    chains: dict[str, Any] = {}
+    for mode in cfg.chain_modes:
+        report = decoder_report(upsampling_chain(cfg.chain_steps, mode), x_chain, batch_size=4)
+        for i, layer in enumerate(report.layers):
+            data[f"chain_{mode}_L{i}_magnitude"] = layer.mean_magnitude.astype(np.float32)
+        chains[mode] = _chain_summary(report, base)
+    summary["cascaded_upsampling"] = {
+        "sizes": [base[0] * 2**s for s in range(cfg.chain_steps + 1)],
+        "predicted_dc_replica_positions_of_the_first_step": dc_replica_positions(base, (2 * base[0], 2 * base[1]))[
+            1:
+        ].tolist(),
+        "per_mode": chains,
+    }
+    # (b) trained auto-encoder + decoder_report
+    x_train = load_images(ctx, cfg.dataset, cfg.train_images, offset=61, split="train").float()
+    x_test = load_images(ctx, cfg.dataset, cfg.report_images, offset=62)
+    with torch.random.fork_rng():
+        torch.manual_seed(ctx.seed * 1_000_003 + 63)
+        model = conv_autoencoder(x_train.shape[1], cfg.widths)
+    steps = cfg.epochs * (cfg.train_images // cfg.batch_size)
+    hist = train(
+        model,
+        lambda m, xb, yb: F.mse_loss(m(xb), yb),
+        EpochSampler(x_train, x_train, cfg.batch_size, seed=ctx.seed),
+        torch.optim.Adam(model.parameters(), lr=cfg.lr),
+        steps,
+        record_every=max(1, steps // 20),
+        checkpoint=ctx.run_dir.path / "stages" / "autoencoder.pt",
+        progress=lambda it: ctx.progress(it, total=steps, desc="train auto-encoder"),
+    )
+    model = model.double().eval()
+    with torch.no_grad():
+        recon = model(x_test[:8])
+        test_mse = float(F.mse_loss(model(x_test), x_test))
+    report = decoder_report(model, x_test, batch_size=64)
+    data.update(report.to_arrays("ae_"))
+    data["ae_examples"] = x_test[:8].numpy()
+    data["ae_reconstructions"] = recon.numpy()
+    curve = hist.as_arrays()
+    data["ae_train_step"] = curve["step"]
+    data["ae_train_loss"] = curve.get("train_loss", np.zeros(0))
+    layers = report.summary()
+    up_layers = [entry for entry in layers if "upsampling" in entry]
+    summary["autoencoder"] = {
+        "architecture": (
+            f"encoder conv3x3 + {len(cfg.widths)} strided conv4x4 (widths {list(cfg.widths)}), decoder "
+            f"{len(cfg.widths)} ConvTranspose2d(K=4, s=2, P=1) + BN + ReLU, conv3x3 output; zero padding"
+        ),
+        "training": f"{cfg.epochs} epochs on {cfg.train_images} images, Adam lr {cfg.lr:g}, batch {cfg.batch_size}",
+        "test_mse_standardised_pixels": round(test_mse, 6),
+        "report_images": report.num_images,
+        "one_layer_prediction_min_similarity": min(e["similarity_mean"] for e in layers if e["similarity_mean"]),
+        "one_layer_prediction_max_relative_error": max(
+            e["max_relative_error"] for e in layers if e["max_relative_error"] is not None
+        ),
+        "gaps": report.gaps(),
+        "upsampling_layers": [
+            {
+                "layer": e["layer"],
+                "input_to_output": [e["input_shape"][1:], e["output_shape"][1:]],
+                **e["upsampling"],
+            }
+            for e in up_layers
+        ],
+        "layers": layers,
+    }
+    return ExperimentResult(data=data, summary=summary)
+
+
+def plot_upsampling(
+    data: Mapping[str, np.ndarray], cfg: UpsamplingConfig, summary: Mapping[str, Any]
+) -> dict[str, Figure]:
+    figs: dict[str, Figure] = {}
+    base = data["chain_input_magnitude"].shape
+    ncol = cfg.chain_steps + 1
+    fig = Figure(figsize=(2.15 * ncol + 0.3, 2.2 * len(cfg.chain_modes) + 0.4), constrained_layout=True)
+    axes = fig.subplots(len(cfg.chain_modes), ncol, squeeze=False)
+    for r, mode in enumerate(cfg.chain_modes):
+        draw_magnitude(axes[r, 0], data["chain_input_magnitude"], f"input {base[0]}x{base[1]}")
+        for s in range(cfg.chain_steps):
+            mag = data[f"chain_{mode}_L{s}_magnitude"].astype(np.float64)
+            marks = dc_replica_positions(base, mag.shape)
+            marks = marks[np.any(marks != 0, axis=1)]
+            draw_magnitude(axes[r, s + 1], mag, f"{MODE_LABELS[mode]} → {mag.shape[0]}", marks=marks)
+        axes[r, 0].set_ylabel(MODE_LABELS[mode], fontsize=8)
+    fig.suptitle(
+        "App. C.2 Fig. 8: cascaded upsampling, E|H| (log10, DC clipped); circles: predicted DC replicas [s·32, t·32]",
+        fontsize=8,
+    )
+    figs["fig8_cascaded_upsampling"] = fig
+
+    names = [str(n) for n in data["ae_layer_names"]]
+    ae = summary.get("autoencoder", {})
+    up_names = {e["layer"]: e for e in ae.get("upsampling_layers", [])}
+    dec = [i for i, n in enumerate(names) if n.startswith("decoder")]
+    fig2 = Figure(figsize=(2.2 * len(dec) + 0.3, 4.8), constrained_layout=True)
+    grid = fig2.subplots(2, len(dec), squeeze=False)
+    for j, i in enumerate(dec):
+        mag = data[f"ae_L{i}_magnitude"]
+        up_marks = None
+        if names[i] in up_names:
+            up_marks = np.array(up_names[names[i]]["predicted_dc_replica_positions"])
+        sim = next((e["similarity_mean"] for e in ae.get("layers", []) if e["layer"] == names[i]), None)
+        title = f"{names[i]} {mag.shape[0]}x{mag.shape[1]}" + (f"\nsim={sim:.4f}" if sim is not None else "")
+        draw_magnitude(grid[0, j], mag, title, marks=up_marks)
+        pred = data.get(f"ae_L{i}_predicted_magnitude")
+        if pred is not None:
+            draw_magnitude(grid[1, j], pred, "one-layer exact prediction")
+        else:
+            grid[1, j].axis("off")
+    fig2.suptitle(
+        "Fig. 1b / Fig. 9: trained auto-encoder decoder layers, E|H| (log10, DC clipped); circles: predicted DC "
+        "replicas (multiples of the up-conv input size)",
+        fontsize=8,
+    )
+    figs["fig9_autoencoder_decoder_spectra"] = fig2
+
+    ex = data["ae_examples"]
+    rec = data["ae_reconstructions"]
+    n = ex.shape[0]
+    fig3 = Figure(figsize=(1.1 * n + 0.3, 2.6), constrained_layout=True)
+    g3 = fig3.subplots(2, n, squeeze=False)
+    lo, hi = float(ex.min()), float(ex.max())
+    for k in range(n):
+        show_image(g3[0, k], (ex[k] - lo) / (hi - lo), "input" if k == 0 else None)
+        show_image(g3[1, k], (rec[k] - lo) / (hi - lo), "reconstruction" if k == 0 else None)
+    fig3.suptitle(f"auto-encoder test reconstructions (test MSE {ae.get('test_mse_standardised_pixels')})", fontsize=8)
+    figs["autoencoder_reconstructions"] = fig3
+    return figs
+
+
+register(
+    Experiment(
+        name="decoder-upsampling",
+        description="Decoder paper Fig. 1b/8/9: cascaded upsampling DC replicas; decoder_report on a CIFAR-10 AE",
+        config_cls=UpsamplingConfig,
+        run=run_upsampling,
+        plot=plot_upsampling,
+        quick={
+            "chain_images": 4,
+            "chain_steps": 3,
+            "widths": (16, 32, 32),
+            "train_images": 2048,
+            "epochs": 3,
+            "report_images": 64,
+        },
+        needs=("cifar10",),
+        paper="decoder",
+        figure="Fig. 1b, Fig. 8, Fig. 9",
+    )
+)

@@ -1,0 +1,252 @@
+"""Per-frequency spectra of activations over a dataset, streamed (conv_bottleneck §5b, C8).
+
+For a layer with activations ``α (N, c, H, W)`` and unnormalised spectra ``α̂(ω) ∈ C^{N×c}``, the singular
+values ``ς_{ω,j}`` of ``α̂(ω)`` are the square roots of the eigenvalues of the ``c×c`` Gram matrix
+``G(ω) = Σ_n conj(α̂_n(ω)) α̂_n(ω)ᵀ``. ``G`` is accumulated batch by batch (forward hooks), so memory is
+``O(|P| c²)`` per layer, independent of ``N``. Real activations give ``G(-ω) = conj(G(ω))``: only one
+frequency per conjugate pair is accumulated (on the ``rfft2`` half-plane). Not centred: the mean is the
+``ω = 0`` content (§5b.2). Parseval (C8): ``Σ_{ω,j} ς² = |P| ‖α‖_F²``, checked against the energy
+accumulated in pixel space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..fourier import conjugate_index, self_conjugate_mask, signed_frequencies
+from ..hooks import capture_layers, select_layers, trace_layers
+
+__all__ = ["ActivationSpectra", "LayerActivationSpectrum", "activation_spectra", "energy_count"]
+
+Capture = Literal["output", "input"]
+
+
+def _rfft_representatives(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into the flattened ``rfft2`` half-plane ``(h, w//2+1)`` holding one frequency per conjugate
+    pair (plus the self-conjugate ones), and the flat full-grid index of each."""
+    wr = w // 2 + 1
+    u, v = np.divmod(np.arange(h * wr), wr)
+    full = u * w + v
+    conj = conjugate_index((h, w))
+    keep = full <= conj[full]  # the partner of (u, v) is in the half-plane only for v = 0 or v = w/2
+    # A pair whose two members are both in the half-plane keeps the smaller index; a pair with one member
+    # outside keeps the one inside, which may be the larger index.
+    inside_only = (v > 0) & (2 * v != w)
+    keep = keep | inside_only
+    return np.flatnonzero(keep), full[keep]
+
+
+@dataclass(frozen=True)
+class LayerActivationSpectrum:
+    """Streaming per-frequency spectrum of one layer's activations (spec §5b).
+
+    ``singular_values (H, W, c)`` descending: the singular values of the ``N×c`` matrices ``α̂(ω)``.
+    ``energy`` = ``‖α‖_F²`` accumulated in pixel space (float64); ``parseval_rel_error`` =
+    ``|Σς² − |P|‖α‖²| / (|P|‖α‖²)`` (C8).
+    """
+
+    name: str
+    capture: str
+    grid: tuple[int, int]
+    channels: int
+    num_samples: int
+    singular_values: np.ndarray
+    energy: float
+    parseval_rel_error: float
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        kh = signed_frequencies(self.grid[0])
+        kw = signed_frequencies(self.grid[1])
+        return np.stack(np.meshgrid(kh, kw, indexing="ij"), axis=-1)
+
+    @property
+    def self_conjugate(self) -> np.ndarray:
+        return self_conjugate_mask(self.grid)
+
+    def energy_fractions(self) -> np.ndarray:
+        """``ς²/Σς²`` per (ω, j): ``(H, W, c)``."""
+        e = self.singular_values**2
+        total = float(e.sum())
+        return e / total if total > 0 else np.zeros_like(e)
+
+    def count_at_energy(self, eps: float) -> int:
+        """Number of largest (ω, j) needed to reach a ``1 − eps`` energy fraction (§5b.4)."""
+        return energy_count(self.singular_values, eps)
+
+    def count_above(self, relative_threshold: float) -> int:
+        """Number of (ω, j) with ``ς > relative_threshold · max ς``."""
+        top = float(self.singular_values.max()) if self.singular_values.size else 0.0
+        return int((self.singular_values > relative_threshold * top).sum()) if top > 0 else 0
+
+
+def energy_count(singular_values: np.ndarray, eps: float) -> int:
+    """Smallest ``r`` such that the ``r`` largest squared values hold at least ``1 − eps`` of the total."""
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"eps must be in [0, 1), got {eps}")
+    e = np.sort(np.asarray(singular_values, dtype=np.float64).reshape(-1) ** 2)[::-1]
+    total = float(e.sum())
+    if total <= 0:
+        return 0
+    cum = np.cumsum(e) / total
+    return int(min(np.searchsorted(cum, 1.0 - eps - 1e-15) + 1, e.size))
+
+
+@dataclass
+class ActivationSpectra:
+    """Activation spectra of several layers, in the order the layers were requested."""
+
+    layers: list[LayerActivationSpectrum]
+
+    def __getitem__(self, key: int | str) -> LayerActivationSpectrum:
+        if isinstance(key, str):
+            for layer in self.layers:
+                if layer.name == key:
+                    return layer
+            raise KeyError(f"no layer {key!r}; layers are {[lay.name for lay in self.layers]}")
+        return self.layers[key]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+
+class _GramAccumulator:
+    """Per-layer running Gram matrices on the conjugate-representative half-plane."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+        self.gram: dict[str, torch.Tensor] = {}
+        self.energy: dict[str, float] = {}
+        self.grid: dict[str, tuple[int, int]] = {}
+        self.samples: dict[str, int] = {}
+        self.index: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
+
+    def add(self, name: str, act: torch.Tensor) -> None:
+        if act.ndim != 4:
+            raise ValueError(f"layer {name!r}: expected activations (N, C, H, W), got shape {tuple(act.shape)}")
+        a = act.detach().to(self.dtype)
+        n, c, h, w = a.shape
+        if name not in self.gram:
+            idx_half, idx_full = _rfft_representatives(h, w)
+            cdtype = torch.complex128 if self.dtype == torch.float64 else torch.complex64
+            self.index[name] = (torch.from_numpy(idx_half).to(a.device), idx_full)
+            self.gram[name] = torch.zeros(len(idx_half), c, c, dtype=cdtype, device=a.device)
+            self.energy[name] = 0.0
+            self.grid[name] = (h, w)
+            self.samples[name] = 0
+        elif self.grid[name] != (h, w) or self.gram[name].shape[-1] != c:
+            raise ValueError(
+                f"layer {name!r}: activation shape changed between batches: {(c, h, w)} vs "
+                f"{(self.gram[name].shape[-1], *self.grid[name])}"
+            )
+        spec = torch.fft.rfft2(a).reshape(n, c, -1).index_select(2, self.index[name][0])  # (N, c, F)
+        z = spec.permute(2, 0, 1)  # (F, N, c)
+        self.gram[name] += z.mH @ z  # Σ_n conj(α̂_n) α̂_nᵀ, per frequency: (F, c, c)
+        self.energy[name] += float(a.pow(2).sum())
+        self.samples[name] += n
+
+    def finish(self, name: str, capture: str) -> LayerActivationSpectrum:
+        h, w = self.grid[name]
+        gram = self.gram[name]
+        evals = torch.linalg.eigvalsh(gram).clamp_min(0.0).flip(-1)  # descending
+        sv_half = evals.sqrt().cpu().numpy().astype(np.float64)
+        c = gram.shape[-1]
+        full = np.empty((h * w, c))
+        idx_full = self.index[name][1]
+        full[idx_full] = sv_half
+        full[conjugate_index((h, w))[idx_full]] = sv_half
+        total_sv = float((full**2).sum())
+        expected = h * w * self.energy[name]
+        rel = abs(total_sv - expected) / expected if expected > 0 else 0.0
+        return LayerActivationSpectrum(
+            name=name,
+            capture=capture,
+            grid=(h, w),
+            channels=c,
+            num_samples=self.samples[name],
+            singular_values=full.reshape(h, w, c),
+            energy=self.energy[name],
+            parseval_rel_error=rel,
+        )
+
+
+def _batches(data: torch.Tensor | Iterable[object], batch_size: int) -> Iterable[torch.Tensor]:
+    if isinstance(data, torch.Tensor):
+        for start in range(0, data.shape[0], batch_size):
+            yield data[start : start + batch_size]
+        return
+    for item in data:
+        x = item[0] if isinstance(item, tuple | list) else item
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"data batches must be tensors or (x, y) tuples of tensors, got {type(x).__name__}")
+        yield x
+
+
+def activation_spectra(
+    model: nn.Module,
+    data: torch.Tensor | Iterable[object],
+    layers: Sequence[str] | None = None,
+    capture: Capture = "output",
+    batch_size: int = 256,
+    dtype: torch.dtype = torch.float64,
+) -> ActivationSpectra:
+    """Per-frequency singular values of the activations of ``layers`` over ``data`` (spec §5b, C8).
+
+    Args:
+        data: a tensor ``(N, C, H, W)`` (split into ``batch_size`` chunks) or an iterable of batches
+            (tensors or ``(x, y)`` tuples, e.g. a ``DataLoader``).
+        layers: qualified module names (default: every ``nn.Conv2d``/``nn.ConvTranspose2d``). Unknown names
+            raise ``ValueError``.
+        capture: ``"output"`` records each layer's output (pre-activations for conv layers: the
+            recommended choice, §5b.6); ``"input"`` its input (post-activation of the previous layer).
+        dtype: accumulation precision (float64 by default; complex Gram matrices of the same precision).
+
+    The model runs in eval mode under ``torch.no_grad``; memory does not grow with the number of samples.
+    A failing forward pass raises :class:`freqlens.hooks.LayerForwardError` naming the layer.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if capture not in ("output", "input"):
+        raise ValueError(f"capture must be 'output' or 'input', got {capture!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    if layers is None:
+        chosen = select_layers(model, types=(nn.Conv2d, nn.ConvTranspose2d))
+        if not chosen:
+            raise ValueError(f"model {type(model).__name__} has no conv layer; pass layers=[...] explicitly")
+    else:
+        chosen = select_layers(model, names=layers)
+    acc = _GramAccumulator(dtype)
+
+    def record(name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        tensor = output if capture == "output" else inputs[0]
+        acc.add(name, tensor)
+
+    was_training = model.training
+    model.eval()
+    seen = 0
+    try:
+        with capture_layers(chosen, record):
+            for x in _batches(data, batch_size):
+                trace_layers(model, x)  # a failure names the layer
+                seen += int(x.shape[0])
+    finally:
+        model.train(was_training)
+    if seen == 0:
+        raise ValueError("data holds no samples")
+    missing = [name for name, _ in chosen if name not in acc.gram]
+    if missing:
+        raise ValueError(f"layers {missing} were not called in the forward pass (or gave no 4-D activations)")
+    return ActivationSpectra([acc.finish(name, capture) for name, _ in chosen])
