@@ -8,7 +8,7 @@ OUT    ?= runs/demo
 # Real datasets: $FREQLENS_DATA, else ../shared/data beside the checkout when it exists.
 DATA   ?= $(firstword $(FREQLENS_DATA) $(wildcard ../shared/data))
 # The CPU demo: quick versions of figures from each paper (experiments needing absent data are skipped).
-DEMO   ?= pinson-fig2 pinson-figS4
+DEMO   ?= pinson-fig2 pinson-fig3 pinson-fig4 pinson-figS4 decoder-upsampling decoder-depth cbn-fig2
 
 .PHONY: install demo test lint typecheck pytest bench clean
 

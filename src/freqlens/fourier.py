@@ -49,6 +49,7 @@ __all__ = [
     "dft_matrix_1d",
     "downsample_spectrum",
     "frequency_pairs",
+    "low_frequency_mask",
     "nearest_upsample_spectrum",
     "self_conjugate_indices",
     "self_conjugate_mask",
@@ -188,6 +189,20 @@ def self_conjugate_mask(n: int | Sequence[int]) -> np.ndarray:
 def self_conjugate_indices(n: int | Sequence[int]) -> np.ndarray:
     """Vec-2D indices ``m`` with ``m == m̄``: ``(0,0)`` plus ``(n/2,0), (0,n/2), (n/2,n/2)`` for even n."""
     return np.flatnonzero(self_conjugate_mask(n).reshape(-1))
+
+
+def low_frequency_mask(grid: tuple[int, int], fraction: float = 1 / 8) -> np.ndarray:
+    """``Ω_low`` of spec §4 item 7 on an unshifted ``M×N`` grid: boolean ``(M, N)``, true where
+    ``u ∈ [0, fM) ∪ [(1-f)M, M)`` **and** ``v ∈ [0, fN) ∪ [(1-f)N, N)`` (``f = 1/8`` in the paper; the
+    paper's visualisations use ``1/6`` in places). Bounds are compared as real numbers."""
+    if not 0 < fraction <= 0.5:
+        raise ValueError(f"fraction must lie in (0, 0.5], got {fraction}")
+    m, n = int(grid[0]), int(grid[1])
+    u = np.arange(m)
+    v = np.arange(n)
+    rows = (u < fraction * m) | (u >= (1 - fraction) * m)
+    cols = (v < fraction * n) | (v >= (1 - fraction) * n)
+    return np.outer(rows, cols)
 
 
 def signed_frequencies(n: int) -> np.ndarray:

@@ -1,4 +1,15 @@
-"""Analyses of trained or random models: activation spectra, CBN rank, decoder propagation reports.
+"""Analyses of trained or random models: CBN rank, latent-frequency perturbations, decoder reports."""
 
-Import from the submodules; re-exports are added here at release.
-"""
+from .cbn import CBNRankEstimate, check_lower_bound, estimate_cbn_rank
+from .decoder_report import DecoderReport, decoder_report
+from .perturbation import kept_directions, perturb_along
+
+__all__ = [
+    "CBNRankEstimate",
+    "DecoderReport",
+    "check_lower_bound",
+    "decoder_report",
+    "estimate_cbn_rank",
+    "kept_directions",
+    "perturb_along",
+]

@@ -48,14 +48,14 @@ from ..spectral.propagation import (
 )
 from ..theory.decoder_som import dc_replica_positions
 
-__all__ = ["HOOKABLE_TYPES", "DecoderReport", "LayerSpectrum", "decoder_report"]
+__all__ = ["HOOKABLE_TYPES", "DecoderLayerRecord", "DecoderReport", "decoder_report"]
 
 #: Layer types the report hooks: convs, transposed convs and upsampling layers.
 HOOKABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.ConvTranspose2d, nn.Upsample, ZeroInsertionUpsample)
 
 
 @dataclass
-class LayerSpectrum:
+class DecoderLayerRecord:
     """Everything the report measured for one call of one layer (maps are unshifted ``(H, W)`` float64)."""
 
     name: str
@@ -120,7 +120,7 @@ def _finite_or_none(value: float) -> float | None:
 class DecoderReport:
     """Per-layer spectra of a model (``layers`` in call order; see :func:`decoder_report`)."""
 
-    layers: list[LayerSpectrum] = field(default_factory=list)
+    layers: list[DecoderLayerRecord] = field(default_factory=list)
     num_images: int = 0
 
     def summary(self) -> list[dict[str, Any]]:
@@ -349,7 +349,7 @@ def _mean_of_defined(parts: list[np.ndarray]) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def _finish(acc: _Accumulator, low_fraction: float) -> LayerSpectrum:
+def _finish(acc: _Accumulator, low_fraction: float) -> DecoderLayerRecord:
     n = acc.count
     mag = acc.mag_sum / n
     power = acc.pow_sum / n
@@ -362,7 +362,7 @@ def _finish(acc: _Accumulator, low_fraction: float) -> LayerSpectrum:
         dc = mag[0, 0]
         ratio = mag[positions[:, 0], positions[:, 1]] / dc if dc > 0 else np.full(len(positions), np.nan)
         peaks = _local_peaks(mag, positions)
-    return LayerSpectrum(
+    return DecoderLayerRecord(
         name=acc.name,
         module_type=type(acc.module).__name__,
         input_shape=acc.input_shape,

@@ -1,4 +1,7 @@
-"""Models (plain PyTorch ``nn.Module``): linear CNN/FCNN, deep circular CNNs, decoders.
+"""Models (plain PyTorch ``nn.Module``): the linear CNN/FCNN of the linear-dynamics paper, the deep
+circular CNN family of the bottleneck paper, and the decoders of the decoder paper."""
 
-Import from the submodules (e.g. ``freqlens.models.linear``); re-exports are added here at release.
-"""
+from .circular_cnn import CircularCNN, CircularConv2d
+from .linear import LinearCNN, LinearFCNN
+
+__all__ = ["CircularCNN", "CircularConv2d", "LinearCNN", "LinearFCNN"]

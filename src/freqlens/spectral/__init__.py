@@ -1,5 +1,31 @@
-"""Per-frequency transfer matrices and singular values of conv layers (stride, padding, transposed conv,
-upsampling). ``spectral.conv`` holds the canonical conv-layer description and multipliers.
+"""Per-frequency views of conv layers and feature maps.
 
-Import from the submodules; re-exports are added here at release.
+* ``conv``: canonical conv-layer description and exact multipliers (the one implementation).
+* ``weights``: singular values of every conv layer at every frequency (stride, padding, transposed conv).
+* ``activations``: streaming per-frequency spectra of activations over a dataset.
+* ``maps``: spectrum maps of feature maps, radial profiles, ``p_low``.
+* ``propagation``: exact frequency-by-frequency propagation rules through a network.
 """
+
+from .activations import ActivationSpectra, activation_spectra
+from .conv import ConvGeometry, conv_geometry, module_transfer_matrices
+from .maps import p_low, radial_profile, spectrum_map
+from .propagation import PropagationResult, propagate
+from .weights import LayerSpectrum, WeightSpectra, layer_spectrum, weight_spectra
+
+__all__ = [
+    "ActivationSpectra",
+    "ConvGeometry",
+    "LayerSpectrum",
+    "PropagationResult",
+    "WeightSpectra",
+    "activation_spectra",
+    "conv_geometry",
+    "layer_spectrum",
+    "module_transfer_matrices",
+    "p_low",
+    "propagate",
+    "radial_profile",
+    "spectrum_map",
+    "weight_spectra",
+]

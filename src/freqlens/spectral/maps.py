@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .._validation import ArrayLike, check_finite, check_ndim, check_real_floating, check_tensor_like, describe
-from ..fourier import signed_frequencies
+from ..fourier import low_frequency_mask, signed_frequencies
 
 __all__ = [
     "clip_dc_for_display",
@@ -150,20 +150,6 @@ def radial_profile(power: np.ndarray, num_bins: int | None = None) -> tuple[np.n
     for j in range(bins):
         sums[:, j] = flat[:, idx.reshape(-1) == j].sum(axis=1)
     return np.arange(bins) / scale, sums.reshape(*p.shape[:-2], bins)
-
-
-def low_frequency_mask(grid: tuple[int, int], fraction: float = 1 / 8) -> np.ndarray:
-    """``Ω_low`` of spec §4 item 7 on an unshifted ``M×N`` grid: boolean ``(M, N)``, true where
-    ``u ∈ [0, fM) ∪ [(1-f)M, M)`` **and** ``v ∈ [0, fN) ∪ [(1-f)N, N)`` (``f = 1/8`` in the paper; the
-    paper's visualisations use ``1/6`` in places). Bounds are compared as real numbers."""
-    if not 0 < fraction <= 0.5:
-        raise ValueError(f"fraction must lie in (0, 0.5], got {fraction}")
-    m, n = int(grid[0]), int(grid[1])
-    u = np.arange(m)
-    v = np.arange(n)
-    rows = (u < fraction * m) | (u >= (1 - fraction) * m)
-    cols = (v < fraction * n) | (v >= (1 - fraction) * n)
-    return np.outer(rows, cols)
 
 
 def p_low(spectrum: ArrayLike, fraction: float = 1 / 8, exclude_dc: bool = False) -> np.ndarray:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..spectral.maps import low_frequency_mask
+from ..fourier import low_frequency_mask
 
 __all__ = [
     "MonteCarloEstimate",

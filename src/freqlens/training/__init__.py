@@ -1,4 +1,15 @@
-"""Training: the fast Fourier-domain trainer for the linear models, one generic torch loop, recorders.
+"""Training: the fast Fourier-domain trainer for the linear models and one generic, resumable torch loop."""
 
-Import from the submodules; re-exports are added here at release.
-"""
+from .linear_problem import LinearProblem
+from .linear_trainer import LinearRun, train_linear_cnn, train_linear_fcnn
+from .loop import EpochSampler, TrainingDiverged, train
+
+__all__ = [
+    "EpochSampler",
+    "LinearProblem",
+    "LinearRun",
+    "TrainingDiverged",
+    "train",
+    "train_linear_cnn",
+    "train_linear_fcnn",
+]
