@@ -34,6 +34,7 @@ from ..training.loop import EpochSampler, train
 from .registry import RunContext
 
 __all__ = [
+    "CBNConfig",
     "TrainSettings",
     "analyse_bottleneck",
     "classification_loss",
@@ -58,6 +59,39 @@ class TrainSettings:
     gd_steps: int
     batch_size: int
     record_every: int
+
+
+@dataclass(frozen=True)
+class CBNConfig:
+    """Fields every ``cbn-*`` config shares: the network options, the optimisation (``TrainSettings``) and the
+    CBN-rank threshold. Each experiment's config subclasses it and re-declares the defaults it changes, so
+    the values of one experiment stay readable in one place."""
+
+    width: int = 60
+    kernel_size: int = 0  # 0 = full-size circular kernels
+    weight_decay: float = 0.0005
+    bias_multiplier: float = 0.25
+    warmup_steps: int = 0
+    adam_lr: float = 1e-3
+    adam_steps: int = 30000
+    gd_lr: float = 1e-3
+    gd_steps: int = 5000
+    batch_size: int = 128
+    record_every: int = 250
+    threshold: float = 0.5
+    cpu_threads: int = 0
+
+    def train_settings(self) -> TrainSettings:
+        return TrainSettings(
+            self.weight_decay,
+            self.warmup_steps,
+            self.adam_lr,
+            self.adam_steps,
+            self.gd_lr,
+            self.gd_steps,
+            self.batch_size,
+            self.record_every,
+        )
 
 
 def regression_loss(model: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:

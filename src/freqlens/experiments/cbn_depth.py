@@ -28,7 +28,7 @@ from ..models.circular_cnn import CircularCNN
 from ..spectral.weights import weight_spectra
 from ..theory.bottleneck import fit_depth_slope
 from .cbn_common import (
-    TrainSettings,
+    CBNConfig,
     cpu_threads,
     draw_layer_spectra,
     layer_arrays,
@@ -40,7 +40,7 @@ from .registry import Experiment, ExperimentResult, RunContext, register
 
 
 @dataclass(frozen=True)
-class DepthConfig:
+class DepthConfig(CBNConfig):
     """All values chosen here (spec §5c gives the protocol, not the numbers; docs/conv_bottleneck.md)."""
 
     n: int = 8
@@ -49,37 +49,18 @@ class DepthConfig:
     width: int = 16
     depths: tuple[int, ...] = (6, 7, 8, 9, 10, 11, 12, 13, 14)
     seeds: int = 3
-    kernel_size: int = 0
     weight_decay: float = 0.05
     bias_multiplier: float = 1.0
-    warmup_steps: int = 0
     adam_lr: float = 2e-3
     adam_steps: int = 20000
-    gd_lr: float = 1e-3
-    gd_steps: int = 5000
     batch_size: int = 512
-    record_every: int = 250
-    threshold: float = 0.5
     c9_inputs: int = 16
-    cpu_threads: int = 0
 
     def validate(self) -> None:
         if len(set(self.depths)) < 2 or min(self.depths) < 2:
             raise ValueError(f"depths needs at least two distinct values >= 2, got {self.depths}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
-
-    def train_settings(self) -> TrainSettings:
-        return TrainSettings(
-            self.weight_decay,
-            self.warmup_steps,
-            self.adam_lr,
-            self.adam_steps,
-            self.gd_lr,
-            self.gd_steps,
-            self.batch_size,
-            self.record_every,
-        )
 
     @property
     def expected_rank(self) -> int:

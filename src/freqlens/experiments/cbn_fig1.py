@@ -22,7 +22,7 @@ from ..analysis.cbn import KeptSet
 from ..datasets import load_mnist
 from ..models.circular_cnn import CircularCNN
 from .cbn_common import (
-    TrainSettings,
+    CBNConfig,
     analyse_bottleneck,
     classification_loss,
     cpu_threads,
@@ -39,7 +39,7 @@ PAPER_STATEMENT = "Fig. 1 (L=11, c=60, λ=0.005, β=0.5): six constant frequenci
 
 
 @dataclass(frozen=True)
-class Fig1Config:
+class Fig1Config(CBNConfig):
     """Defaults = full paper settings where known (L, c, λ, β, 28×28, ↓2 at layers 2 and 4, GAP+FC); the rest
     was lost and is chosen here (docs/conv_bottleneck.md). ``input_size`` < 28 area-downscales the images
     (quick mode); ``kernel_size = 0`` means full-size circular kernels."""
@@ -50,38 +50,21 @@ class Fig1Config:
     n_eval: int = 2000  # test images for accuracy and activation spectra
     width: int = 60
     depth: int = 11  # weight layers, the FC head included
-    kernel_size: int = 0
     weight_decay: float = 0.005
     bias_multiplier: float = 0.5
     warmup_steps: int = 2000
-    adam_lr: float = 1e-3
     adam_steps: int = 60000
     gd_lr: float = 1e-2
-    gd_steps: int = 5000
     batch_size: int = 256
     record_every: int = 500
-    threshold: float = 0.5
     thresholds: tuple[float, ...] = (0.3, 0.4, 0.6, 0.7)
     eps: float = 1e-2
-    cpu_threads: int = 0
 
     def validate(self) -> None:
         if not 7 <= self.input_size <= 28:
             raise ValueError(f"input_size must be in 7..28, got {self.input_size}")
         if self.depth < 3:
             raise ValueError(f"depth must be >= 3 (conv layers + FC head), got {self.depth}")
-
-    def train_settings(self) -> TrainSettings:
-        return TrainSettings(
-            self.weight_decay,
-            self.warmup_steps,
-            self.adam_lr,
-            self.adam_steps,
-            self.gd_lr,
-            self.gd_steps,
-            self.batch_size,
-            self.record_every,
-        )
 
 
 def _mnist(root: Any, split: str, count: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:

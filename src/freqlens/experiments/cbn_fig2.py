@@ -22,7 +22,7 @@ from ..datasets.bottleneck_tasks import mnist_digit_downscaled
 from ..models.circular_cnn import CircularCNN
 from ..plots import show_image
 from .cbn_common import (
-    TrainSettings,
+    CBNConfig,
     analyse_bottleneck,
     cpu_threads,
     draw_kept_map,
@@ -44,7 +44,7 @@ FACTORS: tuple[complex, ...] = (1.0, 2.0, 0.5, 1j, -1j)
 
 
 @dataclass(frozen=True)
-class Fig2Config:
+class Fig2Config(CBNConfig):
     """Defaults = full paper settings where known (L, c, λ, β); everything else was lost and is chosen here
     (see docs/conv_bottleneck.md). ``kernel_size = 0`` means full-size circular kernels."""
 
@@ -55,23 +55,14 @@ class Fig2Config:
     n_eval: int = 980  # test images of the digit used for activation spectra and perturbations
     width: int = 50
     depth: int = 12
-    kernel_size: int = 0
     weight_decay: float = 0.04
     bias_multiplier: float = 1.0
-    warmup_steps: int = 0
-    adam_lr: float = 1e-3
-    adam_steps: int = 30000
     gd_lr: float = 2e-4
-    gd_steps: int = 5000
-    batch_size: int = 128
-    record_every: int = 250
-    threshold: float = 0.5
     thresholds: tuple[float, ...] = (0.3, 0.4, 0.6, 0.7)
     eps: float = 1e-2
     perturb_layer: int = 5
     perturb_directions: int = 12
     perturb_examples: int = 2
-    cpu_threads: int = 0
 
     def validate(self) -> None:
         if not 1 <= self.perturb_layer < self.depth:
@@ -80,18 +71,6 @@ class Fig2Config:
             raise ValueError(f"resize must be 'area' or 'bilinear', got {self.resize!r}")
         if self.width < 1 or self.depth < 2:
             raise ValueError("width must be >= 1 and depth >= 2")
-
-    def train_settings(self) -> TrainSettings:
-        return TrainSettings(
-            self.weight_decay,
-            self.warmup_steps,
-            self.adam_lr,
-            self.adam_steps,
-            self.gd_lr,
-            self.gd_steps,
-            self.batch_size,
-            self.record_every,
-        )
 
 
 def _perturbation_panel(

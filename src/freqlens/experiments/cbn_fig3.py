@@ -19,7 +19,7 @@ from ..datasets.bottleneck_tasks import lowfreq_shapes_times_pattern
 from ..models.circular_cnn import CircularCNN
 from ..plots import show_image, show_spectrum
 from .cbn_common import (
-    TrainSettings,
+    CBNConfig,
     analyse_bottleneck,
     cpu_threads,
     draw_kept_map,
@@ -39,7 +39,7 @@ PAPER_STATEMENT = (
 
 
 @dataclass(frozen=True)
-class Fig3Config:
+class Fig3Config(CBNConfig):
     """Defaults = paper settings where known (L, c, λ, β); grid, task and data generator were lost (chosen here,
     docs/conv_bottleneck.md). ``kernel_size = 0`` means full-size circular kernels."""
 
@@ -51,36 +51,14 @@ class Fig3Config:
     n_eval: int = 1000
     width: int = 60
     depth: int = 10
-    kernel_size: int = 0
     weight_decay: float = 0.0005
     bias_multiplier: float = 0.25
-    warmup_steps: int = 0
-    adam_lr: float = 1e-3
-    adam_steps: int = 30000
-    gd_lr: float = 1e-3
-    gd_steps: int = 5000
-    batch_size: int = 128
-    record_every: int = 250
-    threshold: float = 0.5
     thresholds: tuple[float, ...] = (0.3, 0.4, 0.6, 0.7)
     eps: float = 1e-2
-    cpu_threads: int = 0
 
     def validate(self) -> None:
         if self.depth < 2 or self.width < 1:
             raise ValueError("depth must be >= 2 and width >= 1")
-
-    def train_settings(self) -> TrainSettings:
-        return TrainSettings(
-            self.weight_decay,
-            self.warmup_steps,
-            self.adam_lr,
-            self.adam_steps,
-            self.gd_lr,
-            self.gd_steps,
-            self.batch_size,
-            self.record_every,
-        )
 
 
 def _expected_frequencies(cfg: Fig3Config) -> list[list[int]]:

@@ -22,7 +22,7 @@ from ..datasets.bottleneck_tasks import ball_under_gravity
 from ..models.circular_cnn import CircularCNN
 from ..plots import show_image
 from .cbn_common import (
-    TrainSettings,
+    CBNConfig,
     analyse_bottleneck,
     cpu_threads,
     draw_kept_map,
@@ -44,7 +44,7 @@ VELOCITY_SLOPES = np.arange(-128, 129) / 4.0  # cycles per n pixels/frame
 
 
 @dataclass(frozen=True)
-class Fig4Config:
+class Fig4Config(CBNConfig):
     """Defaults = paper settings where known (L, c, λ, β); grid, rendering, gravity and velocity ranges were
     lost and are chosen here (docs/conv_bottleneck.md). ``kernel_size = 0`` means full-size circular kernels."""
 
@@ -56,37 +56,15 @@ class Fig4Config:
     n_eval: int = 1000
     width: int = 60
     depth: int = 9
-    kernel_size: int = 0
     weight_decay: float = 0.0001
     bias_multiplier: float = 0.25
-    warmup_steps: int = 0
-    adam_lr: float = 1e-3
-    adam_steps: int = 30000
-    gd_lr: float = 1e-3
-    gd_steps: int = 5000
-    batch_size: int = 128
-    record_every: int = 250
-    threshold: float = 0.5
     thresholds: tuple[float, ...] = (0.3, 0.4, 0.6, 0.7)
     eps: float = 1e-2
     phase_layer: int = 5
-    cpu_threads: int = 0
 
     def validate(self) -> None:
         if not 1 <= self.phase_layer <= self.depth:
             raise ValueError(f"phase_layer must be in 1..{self.depth}, got {self.phase_layer}")
-
-    def train_settings(self) -> TrainSettings:
-        return TrainSettings(
-            self.weight_decay,
-            self.warmup_steps,
-            self.adam_lr,
-            self.adam_steps,
-            self.gd_lr,
-            self.gd_steps,
-            self.batch_size,
-            self.record_every,
-        )
 
 
 def _phase_readout(

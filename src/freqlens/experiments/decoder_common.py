@@ -6,7 +6,7 @@ the experiments use CIFAR-10 (32×32 RGB) and MNIST (28×28 grey) instead (``doc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ __all__ = [
     "load_images",
     "log_display",
     "mean_std",
+    "network_family_statistics",
     "spectra_statistics",
 ]
 
@@ -183,3 +184,18 @@ def spectra_statistics(
             "undefined_images": count - sums["p_low_n"],
             "output_magnitude": sums["output_magnitude"] / count,
         }
+
+
+def network_family_statistics(
+    make_network: Callable[[int], nn.Sequential], networks: int, x: torch.Tensor, low_fraction: float
+) -> dict[str, np.ndarray]:
+    """:func:`spectra_statistics` of ``networks`` random nets ``make_network(0), make_network(1), ...`` on
+    the same images: ``p_low`` / ``p_low_no_dc`` / ``undefined_images`` stacked ``(networks, L)``, and the
+    output ``magnitude`` map averaged over the nets."""
+    stats = [spectra_statistics(make_network(s).eval(), x.float(), low_fraction=low_fraction) for s in range(networks)]
+    return {
+        "p_low": np.stack([st["p_low"] for st in stats]),
+        "p_low_no_dc": np.stack([st["p_low_no_dc"] for st in stats]),
+        "magnitude": np.mean([st["output_magnitude"] for st in stats], axis=0),
+        "undefined_images": np.stack([st["undefined_images"] for st in stats]),
+    }

@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from torch import nn
 
 from ..models.decoders import five_layer_network, init_normal_
 from ..plots import MODE_COLORS
 from ..theory.decoder_som import power_share_low, som_single_channel
-from .decoder_common import DATASET_LABELS, DC_LEGEND, draw_magnitude, load_images, mean_std, spectra_statistics
+from .decoder_common import DATASET_LABELS, DC_LEGEND, draw_magnitude, load_images, mean_std, network_family_statistics
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 INITS = ("default", "normal")
@@ -91,8 +92,7 @@ def run_kernel(ctx: RunContext, cfg: KernelConfig) -> ExperimentResult:
             for k in cfg.kernel_sizes:
 
                 def compute(k: int = k, init: str = init, x: torch.Tensor = x, di: int = di) -> dict[str, np.ndarray]:
-                    pl, pn, mags, undef = [], [], [], []
-                    for s in range(cfg.networks):
+                    def make_network(s: int) -> nn.Sequential:
                         seed = ctx.seed * 1_000_003 + 1000 * di + 100 * k + s
                         with torch.random.fork_rng():
                             torch.manual_seed(seed)
@@ -100,17 +100,9 @@ def run_kernel(ctx: RunContext, cfg: KernelConfig) -> ExperimentResult:
                         if init == "normal":
                             gen = torch.Generator().manual_seed(seed)
                             init_normal_(net, cfg.normal_mean, cfg.normal_std, bias=0.0, generator=gen)
-                        st = spectra_statistics(net.eval(), x.float(), low_fraction=cfg.low_fraction)
-                        pl.append(st["p_low"])
-                        pn.append(st["p_low_no_dc"])
-                        mags.append(st["output_magnitude"])
-                        undef.append(st["undefined_images"])
-                    return {
-                        "p_low": np.stack(pl),
-                        "p_low_no_dc": np.stack(pn),
-                        "magnitude": np.mean(mags, axis=0),
-                        "undefined_images": np.stack(undef),
-                    }
+                        return net
+
+                    return network_family_statistics(make_network, cfg.networks, x, cfg.low_fraction)
 
                 res = ctx.stage(f"kernel_{ds}_{init}_K{k}", compute)
                 for key in ("p_low", "p_low_no_dc", "magnitude"):

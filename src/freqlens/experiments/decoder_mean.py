@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from torch import nn
 
 from ..models.decoders import five_layer_network, init_normal_
 from ..plots import MODE_COLORS
 from ..theory.decoder_som import power_share_low, som_multichannel_eq32, som_single_channel
-from .decoder_common import DATASET_LABELS, DC_LEGEND, draw_magnitude, load_images, mean_std, spectra_statistics
+from .decoder_common import DATASET_LABELS, DC_LEGEND, draw_magnitude, load_images, mean_std, network_family_statistics
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 
@@ -73,22 +74,13 @@ def run_mean(ctx: RunContext, cfg: MeanConfig) -> ExperimentResult:
         for mi, mu in enumerate(cfg.weight_means):
 
             def compute(mu: float = mu, x: torch.Tensor = x, di: int = di) -> dict[str, np.ndarray]:
-                pl, pn, mags, undef = [], [], [], []
-                for s in range(cfg.networks):
+                def make_network(s: int) -> nn.Sequential:
                     net = five_layer_network(cfg.kernel_size, cfg.padding_mode, x.shape[1], cfg.width, x.shape[1])
                     gen = torch.Generator().manual_seed(ctx.seed * 1_000_003 + 1000 * di + s)  # paired across μ
                     init_normal_(net, mu, cfg.weight_std, bias=0.0, generator=gen)
-                    st = spectra_statistics(net.eval(), x.float(), low_fraction=cfg.low_fraction)
-                    pl.append(st["p_low"])
-                    pn.append(st["p_low_no_dc"])
-                    mags.append(st["output_magnitude"])
-                    undef.append(st["undefined_images"])
-                return {
-                    "p_low": np.stack(pl),
-                    "p_low_no_dc": np.stack(pn),
-                    "magnitude": np.mean(mags, axis=0),
-                    "undefined_images": np.stack(undef),
-                }
+                    return net
+
+                return network_family_statistics(make_network, cfg.networks, x, cfg.low_fraction)
 
             res = ctx.stage(f"mean_{ds}_{mi}", compute)
             data[f"{ds}_mu{mi}_p_low"] = res["p_low"]

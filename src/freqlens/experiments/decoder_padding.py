@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from torch import nn
 
 from ..models.decoders import five_layer_network
 from ..plots import MODE_COLORS
 from ..spectral.maps import low_frequency_mask
 from ..theory.decoder_som import zero_padding_som_gain
-from .decoder_common import DATASET_LABELS, DC_LEGEND, draw_magnitude, load_images, mean_std, spectra_statistics
+from .decoder_common import DATASET_LABELS, DC_LEGEND, draw_magnitude, load_images, mean_std, network_family_statistics
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 PADDINGS = ("zeros", "circular", "reflect")
@@ -90,22 +91,12 @@ def run_padding(ctx: RunContext, cfg: PaddingConfig) -> ExperimentResult:
         for pad in cfg.paddings:
 
             def compute(pad: str = pad, x: torch.Tensor = x, di: int = di) -> dict[str, np.ndarray]:
-                pl, pn, mags, undef = [], [], [], []
-                for s in range(cfg.networks):
+                def make_network(s: int) -> nn.Sequential:
                     with torch.random.fork_rng():
                         torch.manual_seed(ctx.seed * 1_000_003 + 1000 * di + s)  # same weights for every padding
-                        net = five_layer_network(cfg.kernel_size, pad, x.shape[1], cfg.width, x.shape[1]).eval()
-                    st = spectra_statistics(net, x.float(), low_fraction=cfg.low_fraction)
-                    pl.append(st["p_low"])
-                    pn.append(st["p_low_no_dc"])
-                    mags.append(st["output_magnitude"])
-                    undef.append(st["undefined_images"])
-                return {
-                    "p_low": np.stack(pl),
-                    "p_low_no_dc": np.stack(pn),
-                    "magnitude": np.mean(mags, axis=0),
-                    "undefined_images": np.stack(undef),
-                }
+                        return five_layer_network(cfg.kernel_size, pad, x.shape[1], cfg.width, x.shape[1])
+
+                return network_family_statistics(make_network, cfg.networks, x, cfg.low_fraction)
 
             res = ctx.stage(f"padding_{ds}_{pad}", compute)
             data[f"{ds}_{pad}_p_low"] = res["p_low"]  # (networks, layers)
