@@ -39,7 +39,9 @@ __all__ = [
     "analyse_bottleneck",
     "classification_loss",
     "cpu_threads",
+    "draw_activation_spectra",
     "draw_kept_map",
+    "draw_kept_maps",
     "draw_layer_spectra",
     "layer_arrays",
     "regression_loss",
@@ -360,6 +362,38 @@ def draw_kept_map(ax: Axes, labels: np.ndarray, counts: np.ndarray, title: str) 
     ax.set_xticklabels([str(i + 1) for i in range(counts.shape[1])])
     ax.set_xlabel("layer ℓ")
     ax.set_title(title)
+
+
+def draw_activation_spectra(fig: Figure, ax: Axes, act_layers: Sequence[np.ndarray], title: str) -> None:
+    """Activation spectra of every layer, each scaled by its largest value, with the ``|ω|`` colour bar."""
+    scaled = [sv / max(float(sv.max()), 1e-300) for sv in act_layers]
+    mappable = draw_layer_spectra(ax, scaled, title, None, floor=1e-5, ylabel="ς / max ς")
+    fig.colorbar(mappable, ax=ax, label="|ω|", shrink=0.85)
+
+
+def draw_kept_maps(
+    fig: Figure,
+    slots: tuple[Any, Any],
+    data: Mapping[str, np.ndarray],
+    threshold: float,
+    eps: float,
+    per_layer: bool = False,
+) -> None:
+    """The two kept-direction maps (weights above ``threshold``, activations at ``1 − eps`` energy) in the
+    grid ``slots`` (weights, activations)."""
+    where = " per layer" if per_layer else ""
+    draw_kept_map(
+        fig.add_subplot(slots[0]),
+        data["kept_labels_weights"],
+        data["kept_map_weights"],
+        f"kept (ω, i){where}: weights, s > {threshold:g}",
+    )
+    draw_kept_map(
+        fig.add_subplot(slots[1]),
+        data["kept_labels_acts"],
+        data["kept_map_acts"],
+        f"kept (ω, j){where}: activations, 1−{eps:g} energy",
+    )
 
 
 def rank_caption(summary: Mapping[str, Any], key: str, max_items: int = 14) -> str:

@@ -26,7 +26,8 @@ from .cbn_common import (
     analyse_bottleneck,
     classification_loss,
     cpu_threads,
-    draw_kept_map,
+    draw_activation_spectra,
+    draw_kept_maps,
     draw_layer_spectra,
     draw_training,
     rank_caption,
@@ -157,23 +158,8 @@ def plot_fig1(data: Mapping[str, np.ndarray], cfg: Fig1Config, summary: Mapping[
     for ell in cfg.downsample_at:
         ax.axvline(ell + 0.5, color="0.75", lw=0.6, ls=":")
     ax2 = fig.add_subplot(gs[1, 0])
-    scaled = [sv / max(float(sv.max()), 1e-300) for sv in a_layers]
-    m2 = draw_layer_spectra(
-        ax2, scaled, "activation spectra (pre-activations, test images)", None, floor=1e-5, ylabel="ς / max ς"
-    )
-    fig.colorbar(m2, ax=ax2, label="|ω|", shrink=0.85)
-    draw_kept_map(
-        fig.add_subplot(gs[0, 1]),
-        data["kept_labels_weights"],
-        data["kept_map_weights"],
-        f"kept (ω, i) per layer: weights, s > {cfg.threshold:g}",
-    )
-    draw_kept_map(
-        fig.add_subplot(gs[1, 1]),
-        data["kept_labels_acts"],
-        data["kept_map_acts"],
-        f"kept (ω, j) per layer: activations, 1−{cfg.eps:g} energy",
-    )
+    draw_activation_spectra(fig, ax2, a_layers, "activation spectra (pre-activations, test images)")
+    draw_kept_maps(fig, (gs[0, 1], gs[1, 1]), data, cfg.threshold, cfg.eps, per_layer=True)
     fig.suptitle(
         f"cbn-fig1: MNIST classification {cfg.input_size}×{cfg.input_size}, ↓2 at layers "
         f"{','.join(map(str, cfg.downsample_at))}, GAP+FC (L={cfg.depth}, c={cfg.width}, λ={cfg.weight_decay:g}, "

@@ -25,7 +25,8 @@ from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
     cpu_threads,
-    draw_kept_map,
+    draw_activation_spectra,
+    draw_kept_maps,
     draw_layer_spectra,
     draw_training,
     rank_caption,
@@ -168,21 +169,8 @@ def plot_fig4(data: Mapping[str, np.ndarray], cfg: Fig4Config, summary: Mapping[
     m = draw_layer_spectra(ax, read_layers(data, "weight_sv"), "(a) singular values of $MW_\\ell$", cfg.threshold)
     fig.colorbar(m, ax=ax, label="|ω|", shrink=0.85)
     ax2 = fig.add_subplot(gs[1, 0])
-    scaled = [sv / max(float(sv.max()), 1e-300) for sv in read_layers(data, "act_sv")]
-    m2 = draw_layer_spectra(ax2, scaled, "activation spectra (pre-activations)", None, floor=1e-5, ylabel="ς / max ς")
-    fig.colorbar(m2, ax=ax2, label="|ω|", shrink=0.85)
-    draw_kept_map(
-        fig.add_subplot(gs[0, 1]),
-        data["kept_labels_weights"],
-        data["kept_map_weights"],
-        f"kept (ω, i): weights, s > {cfg.threshold:g}",
-    )
-    draw_kept_map(
-        fig.add_subplot(gs[1, 1]),
-        data["kept_labels_acts"],
-        data["kept_map_acts"],
-        f"kept (ω, j): activations, 1−{cfg.eps:g} energy",
-    )
+    draw_activation_spectra(fig, ax2, read_layers(data, "act_sv"), "activation spectra (pre-activations)")
+    draw_kept_maps(fig, (gs[0, 1], gs[1, 1]), data, cfg.threshold, cfg.eps)
     fig.suptitle(
         f"cbn-fig4: ball under gravity on a {cfg.n}×{cfg.n} torus, 4 frames → next 4 (L={cfg.depth}, c={cfg.width}, "
         f"λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})\n{rank_caption(rank, 'weights')}\n"
