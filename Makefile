@@ -7,8 +7,9 @@ STAMP  := $(VENV)/.installed-stamp
 OUT    ?= runs/demo
 # Real datasets: $FREQLENS_DATA, else ../shared/data beside the checkout when it exists.
 DATA   ?= $(firstword $(FREQLENS_DATA) $(wildcard ../shared/data))
-# The CPU demo: quick versions of figures from each paper (experiments needing absent data are skipped).
-DEMO   ?= pinson-fig2 pinson-fig3 pinson-fig4 pinson-figS4 decoder-upsampling decoder-depth cbn-fig2
+# The CPU demo (~4-5 min on 2 cores): quick figures from each paper; experiments needing absent data are skipped,
+# so without data it still runs the synthetic linear-CNN and bottleneck figures.
+DEMO   ?= pinson-fig2 pinson-fig3 pinson-fig4 pinson-figS4 cbn-fig4 cbn-fig2 decoder-upsampling decoder-depth
 
 .PHONY: install demo test lint typecheck pytest bench clean
 
