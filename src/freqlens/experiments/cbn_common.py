@@ -37,6 +37,7 @@ __all__ = [
     "CBNConfig",
     "TrainSettings",
     "analyse_bottleneck",
+    "build_cnn",
     "classification_loss",
     "cpu_threads",
     "draw_activation_spectra",
@@ -94,6 +95,32 @@ class CBNConfig:
             self.batch_size,
             self.record_every,
         )
+
+
+def build_cnn(
+    cfg: CBNConfig,
+    in_channels: int,
+    out_channels: int,
+    depth: int,
+    size: int,
+    ctx: RunContext,
+    seed_offset: int = 1,
+    **options: Any,
+) -> CircularCNN:
+    """The ``CircularCNN`` of a ``cbn-*`` experiment: width, kernel size (0 = full-size) and bias multiplier from
+    ``cfg``, weights from the run's generator at ``seed_offset``, on the run's device. ``options`` go to
+    :class:`CircularCNN` (``downsample_at``, ``head``)."""
+    return CircularCNN(
+        in_channels,
+        cfg.width,
+        out_channels,
+        depth,
+        size,
+        kernel_size=cfg.kernel_size or None,
+        bias_multiplier=cfg.bias_multiplier,
+        generator=ctx.generator(seed_offset),
+        **options,
+    ).to(ctx.device)
 
 
 def regression_loss(model: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:

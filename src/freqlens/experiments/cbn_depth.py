@@ -24,11 +24,11 @@ from matplotlib.figure import Figure
 
 from ..analysis.cbn import check_lower_bound, estimate_cbn_rank, jacobian_singular_values
 from ..datasets.bottleneck_tasks import low_frequency_shapes
-from ..models.circular_cnn import CircularCNN
 from ..spectral.weights import weight_spectra
 from ..theory.bottleneck import fit_depth_slope
 from .cbn_common import (
     CBNConfig,
+    build_cnn,
     cpu_threads,
     draw_layer_spectra,
     layer_arrays,
@@ -107,16 +107,7 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
         probe = x[: cfg.c9_inputs].double()
         for depth in depths:
             for seed in range(cfg.seeds):
-                model = CircularCNN(
-                    1,
-                    cfg.width,
-                    1,
-                    depth,
-                    cfg.n,
-                    kernel_size=cfg.kernel_size or None,
-                    bias_multiplier=cfg.bias_multiplier,
-                    generator=ctx.generator(1000 * depth + seed),
-                ).to(ctx.device)
+                model = build_cnn(cfg, 1, 1, depth, cfg.n, ctx, 1000 * depth + seed)
                 history = train_in_phases(
                     ctx,
                     model,

@@ -20,10 +20,10 @@ from matplotlib.figure import Figure
 
 from ..analysis.cbn import KeptSet
 from ..datasets import load_mnist
-from ..models.circular_cnn import CircularCNN
 from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
+    build_cnn,
     classification_loss,
     cpu_threads,
     draw_activation_spectra,
@@ -97,18 +97,7 @@ def run_fig1(ctx: RunContext, cfg: Fig1Config) -> ExperimentResult:
     with cpu_threads(cfg.cpu_threads):
         x_train, y_train = _mnist(root, "train", cfg.n_train, cfg.input_size)
         x_eval, y_eval = _mnist(root, "test", cfg.n_eval, cfg.input_size)
-        model = CircularCNN(
-            1,
-            cfg.width,
-            10,
-            cfg.depth,
-            cfg.input_size,
-            kernel_size=cfg.kernel_size or None,
-            downsample_at=cfg.downsample_at,
-            bias_multiplier=cfg.bias_multiplier,
-            head="gap_fc",
-            generator=ctx.generator(1),
-        ).to(ctx.device)
+        model = build_cnn(cfg, 1, 10, cfg.depth, cfg.input_size, ctx, downsample_at=cfg.downsample_at, head="gap_fc")
         history = train_in_phases(
             ctx,
             model,

@@ -24,6 +24,7 @@ from ..plots import show_image
 from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
+    build_cnn,
     cpu_threads,
     draw_activation_spectra,
     draw_kept_maps,
@@ -167,16 +168,7 @@ def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
             method=_resize(cfg),
             limit=cfg.n_eval,
         )
-        model = CircularCNN(
-            1,
-            cfg.width,
-            1,
-            cfg.depth,
-            cfg.size,
-            kernel_size=cfg.kernel_size or None,
-            bias_multiplier=cfg.bias_multiplier,
-            generator=ctx.generator(1),
-        ).to(ctx.device)
+        model = build_cnn(cfg, 1, 1, cfg.depth, cfg.size, ctx)
         history = train_in_phases(
             ctx, model, x_train.to(ctx.device), x_train.to(ctx.device), regression_loss, cfg.train_settings(), "train"
         )

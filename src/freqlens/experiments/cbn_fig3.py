@@ -16,11 +16,11 @@ import torch
 from matplotlib.figure import Figure
 
 from ..datasets.bottleneck_tasks import lowfreq_shapes_times_pattern
-from ..models.circular_cnn import CircularCNN
 from ..plots import show_image, show_spectrum
 from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
+    build_cnn,
     cpu_threads,
     draw_activation_spectra,
     draw_kept_maps,
@@ -87,16 +87,7 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
             cfg.n_train + cfg.n_eval, cfg.n, cfg.carrier, cfg.max_l1, cfg.random_phase, seed=ctx.seed
         )
         x_train, x_eval = x_all[: cfg.n_train], x_all[cfg.n_train :]
-        model = CircularCNN(
-            1,
-            cfg.width,
-            1,
-            cfg.depth,
-            cfg.n,
-            kernel_size=cfg.kernel_size or None,
-            bias_multiplier=cfg.bias_multiplier,
-            generator=ctx.generator(1),
-        ).to(ctx.device)
+        model = build_cnn(cfg, 1, 1, cfg.depth, cfg.n, ctx)
         history = train_in_phases(
             ctx, model, x_train.to(ctx.device), x_train.to(ctx.device), regression_loss, cfg.train_settings(), "train"
         )

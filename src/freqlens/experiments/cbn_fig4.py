@@ -24,6 +24,7 @@ from ..plots import show_image
 from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
+    build_cnn,
     cpu_threads,
     draw_activation_spectra,
     draw_kept_maps,
@@ -120,16 +121,7 @@ def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
         common = {"n": cfg.n, "gravity": cfg.gravity, "max_speed": cfg.max_speed, "sigma": cfg.sigma}
         train_set = ball_under_gravity(cfg.n_train, seed=ctx.seed * 2 + 0, **common)  # type: ignore[arg-type]
         eval_set = ball_under_gravity(cfg.n_eval, seed=ctx.seed * 2 + 1, **common)  # type: ignore[arg-type]
-        model = CircularCNN(
-            4,
-            cfg.width,
-            4,
-            cfg.depth,
-            cfg.n,
-            kernel_size=cfg.kernel_size or None,
-            bias_multiplier=cfg.bias_multiplier,
-            generator=ctx.generator(1),
-        ).to(ctx.device)
+        model = build_cnn(cfg, 4, 4, cfg.depth, cfg.n, ctx)
         history = train_in_phases(
             ctx,
             model,

@@ -6,7 +6,7 @@ the experiments use CIFAR-10 (32×32 RGB) and MNIST (28×28 grey) instead (``doc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from matplotlib.patches import Patch
 from torch import nn
 
 from ..datasets import load_cifar10, load_mnist
+from ..plots import MODE_COLORS
 from ..spectral.maps import clip_dc_for_display, mean_magnitude_map, p_low
 from .registry import RunContext
 
@@ -24,6 +25,7 @@ __all__ = [
     "DC_LEGEND",
     "conv_outputs",
     "draw_magnitude",
+    "draw_p_low_bars",
     "linear_fit",
     "load_images",
     "log_display",
@@ -199,3 +201,29 @@ def network_family_statistics(
         "magnitude": np.mean([st["output_magnitude"] for st in stats], axis=0),
         "undefined_images": np.stack([st["undefined_images"] for st in stats]),
     }
+
+
+def draw_p_low_bars(ax: Axes, values: Mapping[str, Sequence[np.ndarray]], tick_labels: Sequence[str]) -> None:
+    """Paired bars per setting: ``p_low`` of the output with DC (plain) and without DC (hatched), mean ± std over
+    networks. ``values["p_low"]`` / ``values["p_low_no_dc"]``: one array of per-network values per setting
+    (NaN = every image undefined, left out)."""
+    xs = np.arange(len(tick_labels))
+    colors = [MODE_COLORS[i % len(MODE_COLORS)] for i in range(len(tick_labels))]
+    for off, key, hatch in ((-0.18, "p_low", ""), (0.18, "p_low_no_dc", "//")):
+        vals = values[key]
+        ax.bar(
+            xs + off,
+            [np.nanmean(v) for v in vals],
+            0.36,
+            yerr=[np.nanstd(v) for v in vals],
+            color=colors,
+            hatch=hatch,
+            edgecolor="k",
+            lw=0.4,
+        )
+    ax.set_xticks(xs)
+    ax.set_xticklabels(list(tick_labels), fontsize=7)
+    ax.set_ylabel("$p_{low}$ of output")
+    ax.set_ylim(0, 1.2)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+    ax.legend(handles=DC_LEGEND, fontsize=6, ncol=2, loc="upper center", frameon=False)

@@ -25,9 +25,15 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ..models.decoders import five_layer_network, init_normal_
-from ..plots import MODE_COLORS
 from ..theory.decoder_som import power_share_low, som_single_channel
-from .decoder_common import DATASET_LABELS, DC_LEGEND, draw_magnitude, load_images, mean_std, network_family_statistics
+from .decoder_common import (
+    DATASET_LABELS,
+    draw_magnitude,
+    draw_p_low_bars,
+    load_images,
+    mean_std,
+    network_family_statistics,
+)
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 INITS = ("default", "normal")
@@ -187,26 +193,11 @@ def plot_kernel(data: Mapping[str, np.ndarray], cfg: KernelConfig, summary: Mapp
         draw_magnitude(axes[r, 0], data[f"{ds}_input_magnitude"], f"{DATASET_LABELS[ds]} input")
         for j, k in enumerate(ks, start=1):
             draw_magnitude(axes[r, j], data[f"{ds}_{init}_K{k}_magnitude"], f"output K={k}, {init_label[init]}")
-        ax = axes[r, -1]
-        xs = np.arange(len(ks))
-        for off, key, hatch in ((-0.18, "p_low", ""), (0.18, "p_low_no_dc", "//")):
-            vals = [data[f"{ds}_{init}_K{k}_{key}"][:, -1] for k in ks]
-            ax.bar(
-                xs + off,
-                [np.nanmean(v) for v in vals],
-                0.36,
-                yerr=[np.nanstd(v) for v in vals],
-                color=[MODE_COLORS[i % len(MODE_COLORS)] for i in range(len(ks))],
-                hatch=hatch,
-                edgecolor="k",
-                lw=0.4,
-            )
-        ax.set_xticks(xs)
-        ax.set_xticklabels([f"K={k}" for k in ks], fontsize=7)
-        ax.set_ylabel("$p_{low}$ of output")
-        ax.set_ylim(0, 1.2)
-        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
-        ax.legend(handles=DC_LEGEND, fontsize=6, ncol=2, loc="upper center", frameon=False)
+        draw_p_low_bars(
+            axes[r, -1],
+            {key: [data[f"{ds}_{init}_K{k}_{key}"][:, -1] for k in ks] for key in ("p_low", "p_low_no_dc")},
+            [f"K={k}" for k in ks],
+        )
     theory = summary.get("theory_thm_4_2_single_channel", {}).get("p_low", {})
     note = ", ".join(f"{k}: {v}" for k, v in theory.items())
     fig.suptitle(

@@ -21,9 +21,15 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ..models.decoders import five_layer_network, init_normal_
-from ..plots import MODE_COLORS
 from ..theory.decoder_som import power_share_low, som_multichannel_eq32, som_single_channel
-from .decoder_common import DATASET_LABELS, DC_LEGEND, draw_magnitude, load_images, mean_std, network_family_statistics
+from .decoder_common import (
+    DATASET_LABELS,
+    draw_magnitude,
+    draw_p_low_bars,
+    load_images,
+    mean_std,
+    network_family_statistics,
+)
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 
@@ -143,27 +149,11 @@ def plot_mean(data: Mapping[str, np.ndarray], cfg: MeanConfig, summary: Mapping[
         draw_magnitude(axes[r, 0], data[f"{ds}_input_magnitude"], f"{DATASET_LABELS[ds]} input")
         for j, mu in enumerate(mus, start=1):
             draw_magnitude(axes[r, j], data[f"{ds}_mu{j - 1}_magnitude"], f"output, N({mu:g}, {cfg.weight_std:g}²)")
-        ax = axes[r, -1]
-        xs = np.arange(len(mus))
-        for off, key, hatch in ((-0.18, "p_low", ""), (0.18, "p_low_no_dc", "//")):
-            vals = [data[f"{ds}_mu{i}_{key}"][:, -1] for i in range(len(mus))]
-            ax.bar(
-                xs + off,
-                [v.mean() for v in vals],
-                0.36,
-                yerr=[v.std() for v in vals],
-                color=[MODE_COLORS[i % len(MODE_COLORS)] for i in range(len(mus))],
-                hatch=hatch,
-                edgecolor="k",
-                lw=0.4,
-                label="with DC" if key == "p_low" else "without DC",
-            )
-        ax.set_xticks(xs)
-        ax.set_xticklabels([f"μ={m:g}" for m in mus], fontsize=7)
-        ax.set_ylabel("$p_{low}$ of output")
-        ax.set_ylim(0, 1.2)
-        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
-        ax.legend(handles=DC_LEGEND, fontsize=6, ncol=2, loc="upper center", frameon=False)
+        draw_p_low_bars(
+            axes[r, -1],
+            {key: [data[f"{ds}_mu{i}_{key}"][:, -1] for i in range(len(mus))] for key in ("p_low", "p_low_no_dc")},
+            [f"μ={m:g}" for m in mus],
+        )
     fig.suptitle(
         "Fig. 4b: output magnitude maps (log10, DC clipped) and $p_{low}$ (mean ± std over networks) by weight mean μ",
         fontsize=8,

@@ -21,10 +21,16 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ..models.decoders import five_layer_network
-from ..plots import MODE_COLORS
 from ..spectral.maps import low_frequency_mask
 from ..theory.decoder_som import zero_padding_som_gain
-from .decoder_common import DATASET_LABELS, DC_LEGEND, draw_magnitude, load_images, mean_std, network_family_statistics
+from .decoder_common import (
+    DATASET_LABELS,
+    draw_magnitude,
+    draw_p_low_bars,
+    load_images,
+    mean_std,
+    network_family_statistics,
+)
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 PADDINGS = ("zeros", "circular", "reflect")
@@ -167,27 +173,11 @@ def plot_padding(data: Mapping[str, np.ndarray], cfg: PaddingConfig, summary: Ma
         draw_magnitude(axes[r, 0], data[f"{ds}_input_magnitude"], f"{DATASET_LABELS[ds]} input")
         for j, pad in enumerate(cfg.paddings, start=1):
             draw_magnitude(axes[r, j], data[f"{ds}_{pad}_magnitude"], f"{PADDING_LABELS[pad]} padding: output")
-        ax = axes[r, -1]
-        xs = np.arange(len(cfg.paddings))
-        for off, key, hatch in ((-0.18, "p_low", ""), (0.18, "p_low_no_dc", "//")):
-            vals = [data[f"{ds}_{p}_{key}"][:, -1] for p in cfg.paddings]
-            ax.bar(
-                xs + off,
-                [v.mean() for v in vals],
-                0.36,
-                yerr=[v.std() for v in vals],
-                color=[MODE_COLORS[i] for i in range(len(cfg.paddings))],
-                hatch=hatch,
-                edgecolor="k",
-                lw=0.4,
-                label="with DC" if key == "p_low" else "without DC",
-            )
-        ax.set_xticks(xs)
-        ax.set_xticklabels([PADDING_LABELS[p].split(" ")[0] for p in cfg.paddings], fontsize=7)
-        ax.set_ylabel("$p_{low}$ of output")
-        ax.set_ylim(0, 1.2)
-        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
-        ax.legend(handles=DC_LEGEND, fontsize=6, ncol=2, loc="upper center", frameon=False)
+        draw_p_low_bars(
+            axes[r, -1],
+            {key: [data[f"{ds}_{p}_{key}"][:, -1] for p in cfg.paddings] for key in ("p_low", "p_low_no_dc")},
+            [PADDING_LABELS[p].split(" ")[0] for p in cfg.paddings],
+        )
     fig.suptitle(
         "Fig. 4c: output magnitude maps (log10, DC clipped) and $p_{low}$ (mean ± std over networks) by padding",
         fontsize=8,
