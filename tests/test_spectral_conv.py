@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+from dense_references import circular_transposed_reference
 from freqlens.fourier import downsample_spectrum, zero_insertion_spectrum
 from freqlens.spectral.conv import (
     conv_geometry,
@@ -81,20 +82,6 @@ def test_zero_padding_exact_padded_grid_rule(n: int, m: int, k: int, p: int) -> 
         assert float((circ(x) - y).abs().max()) > 1e-3
 
 
-def _circular_transposed_reference(x: np.ndarray, w: np.ndarray, r: int, p: int) -> np.ndarray:
-    """y(o) = Σ_i Σ_t x(i) W(t) [o ≡ r i + t − p (mod r n)], by explicit loops (independent route)."""
-    cin, n, m = x.shape
-    _, cout, k, _ = w.shape
-    y = np.zeros((cout, r * n, r * m))
-    for c in range(cin):
-        for i in range(n):
-            for j in range(m):
-                for a in range(k):
-                    for b in range(k):
-                        y[:, (r * i + a - p) % (r * n), (r * j + b - p) % (r * m)] += x[c, i, j] * w[c, :, a, b]
-    return y
-
-
 @pytest.mark.parametrize(
     ("n", "m", "k", "r", "p", "groups"), [(4, 5, 4, 2, 1, 1), (3, 3, 3, 3, 0, 1), (4, 4, 4, 2, 1, 2)]
 )
@@ -104,7 +91,7 @@ def test_conv_transpose_circular_rule(n: int, m: int, k: int, r: int, p: int, gr
     t = conv_transpose_transfer_matrices(up, (n, m))
     pred = _apply(t, zero_insertion_spectrum(torch.fft.fft2(x), r)[None])[0]
     w_full = dense_kernel(up).transpose(0, 1).numpy()  # (c_in, c_out, k, k) with groups folded
-    ref = _circular_transposed_reference(x.numpy(), w_full, r, p)
+    ref = circular_transposed_reference(x.numpy(), w_full, r, p)
     assert np.allclose(torch.fft.ifft2(pred).real.numpy(), ref, atol=1e-12)
     # interior agrees with PyTorch's (non-circular) op
     y = (up(x[None]) - up.bias.detach()[None, :, None, None])[0].detach().numpy()

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+from dense_references import circular_transposed_reference
 from freqlens.analysis.cbn import kept_by_threshold
 from freqlens.fourier import conjugate_index, dft_matrix_1d, downsample_spectrum, self_conjugate_mask
 from freqlens.hooks import LayerForwardError
@@ -230,20 +231,6 @@ def test_aliasing_fold_against_dense_subsampling(n, s):
 
 
 # --------------------------------------------------------------------------- transposed conv, upsampling
-def _circular_transposed_reference(x: np.ndarray, w: np.ndarray, r: int, p: int) -> np.ndarray:
-    """y(o) = Σ_i Σ_t x(i) W(t) [o ≡ r i + t − p (mod r n)], by explicit loops (independent route)."""
-    cin, n, m = x.shape
-    _, cout, k, _ = w.shape
-    y = np.zeros((cout, r * n, r * m))
-    for c in range(cin):
-        for i in range(n):
-            for j in range(m):
-                for a in range(k):
-                    for b in range(k):
-                        y[:, (r * i + a - p) % (r * n), (r * j + b - p) % (r * m)] += x[c, i, j] * w[c, :, a, b]
-    return y
-
-
 @pytest.mark.parametrize(
     ("n", "k", "r", "p", "cin", "cout"), [(3, 4, 2, 1, 2, 1), (4, 2, 2, 0, 1, 3), (3, 3, 3, 0, 2, 2)]
 )
@@ -251,7 +238,7 @@ def test_transposed_conv_spectrum_against_dense_loop(n, k, r, p, cin, cout):
     up = nn.ConvTranspose2d(cin, cout, k, stride=r, padding=p, bias=False).double()
     w = up.weight.numpy()
     mat = dense_operator(
-        lambda x: torch.from_numpy(np.stack([_circular_transposed_reference(xi, w, r, p) for xi in x.numpy()])),
+        lambda x: torch.from_numpy(np.stack([circular_transposed_reference(xi, w, r, p) for xi in x.numpy()])),
         cin,
         n,
         n,
