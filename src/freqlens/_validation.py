@@ -94,3 +94,23 @@ def check_integer_labels(name: str, labels: ArrayLike, num_classes: int | None) 
             f"{name} must lie in [0, {num_classes - 1}] for num_classes={num_classes}, got maximum {int(arr.max())}"
         )
     return arr.astype(np.int64, copy=False)
+
+
+def check_model_usable(name: str, model: Any) -> None:
+    """A ``torch.nn.Module`` whose parameters and buffers hold real, finite numbers.
+
+    Rejects meta-device tensors (no data to measure) and NaN/Inf weights before any LAPACK call, naming
+    the offending tensor.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {describe(model)}")
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    for tname, t in tensors:
+        if t.is_meta:
+            raise ValueError(
+                f"{name} has tensor {tname!r} on the meta device (no values); load real weights "
+                "(e.g. model.to_empty(device='cpu') then load_state_dict) before measuring it"
+            )
+    for tname, t in tensors:
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t.detach()).all()):
+            raise ValueError(f"{name} has NaN or infinite values in {tname!r}")

@@ -13,9 +13,45 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["LayerForwardError", "LayerTrace", "capture_layers", "select_layers", "trace_layers"]
+__all__ = [
+    "LayerForwardError",
+    "LayerTrace",
+    "capture_layers",
+    "evaluation_mode",
+    "restore_modes",
+    "select_layers",
+    "trace_layers",
+]
 
 ForwardCallback = Callable[[str, nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]
+
+
+@contextmanager
+def restore_modes(model: nn.Module) -> Iterator[None]:
+    """Put back every sub-module's own ``training`` flag on exit (plumbing).
+
+    ``model.train(was_training)`` is not enough: it sets *all* sub-modules to one mode, so a frozen eval
+    BatchNorm inside a model in train mode would come back in train mode.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Run a measurement in eval mode and leave ``model`` exactly as it was (plumbing).
+
+    Eval mode is what makes a measurement read-only: BatchNorm does not update its running statistics and
+    ``spectral_norm`` does not advance its power iteration when its weight is read. Each sub-module's own
+    flag is restored on exit (:func:`restore_modes`), also when the body raises.
+    """
+    with restore_modes(model):
+        model.eval()
+        yield
 
 
 class LayerForwardError(RuntimeError):

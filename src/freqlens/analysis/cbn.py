@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..fourier import self_conjugate_mask, signed_frequencies
+from ..hooks import evaluation_mode
 from ..theory.bottleneck import jacobian_lower_bound
 
 __all__ = [
@@ -291,12 +292,8 @@ def jacobian_singular_values(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     def f(z: torch.Tensor) -> torch.Tensor:
         return model(z[None]).reshape(-1)
 
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluation_mode(model):
         jac = torch.func.jacrev(f)(xin).reshape(-1, xin.numel())
-    finally:
-        model.train(was_training)
     return torch.linalg.svdvals(jac.detach().to(torch.float64)).cpu().numpy()
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..fourier import conjugate_index, self_conjugate_mask, signed_frequencies
-from ..hooks import capture_layers, select_layers, trace_layers
+from ..hooks import capture_layers, evaluation_mode, select_layers, trace_layers
 
 __all__ = ["ActivationSpectra", "LayerActivationSpectrum", "activation_spectra", "energy_count"]
 
@@ -234,16 +234,11 @@ def activation_spectra(
         tensor = output if capture == "output" else inputs[0]
         acc.add(name, tensor)
 
-    was_training = model.training
-    model.eval()
     seen = 0
-    try:
-        with capture_layers(chosen, record):
-            for x in _batches(data, batch_size):
-                trace_layers(model, x)  # a failure names the layer
-                seen += int(x.shape[0])
-    finally:
-        model.train(was_training)
+    with evaluation_mode(model), capture_layers(chosen, record):
+        for x in _batches(data, batch_size):
+            trace_layers(model, x)  # a failure names the layer
+            seen += int(x.shape[0])
     if seen == 0:
         raise ValueError("data holds no samples")
     missing = [name for name, _ in chosen if name not in acc.gram]

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..fourier import conjugate_index, self_conjugate_mask, signed_frequencies
-from ..hooks import capture_layers, select_layers, trace_layers
+from ..hooks import capture_layers, evaluation_mode, select_layers, trace_layers
 from .conv import ConvGeometry, conv_geometry, dense_kernel, module_transfer_matrices
 
 __all__ = [
@@ -460,13 +460,8 @@ def _record_calls(
             if entry not in calls:
                 calls.append(entry)
 
-    was_training = model.training
-    model.eval()
-    try:
-        with capture_layers(chosen, record):
-            trace_layers(model, example)
-    finally:
-        model.train(was_training)
+    with evaluation_mode(model), capture_layers(chosen, record):
+        trace_layers(model, example)
     return calls
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..hooks import evaluation_mode
 from ..io import atomic_write_bytes
 
 __all__ = ["EpochSampler", "TrainHistory", "TrainingDiverged", "l2_penalty", "train"]
@@ -200,11 +201,8 @@ def train(
         if running:
             entry["train_loss"] = float(np.mean(running))
         if recorder is not None:
-            was_training = model.training
-            model.eval()
-            with torch.no_grad():
+            with evaluation_mode(model), torch.no_grad():
                 entry.update(recorder(step, model))
-            model.train(was_training)
         history.append(step, entry)
 
     first_loss: float | None = None
