@@ -203,6 +203,10 @@ def test_report_marks_gaps_and_rejects_bad_input() -> None:
     blown = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), ZeroInsertionUpsample(2)).double()
     with torch.no_grad():
         blown[0].weight.fill_(float("inf"))
+    with pytest.raises(ValueError, match="model has NaN or infinite values in '0.weight'"):
+        decoder_report(blown, x)  # refused before any forward pass
+    with torch.no_grad():
+        blown[0].weight.fill_(1e308)  # finite weights, overflowing output
     with pytest.raises(ValueError, match="layer '0': non-finite values in its output"):
         decoder_report(blown, x)
 

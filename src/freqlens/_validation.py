@@ -6,18 +6,29 @@ Every public entry point validates its inputs *before* any long computation and 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-import torch
 
-ArrayLike = np.ndarray | torch.Tensor
+if TYPE_CHECKING:
+    import torch
+    from typing_extensions import TypeIs
+
+# torch is imported lazily (only where a tensor is handled): NumPy-only layers import this module.
+ArrayLike = Union[np.ndarray, "torch.Tensor"]
+
+
+def is_tensor(x: Any) -> TypeIs[torch.Tensor]:
+    """``isinstance(x, torch.Tensor)`` without importing torch (no torch loaded: no tensor exists; plumbing)."""
+    torch_mod = sys.modules.get("torch")
+    return torch_mod is not None and isinstance(x, torch_mod.Tensor)
 
 
 def describe(x: Any) -> str:
     """A short description of ``x`` for error messages: type, shape and dtype."""
-    if isinstance(x, torch.Tensor):
+    if is_tensor(x):
         return f"torch.Tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
     if isinstance(x, np.ndarray):
         return f"numpy array of shape {x.shape} and dtype {x.dtype}"
@@ -25,7 +36,7 @@ def describe(x: Any) -> str:
 
 
 def check_tensor_like(name: str, x: Any) -> None:
-    if not isinstance(x, np.ndarray | torch.Tensor):
+    if not (isinstance(x, np.ndarray) or is_tensor(x)):
         raise TypeError(f"{name} must be a numpy array or a torch tensor, got {describe(x)}")
 
 
@@ -38,10 +49,10 @@ def check_ndim(name: str, x: ArrayLike, allowed: Sequence[int], layout: str) -> 
 
 def check_real_floating(name: str, x: ArrayLike, allow_integer: bool = False) -> None:
     """Reject complex, boolean and (unless allowed) integer arrays."""
-    if isinstance(x, torch.Tensor):
+    if is_tensor(x):
         if x.is_complex():
             raise ValueError(f"{name} must be real, got complex dtype {x.dtype}")
-        if x.dtype == torch.bool:
+        if x.dtype is sys.modules["torch"].bool:
             raise ValueError(f"{name} must be a floating-point tensor, got dtype torch.bool")
         if not x.is_floating_point() and not allow_integer:
             raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
@@ -55,7 +66,7 @@ def check_real_floating(name: str, x: ArrayLike, allow_integer: bool = False) ->
 
 
 def check_finite(name: str, x: ArrayLike) -> None:
-    finite = bool(torch.isfinite(x).all()) if isinstance(x, torch.Tensor) else bool(np.isfinite(x).all())
+    finite = bool(x.isfinite().all()) if is_tensor(x) else bool(np.isfinite(x).all())
     if not finite:
         raise ValueError(f"{name} contains NaN or infinite values")
 
@@ -82,7 +93,7 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
 def check_integer_labels(name: str, labels: ArrayLike, num_classes: int | None) -> np.ndarray:
     """Validate class labels and return them as an int64 numpy array."""
     check_tensor_like(name, labels)
-    arr = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    arr = labels.detach().cpu().numpy() if is_tensor(labels) else np.asarray(labels)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of integer class labels, got {describe(labels)}")
     if arr.dtype.kind not in "iu":
@@ -102,6 +113,8 @@ def check_model_usable(name: str, model: Any) -> None:
     Rejects meta-device tensors (no data to measure) and NaN/Inf weights before any LAPACK call, naming
     the offending tensor.
     """
+    import torch
+
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"{name} must be a torch.nn.Module, got {describe(model)}")
     tensors = [*model.named_parameters(), *model.named_buffers()]

@@ -12,7 +12,20 @@ Conventions (``spec/README.md`` "Shared conventions"; ``spec/linear_cnn_dynamics
   multiplier is ``conj(fft2(W, s=grid)) * exp(-2πi(u p_h/H + v p_w/W))`` (spec C5a / decoder §2.2);
   a true circular convolution has multiplier ``fft2(K)``.
 
+* Conjugate representatives: of each pair ``{m, m̄}`` the smaller flat index (``m <= m̄``) is kept
+  (:func:`conjugate_representatives`); on the ``rfft2`` half-plane the member inside it
+  (:func:`half_plane_representatives`). Self-conjugate frequencies (``2ω ≡ 0``) are their own partner.
+* Dirichlet kernel: ``D_L(f; P) = Σ_{t<L} e^{-2πi f t/P}`` (the **minus** sign of the DFT: the
+  unnormalised DFT of an ``L``-pixel box), :func:`dirichlet_kernel`. The decoder paper's ``R_uv`` (App.
+  A.4, Eq. 27, plus sign) is its complex conjugate.
+* Phase ramps: ``exp(sign·2πi (u s_h/H + v s_w/W))`` with the index product reduced modulo the size before
+  the exponential (:func:`phase_ramp_angles`, :func:`phase_ramp`).
+* SVD phases: every singular vector freqlens returns is normalised by :func:`svd_phase_fix` (the entry of
+  largest modulus of each left vector is real and positive; the right vector gets the same unit factor).
+
 Functions accept numpy arrays or torch tensors where that is natural and return the same kind.
+This module imports torch only inside the functions that handle tensors, so NumPy-only layers
+(``freqlens.theory``) can use it without loading torch.
 Dense matrices (``Q``, circulant matrices) are numpy ``complex128``/``float64``: they exist for
 checks and small theory, never for batched work.
 """
@@ -20,10 +33,9 @@ checks and small theory, never for batched work.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import numpy as np
-import torch
 
 from ._validation import (
     ArrayLike,
@@ -32,28 +44,40 @@ from ._validation import (
     check_positive_int,
     check_tensor_like,
     describe,
+    is_tensor,
 )
 
+if TYPE_CHECKING:
+    import torch
+
 ConvOp = Literal["conv", "corr"]
-T = TypeVar("T", np.ndarray, torch.Tensor)
+T = TypeVar("T", np.ndarray, "torch.Tensor")
 
 __all__ = [
+    "as_pair",
     "circulant_1d",
     "circulant_eigendecomposition",
     "circulant_eigenvalues",
     "circulant_matrix",
     "circular_conv2d",
     "conjugate_index",
+    "conjugate_representatives",
     "conv2d_transfer_matrices",
     "dft_matrix",
     "dft_matrix_1d",
+    "dirichlet_kernel",
     "downsample_spectrum",
     "frequency_pairs",
+    "half_plane_representatives",
+    "is_self_conjugate",
     "low_frequency_mask",
     "nearest_upsample_spectrum",
+    "phase_ramp",
+    "phase_ramp_angles",
     "self_conjugate_indices",
     "self_conjugate_mask",
     "signed_frequencies",
+    "svd_phase_fix",
     "unitary_fft2",
     "unitary_ifft2",
     "vec2d_dft",
@@ -97,7 +121,9 @@ def unitary_fft2(x: ArrayLike) -> ArrayLike:
     ``x (..., H, W)`` real or complex, numpy or torch; returns complex of the same kind.
     """
     check_ndim("x", x, range(2, 64), "(..., H, W)")
-    if isinstance(x, torch.Tensor):
+    if is_tensor(x):
+        import torch
+
         return torch.fft.fft2(x, norm="ortho")
     return np.fft.fft2(x, norm="ortho")
 
@@ -109,7 +135,9 @@ def unitary_ifft2(x: torch.Tensor) -> torch.Tensor: ...
 def unitary_ifft2(x: ArrayLike) -> ArrayLike:
     """Inverse of :func:`unitary_fft2` (``F* X F*``)."""
     check_ndim("x", x, range(2, 64), "(..., H, W)")
-    if isinstance(x, torch.Tensor):
+    if is_tensor(x):
+        import torch
+
         return torch.fft.ifft2(x, norm="ortho")
     return np.fft.ifft2(x, norm="ortho")
 
@@ -144,6 +172,30 @@ def vec2d_idft(xh: ArrayLike, shape: tuple[int, int]) -> ArrayLike:
 # --------------------------------------------------------------------------------------------
 # Frequency bookkeeping (spec §1.4)
 # --------------------------------------------------------------------------------------------
+def as_pair(name: str, value: int | Sequence[int], minimum: int | None = None) -> tuple[int, int]:
+    """An int or a pair of ints as ``(first, second)``, the one reading of PyTorch-style size arguments
+    (plumbing). Integer-like numpy scalars are accepted; floats, bools and other lengths are refused with a
+    message naming ``name``; ``minimum`` (if given) bounds both entries from below."""
+
+    def one(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return int(v)
+
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        out = (int(value), int(value))
+    elif isinstance(value, str) or (not isinstance(value, Sequence) and not hasattr(value, "__len__")):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    else:
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        pair = list(value)  # type: ignore[arg-type]
+        out = (one(pair[0]), one(pair[1]))
+    if minimum is not None and min(out) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return out
+
+
 def _shape2(n: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(n, int | np.integer):
         h = w = check_positive_int("n", int(n))
@@ -176,6 +228,33 @@ def conjugate_index(n: int | Sequence[int]) -> np.ndarray:
     h, w = _shape2(n)
     kl = frequency_pairs((h, w))
     return vec_index(-kl[:, 0], -kl[:, 1], (h, w)).astype(np.int64)
+
+
+def conjugate_representatives(grid: int | Sequence[int]) -> np.ndarray:
+    """Flat indices ``m`` (row-major on ``grid``) with ``m <= m̄``: one frequency per conjugate pair plus the
+    self-conjugate ones (spec README convention 4). :func:`conjugate_index` maps them onto the rest."""
+    h, w = _shape2(grid)
+    return np.flatnonzero(np.arange(h * w) <= conjugate_index((h, w)))
+
+
+def half_plane_representatives(grid: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """One frequency per conjugate pair (and every self-conjugate one) on the ``rfft2`` half-plane
+    ``(H, W//2+1)``: returns the flat half-plane indices and the flat full-grid index of each (C4).
+
+    The half-plane holds both members of a pair only for ``v = 0`` or ``v = W/2``; there the smaller full
+    index is kept (as in :func:`conjugate_representatives`), elsewhere the member inside the half-plane."""
+    h, w = _shape2(grid)
+    wr = w // 2 + 1
+    u, v = np.divmod(np.arange(h * wr), wr)
+    full = u * w + v
+    keep = (full <= conjugate_index((h, w))[full]) | ((v > 0) & (2 * v != w))
+    return np.flatnonzero(keep), full[keep]
+
+
+def is_self_conjugate(omega: Sequence[int], grid: Sequence[int]) -> bool:
+    """``2ω ≡ 0`` on ``grid`` (DC and, for even sides, Nyquist): the frequency is its own conjugate partner."""
+    h, w = _shape2(tuple(int(g) for g in grid))
+    return (2 * int(omega[0])) % h == 0 and (2 * int(omega[1])) % w == 0
 
 
 def self_conjugate_mask(n: int | Sequence[int]) -> np.ndarray:
@@ -242,7 +321,7 @@ def circulant_matrix(kernel: ArrayLike, op: ConvOp = "conv") -> np.ndarray:
     """
     check_choice("op", op, ("conv", "corr"))
     check_ndim("kernel", kernel, (2,), "(H, W)")
-    k = kernel.detach().cpu().numpy() if isinstance(kernel, torch.Tensor) else np.asarray(kernel)
+    k = as_numpy(kernel)
     h, w = k.shape
     i, j = np.divmod(np.arange(h * w), w)
     sign = 1 if op == "conv" else -1
@@ -258,7 +337,7 @@ def circulant_eigenvalues(kernel: ArrayLike, op: ConvOp = "conv") -> np.ndarray:
     """
     check_choice("op", op, ("conv", "corr"))
     check_ndim("kernel", kernel, (2,), "(H, W)")
-    k = kernel.detach().cpu().numpy() if isinstance(kernel, torch.Tensor) else np.asarray(kernel)
+    k = as_numpy(kernel)
     lam = np.fft.fft2(k.astype(np.float64) if k.dtype.kind != "c" else k).reshape(-1)
     return lam if op == "conv" else lam.conj()
 
@@ -282,7 +361,9 @@ def circular_conv2d(kernel: T, x: T, op: ConvOp = "conv") -> T:
     ``K ⊛ X`` (multiplier ``fft2(K)``), ``corr`` gives ``K ⋆ X`` (multiplier ``conj(fft2(K))``).
     """
     check_choice("op", op, ("conv", "corr"))
-    if isinstance(x, torch.Tensor) and isinstance(kernel, torch.Tensor):
+    if is_tensor(x) and is_tensor(kernel):
+        import torch
+
         kh = torch.fft.fft2(kernel)
         if op == "corr":
             kh = kh.conj()
@@ -300,18 +381,29 @@ def circular_conv2d(kernel: T, x: T, op: ConvOp = "conv") -> T:
 # --------------------------------------------------------------------------------------------
 # Conv-layer multipliers and resampling rules (conv_bottleneck §1.2, §1.5; decoder_spectra §2)
 # --------------------------------------------------------------------------------------------
-def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(value, int | np.integer):
-        return int(value), int(value)
-    if len(value) != 2:
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return int(value[0]), int(value[1])
+def phase_ramp_angles(size: int, shift: int, sign: int = -1) -> np.ndarray:
+    """Angles ``sign·2π (u·shift mod size)/size`` of the 1-D phase ramp ``e^{sign·2πi u shift/size}``,
+    float64 ``(size,)``: the spectrum of a circular shift by ``shift`` (``sign=-1``: delay, the DFT's sign).
+    The product is reduced modulo ``size`` before scaling so the phase stays exact on large grids."""
+    if sign not in (-1, 1):
+        raise ValueError(f"sign must be -1 or +1, got {sign!r}")
+    u = np.arange(size, dtype=np.float64)
+    return sign * 2.0 * np.pi * ((u * shift) % size) / size
 
 
-def _phase_ramp(size: int, shift: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    # exp(-2πi u shift / size), built in float64 (float32 phases cap accuracy near 1e-6).
-    u = torch.arange(size, dtype=torch.float64, device=device)
-    ang = -2.0 * np.pi * ((u * shift) % size) / size
+def phase_ramp(grid: int | Sequence[int], shift: int | Sequence[int], sign: int = -1) -> np.ndarray:
+    """The separable 2-D phase ramp ``e^{sign·2πi(u s_h/H + v s_w/W)}`` on an ``H×W`` grid, complex128
+    ``(H, W)`` (the multiplier of a circular shift by ``s``; conv_bottleneck C5a, decoder_spectra §2.2)."""
+    h, w = _shape2(grid)
+    sh, sw = as_pair("shift", shift)
+    return np.exp(1j * phase_ramp_angles(h, sh, sign))[:, None] * np.exp(1j * phase_ramp_angles(w, sw, sign))[None, :]
+
+
+def _torch_phase_ramp(size: int, shift: int, sign: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # The ramp as a tensor, built in float64 (float32 phases cap accuracy near 1e-6).
+    import torch
+
+    ang = torch.from_numpy(phase_ramp_angles(size, shift, sign)).to(device)
     return torch.polar(torch.ones_like(ang), ang).to(dtype)
 
 
@@ -340,11 +432,13 @@ def conv2d_transfer_matrices(
     Kernels larger than the grid are rejected (the operator would alias the kernel onto itself).
     """
     check_ndim("weight", weight, (4,), "(c_out, c_in, kh, kw)")
-    h, w = _shape2(grid if not isinstance(grid, torch.Size) else tuple(grid))
+    import torch
+
+    h, w = _shape2(tuple(grid) if not isinstance(grid, int | np.integer) else grid)
     kh, kw = weight.shape[-2], weight.shape[-1]
     if kh > h or kw > w:
         raise ValueError(f"weight kernel {kh}x{kw} is larger than the grid {h}x{w}")
-    ph, pw = _pair("padding", padding)
+    ph, pw = as_pair("padding", padding)
     was_numpy = isinstance(weight, np.ndarray)
     wt = torch.from_numpy(weight) if isinstance(weight, np.ndarray) else weight
     if wt.is_complex():
@@ -354,7 +448,8 @@ def conv2d_transfer_matrices(
     spec = torch.fft.fft2(wt, s=(h, w)).conj().resolve_conj()  # (c_out, c_in, H, W)
     if ph or pw:
         spec = spec * (
-            _phase_ramp(h, ph, spec.dtype, spec.device)[:, None] * _phase_ramp(w, pw, spec.dtype, spec.device)[None, :]
+            _torch_phase_ramp(h, ph, -1, spec.dtype, spec.device)[:, None]
+            * _torch_phase_ramp(w, pw, -1, spec.dtype, spec.device)[None, :]
         )
     out = spec.permute(2, 3, 0, 1)
     return out.numpy() if was_numpy else out
@@ -371,13 +466,13 @@ def downsample_spectrum(zh: ArrayLike, stride: int | Sequence[int]) -> ArrayLike
     unnormalised DFT the factor is ``1/(s_h s_w)``. ``zh (..., H, W)`` with ``s | H`` and ``s | W``.
     """
     check_ndim("zh", zh, range(2, 64), "(..., H, W)")
-    sh, sw = _pair("stride", stride)
+    sh, sw = as_pair("stride", stride)
     h, w = zh.shape[-2], zh.shape[-1]
     if h % sh or w % sw:
         raise ValueError(f"stride {(sh, sw)} must divide the grid {(h, w)}")
     lead = tuple(zh.shape[:-2])
     folded = zh.reshape(*lead, sh, h // sh, sw, w // sw)
-    if isinstance(folded, torch.Tensor):
+    if is_tensor(folded):
         return folded.sum(dim=(-4, -2)) / (sh * sw)
     return folded.sum(axis=(-4, -2)) / (sh * sw)
 
@@ -390,20 +485,27 @@ def zero_insertion_spectrum(zh: ArrayLike, factor: int | Sequence[int]) -> Array
     """Spectrum after zero-insertion upsampling by ``r``: the ``r×r`` tiling of ``ẑ``
     (decoder_spectra Thm 4.4, Eq. 11; ``up[..., ::r, ::r] = z``)."""
     check_ndim("zh", zh, range(2, 64), "(..., H, W)")
-    rh, rw = _pair("factor", factor)
-    if isinstance(zh, torch.Tensor):
+    rh, rw = as_pair("factor", factor)
+    if is_tensor(zh):
         return zh.repeat(*([1] * (zh.ndim - 2)), rh, rw)
     return np.tile(zh, (*([1] * (zh.ndim - 2)), rh, rw))
 
 
-def _dirichlet_factor(size: int, r: int, dtype: torch.dtype) -> torch.Tensor:
-    # D_r(u) = Σ_{j<r} exp(-2πi u j / size): the spectrum of an r-pixel box on the output grid.
-    u = torch.arange(size, dtype=torch.float64)
-    out = torch.zeros(size, dtype=torch.complex128)
-    for j in range(r):
-        ang = -2.0 * np.pi * ((u * j) % size) / size
-        out = out + torch.polar(torch.ones_like(ang), ang)
-    return out.to(dtype)
+def dirichlet_kernel(freqs: np.ndarray | int, length: int, period: int) -> np.ndarray:
+    """``D_L(f; P) = Σ_{t=0}^{L-1} e^{-2πi f t/P}`` for integer ``f``: the unnormalised DFT of an ``L``-pixel
+    box on a ``P``-grid (decoder_spectra §2.6 nearest upsampling; App. A.4 Lemma A.1 up to conjugation).
+    complex128, the shape of ``freqs``.
+
+    Closed form ``sin(Lπf/P)/sin(πf/P) · e^{-i(L−1)πf/P}`` with the ``0/0`` limit ``L`` at ``f ≡ 0 (mod P)``;
+    ``f`` is reduced modulo ``P`` first (the sum is ``P``-periodic), which keeps the phase exact for large
+    ``f``. The decoder paper's plus-sign sum ``Σ_t e^{+2πi f t/P}`` is ``conj(dirichlet_kernel(f, L, P))``.
+    """
+    f = np.mod(np.asarray(freqs, dtype=np.int64), int(period)).astype(np.float64)
+    theta = np.pi * f / period
+    den = np.sin(theta)
+    safe = np.where(den == 0, 1.0, den)
+    ratio = np.where(den == 0, float(length), np.sin(length * theta) / safe)
+    return ratio * np.exp(-1j * (length - 1) * theta)
 
 
 @overload
@@ -417,7 +519,9 @@ def nearest_upsample_spectrum(zh: ArrayLike, factor: int | Sequence[int]) -> Arr
     (decoder_spectra §2.6). The DC replicas vanish exactly.
     """
     check_ndim("zh", zh, range(2, 64), "(..., H, W)")
-    rh, rw = _pair("factor", factor)
+    import torch
+
+    rh, rw = as_pair("factor", factor)
     was_numpy = isinstance(zh, np.ndarray)
     zt = torch.from_numpy(np.asarray(zh)) if was_numpy else zh
     assert isinstance(zt, torch.Tensor)
@@ -425,8 +529,8 @@ def nearest_upsample_spectrum(zh: ArrayLike, factor: int | Sequence[int]) -> Arr
         zt = zt.to(torch.complex128)
     tiled = zero_insertion_spectrum(zt, (rh, rw))
     h, w = tiled.shape[-2], tiled.shape[-1]
-    dh = _dirichlet_factor(h, rh, tiled.dtype).to(tiled.device)
-    dw = _dirichlet_factor(w, rw, tiled.dtype).to(tiled.device)
+    dh = torch.from_numpy(dirichlet_kernel(np.arange(h), rh, h)).to(dtype=tiled.dtype, device=tiled.device)
+    dw = torch.from_numpy(dirichlet_kernel(np.arange(w), rw, w)).to(dtype=tiled.dtype, device=tiled.device)
     out = tiled * dh[:, None] * dw[None, :]
     return out.numpy() if was_numpy else out
 
@@ -434,4 +538,38 @@ def nearest_upsample_spectrum(zh: ArrayLike, factor: int | Sequence[int]) -> Arr
 def as_numpy(x: ArrayLike) -> np.ndarray:
     """Detach a tensor to a numpy array (no copy for CPU tensors); pass numpy arrays through."""
     check_tensor_like("x", x)
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return x.detach().cpu().numpy() if is_tensor(x) else np.asarray(x)
+
+
+# --------------------------------------------------------------------------------------------
+# SVD phase convention
+# --------------------------------------------------------------------------------------------
+def svd_phase_fix(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The one phase convention for singular vectors (plumbing of every SVD freqlens returns).
+
+    Singular pairs ``(u_α, v_α)`` of ``A = U S Vᴴ`` are unique only up to a common unit factor ``c``
+    (``u_α c, v_α c``). Each pair is multiplied by the ``c`` that makes the entry of ``u_α`` with the largest
+    modulus (the first one within ``1e-9`` of the maximum) real and positive; for real matrices this is a
+    joint sign flip. ``u (..., m, r)`` and ``v (..., n, r)`` hold the vectors as **columns** (pass
+    ``vh.conj().swapaxes(-1, -2)`` for NumPy's ``vh``). Returns new arrays; ``U S Vᴴ`` is unchanged.
+    """
+    u = np.array(u, copy=True)
+    v = np.array(v, copy=True)
+    if u.ndim < 2 or v.ndim < 2 or u.shape[-1] != v.shape[-1]:
+        raise ValueError(f"u and v must hold r singular vectors as columns, got shapes {u.shape} and {v.shape}")
+    flat_u = u.reshape(-1, *u.shape[-2:])
+    flat_v = v.reshape(-1, *v.shape[-2:])
+    for b in range(flat_u.shape[0]):
+        for a in range(flat_u.shape[-1]):
+            mag = np.abs(flat_u[b, :, a])
+            if mag.size == 0 or mag.max() == 0:
+                continue
+            i = int(np.flatnonzero(mag >= mag.max() - 1e-9)[0])
+            if np.iscomplexobj(flat_u):
+                factor = np.conj(flat_u[b, i, a]) / mag[i]
+                flat_u[b, :, a] *= factor
+                flat_v[b, :, a] *= factor
+            elif flat_u[b, i, a] < 0:
+                flat_u[b, :, a] *= -1
+                flat_v[b, :, a] *= -1
+    return flat_u.reshape(u.shape), flat_v.reshape(v.shape)

@@ -18,6 +18,7 @@ __all__ = [
     "LayerTrace",
     "capture_layers",
     "evaluation_mode",
+    "preserve_state",
     "restore_modes",
     "select_layers",
     "trace_layers",
@@ -52,6 +53,28 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
     with restore_modes(model):
         model.eval()
         yield
+
+
+@contextmanager
+def preserve_state(model: nn.Module | Sequence[tuple[str, nn.Module]]) -> Iterator[None]:
+    """Run a measurement in the model's own modes but leave every buffer (BatchNorm running statistics,
+    spectral-norm power-iteration vectors) and every training flag exactly as found (plumbing).
+
+    ``model`` is a module or a list of ``(name, module)`` layers. Buffers are copied before and written back
+    on exit, also when the body raises.
+    """
+    modules = [model] if isinstance(model, nn.Module) else [m for _, m in model]
+    saved = [(b, b.detach().clone()) for m in modules for b in m.buffers()]
+    modes = [(m, m.training) for top in modules for m in top.modules()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                if not buf.is_meta:
+                    buf.copy_(value)
+        for m, mode in modes:
+            m.training = mode
 
 
 class LayerForwardError(RuntimeError):

@@ -28,7 +28,7 @@ from ._validation import (
     check_real_floating,
     describe,
 )
-from .fourier import frequency_pairs, vec2d_dft
+from .fourier import frequency_pairs, svd_phase_fix, vec2d_dft
 
 __all__ = ["DatasetStructure", "DominantFrequencies"]
 
@@ -57,19 +57,6 @@ def _chunks(flat: ArrayLike, chunk: int = _CHUNK) -> Iterator[tuple[int, np.ndar
         if isinstance(block, torch.Tensor):
             block = block.detach().cpu().numpy()
         yield start, np.asarray(block, dtype=np.float64)
-
-
-def _sign_fix(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flip (u_α, v_α) jointly so that the largest-magnitude entry of u_α is positive."""
-    u = u.copy()
-    v = v.copy()
-    for a in range(u.shape[1]):
-        mag = np.abs(u[:, a])
-        i = int(np.flatnonzero(mag >= mag.max() - 1e-9)[0])
-        if u[i, a] < 0:
-            u[:, a] *= -1
-            v[:, a] *= -1
-    return u, v
 
 
 @dataclass(frozen=True)
@@ -166,7 +153,7 @@ class DatasetStructure:
         sigma_yx = class_sums / n_samples
 
         u, s, vt = np.linalg.svd(sigma_yx, full_matrices=False)
-        u, v = _sign_fix(u, vt.T)
+        u, v = svd_phase_fix(u, vt.T)
 
         # Vᵀ Σ_xx V = (1/N) (X V)ᵀ (X V): a second streamed pass, p columns only.
         proj = np.zeros((p, p))

@@ -35,23 +35,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_finite, check_ndim, check_real_floating, describe
-from ..hooks import capture_layers, select_layers
-from ..spectral.maps import magnitude_cosine_similarity, p_low, radial_profile
-from ..spectral.propagation import (
-    LayerRule,
-    NoExactRuleError,
-    ZeroInsertionUpsample,
-    layer_rule,
-    propagate_layer,
-    upsample_factor,
+from .._validation import (
+    check_finite,
+    check_model_usable,
+    check_ndim,
+    check_positive_int,
+    check_real_floating,
+    describe,
 )
+from ..hooks import LayerForwardError, capture_layers, preserve_state, select_layers, trace_layers
+from ..spectral.maps import magnitude_cosine_similarity, p_low, radial_profile
+from ..spectral.propagation import LayerRule, NoExactRuleError
+from ..spectral.rules import layer_verdict, registered_rules, rule_for
+from ..spectral.weights import layer_names_argument
 from ..theory.decoder_som import dc_replica_positions
 
-__all__ = ["HOOKABLE_TYPES", "DecoderLayerRecord", "DecoderReport", "decoder_report"]
+__all__ = ["DecoderLayerRecord", "DecoderReport", "decoder_report", "reported_types"]
 
-#: Layer types the report hooks: convs, transposed convs and upsampling layers.
-HOOKABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.ConvTranspose2d, nn.Upsample, ZeroInsertionUpsample)
+
+def reported_types() -> tuple[type[nn.Module], ...]:
+    """Layer types the report hooks by default: those whose registered rule is ``reported`` (convs,
+    transposed convs, upsampling layers and registered user layers; plumbing)."""
+    return tuple(t for t, rule in registered_rules().items() if rule.reported)
 
 
 @dataclass
@@ -195,22 +200,6 @@ def _iterate_batches(data: Any, batch_size: int, max_images: int | None) -> Iter
             break
 
 
-def _replica_rule(module: nn.Module) -> str:
-    if isinstance(module, ZeroInsertionUpsample | nn.ConvTranspose2d):
-        return "repeated"  # Thm 4.4 (transposed conv = zero insertion then conv)
-    if isinstance(module, nn.Upsample) and module.mode in ("nearest", "nearest-exact"):
-        return "cancelled"  # §2.6: D_r vanishes at the DC replicas
-    return "unknown"
-
-
-def _upsampling(module: nn.Module, name: str, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[int, int]:
-    if isinstance(module, nn.Upsample | ZeroInsertionUpsample):
-        return upsample_factor(module, in_hw, name)
-    if out_hw[0] % in_hw[0] or out_hw[1] % in_hw[1]:
-        raise ValueError(f"layer {name!r}: output {out_hw} is not an integer multiple of the input {in_hw}")
-    return out_hw[0] // in_hw[0], out_hw[1] // in_hw[1]
-
-
 def _local_peaks(mag: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Is each position a strict maximum of its circular 3×3 neighbourhood in ``mag``?"""
     h, w = mag.shape
@@ -234,10 +223,13 @@ def decoder_report(
     ``data`` and compare each with the exact one-layer prediction from the layer's measured input.
 
     Args:
-        model: any ``nn.Module`` (run as given: call ``model.eval()`` first for inference statistics).
+        model: any ``nn.Module``, run in its own modes (call ``model.eval()`` first for inference statistics);
+            buffers (BatchNorm running statistics) and training flags are restored afterwards. NaN/Inf or
+            meta-device weights are refused first; a failing forward raises
+            :class:`freqlens.hooks.LayerForwardError` naming the layer.
         data: images ``(N, C, H, W)`` (real, finite) or an iterable of batches (tensors or ``(x, y)`` pairs).
-        layers: qualified names to hook (default: every layer of :data:`HOOKABLE_TYPES`); a named layer of
-            another type raises ``TypeError``.
+        layers: qualified names to hook, one str being one name (default: every layer of
+            :func:`reported_types`); a named layer of another type raises ``TypeError``.
         batch_size: batch size when ``data`` is a tensor. ``max_images``: stop after this many images.
         low_fraction: ``Ω_low`` fraction for ``p_low`` (1/8 in the paper).
     Returns:
@@ -245,9 +237,11 @@ def decoder_report(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    chosen = select_layers(model, names=layers, types=HOOKABLE_TYPES)
+    batch_size = check_positive_int("batch_size", batch_size)
+    if max_images is not None:
+        max_images = check_positive_int("max_images", max_images)
+    check_model_usable("model", model)
+    chosen = select_layers(model, names=layer_names_argument(layers), types=reported_types())
     if not chosen:
         raise ValueError(
             "model has no layer decoder_report can hook (nn.Conv2d, nn.ConvTranspose2d, nn.Upsample, "
@@ -258,7 +252,16 @@ def decoder_report(
     calls: dict[str, int] = {}
     total = 0
 
+    failures: list[Exception] = []
+
     def callback(name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        try:
+            measure(name, module, inputs, output)
+        except Exception as exc:  # reported as itself, not as a failing forward
+            failures.append(exc)
+            raise
+
+    def measure(name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         x = inputs[0] if inputs else None
         for label, t in (("input", x), ("output", output)):
             if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.is_complex() or not t.is_floating_point():
@@ -278,24 +281,29 @@ def decoder_report(
             accs[key] = acc
             order.append(key)
         mag = h.abs()
-        acc.mag_sum += mag.mean(dim=1).sum(dim=0).numpy()
-        acc.pow_sum += (mag**2).mean(dim=1).sum(dim=0).numpy()
+        acc.mag_sum += mag.mean(dim=1).sum(dim=0).cpu().numpy()
+        acc.pow_sum += (mag**2).mean(dim=1).sum(dim=0).cpu().numpy()
         acc.plows.append(p_low(h, low_fraction))
         acc.plows_no_dc.append(p_low(h, low_fraction, exclude_dc=True))
         acc.count += h.shape[0]
         if acc.gap is None:
-            pred = propagate_layer(module, g, label)
+            pred = rule_for(module)[1].propagate(module, g, label)
             assert acc.pred_sum is not None
-            acc.pred_sum += pred.abs().mean(dim=1).sum(dim=0).numpy()
+            acc.pred_sum += pred.abs().mean(dim=1).sum(dim=0).cpu().numpy()
             acc.sims.append(magnitude_cosine_similarity(h, pred))
             scale = float(h.abs().max())
             err = float((pred - h).abs().max())
             acc.max_rel_err = max(acc.max_rel_err, err / scale if scale > 0 else err)
 
-    with torch.no_grad(), capture_layers(chosen, callback):
+    with torch.no_grad(), preserve_state(model), capture_layers(chosen, callback):
         for batch in _iterate_batches(data, batch_size, max_images):
             calls.clear()
-            model(batch)
+            try:
+                trace_layers(model, batch)  # a failing layer is named
+            except LayerForwardError:
+                if failures:
+                    raise failures[0] from None
+                raise
             total += batch.shape[0]
     if total == 0:
         raise ValueError("data holds no images")
@@ -308,23 +316,26 @@ def decoder_report(
 def _new_accumulator(
     label: str, module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
 ) -> _Accumulator:
-    rule = layer_rule(module, label)
+    spectral_rule = rule_for(module)[1]
+    rule = layer_verdict(module, label, tuple(in_shape))
     gap = None if rule.predicts else rule.statement
     in_hw = (int(in_shape[1]), int(in_shape[2]))
     out_hw = (int(out_shape[1]), int(out_shape[2]))
     factor: tuple[int, int] | None = None
     replica = None
-    upsamples = out_hw[0] > in_hw[0] or out_hw[1] > in_hw[1] or isinstance(module, nn.Upsample | ZeroInsertionUpsample)
-    if upsamples:
-        try:
-            factor = _upsampling(module, label, in_hw, out_hw)
-            replica = _replica_rule(module)
-        except ValueError as exc:  # e.g. a non-integer scale factor: no tiling, no prediction
-            gap = str(exc)
+    try:  # the rule's tiling factor, or the measured ratio for a layer that grows its input
+        factor = spectral_rule.upsampling(module, label, in_hw)
+        if factor is None and (out_hw[0] > in_hw[0] or out_hw[1] > in_hw[1]):
+            if out_hw[0] % in_hw[0] or out_hw[1] % in_hw[1]:
+                raise ValueError(f"layer {label!r}: output {out_hw} is not an integer multiple of the input {in_hw}")
+            factor = (out_hw[0] // in_hw[0], out_hw[1] // in_hw[1])
+        replica = spectral_rule.replica_rule(module) if factor is not None else None
+    except ValueError as exc:  # e.g. a non-integer scale factor: no tiling, no prediction
+        gap = str(exc)
     if gap is None:
         try:  # probe the rule once on a tiny batch so geometry errors become a marked gap up front
             probe = torch.zeros(1, *in_shape, dtype=torch.complex128)
-            propagate_layer(module, probe, label)
+            spectral_rule.propagate(module, probe, label)
         except (NoExactRuleError, ValueError) as exc:
             gap = str(exc)
     return _Accumulator(

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..fourier import is_self_conjugate, svd_phase_fix
 from ..spectral.weights import layer_operator_blocks
 
 __all__ = [
@@ -29,17 +30,13 @@ __all__ = [
 ]
 
 
-def is_self_conjugate(omega: Sequence[int], grid: Sequence[int]) -> bool:
-    """``2ω ≡ 0`` on ``grid``."""
-    return (2 * int(omega[0])) % int(grid[0]) == 0 and (2 * int(omega[1])) % int(grid[1]) == 0
-
-
 def kept_directions(
     module: nn.Module, input_size: Sequence[int], omega: Sequence[int], name: str = ""
 ) -> tuple[np.ndarray, np.ndarray]:
     """Left singular vectors ``U (c_out, r)`` and values ``s (r,)`` of the layer's block at output frequency
     ``ω`` (unitary bases; aliasing block for strided layers). At a self-conjugate ``ω`` the block is real and
-    a real SVD is used, so every ``u`` is real (then :func:`perturb_along` keeps the representation real)."""
+    a real SVD is used, so every ``u`` is real (then :func:`perturb_along` keeps the representation real).
+    Phases follow :func:`freqlens.fourier.svd_phase_fix` (largest entry of each ``u`` real and positive)."""
     blocks = layer_operator_blocks(module, input_size, name=name).detach().cpu().numpy()
     gh, gw = blocks.shape[:2]
     k, l = int(omega[0]) % gh, int(omega[1]) % gw
@@ -49,10 +46,15 @@ def kept_directions(
         scale = float(np.abs(block).max()) or 1.0
         if imag > 1e-9 * scale:
             raise ValueError(f"block at self-conjugate frequency {tuple(omega)} is not real (max |imag| {imag:.2e})")
-        u, s, _ = np.linalg.svd(block.real)
-        return u.astype(np.complex128), s
-    u, s, _ = np.linalg.svd(block)
-    return u, s
+        u, s = np.linalg.svd(block.real, compute_uv=True)[:2]
+        return _phase_fixed(u).astype(np.complex128), s
+    u, s = np.linalg.svd(block)[:2]
+    return _phase_fixed(u), s
+
+
+def _phase_fixed(u: np.ndarray) -> np.ndarray:
+    # Only U is returned, so the partner vectors are not needed (a placeholder keeps the shapes).
+    return svd_phase_fix(u, np.zeros((1, u.shape[1]), dtype=u.dtype))[0]
 
 
 def _unit_direction(direction: np.ndarray | torch.Tensor, channels: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ from matplotlib.patches import Patch
 from torch import nn
 
 from ..datasets import load_cifar10, load_mnist
+from ..hooks import capture_layers, select_layers
 from ..plots import MODE_COLORS
 from ..spectral.maps import clip_dc_for_display, mean_magnitude_map, p_low
 from .registry import RunContext
@@ -71,18 +72,17 @@ def load_images(ctx: RunContext, dataset: str, count: int, offset: int = 0, spli
 
 
 def conv_outputs(model: nn.Sequential, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Run a sequential model layer by layer; return the (pre-activation) output of every ``nn.Conv2d``
-    and the input it received, in order (no grad)."""
+    """Run a model once; return the (pre-activation) output of every ``nn.Conv2d`` call and the input it
+    received, in call order (no grad). Layers are seen through :func:`freqlens.hooks.capture_layers`."""
     outs: list[torch.Tensor] = []
     ins: list[torch.Tensor] = []
-    h = x
-    with torch.no_grad():
-        for layer in model:
-            y = layer(h)
-            if isinstance(layer, nn.Conv2d):
-                ins.append(h)
-                outs.append(y)
-            h = y
+
+    def record(name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        ins.append(inputs[0])
+        outs.append(output)
+
+    with torch.no_grad(), capture_layers(select_layers(model, types=(nn.Conv2d,)), record):
+        model(x)
     return outs, ins
 
 

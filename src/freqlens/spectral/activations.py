@@ -19,27 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..fourier import conjugate_index, self_conjugate_mask, signed_frequencies
+from .._validation import check_finite, check_model_usable, check_positive_int, check_real_floating, describe
+from ..fourier import conjugate_index, half_plane_representatives, self_conjugate_mask, signed_frequencies
 from ..hooks import capture_layers, evaluation_mode, select_layers, trace_layers
 
 __all__ = ["ActivationSpectra", "LayerActivationSpectrum", "activation_spectra", "energy_count"]
 
 Capture = Literal["output", "input"]
-
-
-def _rfft_representatives(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices into the flattened ``rfft2`` half-plane ``(h, w//2+1)`` holding one frequency per conjugate
-    pair (plus the self-conjugate ones), and the flat full-grid index of each."""
-    wr = w // 2 + 1
-    u, v = np.divmod(np.arange(h * wr), wr)
-    full = u * w + v
-    conj = conjugate_index((h, w))
-    keep = full <= conj[full]  # the partner of (u, v) is in the half-plane only for v = 0 or v = w/2
-    # A pair whose two members are both in the half-plane keeps the smaller index; a pair with one member
-    # outside keeps the one inside, which may be the larger index.
-    inside_only = (v > 0) & (2 * v != w)
-    keep = keep | inside_only
-    return np.flatnonzero(keep), full[keep]
 
 
 @dataclass(frozen=True)
@@ -137,7 +123,7 @@ class _GramAccumulator:
         a = act.detach().to(self.dtype)
         n, c, h, w = a.shape
         if name not in self.gram:
-            idx_half, idx_full = _rfft_representatives(h, w)
+            idx_half, idx_full = half_plane_representatives((h, w))
             cdtype = torch.complex128 if self.dtype == torch.float64 else torch.complex64
             self.index[name] = (torch.from_numpy(idx_half).to(a.device), idx_full)
             self.gram[name] = torch.zeros(len(idx_half), c, c, dtype=cdtype, device=a.device)
@@ -182,6 +168,8 @@ class _GramAccumulator:
 
 def _batches(data: torch.Tensor | Iterable[object], batch_size: int) -> Iterable[torch.Tensor]:
     if isinstance(data, torch.Tensor):
+        check_real_floating("data", data)
+        check_finite("data", data)
         for start in range(0, data.shape[0], batch_size):
             yield data[start : start + batch_size]
         return
@@ -189,13 +177,15 @@ def _batches(data: torch.Tensor | Iterable[object], batch_size: int) -> Iterable
         x = item[0] if isinstance(item, tuple | list) else item
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"data batches must be tensors or (x, y) tuples of tensors, got {type(x).__name__}")
+        check_real_floating("data batch", x)
+        check_finite("data batch", x)
         yield x
 
 
 def activation_spectra(
     model: nn.Module,
     data: torch.Tensor | Iterable[object],
-    layers: Sequence[str] | None = None,
+    layers: Sequence[str] | str | None = None,
     capture: Capture = "output",
     batch_size: int = 256,
     dtype: torch.dtype = torch.float64,
@@ -205,8 +195,9 @@ def activation_spectra(
     Args:
         data: a tensor ``(N, C, H, W)`` (split into ``batch_size`` chunks) or an iterable of batches
             (tensors or ``(x, y)`` tuples, e.g. a ``DataLoader``).
-        layers: qualified module names (default: every ``nn.Conv2d``/``nn.ConvTranspose2d``). Unknown names
-            raise ``ValueError``.
+        layers: qualified module names, one str being one name (default: every layer with a weight rule in
+            the registry: ``nn.Conv2d``, ``nn.ConvTranspose2d`` and registered types). Unknown names raise
+            ``ValueError``.
         capture: ``"output"`` records each layer's output (pre-activations for conv layers: the
             recommended choice, §5b.6); ``"input"`` its input (post-activation of the previous layer).
         dtype: accumulation precision (float64 by default; complex Gram matrices of the same precision).
@@ -214,20 +205,27 @@ def activation_spectra(
     The model runs in eval mode under ``torch.no_grad``; memory does not grow with the number of samples.
     A failing forward pass raises :class:`freqlens.hooks.LayerForwardError` naming the layer.
     """
+    from .rules import registered_rules
+    from .weights import layer_names_argument
+
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if capture not in ("output", "input"):
         raise ValueError(f"capture must be 'output' or 'input', got {capture!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    if layers is None:
-        chosen = select_layers(model, types=(nn.Conv2d, nn.ConvTranspose2d))
+    batch_size = check_positive_int("batch_size", batch_size)
+    if not isinstance(dtype, torch.dtype) or dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    if isinstance(data, np.ndarray) or not (isinstance(data, torch.Tensor) or hasattr(data, "__iter__")):
+        raise TypeError(f"data must be a torch.Tensor (N, C, H, W) or an iterable of batches, got {describe(data)}")
+    check_model_usable("model", model)
+    names = layer_names_argument(layers)
+    if names is None:
+        weight_types = tuple(t for t, r in registered_rules().items() if r.has_weights)
+        chosen = select_layers(model, types=weight_types)
         if not chosen:
             raise ValueError(f"model {type(model).__name__} has no conv layer; pass layers=[...] explicitly")
     else:
-        chosen = select_layers(model, names=layers)
+        chosen = select_layers(model, names=names)
     acc = _GramAccumulator(dtype)
 
     def record(name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:

@@ -24,11 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..fourier import conv2d_transfer_matrices
+from ..fourier import as_pair, conv2d_transfer_matrices, phase_ramp_angles
 
 __all__ = [
     "ConvGeometry",
@@ -37,6 +36,9 @@ __all__ = [
     "conv_transpose_transfer_matrices",
     "dense_kernel",
     "module_transfer_matrices",
+    "padding_rule_gap",
+    "spectrum_grid_problem",
+    "transposed_rule_gap",
 ]
 
 PaddingMode = Literal["zeros", "circular", "reflect", "replicate"]
@@ -71,12 +73,6 @@ class ConvGeometry:
         return conv_output_size(self, input_size)
 
 
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    return int(value[0]), int(value[1])
-
-
 def conv_geometry(module: nn.Module, name: str = "") -> ConvGeometry:
     """Read ``nn.Conv2d`` / ``nn.ConvTranspose2d`` into a :class:`ConvGeometry`.
 
@@ -86,8 +82,8 @@ def conv_geometry(module: nn.Module, name: str = "") -> ConvGeometry:
     if not isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
         raise TypeError(f"layer {label!r} is {type(module).__name__}, not nn.Conv2d or nn.ConvTranspose2d")
     transposed = isinstance(module, nn.ConvTranspose2d)
-    dil = _pair(module.dilation)
-    k = _pair(module.kernel_size)
+    dil = as_pair("dilation", module.dilation)
+    k = as_pair("kernel_size", module.kernel_size)
     k_eff = (dil[0] * (k[0] - 1) + 1, dil[1] * (k[1] - 1) + 1)
     pad_attr = module.padding
     if isinstance(pad_attr, str):
@@ -102,7 +98,7 @@ def conv_geometry(module: nn.Module, name: str = "") -> ConvGeometry:
                 )
             pad = (total[0] // 2, total[1] // 2)
     else:
-        pad = _pair(pad_attr)
+        pad = as_pair("padding", pad_attr)
     mode = str(module.padding_mode)
     if mode not in ("zeros", "circular", "reflect", "replicate"):
         raise ValueError(f"layer {label!r}: unknown padding_mode {mode!r}")
@@ -112,14 +108,68 @@ def conv_geometry(module: nn.Module, name: str = "") -> ConvGeometry:
         in_channels=int(module.in_channels),
         out_channels=int(module.out_channels),
         kernel_size=k_eff,
-        stride=_pair(module.stride),
+        stride=as_pair("stride", module.stride),
         padding=pad,
         padding_mode=mode,  # type: ignore[arg-type]
         dilation=dil,
         groups=int(module.groups),
-        output_padding=_pair(module.output_padding) if transposed else (0, 0),
+        output_padding=as_pair("output_padding", module.output_padding) if transposed else (0, 0),
         has_bias=module.bias is not None,
     )
+
+
+def padding_rule_gap(geom: ConvGeometry) -> str | None:
+    """Why a conv's padding has no exact per-frequency rule (reflect / replicate padding; §7), else ``None``."""
+    if geom.padding_mode in ("reflect", "replicate") and geom.padding != (0, 0):
+        return (
+            f"layer {geom.name!r}: padding_mode={geom.padding_mode!r} has no exact per-frequency rule "
+            "(only circular and zero padding do)"
+        )
+    return None
+
+
+def transposed_rule_gap(geom: ConvGeometry) -> str | None:
+    """Why a transposed conv has no exact rule (decoder_spectra §2.6 needs ``K − 2P = s`` and no output
+    padding, so that the output is exactly ``s`` times the input), else ``None``."""
+    ok = all(k - 2 * p == s for k, p, s in zip(geom.kernel_size, geom.padding, geom.stride))
+    if ok and geom.output_padding == (0, 0):
+        return None
+    return (
+        f"layer {geom.name!r}: the circular transposed-conv rule needs kernel - 2*padding == stride and no "
+        f"output_padding (got kernel {geom.kernel_size}, padding {geom.padding}, stride {geom.stride}, "
+        f"output_padding {geom.output_padding})"
+    )
+
+
+def spectrum_grid_problem(geom: ConvGeometry, input_size: Sequence[int]) -> str | None:
+    """Everything that stops a per-frequency spectrum on this input size, checked before any FFT/SVD: the
+    rule gaps above, a kernel larger than the grid, a stride that does not divide the grid. ``None`` if fine."""
+    h, w = int(input_size[0]), int(input_size[1])
+    kh, kw = geom.kernel_size
+    if geom.transposed:
+        gap = transposed_rule_gap(geom)
+        if gap is not None:
+            return gap
+        rh, rw = geom.stride
+        if kh > rh * h or kw > rw * w:
+            return f"layer {geom.name!r}: kernel {kh}x{kw} is larger than the output grid {rh * h}x{rw * w}"
+        return None
+    gap = padding_rule_gap(geom)
+    if gap is not None:
+        return gap
+    grid = (h, w) if geom.circular else (h + 2 * geom.padding[0], w + 2 * geom.padding[1])
+    if kh > grid[0] or kw > grid[1]:
+        return (
+            f"layer {geom.name!r}: kernel {kh}x{kw} is larger than the grid {grid[0]}x{grid[1]} "
+            f"(input {h}x{w}, padding {geom.padding})"
+        )
+    sh, sw = geom.stride
+    if grid[0] % sh or grid[1] % sw:
+        return (
+            f"layer {geom.name!r}: stride {geom.stride} does not divide the grid {grid[0]}x{grid[1]} it acts on "
+            f"(input {h}x{w}, padding {geom.padding}); choose an input size divisible by the strides"
+        )
+    return None
 
 
 def conv_output_size(geom: ConvGeometry, input_size: Sequence[int]) -> tuple[int, int]:
@@ -180,11 +230,9 @@ def module_transfer_matrices(
         return conv_transpose_transfer_matrices(module, input_size, name, dtype)
     h, w = int(input_size[0]), int(input_size[1])
     kernel = dense_kernel(module, name, dtype)
-    if geom.padding_mode in ("reflect", "replicate") and geom.padding != (0, 0):
-        raise ValueError(
-            f"layer {geom.name!r}: padding_mode={geom.padding_mode!r} has no exact per-frequency rule "
-            "(only circular and zero padding do)"
-        )
+    gap = padding_rule_gap(geom)
+    if gap is not None:
+        raise ValueError(gap)
     if geom.padding_mode == "circular" or geom.padding == (0, 0):
         grid = (h, w)
         phase_pad: tuple[int, int] = geom.padding
@@ -208,18 +256,13 @@ def conv_transpose_transfer_matrices(
     if not geom.transposed:
         raise TypeError(f"layer {geom.name!r} is not nn.ConvTranspose2d")
     h, w = int(input_size[0]), int(input_size[1])
-    (rh, rw), (ph, pw), (kh, kw) = geom.stride, geom.padding, geom.kernel_size
-    if kh - 2 * ph != rh or kw - 2 * pw != rw or geom.output_padding != (0, 0):
-        raise ValueError(
-            f"layer {geom.name!r}: the circular transposed-conv rule needs kernel - 2*padding == stride and no "
-            f"output_padding (got kernel {geom.kernel_size}, padding {geom.padding}, stride {geom.stride}, "
-            f"output_padding {geom.output_padding})"
-        )
+    (rh, rw), (ph, pw) = geom.stride, geom.padding
+    gap = transposed_rule_gap(geom)
+    if gap is not None:
+        raise ValueError(gap)
     m, n = rh * h, rw * w
     kernel = dense_kernel(module, name, dtype)
     spec = torch.fft.fft2(kernel, s=(m, n))  # true convolution: no conjugate
-    u = torch.arange(m, dtype=torch.float64)
-    v = torch.arange(n, dtype=torch.float64)
-    ang = 2.0 * np.pi * (((u * ph) % m)[:, None] / m + ((v * pw) % n)[None, :] / n)
+    ang = torch.from_numpy(phase_ramp_angles(m, ph, +1)[:, None] + phase_ramp_angles(n, pw, +1)[None, :])
     spec = spec * torch.polar(torch.ones_like(ang), ang).to(spec.dtype)
     return spec.permute(2, 3, 0, 1)

@@ -42,14 +42,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import check_finite, check_ndim, check_real_floating, describe
-from ..fourier import conv2d_transfer_matrices, downsample_spectrum, nearest_upsample_spectrum, zero_insertion_spectrum
+from .._validation import check_finite, check_model_usable, check_ndim, check_real_floating, describe
+from ..fourier import (
+    as_pair,
+    conv2d_transfer_matrices,
+    downsample_spectrum,
+    nearest_upsample_spectrum,
+    zero_insertion_spectrum,
+)
+from ..hooks import preserve_state
 from .conv import (
     conv_geometry,
     conv_output_size,
     conv_transpose_transfer_matrices,
     dense_kernel,
     module_transfer_matrices,
+    padding_rule_gap,
+    transposed_rule_gap,
 )
 
 __all__ = [
@@ -58,11 +67,13 @@ __all__ = [
     "PropagationResult",
     "PropagationStep",
     "ZeroInsertionUpsample",
+    "add_dc_bias",
     "apply_transfer",
     "assumed_circular_transfer_matrices",
     "batchnorm_spectrum",
     "cascade_dc_offset",
     "cascade_transfer_matrices",
+    "check_spectrum",
     "conv2d_backward_spectrum",
     "conv2d_spectrum",
     "conv2d_weight_update_transfer_change",
@@ -87,10 +98,7 @@ class ZeroInsertionUpsample(nn.Module):
 
     def __init__(self, factor: int | tuple[int, int] = 2) -> None:
         super().__init__()
-        rh, rw = (factor, factor) if isinstance(factor, int) else (int(factor[0]), int(factor[1]))
-        if rh < 1 or rw < 1:
-            raise ValueError(f"factor must be a positive integer (or pair), got {factor!r}")
-        self.factor = (rh, rw)
+        self.factor = as_pair("factor", factor, minimum=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rh, rw = self.factor
@@ -108,18 +116,21 @@ class LayerRule:
 
     ``exact``: the rule reproduces the layer to rounding error. ``predicts``: a prediction is made at all
     (``False`` for layers with no rule, where the prediction stops and the measured spectrum is used).
-    ``statement``: one sentence naming the rule (with spec section) or why there is none.
+    ``statement``: one sentence naming the rule (with spec section) or why there is none. ``operator``: a
+    short label of the operator the numbers describe (e.g. ``"circular: exact"``; empty for gaps).
+    Verdicts come from the rule registry (:mod:`freqlens.spectral.rules`).
     """
 
     kind: str
     exact: bool
     predicts: bool
     statement: str
+    operator: str = ""
 
 
 # ------------------------------------------------------------------------------------ validation
-def _check_spectrum(name: str, spectrum: torch.Tensor, channels: int | None = None) -> torch.Tensor:
-    """Complex ``(B, C, H, W)`` spectrum, finite; promoted to complex128 (rules are float64)."""
+def check_spectrum(name: str, spectrum: torch.Tensor, channels: int | None = None) -> torch.Tensor:
+    """Plumbing: complex ``(B, C, H, W)`` spectrum, finite; promoted to complex128 (rules are float64)."""
     if not isinstance(spectrum, torch.Tensor):
         raise TypeError(f"{name} must be a complex torch.Tensor (B, C, H, W), got {describe(spectrum)}")
     check_ndim(name, spectrum, (4,), "(B, C, H, W)")
@@ -139,8 +150,8 @@ def apply_transfer(transfer: torch.Tensor, spectrum: torch.Tensor) -> torch.Tens
     return torch.einsum("uvdc,bcuv->bduv", transfer.to(torch.complex128), spectrum)
 
 
-def _add_dc_bias(spectrum: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``+ δ_{uv} MN b``: the bias only moves the DC bin, by the output size times ``b`` (§2.2)."""
+def add_dc_bias(spectrum: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``+ δ_{uv} MN b`` (Thm 3.2): the bias only moves the DC bin, by the output size times ``b`` (§2.2)."""
     if bias is None:
         return spectrum
     out = spectrum.clone()
@@ -185,11 +196,9 @@ def _conv_plan(module: nn.Module, size: tuple[int, int], name: str, assume_circu
     (kh, kw), (ph, pw), (sh, sw) = geom.kernel_size, geom.padding, geom.stride
     n1h, n1w = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1  # stride-1 output size
     circular_like = geom.padding_mode == "circular" or geom.padding == (0, 0) or assume_circular
-    if geom.padding_mode in ("reflect", "replicate") and geom.padding != (0, 0) and not assume_circular:
-        raise NoExactRuleError(
-            f"layer {geom.name!r}: padding_mode={geom.padding_mode!r} has no exact per-frequency rule "
-            "(only circular and zero padding do); the prediction stops here and the measured spectrum is used"
-        )
+    gap = padding_rule_gap(geom)
+    if gap is not None and not assume_circular:
+        raise NoExactRuleError(f"{gap}; the prediction stops here and the measured spectrum is used")
     if circular_like:
         if ph > h or pw > w:
             raise ValueError(f"layer {geom.name!r}: circular padding {geom.padding} exceeds the input {h}x{w}")
@@ -228,7 +237,7 @@ def conv2d_spectrum(
     geom = conv_geometry(module, name)
     if geom.transposed:
         raise TypeError(f"layer {geom.name!r} is nn.ConvTranspose2d: use conv_transpose2d_spectrum")
-    g = _check_spectrum("spectrum", spectrum, geom.in_channels)
+    g = check_spectrum("spectrum", spectrum, geom.in_channels)
     size = (int(g.shape[-2]), int(g.shape[-1]))
     plan = _conv_plan(module, size, geom.name, assume_circular)
     bias = module.bias if geom.has_bias else None
@@ -239,11 +248,11 @@ def conv2d_spectrum(
             out = downsample_spectrum(z, geom.stride) if geom.stride != (1, 1) else z
         else:
             out = _crop_subsample(z, plan.rows, plan.cols)
-        return _add_dc_bias(out, bias)
+        return add_dc_bias(out, bias)
     ph, pw = plan.zero_pad
     gp = torch.fft.fft2(F.pad(torch.fft.ifft2(g), (pw, pw, ph, ph)))
     z = apply_transfer(module_transfer_matrices(module, size, geom.name), gp)
-    return _add_dc_bias(_crop_subsample(z, plan.rows, plan.cols), bias)
+    return add_dc_bias(_crop_subsample(z, plan.rows, plan.cols), bias)
 
 
 def conv2d_backward_spectrum(
@@ -259,7 +268,7 @@ def conv2d_backward_spectrum(
     geom = conv_geometry(module, name)
     if geom.transposed:
         raise TypeError(f"layer {geom.name!r} is nn.ConvTranspose2d; conv2d_backward_spectrum handles nn.Conv2d")
-    p = _check_spectrum("grad_spectrum", grad_spectrum, geom.out_channels)
+    p = check_spectrum("grad_spectrum", grad_spectrum, geom.out_channels)
     size = (int(input_size[0]), int(input_size[1]))
     plan = _conv_plan(module, size, geom.name, False)
     expected = (len(plan.rows), len(plan.cols))
@@ -299,12 +308,12 @@ def weight_update_transfer_change(
     conv multiplier (:func:`freqlens.fourier.conv2d_transfer_matrices`). For real signals the windowed
     cross-correlation is real; its imaginary part is rounding error and is dropped.
     """
-    p = _check_spectrum("grad_output_spectrum", grad_output_spectrum)
-    g = _check_spectrum("input_spectrum", input_spectrum)
+    p = check_spectrum("grad_output_spectrum", grad_output_spectrum)
+    g = check_spectrum("input_spectrum", input_spectrum)
     if p.shape[0] != g.shape[0] or p.shape[-2:] != g.shape[-2:]:
         raise ValueError(f"grad_output_spectrum {tuple(p.shape)} and input_spectrum {tuple(g.shape)} do not match")
-    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else (int(kernel_size[0]), int(kernel_size[1]))
-    ph, pw = (padding, padding) if isinstance(padding, int) else (int(padding[0]), int(padding[1]))
+    kh, kw = as_pair("kernel_size", kernel_size, minimum=1)
+    ph, pw = as_pair("padding", padding, minimum=0)
     m, n = int(g.shape[-2]), int(g.shape[-1])
     if kh > m or kw > n:
         raise ValueError(f"kernel {kh}x{kw} is larger than the grid {m}x{n}")
@@ -405,14 +414,11 @@ def conv_transpose2d_spectrum(module: nn.Module, spectrum: torch.Tensor, name: s
     geom = conv_geometry(module, name)
     if not geom.transposed:
         raise TypeError(f"layer {geom.name!r} is not nn.ConvTranspose2d")
-    g = _check_spectrum("spectrum", spectrum, geom.in_channels)
-    (rh, rw), (ph, pw), (kh, kw) = geom.stride, geom.padding, geom.kernel_size
-    if kh - 2 * ph != rh or kw - 2 * pw != rw or geom.output_padding != (0, 0):
-        raise NoExactRuleError(
-            f"layer {geom.name!r}: freqlens has the exact transposed-conv rule only for kernel - 2*padding == stride "
-            f"and no output_padding (got kernel {geom.kernel_size}, padding {geom.padding}, stride {geom.stride}, "
-            f"output_padding {geom.output_padding}); the prediction stops here"
-        )
+    g = check_spectrum("spectrum", spectrum, geom.in_channels)
+    (rh, rw), (ph, pw) = geom.stride, geom.padding
+    gap = transposed_rule_gap(geom)
+    if gap is not None:
+        raise NoExactRuleError(f"{gap}; the prediction stops here")
     h, w = int(g.shape[-2]), int(g.shape[-1])
     qh, qw = math.ceil(2 * ph / rh), math.ceil(2 * pw / rw)
     gq = torch.fft.fft2(F.pad(torch.fft.ifft2(g), (0, qw, 0, qh))) if (qh or qw) else g
@@ -422,7 +428,7 @@ def conv_transpose2d_spectrum(module: nn.Module, spectrum: torch.Tensor, name: s
         z = torch.fft.fft2(torch.fft.ifft2(z)[..., : rh * h, : rw * w])
     bias = module.bias if geom.has_bias else None
     assert bias is None or isinstance(bias, torch.Tensor)
-    return _add_dc_bias(z, bias)
+    return add_dc_bias(z, bias)
 
 
 def upsample_factor(module: nn.Module, input_size: Sequence[int], name: str = "") -> tuple[int, int]:
@@ -435,8 +441,7 @@ def upsample_factor(module: nn.Module, input_size: Sequence[int], name: str = ""
     if not isinstance(module, nn.Upsample):
         raise TypeError(f"layer {label!r} is {type(module).__name__}, not an upsampling layer")
     if module.size is not None:
-        size = module.size if isinstance(module.size, tuple | list) else (module.size, module.size)
-        oh, ow = int(size[0]), int(size[1])
+        oh, ow = as_pair("size", tuple(module.size) if isinstance(module.size, list) else module.size)
         if oh % h or ow % w:
             raise ValueError(
                 f"layer {label!r}: output size {(oh, ow)} is not an integer multiple of the input {(h, w)}; "
@@ -461,7 +466,7 @@ def upsample_spectrum(module: nn.Module, spectrum: torch.Tensor, name: str = "")
     """Spectrum after zero-insertion (tiling, Thm 4.4) or nearest upsampling (tiling × ``D_r(u) D_r(v)``,
     §2.6) by an integer factor. Bilinear/bicubic raise :class:`NoExactRuleError` (§7.9)."""
     label = name or type(module).__name__
-    g = _check_spectrum("spectrum", spectrum)
+    g = check_spectrum("spectrum", spectrum)
     r = upsample_factor(module, g.shape[-2:], label)
     if isinstance(module, ZeroInsertionUpsample):
         return zero_insertion_spectrum(g, r)
@@ -486,7 +491,7 @@ def batchnorm_spectrum(module: nn.Module, spectrum: torch.Tensor, name: str = ""
             f"layer {label!r}: batch norm in training mode (or without running statistics) normalises with the "
             "batch's own statistics; no fixed rule, the prediction stops here"
         )
-    g = _check_spectrum("spectrum", spectrum, int(module.num_features))
+    g = check_spectrum("spectrum", spectrum, int(module.num_features))
     var = module.running_var.detach().to(torch.float64)
     mean = module.running_mean.detach().to(torch.float64)
     scale = 1.0 / torch.sqrt(var + module.eps)
@@ -497,144 +502,32 @@ def batchnorm_spectrum(module: nn.Module, spectrum: torch.Tensor, name: str = ""
         scale = scale * gamma
         shift = shift * gamma + module.bias.detach().to(torch.float64)
     out = g * scale.to(g.device)[None, :, None, None]
-    return _add_dc_bias(out, shift)
+    return add_dc_bias(out, shift)
 
 
 # ------------------------------------------------------------------------------------ dispatch
-_NONLINEAR = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.Softplus,
-    nn.Hardtanh,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-)
-_DROPOUT = (nn.Dropout, nn.Dropout2d, nn.Dropout1d, nn.AlphaDropout)
-
-
 def layer_rule(module: nn.Module, name: str = "", assume_circular: bool = False) -> LayerRule:
-    """Which rule applies to ``module`` (no computation). See the module docstring for the list."""
-    label = name or type(module).__name__
-    if isinstance(module, nn.Conv2d):
-        geom = conv_geometry(module, label)
-        if geom.padding_mode in ("reflect", "replicate") and geom.padding != (0, 0):
-            if assume_circular:
-                return LayerRule(
-                    "conv2d-assumed-circular",
-                    False,
-                    True,
-                    f"circular rule applied to a {geom.padding_mode}-padded conv (Assumption 3.1): an approximation",
-                )
-            return LayerRule(
-                "none",
-                False,
-                False,
-                f"{geom.padding_mode} padding has no exact per-frequency rule; "
-                "prediction stops, measured spectrum used",
-            )
-        if geom.padding_mode == "circular" or geom.padding == (0, 0):
-            return LayerRule(
-                "conv2d-circular",
-                True,
-                True,
-                "circular conv: h = T g + δ MN b (Thm 3.2, §2.2)"
-                + (f", aliased by stride {geom.stride}" if geom.stride != (1, 1) else ""),
-            )
-        if assume_circular:
-            return LayerRule(
-                "conv2d-assumed-circular",
-                False,
-                True,
-                "circular rule applied to a zero-padded conv (Assumption 3.1): an approximation",
-            )
-        return LayerRule(
-            "conv2d-zero-padded",
-            True,
-            True,
-            "zero-padded conv: exact padded-grid rule (§2.3)"
-            + (f", stride {geom.stride}" if geom.stride != (1, 1) else ""),
-        )
-    if isinstance(module, nn.ConvTranspose2d):
-        geom = conv_geometry(module, label)
-        ok = all(k - 2 * p == s for k, p, s in zip(geom.kernel_size, geom.padding, geom.stride))
-        if ok and geom.output_padding == (0, 0):
-            return LayerRule(
-                "conv-transpose2d",
-                True,
-                True,
-                "transposed conv: zero insertion (tiling, Thm 4.4) then true conv, exact cropped rule (§2.6)",
-            )
-        return LayerRule(
-            "none",
-            False,
-            False,
-            "transposed conv with kernel - 2*padding != stride: no exact rule implemented; prediction stops",
-        )
-    if isinstance(module, ZeroInsertionUpsample):
-        return LayerRule("zero-insertion", True, True, "zero-insertion upsampling: r×r tiling (Thm 4.4, Eq. 11)")
-    if isinstance(module, nn.Upsample):
-        if module.mode in ("nearest", "nearest-exact"):
-            return LayerRule(
-                "nearest-upsample", True, True, "nearest upsampling: tiling × D_r(u) D_r(v), DC replicas cancel (§2.6)"
-            )
-        return LayerRule(
-            "none",
-            False,
-            False,
-            f"{module.mode} upsampling has no exact per-frequency rule (§7.9); "
-            "prediction stops, measured spectrum used",
-        )
-    if isinstance(module, nn.BatchNorm2d):
-        if module.training:
-            return LayerRule(
-                "none",
-                False,
-                False,
-                "batch norm in training mode uses batch statistics; prediction stops, measured spectrum used",
-            )
-        return LayerRule("batchnorm-eval", True, True, "batch norm (eval): per-channel affine, exact")
-    if isinstance(module, nn.Identity) or (isinstance(module, _DROPOUT) and not module.training):
-        return LayerRule("identity", True, True, "identity")
-    if isinstance(module, _NONLINEAR):
-        return LayerRule(
-            "none",
-            False,
-            False,
-            f"{type(module).__name__} is a pointwise nonlinearity: it mixes all "
-            "frequencies, no exact rule; prediction stops, measured spectrum used",
-        )
-    return LayerRule(
-        "none", False, False, f"no spectral rule for {type(module).__name__}; prediction stops, measured spectrum used"
-    )
+    """Which rule applies to ``module`` (no computation): the registry's verdict
+    (:func:`freqlens.spectral.rules.layer_verdict`; a subclass overriding ``forward`` is a gap here because
+    no input shape is given to verify it). See the module docstring for the list."""
+    from .rules import layer_verdict
+
+    return layer_verdict(module, name, None, assume_circular)
 
 
 def propagate_layer(
     module: nn.Module, spectrum: torch.Tensor, name: str = "", assume_circular: bool = False
 ) -> torch.Tensor:
-    """Apply the layer's rule to an input spectrum ``(B, C, H, W)``; :class:`NoExactRuleError` if it has none."""
+    """Apply the layer's registered rule to an input spectrum ``(B, C, H, W)`` (decoder_spectra §2);
+    :class:`NoExactRuleError` if it has none."""
+    from .rules import layer_verdict, rule_for
+
     label = name or type(module).__name__
-    rule = layer_rule(module, label, assume_circular)
+    shape = tuple(spectrum.shape[1:]) if isinstance(spectrum, torch.Tensor) and spectrum.ndim == 4 else None
+    rule = layer_verdict(module, label, shape, assume_circular)
     if not rule.predicts:
         raise NoExactRuleError(f"layer {label!r}: {rule.statement}")
-    if isinstance(module, nn.Conv2d):
-        return conv2d_spectrum(module, spectrum, label, assume_circular)
-    if isinstance(module, nn.ConvTranspose2d):
-        return conv_transpose2d_spectrum(module, spectrum, label)
-    if isinstance(module, ZeroInsertionUpsample | nn.Upsample):
-        return upsample_spectrum(module, spectrum, label)
-    if isinstance(module, nn.BatchNorm2d):
-        return batchnorm_spectrum(module, spectrum, label)
-    return _check_spectrum("spectrum", spectrum)  # identity
+    return rule_for(module)[1].propagate(module, spectrum, label, assume_circular)
 
 
 # ------------------------------------------------------------------------------------ whole model
@@ -719,9 +612,16 @@ def propagate(
     prediction equals ``fft2(model(x))`` to rounding error. At a layer without a rule (ReLU, training-mode
     batch norm, bilinear upsampling, reflect padding, ...) the prediction stops and the chain restarts from
     the measured spectrum of that layer's output. ``assume_circular`` applies the circular rule to zero-
-    and reflect-padded convs (the paper's Assumption 3.1; approximate). Runs under ``torch.no_grad``.
+    and reflect-padded convs (the paper's Assumption 3.1; approximate). Runs under ``torch.no_grad`` in the
+    model's own modes; buffers (BatchNorm statistics, spectral-norm vectors) and training flags are restored.
+    Rules come from the registry (:mod:`freqlens.spectral.rules`); a layer whose ``forward`` overrides its
+    registered type is verified on a probe first and is a marked gap unless it agrees.
     """
+    from .rules import layer_verdict, rule_for
+
     layers = flatten_sequential(model)
+    for name, layer in layers:
+        check_model_usable(f"layer {name!r}", layer)
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor (B, C, H, W), got {describe(x)}")
     check_ndim("x", x, (4,), "(B, C, H, W)")
@@ -731,18 +631,19 @@ def propagate(
     current = x
     chained: torch.Tensor | None = result.input_spectrum
     start = "input"
-    with torch.no_grad():
+    with torch.no_grad(), preserve_state(layers):
         for name, layer in layers:
+            shape = tuple(current.shape[1:])
             out = layer(current)
             if not isinstance(out, torch.Tensor) or out.ndim != 4:
                 raise TypeError(f"layer {name!r} returned {describe(out)}, not a (B, C, H, W) tensor")
             check_finite(f"output of layer {name!r}", out)
             measured = torch.fft.fft2(out.to(torch.float64))
-            rule = layer_rule(layer, name, assume_circular)
+            rule = layer_verdict(layer, name, shape, assume_circular)
             predicted = None
             if rule.predicts:
                 assert chained is not None
-                predicted = propagate_layer(layer, chained, name, assume_circular)
+                predicted = rule_for(layer)[1].propagate(layer, chained, name, assume_circular)
                 if predicted.shape != measured.shape:
                     raise RuntimeError(
                         f"layer {name!r}: rule output {tuple(predicted.shape)} != layer output {tuple(measured.shape)}"

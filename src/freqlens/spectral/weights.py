@@ -33,14 +33,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..fourier import conjugate_index, self_conjugate_mask, signed_frequencies
+from .._validation import check_model_usable
+from ..fourier import (
+    as_pair,
+    conjugate_index,
+    conjugate_representatives,
+    dirichlet_kernel,
+    self_conjugate_mask,
+    signed_frequencies,
+)
 from ..hooks import capture_layers, evaluation_mode, select_layers, trace_layers
-from .conv import ConvGeometry, conv_geometry, dense_kernel, module_transfer_matrices
+from .conv import ConvGeometry, conv_geometry, dense_kernel, module_transfer_matrices, spectrum_grid_problem
 
 __all__ = [
     "LayerSpectrum",
     "WeightSpectra",
     "conjugate_representatives",
+    "layer_names_argument",
     "layer_operator_blocks",
     "layer_spectrum",
     "singular_values_by_frequency",
@@ -57,26 +66,6 @@ _CHUNK_BYTES = 64 * 2**20
 # --------------------------------------------------------------------------------------------
 # Per-layer math
 # --------------------------------------------------------------------------------------------
-def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(value, int | np.integer):
-        out = (int(value), int(value))
-    else:
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-        out = (int(value[0]), int(value[1]))
-    if out[0] < 1 or out[1] < 1:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return out
-
-
-def conjugate_representatives(grid: Sequence[int]) -> np.ndarray:
-    """Flat indices ``m`` (row-major on ``grid``) with ``m <= m̄``: one frequency per conjugate pair plus the
-    self-conjugate ones (spec README convention 4). ``conjugate_index`` maps them onto the rest."""
-    h, w = int(grid[0]), int(grid[1])
-    conj = conjugate_index((h, w))
-    return np.flatnonzero(np.arange(h * w) <= conj)
-
-
 def stride_blocks(transfer: torch.Tensor, stride: int | Sequence[int], name: str = "transfer") -> torch.Tensor:
     """Aliasing blocks of a stride-``s`` layer (conv_bottleneck §1.5, C5b).
 
@@ -85,7 +74,7 @@ def stride_blocks(transfer: torch.Tensor, stride: int | Sequence[int], name: str
     aliases ``a`` in row-major order along the columns; the unitary operator of "conv then keep every
     ``s``-th pixel" is ``blockdiag_ω' B(ω')``. Stride 1 returns ``transfer`` unchanged.
     """
-    sh, sw = _pair("stride", stride)
+    sh, sw = as_pair("stride", stride, minimum=1)
     if transfer.ndim != 4:
         raise ValueError(f"{name} must have shape (G_h, G_w, c_out, c_in), got {tuple(transfer.shape)}")
     gh, gw, co, ci = transfer.shape
@@ -106,7 +95,7 @@ def transposed_blocks(transfer: torch.Tensor, factor: int | Sequence[int], name:
     operator is ``blockdiag_ν (r_h r_w)^{-1/2} [T(ν + a n)]_a`` (aliases stacked along rows), returned as
     ``(h, w, r_h r_w c_out, c_in)``.
     """
-    rh, rw = _pair("factor", factor)
+    rh, rw = as_pair("factor", factor, minimum=1)
     if transfer.ndim != 4:
         raise ValueError(f"{name} must have shape (M, N, c_out, c_in), got {tuple(transfer.shape)}")
     m, n, co, ci = transfer.shape
@@ -126,16 +115,15 @@ def upsampling_gains(
     spectrum by ``D_r(u) D_r(v)`` (decoder_spectra §2.6), so the gain at ``ν`` is
     ``sqrt(Σ_a |D(ν + a n)|²) / sqrt(r_h r_w)``. Each channel contributes one singular value per ``ν``.
     """
-    h, w = _pair("input_size", input_size)
-    rh, rw = _pair("factor", factor)
+    h, w = as_pair("input_size", input_size, minimum=1)
+    rh, rw = as_pair("factor", factor, minimum=1)
     if mode == "zeros":
         return np.ones((h, w))
     if mode != "nearest":
         raise ValueError(f"mode must be 'zeros' or 'nearest', got {mode!r}")
 
     def dirichlet_power(size: int, r: int) -> np.ndarray:
-        u = np.arange(size * r)
-        d = np.exp(-2j * np.pi * np.outer(u, np.arange(r)) / (size * r)).sum(axis=1)
+        d = dirichlet_kernel(np.arange(size * r), r, size * r)
         return (np.abs(d) ** 2).reshape(r, size).sum(axis=0)  # Σ over aliases ν + a n
 
     return np.sqrt(np.outer(dirichlet_power(h, rh), dirichlet_power(w, rw)) / (rh * rw))
@@ -254,38 +242,11 @@ class LayerSpectrum:
 
 
 def _module_geometry_check(module: nn.Module, name: str, input_size: tuple[int, int]) -> ConvGeometry:
-    """Validate everything that can fail before the FFTs/SVDs: kernel size, padding mode, stride."""
+    """Validate everything that can fail before the FFTs/SVDs (:func:`spectrum_grid_problem`)."""
     geom = conv_geometry(module, name)
-    h, w = input_size
-    if geom.transposed:
-        rh, rw = geom.stride
-        (kh, kw), (ph, pw) = geom.kernel_size, geom.padding
-        if kh - 2 * ph != rh or kw - 2 * pw != rw or geom.output_padding != (0, 0):
-            raise ValueError(
-                f"layer {geom.name!r}: the circular transposed-conv rule needs kernel - 2*padding == stride and no "
-                f"output_padding (got kernel {geom.kernel_size}, padding {geom.padding}, stride {geom.stride})"
-            )
-        if kh > rh * h or kw > rw * w:
-            raise ValueError(f"layer {geom.name!r}: kernel {kh}x{kw} is larger than the output grid {rh * h}x{rw * w}")
-        return geom
-    if geom.padding_mode in ("reflect", "replicate") and geom.padding != (0, 0):
-        raise ValueError(
-            f"layer {geom.name!r}: padding_mode={geom.padding_mode!r} has no exact per-frequency rule "
-            "(only circular and zero padding do)"
-        )
-    grid = (h, w) if geom.circular else (h + 2 * geom.padding[0], w + 2 * geom.padding[1])
-    kh, kw = geom.kernel_size
-    if kh > grid[0] or kw > grid[1]:
-        raise ValueError(
-            f"layer {geom.name!r}: kernel {kh}x{kw} is larger than the grid {grid[0]}x{grid[1]} "
-            f"(input {h}x{w}, padding {geom.padding})"
-        )
-    sh, sw = geom.stride
-    if grid[0] % sh or grid[1] % sw:
-        raise ValueError(
-            f"layer {geom.name!r}: stride {geom.stride} does not divide the grid {grid[0]}x{grid[1]} it acts on "
-            f"(input {h}x{w}, padding {geom.padding}); choose an input size divisible by the strides"
-        )
+    problem = spectrum_grid_problem(geom, input_size)
+    if problem is not None:
+        raise ValueError(problem)
     return geom
 
 
@@ -295,7 +256,7 @@ def layer_operator_blocks(
     """The per-frequency blocks of the layer's operator (unitary bases): stride-1 ``T``, aliasing blocks
     (stride ``s``, C5b) or transposed blocks, as ``(F_h, F_w, rows, cols)`` complex. Small layers only:
     :func:`layer_spectrum` never materialises all strided blocks."""
-    size = _pair("input_size", input_size)
+    size = as_pair("input_size", input_size, minimum=1)
     geom = _module_geometry_check(module, name, size)
     transfer = module_transfer_matrices(module, size, name=geom.name, dtype=dtype)
     if geom.transposed:
@@ -321,7 +282,7 @@ def layer_spectrum(
     the layer) for a kernel larger than the grid, a stride that does not divide the grid, or a padding
     mode without an exact rule, before any FFT.
     """
-    size = _pair("input_size", input_size)
+    size = as_pair("input_size", input_size, minimum=1)
     geom = _module_geometry_check(module, name, size)
     label = geom.name
     if geom.transposed:
@@ -389,6 +350,8 @@ class WeightSpectra:
     """Per-frequency singular values of every conv layer of a model, in call order (spec §5a)."""
 
     layers: list[LayerSpectrum] = field(default_factory=list)
+    #: ``(layer, reason)`` for each layer whose forward could not be verified against its rule (no numbers).
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -433,7 +396,11 @@ class WeightSpectra:
 
 
 def _example_input(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
-    shape = tuple(int(s) for s in input_shape)
+    if isinstance(input_shape, str) or not isinstance(input_shape, Sequence | torch.Size):
+        raise TypeError(f"input_shape must be a tuple (C, H, W) or (N, C, H, W) of ints, got {input_shape!r}")
+    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in input_shape):
+        raise TypeError(f"input_shape must hold ints, got {input_shape!r}")
+    shape = tuple(int(v) for v in input_shape)
     if len(shape) == 3:
         shape = (1, *shape)
     if len(shape) != 4 or min(shape) < 1:
@@ -446,57 +413,92 @@ def _example_input(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor
 
 def _record_calls(
     model: nn.Module, chosen: Sequence[tuple[str, nn.Module]], example: torch.Tensor
-) -> list[tuple[str, tuple[int, int], tuple[int, int]]]:
-    """One forward pass recording ``(name, input (H, W), output (H, W))`` of every call of the chosen layers.
+) -> list[tuple[str, tuple[int, ...], tuple[int, int]]]:
+    """One forward pass recording ``(name, input (C, H, W), output (H, W))`` of every call of the chosen layers.
 
     The shapes come from hooks on the chosen layers themselves (so parametrized convs, which are not leaf
     modules, are seen); :func:`trace_layers` runs the pass so that a failure names the failing layer.
     """
-    calls: list[tuple[str, tuple[int, int], tuple[int, int]]] = []
+    calls: list[tuple[str, tuple[int, ...], tuple[int, int]]] = []
 
     def record(name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].ndim == 4 and output.ndim == 4:
-            entry = (name, (int(inputs[0].shape[-2]), int(inputs[0].shape[-1])), (output.shape[-2], output.shape[-1]))
+            entry = (name, tuple(int(v) for v in inputs[0].shape[1:]), (output.shape[-2], output.shape[-1]))
             if entry not in calls:
                 calls.append(entry)
 
-    with evaluation_mode(model), capture_layers(chosen, record):
+    with capture_layers(chosen, record):
         trace_layers(model, example)
     return calls
+
+
+def layer_names_argument(layers: Sequence[str] | str | None) -> list[str] | None:
+    """``layers=`` as a list of names: one str is one name (never iterated per character; plumbing)."""
+    if layers is None:
+        return None
+    if isinstance(layers, str):
+        return [layers]
+    names = list(layers)
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise TypeError(f"layers must be layer names (str), got {bad[:3]!r}")
+    return names
 
 
 def weight_spectra(
     model: nn.Module,
     input_shape: Sequence[int],
-    layers: Sequence[str] | None = None,
+    layers: Sequence[str] | str | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> WeightSpectra:
-    """Per-frequency singular values of every ``nn.Conv2d`` / ``nn.ConvTranspose2d`` in ``model`` (spec §5a).
+    """Per-frequency singular values of every layer with a weight rule in ``model`` (spec §5a): by default
+    ``nn.Conv2d`` / ``nn.ConvTranspose2d`` and any type added with :func:`freqlens.spectral.register_rule`.
 
-    One forward pass on zeros of ``input_shape`` (``(C, H, W)``) records each conv's input and output size
-    (forward hooks; a conv called several times is listed once per distinct input size), then each
-    layer's spectrum is computed with :func:`layer_spectrum` in float64.
+    A thin walker over the rule registry (:mod:`freqlens.spectral.rules`). One forward pass on zeros of
+    ``input_shape`` (``(C, H, W)``, ints) records each layer's input and output size (forward hooks; a layer
+    called several times is listed once per distinct input size), then each layer's spectrum is computed by
+    its rule in ``dtype`` (float32 or float64). Everything runs in eval mode (parametrizations such as
+    ``spectral_norm`` are read without advancing) and the model is left exactly as found.
 
-    ``layers``: qualified names to restrict to; a name that is not a conv layer raises ``TypeError``, an
-    unknown name ``ValueError``. A forward pass that fails raises
-    :class:`freqlens.hooks.LayerForwardError` naming the layer. All layers are validated (kernel
-    vs grid, strides dividing the grid) before any spectrum is computed.
+    ``layers``: qualified names (one str is one name) to restrict to; a name without a weight rule raises
+    ``TypeError``, an unknown name ``ValueError``. A failing forward raises
+    :class:`freqlens.hooks.LayerForwardError` naming the layer; NaN/Inf/meta weights are refused first. All
+    layers are validated (kernel vs grid, strides dividing the grid) before any spectrum is computed. A layer
+    whose ``forward`` overrides its registered type and does not reproduce the rule on a float64 probe is
+    not computed: it is listed in :attr:`WeightSpectra.skipped` with the reason.
     """
+    from .rules import registered_rules, rule_for, verify_forward
+
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    conv_types = (nn.Conv2d, nn.ConvTranspose2d)
-    chosen = select_layers(model, names=layers, types=conv_types)
-    if not chosen:
-        raise ValueError(f"model {type(model).__name__} has no nn.Conv2d / nn.ConvTranspose2d layer")
-    wanted = {name for name, _ in chosen}
+    if not isinstance(dtype, torch.dtype) or dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    names = layer_names_argument(layers)
     example = _example_input(model, input_shape)
-    calls = _record_calls(model, chosen, example)
+    check_model_usable("model", model)
+    weight_types = tuple(t for t, r in registered_rules().items() if r.has_weights)
+    chosen = select_layers(model, names=names, types=weight_types)
+    if not chosen:
+        raise ValueError(f"model {type(model).__name__} has no nn.Conv2d / nn.ConvTranspose2d (or registered) layer")
+    wanted = {name for name, _ in chosen}
     modules = dict(model.named_modules())
-    missing = wanted - {c[0] for c in calls}
-    if missing:
-        raise ValueError(f"layers {sorted(missing)} were not called in the forward pass of input shape {input_shape}")
-    for name, size, _ in calls:  # validate everything before the first SVD
-        _module_geometry_check(modules[name], name, size)
-    return WeightSpectra(
-        [layer_spectrum(modules[name], size, name=name, output_size=out, dtype=dtype) for name, size, out in calls]
-    )
+    result = WeightSpectra()
+    with evaluation_mode(model), torch.no_grad():
+        calls = _record_calls(model, chosen, example)
+        missing = wanted - {c[0] for c in calls}
+        if missing:
+            raise ValueError(
+                f"layers {sorted(missing)} were not called in the forward pass of input shape {input_shape}"
+            )
+        checked = []
+        for name, shape, out in calls:  # validate everything before the first SVD
+            rule = rule_for(modules[name])[1]
+            rule.check_spectrum_geometry(modules[name], name, (shape[1], shape[2]))
+            form, reason = verify_forward(modules[name], shape, linear_only=True)
+            if form is None:
+                result.skipped.append((name, reason))
+            else:
+                checked.append((name, shape, out, rule))
+        for name, shape, out, rule in checked:
+            result.layers.append(rule.layer_spectrum(modules[name], (shape[1], shape[2]), name, out, dtype))
+    return result

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..fourier import is_self_conjugate, svd_phase_fix
+
 __all__ = [
     "DepthFit",
     "LinearCostExpansion",
@@ -101,7 +103,8 @@ def balanced_linear_factorisation(blocks: np.ndarray, depth: int) -> list[np.nda
     """Per-frequency layer blocks ``[Ŵ_1(ω), …, Ŵ_L(ω)]`` with ``Ŵ_L ⋯ Ŵ_1 = Â`` and cost equal to
     :func:`linear_min_cost` (spec §2.6: at the balanced optimum every layer has singular values ``s^{1/L}``).
 
-    With ``Â = U S Vᴴ`` (thin SVD, rank ``k`` = min(m, n)): ``Ŵ_1 = S^{1/L} Vᴴ``, ``Ŵ_ℓ = S^{1/L}`` for the
+    With ``Â = U S Vᴴ`` (thin SVD, rank ``k`` = min(m, n), phases by :func:`freqlens.fourier.svd_phase_fix`):
+    ``Ŵ_1 = S^{1/L} Vᴴ``, ``Ŵ_ℓ = S^{1/L}`` for the
     middle layers (``k×k``) and ``Ŵ_L = U S^{1/L}``. ``blocks (..., m, n)``; for ``L = 1`` returns ``[Â]``.
     """
     depth = _check_depth(depth)
@@ -111,6 +114,8 @@ def balanced_linear_factorisation(blocks: np.ndarray, depth: int) -> list[np.nda
     if depth == 1:
         return [a.copy()]
     u, s, vh = np.linalg.svd(a, full_matrices=False)
+    u, v = svd_phase_fix(u, np.conj(np.swapaxes(vh, -1, -2)))  # freqlens's one SVD phase convention
+    vh = np.conj(np.swapaxes(v, -1, -2))
     root = s ** (1.0 / depth)
     diag = root[..., :, None] * np.eye(root.shape[-1])
     first = root[..., :, None] * vh
@@ -124,8 +129,7 @@ def identity_cost(frequency: Sequence[int], grid: Sequence[int]) -> int:
     h, w = int(grid[0]), int(grid[1])
     if h < 1 or w < 1:
         raise ValueError(f"grid must be positive, got {grid!r}")
-    k, l = int(frequency[0]) % h, int(frequency[1]) % w
-    return 1 if (2 * k) % h == 0 and (2 * l) % w == 0 else 2
+    return 1 if is_self_conjugate(frequency, (h, w)) else 2
 
 
 def channel_passing_kernel(frequency: Sequence[int], grid: Sequence[int]) -> np.ndarray:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..fourier import low_frequency_mask
+from ..fourier import dirichlet_kernel, low_frequency_mask
 
 __all__ = [
     "MonteCarloEstimate",
@@ -69,18 +69,11 @@ def _check_kernel(kernel_size: int, grid: tuple[int, int]) -> int:
 
 # ------------------------------------------------------------------------------- Dirichlet kernels
 def dirichlet_sum(freqs: np.ndarray | int, length: int, period: int) -> np.ndarray:
-    """``Σ_{t=0}^{length-1} e^{2πi f t / period}`` for integer ``f`` (Lemma A.1), complex128.
-
-    Closed form ``sin(length·πf/P)/sin(πf/P) · e^{i(length−1)πf/P}`` with the ``0/0`` limit ``length`` at
-    ``f ≡ 0 (mod P)`` (the §3 caveat on Lemma A.1). ``f`` is reduced modulo ``P`` first (the sum is
-    ``P``-periodic), which keeps the phase exact for large ``f``.
+    """``Σ_{t=0}^{length-1} e^{2πi f t / period}`` for integer ``f`` (Lemma A.1), complex128: the decoder
+    paper's plus-sign sum, i.e. ``conj`` of :func:`freqlens.fourier.dirichlet_kernel` (the one home of the
+    closed form, its ``0/0`` limit at ``f ≡ 0 (mod P)`` and the exact phase reduction; §3 caveat on Lemma A.1).
     """
-    f = np.mod(np.asarray(freqs, dtype=np.int64), int(period)).astype(np.float64)
-    theta = np.pi * f / period
-    den = np.sin(theta)
-    safe = np.where(den == 0, 1.0, den)
-    ratio = np.where(den == 0, float(length), np.sin(length * theta) / safe)
-    return ratio * np.exp(1j * (length - 1) * theta)
+    return np.conj(dirichlet_kernel(freqs, length, period))
 
 
 def dirichlet_R(kernel_size: int, grid: int | Sequence[int]) -> np.ndarray:
