@@ -12,7 +12,7 @@ from .activations import ActivationSpectra, activation_spectra
 from .conv import ConvGeometry, conv_geometry, module_transfer_matrices
 from .maps import p_low, radial_profile, spectrum_map
 from .propagation import LayerRule, NoExactRuleError, PropagationResult, propagate
-from .rules import SpectralRule, TransferRule, layer_verdict, register_rule, rule_for
+from .rules import SpectralRule, TransferRule, layer_verdict, register_rule, rule_for, unregister_rule
 from .weights import LayerSpectrum, WeightSpectra, layer_spectrum, weight_spectra
 
 __all__ = [
@@ -36,5 +36,6 @@ __all__ = [
     "register_rule",
     "rule_for",
     "spectrum_map",
+    "unregister_rule",
     "weight_spectra",
 ]

@@ -75,6 +75,8 @@ __all__ = [
     "register_rule",
     "registered_rules",
     "rule_for",
+    "unregister_rule",
+    "verify_forward",
 ]
 
 #: Relative agreement a verified forward must reach (issue 10): ``max|f(x) − rule(x)| <= 1e-10 max|rule(x)|``.
@@ -467,6 +469,13 @@ def register_rule(module_type: type[nn.Module], rule: SpectralRule) -> None:
         raise TypeError(f"rule must be a freqlens.spectral.SpectralRule instance, got {type(rule).__name__}")
     _REGISTRY[module_type] = rule
     _VERIFIED.clear()
+
+
+def unregister_rule(module_type: type[nn.Module]) -> SpectralRule | None:
+    """Remove the rule registered for exactly ``module_type`` and return it (``None`` if there was none;
+    plumbing)."""
+    _VERIFIED.clear()
+    return _REGISTRY.pop(module_type, None)
 
 
 def registered_rules() -> dict[type[nn.Module], SpectralRule]:
