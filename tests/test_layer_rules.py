@@ -36,14 +36,6 @@ F64 = torch.float64
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def jacobian_singular_values(module: nn.Module, input_shape: tuple[int, int, int]) -> np.ndarray:
     """Descending singular values of the dense Jacobian of ``module.forward`` at 0 (float64, eval mode)."""
     was = [(m, m.training) for m in module.modules()]

@@ -18,6 +18,7 @@ __all__ = [
     "LayerTrace",
     "capture_layers",
     "evaluation_mode",
+    "layer_modules",
     "preserve_state",
     "restore_modes",
     "select_layers",
@@ -141,6 +142,22 @@ def _is_leaf(module: nn.Module) -> bool:
     """A module without sub-modules, or whose only sub-modules are ``torch.nn.utils.parametrize``
     parametrizations (a parametrized conv is still one layer)."""
     return all(name == "parametrizations" for name, _ in module.named_children())
+
+
+def layer_modules(
+    model: nn.Module, is_layer: Callable[[nn.Module], bool] | None = None, prefix: str = ""
+) -> list[tuple[str, nn.Module]]:
+    """The layers of ``model`` in definition order with qualified names: modules for which ``is_layer`` is
+    true (not descended into) and leaf modules (parametrized modules count as leaves). The one static layer
+    walk of freqlens (plumbing); call order is seen with :func:`capture_layers`."""
+    if (prefix and is_layer is not None and is_layer(model)) or _is_leaf(model):
+        return [(prefix or type(model).__name__, model)]
+    out: list[tuple[str, nn.Module]] = []
+    for child_name, child in model.named_children():
+        if child_name == "parametrizations":
+            continue
+        out += layer_modules(child, is_layer, f"{prefix}.{child_name}" if prefix else child_name)
+    return out
 
 
 def trace_layers(model: nn.Module, example: torch.Tensor) -> list[LayerTrace]:

@@ -50,7 +50,7 @@ from ..fourier import (
     nearest_upsample_spectrum,
     zero_insertion_spectrum,
 )
-from ..hooks import preserve_state
+from ..hooks import capture_layers, layer_modules, preserve_state
 from .conv import (
     conv_geometry,
     conv_output_size,
@@ -532,32 +532,32 @@ def propagate_layer(
 
 # ------------------------------------------------------------------------------------ whole model
 def flatten_sequential(model: nn.Module | Sequence[nn.Module], prefix: str = "") -> list[tuple[str, nn.Module]]:
-    """The leaf layers of a (nested) ``nn.Sequential`` in call order, with qualified names.
+    """The layers of a (nested) ``nn.Sequential`` or a list of layers, in order, with qualified names
+    (plumbing over :func:`freqlens.hooks.layer_modules`; modules with a registered rule are not descended into).
 
     Other containers cannot be ordered from outside their ``forward``: a ``TypeError`` says to use
     :func:`freqlens.analysis.decoder_report.decoder_report`, which hooks layers in any model.
     """
-    if isinstance(model, nn.Sequential):
-        items: list[tuple[str, nn.Module]] = list(model.named_children())
-    elif isinstance(model, Sequence) and not isinstance(model, nn.Module):
-        items = [(str(i), m) for i, m in enumerate(model)]
-    elif isinstance(model, nn.Module) and not any(True for _ in model.children()):
-        return [(prefix or type(model).__name__, model)]
-    else:
+    return list(_as_chain(model, prefix)[1])
+
+
+def _as_chain(
+    model: nn.Module | Sequence[nn.Module], prefix: str = ""
+) -> tuple[nn.Module, list[tuple[str, nn.Module]]]:
+    """``model`` as one module to run, and its layers in order (plumbing of :func:`propagate`)."""
+    if isinstance(model, Sequence) and not isinstance(model, nn.Module):
+        for i, m in enumerate(model):
+            if not isinstance(m, nn.Module):
+                raise TypeError(f"layer {str(i)!r} is {type(m).__name__}, not an nn.Module")
+        model = nn.Sequential(*model)  # a new container only: the layers themselves are not touched
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Sequential or a list of layers, got {type(model).__name__}")
+    if not isinstance(model, nn.Sequential) and any(True for _ in model.children()):
         raise TypeError(
             f"propagate needs an nn.Sequential (or a list of layers) to know the call order, got "
             f"{type(model).__name__}; use decoder_report for arbitrary models"
         )
-    out: list[tuple[str, nn.Module]] = []
-    for child_name, child in items:
-        if not isinstance(child, nn.Module):
-            raise TypeError(f"layer {child_name!r} is {type(child).__name__}, not an nn.Module")
-        qual = f"{prefix}.{child_name}" if prefix else child_name
-        if isinstance(child, nn.Sequential):
-            out += flatten_sequential(child, qual)
-        else:
-            out.append((qual, child))
-    return out
+    return model, layer_modules(model, lambda m: not isinstance(m, nn.Sequential), prefix)
 
 
 @dataclass
@@ -619,7 +619,7 @@ def propagate(
     """
     from .rules import layer_verdict, rule_for
 
-    layers = flatten_sequential(model)
+    chain, layers = _as_chain(model)
     for name, layer in layers:
         check_model_usable(f"layer {name!r}", layer)
     if not isinstance(x, torch.Tensor):
@@ -628,29 +628,31 @@ def propagate(
     check_real_floating("x", x)
     check_finite("x", x)
     result = PropagationResult(input_spectrum=torch.fft.fft2(x.detach().to(torch.float64)))
-    current = x
-    chained: torch.Tensor | None = result.input_spectrum
-    start = "input"
-    with torch.no_grad(), preserve_state(layers):
-        for name, layer in layers:
-            shape = tuple(current.shape[1:])
-            out = layer(current)
-            if not isinstance(out, torch.Tensor) or out.ndim != 4:
-                raise TypeError(f"layer {name!r} returned {describe(out)}, not a (B, C, H, W) tensor")
-            check_finite(f"output of layer {name!r}", out)
-            measured = torch.fft.fft2(out.to(torch.float64))
-            rule = layer_verdict(layer, name, shape, assume_circular)
-            predicted = None
-            if rule.predicts:
-                assert chained is not None
-                predicted = rule_for(layer)[1].propagate(layer, chained, name, assume_circular)
-                if predicted.shape != measured.shape:
-                    raise RuntimeError(
-                        f"layer {name!r}: rule output {tuple(predicted.shape)} != layer output {tuple(measured.shape)}"
-                    )
-                chained = predicted
-            result.steps.append(PropagationStep(name, type(layer).__name__, rule, measured, predicted, start))
-            if predicted is None:
-                chained, start = measured, name
-            current = out
+    state: dict[str, object] = {"chained": result.input_spectrum, "start": "input", "previous": x}
+
+    def step(name: str, layer: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        if not inputs or inputs[0] is not state["previous"]:
+            raise TypeError(f"layer {name!r} does not receive the previous layer's output: not a chain of layers")
+        if not isinstance(out, torch.Tensor) or out.ndim != 4:
+            raise TypeError(f"layer {name!r} returned {describe(out)}, not a (B, C, H, W) tensor")
+        check_finite(f"output of layer {name!r}", out)
+        measured = torch.fft.fft2(out.to(torch.float64))
+        rule = layer_verdict(layer, name, tuple(inputs[0].shape[1:]), assume_circular)
+        predicted = None
+        if rule.predicts:
+            chained = state["chained"]
+            assert isinstance(chained, torch.Tensor)
+            predicted = rule_for(layer)[1].propagate(layer, chained, name, assume_circular)
+            if predicted.shape != measured.shape:
+                raise RuntimeError(
+                    f"layer {name!r}: rule output {tuple(predicted.shape)} != layer output {tuple(measured.shape)}"
+                )
+            state["chained"] = predicted
+        result.steps.append(PropagationStep(name, type(layer).__name__, rule, measured, predicted, str(state["start"])))
+        if predicted is None:
+            state["chained"], state["start"] = measured, name
+        state["previous"] = out
+
+    with torch.no_grad(), preserve_state(chain), capture_layers(layers, step):
+        chain(x)
     return result

@@ -244,13 +244,11 @@ class Conv2dRule(SpectralRule):
         output_size: Sequence[int] | None,
         dtype: torch.dtype,
     ) -> LayerSpectrum:
-        self.check_spectrum_geometry(module, name, input_size)
-        return layer_spectrum(module, input_size, name, output_size, dtype)
+        return layer_spectrum(module, input_size, name, output_size, dtype)  # validates the geometry first
 
     def operator_blocks(
         self, module: nn.Module, input_size: tuple[int, int], name: str, dtype: torch.dtype
     ) -> torch.Tensor:
-        self.check_spectrum_geometry(module, name, input_size)
         return layer_operator_blocks(module, input_size, name, dtype)
 
     def reference_forward(self, module: nn.Module, stock: type[nn.Module], x: torch.Tensor, form: str) -> torch.Tensor:
