@@ -256,6 +256,8 @@ class Conv2dRule(SpectralRule):
             return stock.forward(module, x)
         # The circular operator on the input grid: T(ω) = conj(fft2 W) e^{-2πi⟨ω,p⟩/n}, then the stride (C5a/b).
         geom = conv_geometry(module)
+        if not geom.circular:  # the spectra would be labelled by the zero-padded grid: no such claim
+            raise ValueError(f"attributes say {geom.padding_mode} padding {geom.padding}, not circular")
         size = (int(x.shape[-2]), int(x.shape[-1]))
         z = apply_transfer(assumed_circular_transfer_matrices(module, size), torch.fft.fft2(x.to(torch.float64)))
         if geom.stride != (1, 1):
@@ -549,7 +551,8 @@ def _verify(
     except Exception as exc:
         return _Verification(None, f"{label} could not be copied to verify its forward ({exc})")
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2, *input_shape, generator=gen, dtype=torch.float64)
+    device = next((t.device for t in probe_module.parameters()), torch.device("cpu"))
+    x = torch.randn(2, *input_shape, generator=gen, dtype=torch.float64).to(device)
     zero = torch.zeros_like(x)
     with torch.no_grad():
         try:

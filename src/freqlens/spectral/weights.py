@@ -25,7 +25,7 @@ spectrum at every frequency (up to a unit phase), so it costs one SVD.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -129,6 +129,35 @@ def upsampling_gains(
     return np.sqrt(np.outer(dirichlet_power(h, rh), dirichlet_power(w, rw)) / (rh * rw))
 
 
+def _svdvals_at_representatives(
+    grid: tuple[int, int],
+    rank: int,
+    like: torch.Tensor,
+    block_bytes: int,
+    blocks_at: Callable[[torch.Tensor], torch.Tensor],
+    conjugate_symmetric: bool = True,
+) -> torch.Tensor:
+    """Singular values ``(grid_h, grid_w, rank)`` of blocks fetched by ``blocks_at(flat indices)``: with
+    ``conjugate_symmetric`` only at one frequency per conjugate pair (C4), copied to the partner; in
+    batched ``svdvals`` calls of at most ``_CHUNK_BYTES`` of blocks (plumbing)."""
+    n = grid[0] * grid[1]
+    real_dtype = like.real.dtype if like.is_complex() else like.dtype
+    out = torch.empty(n, rank, dtype=real_dtype, device=like.device)
+    if conjugate_symmetric:
+        reps = torch.from_numpy(conjugate_representatives(grid)).to(like.device)
+        partner = torch.from_numpy(conjugate_index(grid)).to(like.device)[reps]
+    else:
+        reps = torch.arange(n, device=like.device)
+        partner = reps
+    chunk = max(1, _CHUNK_BYTES // max(1, block_bytes))
+    for start in range(0, reps.numel(), chunk):
+        idx = reps[start : start + chunk]
+        sv = torch.linalg.svdvals(blocks_at(idx))
+        out[idx] = sv
+        out[partner[start : start + chunk]] = sv
+    return out.reshape(grid[0], grid[1], rank)
+
+
 def singular_values_by_frequency(blocks: torch.Tensor, conjugate_symmetric: bool = True) -> torch.Tensor:
     """Singular values of every per-frequency block, descending: ``(F_h, F_w, r)`` real, ``r = min(rows, cols)``.
 
@@ -139,24 +168,15 @@ def singular_values_by_frequency(blocks: torch.Tensor, conjugate_symmetric: bool
     if blocks.ndim != 4:
         raise ValueError(f"blocks must have shape (F_h, F_w, rows, cols), got {tuple(blocks.shape)}")
     fh, fw, rows, cols = blocks.shape
-    rank = min(rows, cols)
     flat = blocks.reshape(fh * fw, rows, cols)
-    real_dtype = flat.real.dtype if flat.is_complex() else flat.dtype
-    out = torch.empty(fh * fw, rank, dtype=real_dtype, device=flat.device)
-    if conjugate_symmetric:
-        reps = torch.from_numpy(conjugate_representatives((fh, fw))).to(flat.device)
-        partner = torch.from_numpy(conjugate_index((fh, fw))).to(flat.device)[reps]
-    else:
-        reps = torch.arange(fh * fw, device=flat.device)
-        partner = reps
-    per_block = max(1, rows * cols * flat.element_size())
-    chunk = max(1, _CHUNK_BYTES // per_block)
-    for start in range(0, reps.numel(), chunk):
-        idx = reps[start : start + chunk]
-        sv = torch.linalg.svdvals(flat.index_select(0, idx))
-        out[idx] = sv
-        out[partner[start : start + chunk]] = sv
-    return out.reshape(fh, fw, rank)
+    return _svdvals_at_representatives(
+        (fh, fw),
+        min(rows, cols),
+        flat,
+        rows * cols * flat.element_size(),
+        lambda idx: flat.index_select(0, idx),
+        conjugate_symmetric,
+    )
 
 
 def _gather_stride_blocks(transfer: torch.Tensor, stride: tuple[int, int], reps: torch.Tensor) -> torch.Tensor:
@@ -177,19 +197,14 @@ def _gather_stride_blocks(transfer: torch.Tensor, stride: tuple[int, int], reps:
 def _strided_singular_values(transfer: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
     """Like ``singular_values_by_frequency(stride_blocks(T, s))`` without materialising all blocks."""
     gh, gw, co, ci = transfer.shape
-    oh, ow = gh // stride[0], gw // stride[1]
-    rank = min(co, stride[0] * stride[1] * ci)
-    reps = torch.from_numpy(conjugate_representatives((oh, ow))).to(transfer.device)
-    partner = torch.from_numpy(conjugate_index((oh, ow))).to(transfer.device)[reps]
-    out = torch.empty(oh * ow, rank, dtype=transfer.real.dtype, device=transfer.device)
-    per_block = max(1, co * stride[0] * stride[1] * ci * transfer.element_size())
-    chunk = max(1, _CHUNK_BYTES // per_block)
-    for start in range(0, reps.numel(), chunk):
-        idx = reps[start : start + chunk]
-        sv = torch.linalg.svdvals(_gather_stride_blocks(transfer, stride, idx))
-        out[idx] = sv
-        out[partner[start : start + chunk]] = sv
-    return out.reshape(oh, ow, rank)
+    cols = stride[0] * stride[1] * ci
+    return _svdvals_at_representatives(
+        (gh // stride[0], gw // stride[1]),
+        min(co, cols),
+        transfer,
+        co * cols * transfer.element_size(),
+        lambda idx: _gather_stride_blocks(transfer, stride, idx),
+    )
 
 
 # --------------------------------------------------------------------------------------------
