@@ -252,3 +252,74 @@ def test_bad_inputs_named() -> None:
         fr.dft_matrix(0)
     with pytest.raises(TypeError, match="x must be a numpy array or a torch tensor"):
         fr.unitary_fft2([[1.0, 2.0]])  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- one home per convention
+@given(h=st.integers(1, 9), w=st.integers(1, 9))
+def test_conjugate_representatives_and_half_plane_hold_one_member_per_pair(h: int, w: int) -> None:
+    conj = fr.conjugate_index((h, w))
+    reps = fr.conjugate_representatives((h, w))
+    # every frequency is a representative or the partner of exactly one
+    covered = np.concatenate([reps, conj[reps][conj[reps] != reps]])
+    assert np.array_equal(np.sort(covered), np.arange(h * w))
+    half, full = fr.half_plane_representatives((h, w))
+    wr = w // 2 + 1
+    u, v = np.divmod(half, wr)
+    assert np.array_equal(full, u * w + v) and np.all(v < wr)
+    covered = np.concatenate([full, conj[full][conj[full] != full]])
+    assert np.array_equal(np.sort(covered), np.arange(h * w))
+    sc = {int(m) for m in np.flatnonzero(conj == np.arange(h * w))}
+    assert sc == set(fr.self_conjugate_indices((h, w)).tolist())
+    for m in range(h * w):
+        k, l = divmod(m, w)
+        assert fr.is_self_conjugate((k, l), (h, w)) == (m in sc)
+
+
+@given(length=st.integers(1, 9), period=st.integers(1, 40), shift=st.integers(-500, 500))
+def test_dirichlet_kernel_closed_form_equals_the_direct_minus_sign_sum(length: int, period: int, shift: int) -> None:
+    f = np.arange(period) + shift * period  # large frequencies: the phase reduction must hold
+    direct = np.exp(-2j * np.pi * np.outer(np.arange(period), np.arange(length)) / period).sum(axis=1)
+    np.testing.assert_allclose(fr.dirichlet_kernel(f, length, period), direct, atol=1e-12 * length)
+
+
+@given(h=st.integers(1, 8), w=st.integers(1, 8), sh=st.integers(-9, 9), sw=st.integers(-9, 9), seed=st.integers(0, 99))
+def test_phase_ramp_is_the_spectrum_of_a_circular_shift(h: int, w: int, sh: int, sw: int, seed: int) -> None:
+    x = np.random.default_rng(seed).normal(size=(h, w))
+    shifted = np.roll(x, (sh, sw), axis=(0, 1))  # x[i - s]
+    np.testing.assert_allclose(np.fft.fft2(shifted), fr.phase_ramp((h, w), (sh, sw)) * np.fft.fft2(x), atol=1e-11)
+    np.testing.assert_allclose(fr.phase_ramp((h, w), (sh, sw), sign=+1), np.conj(fr.phase_ramp((h, w), (sh, sw))))
+
+
+@given(
+    m=st.integers(1, 6), n=st.integers(1, 6), batch=st.integers(1, 3), complex_=st.booleans(), seed=st.integers(0, 99)
+)
+def test_svd_phase_fix_keeps_the_factorisation_and_fixes_the_phase(
+    m: int, n: int, batch: int, complex_: bool, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(batch, m, n)) + (1j * rng.normal(size=(batch, m, n)) if complex_ else 0)
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    uf, vf = fr.svd_phase_fix(u, np.conj(np.swapaxes(vh, -1, -2)))
+    np.testing.assert_allclose((uf * s[..., None, :]) @ np.conj(np.swapaxes(vf, -1, -2)), a, atol=1e-12)
+    for b in range(batch):
+        for col in range(s.size // batch):
+            i = int(np.argmax(np.abs(uf[b, :, col]) >= np.abs(uf[b, :, col]).max() - 1e-9))
+            assert abs(uf[b, i, col].imag) < 1e-12 and uf[b, i, col].real > 0
+    again = fr.svd_phase_fix(uf, vf)  # idempotent
+    np.testing.assert_allclose(again[0], uf, atol=1e-14)
+
+
+def test_as_pair_reads_sizes_strictly() -> None:
+    assert fr.as_pair("stride", 2) == (2, 2)
+    assert fr.as_pair("stride", (np.int64(1), 3)) == (1, 3)
+    for bad, kind in (
+        (2.5, TypeError),
+        ((3, 16.5), TypeError),
+        (True, TypeError),
+        ("22", TypeError),
+        ((1, 2, 3), ValueError),
+    ):
+        with pytest.raises(kind, match="stride must be an int or a pair of ints"):
+            fr.as_pair("stride", bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        fr.as_pair("stride", (1, 0), minimum=1)

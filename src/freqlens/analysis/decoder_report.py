@@ -1,8 +1,10 @@
 """``decoder_report(model, data)``: layer-by-layer spectra of any decoder, next to the exact one-layer rules
 (``spec/decoder_spectra.md`` §2, §4 items 1, 7, 11).
 
-For every conv, transposed conv and upsampling layer (hooked with :mod:`freqlens.hooks`, so any
-``nn.Module`` works, not only ``nn.Sequential``) the report records:
+For every conv, transposed conv and upsampling layer, and every user layer registered with
+:func:`freqlens.spectral.register_rule` (hooked with :mod:`freqlens.hooks`, so any ``nn.Module`` works, not
+only ``nn.Sequential``; rules and gaps come from the registry of :mod:`freqlens.spectral.rules`) the report
+records:
 
 * the measured spectrum map of the layer output: ``E_{b,c}|H|`` and ``E_{b,c}|H|²`` (unshifted, ``(H, W)``);
 * the **one-layer prediction** from the layer's measured input (the previous layer's measured spectrum after
@@ -16,7 +18,8 @@ For every conv, transposed conv and upsampling layer (hooked with :mod:`freqlens
   DC bin; nearest upsampling **cancels** the replicas exactly (§2.6); bilinear is measured only.
 
 Layers without an exact rule (reflect/replicate padding, bilinear upsampling, transposed convs with
-``K − 2P ≠ s``, non-integer upsampling) get a **gap**: the measured spectrum is reported, the prediction
+``K − 2P ≠ s``, non-integer upsampling, subclasses whose ``forward`` does not reproduce their rule on a
+float64 probe) get a **gap**: the measured spectrum is reported, the prediction
 fields are ``None``/``nan`` and ``gap`` says why. Nonlinear layers (ReLU, batch norm) are not hooked: the
 next hooked layer's prediction starts from its measured input, so they never break the one-layer check.
 

@@ -3,7 +3,9 @@
 Every rule acts on **unnormalised, unshifted** spectrum maps ``G (B, C, H, W)`` (complex,
 ``torch.fft.fft2`` of real feature maps, spec §2.1) and returns the spectrum map of the layer output.
 All conv multipliers come from :mod:`freqlens.spectral.conv` (the one implementation of the conv-layer
-multiplier in freqlens); resampling rules come from :mod:`freqlens.fourier`.
+multiplier in freqlens); resampling rules come from :mod:`freqlens.fourier`. Which rule applies to which
+layer type is decided in one place, the registry of :mod:`freqlens.spectral.rules` (``layer_rule``,
+``propagate_layer`` and :func:`propagate` only look it up; user layers join with ``register_rule``).
 
 Exact rules (each reproduces the PyTorch layer to rounding error in float64):
 

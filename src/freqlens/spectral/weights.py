@@ -1,6 +1,7 @@
 """Per-frequency singular values of conv layers and of whole models (conv_bottleneck §1.3, §1.5, §5a).
 
-Per-layer math (this module's lower half) is kept apart from the model walker :func:`weight_spectra`.
+Per-layer math (this module's lower half) is kept apart from the model walker :func:`weight_spectra`, a thin
+walker over the rule registry (:mod:`freqlens.spectral.rules`).
 
 * A stride-1 layer with circular padding is block-diagonal in the unitary Fourier basis: its singular
   values are the union over ω of ``sv(T(ω))`` (C2), with ``T`` from
