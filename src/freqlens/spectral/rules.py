@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..fourier import downsample_spectrum
 from .conv import (
     conv_geometry,
     padding_rule_gap,
@@ -45,7 +45,6 @@ from .propagation import (
     ZeroInsertionUpsample,
     add_dc_bias,
     apply_transfer,
-    assumed_circular_transfer_matrices,
     batchnorm_spectrum,
     check_spectrum,
     conv2d_spectrum,
@@ -254,16 +253,27 @@ class Conv2dRule(SpectralRule):
     def reference_forward(self, module: nn.Module, stock: type[nn.Module], x: torch.Tensor, form: str) -> torch.Tensor:
         if form == "stock":
             return stock.forward(module, x)
-        # The circular operator on the input grid: T(ω) = conj(fft2 W) e^{-2πi⟨ω,p⟩/n}, then the stride (C5a/b).
+        # The circular operator on the input grid, T(ω) = conj(fft2 W) e^{-2πi⟨ω,p⟩/n} then the stride
+        # (C5a/b): in pixels, y(i) = Σ_q W(q) x((s i + q - p) mod n), i.e. wrap p before and k-1-p after.
         geom = conv_geometry(module)
         if not geom.circular:  # the spectra would be labelled by the zero-padded grid: no such claim
             raise ValueError(f"attributes say {geom.padding_mode} padding {geom.padding}, not circular")
-        size = (int(x.shape[-2]), int(x.shape[-1]))
-        z = apply_transfer(assumed_circular_transfer_matrices(module, size), torch.fft.fft2(x.to(torch.float64)))
-        if geom.stride != (1, 1):
-            z = downsample_spectrum(z, geom.stride)
-        bias = module.bias if isinstance(module.bias, torch.Tensor) else None
-        return torch.fft.ifft2(add_dc_bias(z, bias)).real
+        (kh, kw), (ph, pw) = geom.kernel_size, geom.padding
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        if not (ph < kh <= h and pw < kw <= w):
+            raise ValueError(f"kernel {geom.kernel_size} / padding {geom.padding} do not fit the grid {h}x{w}")
+        wrapped = F.pad(x, (pw, kw - 1 - pw, ph, kh - 1 - ph), mode="circular")
+        weight, bias = module.weight, module.bias
+        assert isinstance(weight, torch.Tensor)
+        return F.conv2d(
+            wrapped,
+            weight,
+            bias if isinstance(bias, torch.Tensor) else None,
+            geom.stride,
+            0,
+            geom.dilation,
+            geom.groups,
+        )
 
 
 class ConvTranspose2dRule(SpectralRule):
@@ -524,8 +534,6 @@ class _Verification:
     reason: str
 
 
-
-
 def needs_verification(module: nn.Module, stock: type[nn.Module]) -> bool:
     """A module is checked when its class overrides the registered type's ``forward`` or it carries a
     ``torch.nn.utils.parametrize`` parametrization (plumbing)."""
@@ -552,21 +560,22 @@ def _verify(
         return _Verification(None, f"{label} could not be copied to verify its forward ({exc})")
     gen = torch.Generator().manual_seed(0)
     device = next((t.device for t in probe_module.parameters()), torch.device("cpu"))
-    x = torch.randn(2, *input_shape, generator=gen, dtype=torch.float64).to(device)
-    zero = torch.zeros_like(x)
+    x = torch.randn(1, *input_shape, generator=gen, dtype=torch.float64).to(device)
+    if linear_only:  # one call on [x, 0]: f(x) - f(0) is the linear part, what weight spectra describe
+        x = torch.cat([x, torch.zeros_like(x)])
+
+    def part(y: torch.Tensor) -> torch.Tensor:
+        return y[:1] - y[1:] if linear_only else y
+
     with torch.no_grad():
         try:
-            actual = probe_module.forward(x)
-            if linear_only:
-                actual = actual - probe_module.forward(zero)
+            actual = part(probe_module.forward(x))
         except Exception as exc:
             return _Verification(None, f"the forward of {label} failed on a float64 probe ({exc})")
         details = []
         for form in rule.forms:
             try:
-                ref = rule.reference_forward(probe_module, stock, x, form)
-                if linear_only:
-                    ref = ref - rule.reference_forward(probe_module, stock, zero, form)
+                ref = part(rule.reference_forward(probe_module, stock, x, form))
             except Exception as exc:
                 details.append(f"{form}: {exc}")
                 continue
@@ -586,7 +595,7 @@ def _verify(
 
 def verify_forward(module: nn.Module, input_shape: Sequence[int], linear_only: bool = False) -> tuple[str | None, str]:
     """Check once (cached per module, weight version and input shape) that ``module.forward`` computes the
-    operator its rule describes, on a random float64 probe ``(2, *input_shape)``; ``linear_only`` compares
+    operator its rule describes, on a random float64 probe ``(1, *input_shape)``; ``linear_only`` compares
     ``f(x) − f(0)`` (what weight spectra describe). Returns ``(form, reason)``: the matched form (``"stock"``
     for modules that need no check) or ``None`` with the reason (plumbing)."""
     stock, rule = rule_for(module)
