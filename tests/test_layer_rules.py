@@ -106,6 +106,7 @@ def _assert_exact_or_skipped(
         return skipped[name]
     layer = ws[name]
     assert layer.exact, "the only other honest outcome is an exact, Jacobian-equal spectrum"
+    assert layer.operator.endswith(": exact")
     dense = jacobian_singular_values(module, layer_shape or shape)
     np.testing.assert_allclose(union_sv(layer.singular_values, dense.size), dense, rtol=1e-10, atol=1e-12)
     return "exact"
@@ -270,6 +271,12 @@ def test_declared_gaps_are_marked() -> None:
         verdict = layer_verdict(module)
         assert not verdict.exact and not verdict.predicts and words in verdict.statement
     assert layer_verdict(nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular")).operator == "circular: exact"
+    ws = weight_spectra(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ConvTranspose2d(2, 1, 4, 2, 1)), (1, 6, 6))
+    assert [layer.operator for layer in ws.layers] == [
+        "zero padding: circulant embedding, upper bound",
+        "transposed conv: circular model, PyTorch's edges differ",
+    ]
+    assert not any(layer.exact for layer in ws.layers)
 
 
 # ------------------------------------------------------------------------ no torch below theory

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..fourier import is_self_conjugate, svd_phase_fix
-from ..spectral.weights import layer_operator_blocks
+from ..fourier import as_pair, is_self_conjugate, svd_phase_fix
+from ..spectral.rules import rule_for
 
 __all__ = [
     "PhaseFit",
@@ -37,7 +37,9 @@ def kept_directions(
     ``ω`` (unitary bases; aliasing block for strided layers). At a self-conjugate ``ω`` the block is real and
     a real SVD is used, so every ``u`` is real (then :func:`perturb_along` keeps the representation real).
     Phases follow :func:`freqlens.fourier.svd_phase_fix` (largest entry of each ``u`` real and positive)."""
-    blocks = layer_operator_blocks(module, input_size, name=name).detach().cpu().numpy()
+    size = as_pair("input_size", input_size, minimum=1)
+    rule = rule_for(module)[1]  # the registry's blocks: convs, transposed convs and registered layers
+    blocks = rule.operator_blocks(module, size, name or type(module).__name__, torch.float64).detach().cpu().numpy()
     gh, gw = blocks.shape[:2]
     k, l = int(omega[0]) % gh, int(omega[1]) % gw
     block = blocks[k, l]

@@ -436,6 +436,7 @@ class TransferRule(SpectralRule):
             singular_values=sv.cpu().numpy().astype(np.float64, copy=True),
             exact=out == input_size,
             note=f"registered rule {type(self).__name__}: per-frequency matrix on the input grid",
+            operator=f"{self.kind}: exact" if out == input_size else f"{self.kind}: output size differs, approximation",
         )
 
     def reference_forward(self, module: nn.Module, stock: type[nn.Module], x: torch.Tensor, form: str) -> torch.Tensor:

@@ -225,6 +225,8 @@ class LayerSpectrum:
         exact: ``True`` when the union of these values is exactly the spectrum of the layer's operator
             (circular padding, no crop); ``False`` when they describe the uncropped circular operator on
             the padded grid (zero padding, 'valid' convolutions); ``note`` says which.
+        operator: a short label of the operator these values describe (``"circular: exact"``,
+            ``"zero padding: circulant embedding, upper bound"``, ...).
         operator_norm_sq: ``‖MW‖_F² = Σ s²`` (C3).
     """
 
@@ -239,6 +241,7 @@ class LayerSpectrum:
     singular_values: np.ndarray
     exact: bool
     note: str = ""
+    operator: str = ""
 
     @property
     def operator_norm_sq(self) -> float:
@@ -332,10 +335,13 @@ def layer_spectrum(
             "circular transposed conv (zero insertion then true convolution); PyTorch's non-circular op "
             "differs near the edges"
         )
+        operator = "transposed conv: circular model, PyTorch's edges differ"
         exact = False
     elif exact:
         note = "circular padding: exact per-frequency spectrum"
+        operator = "circular: exact"
     elif not geom.circular:
+        operator = "zero padding: circulant embedding, upper bound"
         note = (
             f"zero padding {geom.padding}: spectrum of the circular operator on the padded "
             f"{size[0] + 2 * geom.padding[0]}x{size[1] + 2 * geom.padding[1]} grid before the crop "
@@ -343,6 +349,7 @@ def layer_spectrum(
         )
     else:
         note = f"output {out_size} is a crop of the circular operator's output {full_out}: approximation"
+        operator = "crop of the circular operator: approximation"
     return LayerSpectrum(
         name=label,
         kind="conv_transpose" if geom.transposed else "conv",
@@ -355,6 +362,7 @@ def layer_spectrum(
         singular_values=sv.detach().cpu().numpy().astype(np.float64, copy=True),
         exact=exact,
         note=note,
+        operator=operator,
     )
 
 
