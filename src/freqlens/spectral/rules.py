@@ -629,6 +629,8 @@ def layer_verdict(
             "none", False, False, f"{type(module).__name__} overrides forward; give an input shape to verify it"
         )
     form, reason = verify_forward(module, input_shape)
+    if form == "circular":
+        reason = f"{type(module).__name__} computes the circular end-wrap operator, which has no propagation rule"
     if form != "stock":  # propagation follows the stock rule only
         return LayerRule(
             "none", False, False, (reason or f"{type(module).__name__} is not a stock layer") + "; prediction stops"

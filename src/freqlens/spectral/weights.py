@@ -517,12 +517,12 @@ def weight_spectra(
         checked = []
         for name, shape, out in calls:  # validate everything before the first SVD
             rule = rule_for(modules[name])[1]
-            rule.check_spectrum_geometry(modules[name], name, (shape[1], shape[2]))
             form, reason = verify_forward(modules[name], shape, linear_only=True)
-            if form is None:
+            if form is None:  # an unverified forward is a marked gap, whatever its attributes say
                 result.skipped.append((name, reason))
-            else:
-                checked.append((name, shape, out, rule))
+                continue
+            rule.check_spectrum_geometry(modules[name], name, (shape[1], shape[2]))
+            checked.append((name, shape, out, rule))
         for name, shape, out, rule in checked:
             result.layers.append(rule.layer_spectrum(modules[name], (shape[1], shape[2]), name, out, dtype))
     return result
