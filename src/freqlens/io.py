@@ -64,6 +64,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically, via :func:`atomic_write_bytes` (plumbing)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -96,10 +97,12 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` (through :func:`to_jsonable`) as indented JSON to ``path``, atomically (plumbing)."""
     return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
+    """Parse the JSON file ``path``; a malformed file raises ``ValueError`` naming it (plumbing)."""
     path = Path(path)
     try:
         return json.loads(path.read_text())
@@ -125,6 +128,7 @@ def write_npz(path: str | Path, arrays: Mapping[str, Any], compressed: bool = Tr
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """All arrays of the ``.npz`` at ``path``, loaded without pickles (``allow_pickle=False``) (plumbing)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -152,32 +156,41 @@ class RunDirectory:
 
     @property
     def stages_dir(self) -> Path:
+        """``path/stages``: where finished stages are kept for resuming (plumbing)."""
         return self.path / "stages"
 
     def write_config(self, config: Mapping[str, Any]) -> Path:
+        """Write ``config.json`` atomically (plumbing)."""
         return write_json(self.path / self.CONFIG, config)
 
     def read_config(self) -> dict[str, Any]:
+        """Read ``config.json`` (plumbing)."""
         return dict(read_json(self.path / self.CONFIG))
 
     def write_data(self, arrays: Mapping[str, Any]) -> Path:
+        """Write ``data.npz`` (every plotted array, named) atomically (plumbing)."""
         return write_npz(self.path / self.DATA, arrays)
 
     def read_data(self) -> dict[str, np.ndarray]:
+        """Read ``data.npz`` (plumbing)."""
         return read_npz(self.path / self.DATA)
 
     def write_summary(self, summary: Mapping[str, Any]) -> Path:
+        """Write ``summary.json`` (headline numbers, claims against measurements) atomically (plumbing)."""
         return write_json(self.path / self.SUMMARY, summary)
 
     def read_summary(self) -> dict[str, Any]:
+        """Read ``summary.json`` (plumbing)."""
         return dict(read_json(self.path / self.SUMMARY))
 
     def stage_path(self, key: str) -> Path:
+        """``stages/<key>.npz``; ``key`` must be a simple name (letters, digits, _, -, .) (plumbing)."""
         if not key.replace("-", "_").replace(".", "_").isidentifier():
             raise ValueError(f"stage key must be a simple name (letters, digits, _, -, .), got {key!r}")
         return self.stages_dir / f"{key}.npz"
 
     def save_stage(self, key: str, arrays: Mapping[str, Any], fingerprint: str) -> Path:
+        """Store a finished stage's arrays with the config ``fingerprint`` that made them (plumbing)."""
         payload = dict(arrays)
         payload["_fingerprint"] = np.array(fingerprint)
         return write_npz(self.stage_path(key), payload)
