@@ -72,6 +72,7 @@ class RunContext:
         )
 
     def log(self, message: str) -> None:
+        """Print ``message`` above the progress bars when progress is shown (plumbing)."""
         if self.show_progress:
             tqdm.write(message)
 
@@ -161,6 +162,7 @@ def build_config(config_cls: type, values: Mapping[str, Any], where: str = "") -
 
 
 def _coerce_like(default: Any, value: Any, where: str) -> Any:
+    """``value`` (from JSON or ``--set``) converted to the type of the config default, or a clear error (plumbing)."""
     if isinstance(default, tuple) and isinstance(value, list | tuple):
         if default and all(isinstance(d, tuple) for d in default):
             return tuple(tuple(v) if isinstance(v, list) else v for v in value)
@@ -196,6 +198,7 @@ def register(experiment: Experiment) -> Experiment:
 
 
 def _discover() -> None:
+    """Import every experiment module once, so that each registers itself (plumbing)."""
     global _DISCOVERED
     if _DISCOVERED:
         return
@@ -215,6 +218,7 @@ def all_experiments() -> list[Experiment]:
 
 
 def get_experiment(name: str) -> Experiment:
+    """The registered experiment called ``name``; an unknown name raises naming ``freqlens list`` (plumbing)."""
     _discover()
     if name not in _REGISTRY:
         raise ValueError(f"unknown experiment {name!r}; `freqlens list` shows the {len(_REGISTRY)} registered ones")

@@ -31,6 +31,7 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
 
 
 def resolve_device(device: str) -> torch.device:
+    """``device`` as a ``torch.device``; refuses names other than cpu/cuda[:N] and absent CUDA (plumbing)."""
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -47,6 +48,7 @@ def check_requirements(exp: Experiment, data_dir: Path | None) -> None:
 
 
 def _versions() -> dict[str, str]:
+    """The versions recorded in ``config.json``: freqlens, torch, numpy, python (plumbing)."""
     from .. import __version__
 
     return {
@@ -128,6 +130,7 @@ def run_experiment(
 def _plot_into(
     exp: Experiment, run_dir: RunDirectory, data: Mapping[str, np.ndarray], config: Any, summary: Mapping[str, Any]
 ) -> list[Path]:
+    """Draw the experiment's figures from saved data in the paper style and write them as PNG/PDF (plumbing)."""
     written: list[Path] = []
     with paper_style():
         figures = exp.plot(data, config, summary)
@@ -137,6 +140,7 @@ def _plot_into(
 
 
 def _load_record(path: str | Path) -> tuple[Experiment, RunDirectory, dict[str, Any]]:
+    """The experiment, run directory and ``config.json`` record of a finished run at ``path`` (plumbing)."""
     path = Path(path)
     cfg_file = path if path.name == RunDirectory.CONFIG else path / RunDirectory.CONFIG
     if not cfg_file.is_file():
