@@ -38,6 +38,7 @@ import torch
 from ..datasets.readers import locate_dataset
 from ..io import RunDirectory, clean_temp_files, config_hash, file_identity, to_jsonable
 from ..plots import paper_style, save_figure
+from ..training.linear_trainer import LinearTrainingDiverged
 from ..training.loop import TrainingDiverged
 from .registry import Experiment, RunContext, build_config, get_experiment
 
@@ -253,7 +254,7 @@ def _learning_rate_keys(config: Any) -> list[str]:
 
 def _failure(plan: RunPlan, exc: BaseException) -> RunFailed:
     name = plan.experiment.name
-    if isinstance(exc, TrainingDiverged):
+    if isinstance(exc, TrainingDiverged | LinearTrainingDiverged):
         keys = _learning_rate_keys(plan.config)
         hint = f"; lower it with --set {keys[0]}=VALUE" if len(keys) == 1 else ""
         if len(keys) > 1:
