@@ -361,3 +361,59 @@ def test_measurements_leave_the_model_exactly_as_found() -> None:
     activation_spectra(net, torch.randn(6, 1, 8, 8, dtype=torch.float64), batch_size=3)
     assert [m.training for m in net.modules()] == flags
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+
+
+# ----------------------------------------------------------------------------------------- kill -9, then resume
+_SLOW_EXPERIMENT = '''
+import os, sys, time
+from dataclasses import dataclass
+import numpy as np
+from freqlens.experiments.registry import Experiment, ExperimentResult, register
+from freqlens.experiments.runner import run_experiment
+
+@dataclass(frozen=True)
+class Cfg:
+    parts: int = 6
+
+def run(ctx, cfg):
+    pause = float(os.environ.get("TOY_PAUSE", "0"))
+    out = []
+    for i in range(cfg.parts):
+        def compute(i=i):
+            with open(os.environ["TOY_LOG"], "a") as log:
+                log.write(f"{i}\\n")
+            time.sleep(pause)
+            return {"v": ctx.rng(i).standard_normal(3)}
+        out.append(ctx.stage(f"part{i}", compute)["v"])
+    return ExperimentResult({"v": np.stack(out)}, {"parts": cfg.parts})
+
+register(Experiment("test-slow-parts", "slow stages", Cfg, run, lambda data, cfg, summary: {}))
+run_experiment("test-slow-parts", out=sys.argv[1], seed=4, show_progress=False)
+'''
+
+
+def test_kill_9_mid_run_then_resume_computes_only_the_missing_stages(tmp_path: Path) -> None:
+    import time
+
+    script = tmp_path / "slow.py"
+    script.write_text(_SLOW_EXPERIMENT)
+    log = tmp_path / "computed.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "TOY_LOG": str(log), "TOY_PAUSE": "0.4"}
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("test-slow-parts/stages/*/part*.npz"))) < 2:
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: no cleanup runs
+    proc.wait()
+    done_before = len(list(out.glob("test-slow-parts/stages/*/part*.npz")))
+    assert 2 <= done_before < 6, done_before
+    assert not (out / "test-slow-parts" / "config.json").exists()  # nothing published by the killed run
+    log.write_text("")
+    subprocess.run([sys.executable, str(script), str(out)], env={**env, "TOY_PAUSE": "0"}, check=True)
+    recomputed = [int(s) for s in log.read_text().split()]
+    assert recomputed == list(range(done_before, 6))  # only the missing stages ran again
+    subprocess.run([sys.executable, str(script), str(tmp_path / "fresh")], env={**env, "TOY_PAUSE": "0"}, check=True)
+    resumed = RunDirectory(out / "test-slow-parts").read_data()["v"]
+    fresh = RunDirectory(tmp_path / "fresh" / "test-slow-parts").read_data()["v"]
+    assert np.array_equal(resumed, fresh)
