@@ -119,3 +119,13 @@ def check_model_usable(name: str, model: Any) -> None:
     for tname, t in tensors:
         if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t.detach()).all()):
             raise ValueError(f"{name} has NaN or infinite values in {tname!r}")
+
+
+def check_float_dtype(name: str, dtype: Any) -> torch.dtype:
+    """A real floating torch dtype (``torch.float16/bfloat16/float32/float64``); integer, boolean and complex
+    dtypes would silently turn values in [0, 1] into zeros or change their meaning."""
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{name} must be a torch floating dtype such as torch.float32, got {dtype!r}")
+    if not dtype.is_floating_point:
+        raise ValueError(f"{name} must be a floating dtype (torch.float32 or torch.float64), got {dtype}")
+    return dtype

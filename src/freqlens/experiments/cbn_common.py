@@ -164,9 +164,6 @@ def train_in_phases(
     ``warmup``, ``adam``, ``gd``) and loads the
     trained weights into ``model`` (also when the stage is reloaded from an earlier run).
     """
-    stage_dir = ctx.run_dir.path / "stages"
-    tag = ctx.fingerprint[:12]
-
     def recorder(step: int, net: torch.nn.Module) -> dict[str, float]:
         assert isinstance(net, CircularCNN)
         return {"op_norm": float(net.operator_norm_sq().detach()), "bias_norm": float(net.bias_norm_sq().detach())}
@@ -198,7 +195,7 @@ def train_in_phases(
                 l2=l2,
                 record_every=settings.record_every,
                 recorder=recorder,
-                checkpoint=stage_dir / f"{key}_{name}_{tag}.pt",
+                checkpoint=ctx.checkpoint_path(f"{key}_{name}"),
                 progress=progress,
             ).as_arrays()
             for k, v in history.items():

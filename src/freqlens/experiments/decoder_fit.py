@@ -188,7 +188,7 @@ def run_fit(ctx: RunContext, cfg: FitConfig) -> ExperimentResult:
                         opt,
                         cfg.train_steps,
                         record_every=max(1, cfg.train_steps // 10),
-                        checkpoint=ctx.run_dir.path / "stages" / f"fit_{kind}_{s}.pt",
+                        checkpoint=ctx.checkpoint_path(f"fit_{kind}_{s}"),
                         progress=lambda it: ctx.progress(it, total=cfg.train_steps, desc=f"train {kind} #{s}"),
                     )
                     out.update({f"trained_{k}": v for k, v in _measure(net, x, cfg).items()})

@@ -124,7 +124,7 @@ def run_learning(ctx: RunContext, cfg: LearningConfig) -> ExperimentResult:
         steps,
         record_every=per_epoch,
         recorder=_make_recorder(x_eval, cfg, bottleneck),
-        checkpoint=ctx.run_dir.path / "stages" / "learning_autoencoder.pt",
+        checkpoint=ctx.checkpoint_path("learning_autoencoder"),
         progress=lambda it: ctx.progress(it, total=steps, desc="train auto-encoder"),
     )
     rec = hist.as_arrays()

@@ -160,7 +160,7 @@ def run_upsampling(ctx: RunContext, cfg: UpsamplingConfig) -> ExperimentResult:
         torch.optim.Adam(model.parameters(), lr=cfg.lr),
         steps,
         record_every=max(1, steps // 20),
-        checkpoint=ctx.run_dir.path / "stages" / "autoencoder.pt",
+        checkpoint=ctx.checkpoint_path("autoencoder"),
         progress=lambda it: ctx.progress(it, total=steps, desc="train auto-encoder"),
     )
     model = model.double().eval()

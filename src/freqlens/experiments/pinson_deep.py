@@ -171,7 +171,7 @@ def run_fig6(ctx: RunContext, cfg: Fig6Config) -> ExperimentResult:
                 history = train(
                     model, lambda m, xb, yb: F.mse_loss(m(xb), yb), sampler, opt, batches,
                     record_every=cfg.record_every, recorder=recorder,
-                    checkpoint=ctx.run_dir.path / "stages" / f"{kind}_{trial}.ckpt", checkpoint_every=cfg.record_every,
+                    checkpoint=ctx.checkpoint_path(f"{kind}_{trial}"), checkpoint_every=cfg.record_every,
                     progress=lambda it: ctx.progress(it, total=batches, desc=f"{kind} trial {trial}", unit="batch"),
                 )  # fmt: skip
                 return history.as_arrays()

@@ -54,6 +54,7 @@ class RunContext:
     quick: bool
     fingerprint: str
     show_progress: bool = True
+    scale: str = "full"
 
     def progress(
         self, iterable: Iterable[I], total: int | None = None, desc: str | None = None, unit: str = "it"
@@ -98,11 +99,16 @@ class RunContext:
         """
         cached = self.run_dir.load_stage(key, self.fingerprint)
         if cached is not None:
-            self.log(f"[resume] stage {key!r} loaded from {self.run_dir.stage_path(key)}")
+            self.log(f"[resume] stage {key!r} loaded from {self.run_dir.stage_path(key, self.fingerprint)}")
             return cached
         result = {k: np.asarray(v) for k, v in compute().items()}
         self.run_dir.save_stage(key, result, self.fingerprint)
         return result
+
+    def checkpoint_path(self, key: str) -> Path:
+        """Where a training checkpoint named ``key`` of *this* run lives: inside the run's fingerprinted stage
+        folder, so a run with another config, seed, device, data or code version never resumes from it."""
+        return self.run_dir.stage_path(key, self.fingerprint, suffix=".pt")
 
 
 PlotFn = Callable[[Mapping[str, np.ndarray], Any, Mapping[str, Any]], dict[str, Figure]]
@@ -118,7 +124,8 @@ class Experiment:
         description: one line for ``freqlens list``.
         config_cls: a dataclass whose defaults are the **full** (paper) settings.
         run / plot: see the module docstring.
-        quick: overrides applied by ``--quick`` (CI-sized run).
+        quick: overrides applied by ``--quick`` / ``--scale quick`` (CI-sized run).
+        scales: further named scales (e.g. ``"medium"``), each a mapping of overrides of the full defaults.
         needs: datasets read from ``--data``: any of ``"mnist"``, ``"cifar10"``.
         paper: ``"pinson"``, ``"cbn"`` or ``"decoder"``; ``figure``: what it reproduces.
     """
@@ -129,15 +136,29 @@ class Experiment:
     run: RunFn
     plot: PlotFn
     quick: Mapping[str, Any] = field(default_factory=dict)
+    scales: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
     paper: str = ""
     figure: str = ""
 
-    def make_config(self, quick: bool = False, overrides: Mapping[str, Any] | None = None) -> Any:
-        """Defaults, then the quick overrides (if ``quick``), then the user's overrides (validated)."""
+    def scale_names(self) -> tuple[str, ...]:
+        """The scales this experiment offers: ``quick``, its own named ones, and ``full`` (the paper's)."""
+        return ("quick", *[k for k in self.scales if k not in ("quick", "full")], "full")
+
+    def scale_overrides(self, scale: str) -> Mapping[str, Any]:
+        """The overrides of the full defaults that make ``scale``."""
+        if scale not in self.scale_names():
+            raise ValueError(f"{self.name}: scale must be one of {list(self.scale_names())}, got {scale!r}")
+        if scale == "quick":
+            return self.quick
+        return {} if scale == "full" else self.scales[scale]
+
+    def make_config(
+        self, quick: bool = False, overrides: Mapping[str, Any] | None = None, scale: str | None = None
+    ) -> Any:
+        """Defaults, then the scale's overrides (``quick=True`` is ``scale="quick"``), then the user's (validated)."""
         values: dict[str, Any] = {}
-        if quick:
-            values.update(self.quick)
+        values.update(self.scale_overrides(scale if scale is not None else ("quick" if quick else "full")))
         if overrides:
             values.update(overrides)
         return build_config(self.config_cls, values, where=self.name)
@@ -192,7 +213,8 @@ def register(experiment: Experiment) -> Experiment:
     existing = _REGISTRY.get(experiment.name)
     if existing is not None and existing.run is not experiment.run:
         raise ValueError(f"experiment name {experiment.name!r} is registered twice")
-    experiment.make_config(quick=True)  # fail at import if the quick overrides are invalid
+    for scale in experiment.scale_names():  # fail at import if a scale's overrides are invalid
+        experiment.make_config(scale=scale)
     _REGISTRY[experiment.name] = experiment
     return experiment
 
