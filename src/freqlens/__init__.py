@@ -55,25 +55,28 @@ def _submodules() -> list[str]:
     return [m.name for m in _pkgutil.iter_modules(__path__)]
 
 
-def __getattr__(name: str) -> _typing.Any:
-    """A re-exported name or a submodule, imported on first access and cached (PEP 562; plumbing).
+# Under TYPE_CHECKING mypy sees only the explicit imports above, so a misspelt ``freqlens.X`` is a type error
+# rather than an ``Any`` from a module-level __getattr__.
+if not _typing.TYPE_CHECKING:
 
-    Submodules stay reachable as attributes (``freqlens.spectral.weights``) as they were when this package
-    imported them eagerly.
-    """
-    if name in _LAZY:
-        submodule, attribute = _LAZY[name]
-        module = _importlib.import_module(f".{submodule}", __name__)
-        value = module if attribute is None else getattr(module, attribute)
-    elif name in _submodules():
-        value = _importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module 'freqlens' has no attribute {name!r}")
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+    def __getattr__(name: str) -> _typing.Any:
+        """A re-exported name or a submodule, imported on first access and cached (PEP 562; plumbing).
 
+        Submodules stay reachable as attributes (``freqlens.spectral.weights``) as they were when this package
+        imported them eagerly.
+        """
+        if name in _LAZY:
+            submodule, attribute = _LAZY[name]
+            module = _importlib.import_module(f".{submodule}", __name__)
+            value = module if attribute is None else getattr(module, attribute)
+        elif name in _submodules():
+            value = _importlib.import_module(f".{name}", __name__)
+        else:
+            raise AttributeError(f"module 'freqlens' has no attribute {name!r}")
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
 
-def __dir__() -> list[str]:
-    """The public names, the submodules and the module dunders, as an eager package would list them (plumbing)."""
-    dunders = {n for n in globals() if n.startswith("__") and n.endswith("__")} - {"__getattr__", "__dir__"}
-    return sorted(dunders | set(__all__) | set(_submodules()))
+    def __dir__() -> list[str]:
+        """The public names, the submodules and the module dunders, as an eager package would list them (plumbing)."""
+        dunders = {n for n in globals() if n.startswith("__") and n.endswith("__")} - {"__getattr__", "__dir__"}
+        return sorted(dunders | set(__all__) | set(_submodules()))
