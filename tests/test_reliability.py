@@ -417,3 +417,12 @@ def test_kill_9_mid_run_then_resume_computes_only_the_missing_stages(tmp_path: P
     resumed = RunDirectory(out / "test-slow-parts").read_data()["v"]
     fresh = RunDirectory(tmp_path / "fresh" / "test-slow-parts").read_data()["v"]
     assert np.array_equal(resumed, fresh)
+
+
+def test_cpu_only_experiment_refuses_cuda(toy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # pretend a GPU, so only the rule can refuse
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    registry._REGISTRY[toy] = Experiment(toy, "cpu only", ToyConfig, _toy_run, _toy_plot, devices=("cpu",))
+    with pytest.raises(ValueError, match="computes on cpu only"):
+        plan_run(toy, device="cuda")
+    assert plan_run(toy, device="cpu").device.type == "cpu"

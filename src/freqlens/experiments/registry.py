@@ -126,6 +126,8 @@ class Experiment:
         quick: overrides applied by ``--quick`` / ``--scale quick`` (CI-sized run).
         scales: further named scales (e.g. ``"medium"``), each a mapping of overrides of the full defaults.
         needs: datasets read from ``--data``: any of ``"mnist"``, ``"cifar10"``.
+        devices: device types the experiment computes on; another ``--device`` is refused before any work
+            (an experiment that computes on the CPU whatever it is given must not record ``cuda``).
         paper: ``"pinson"``, ``"cbn"`` or ``"decoder"``; ``figure``: what it reproduces.
     """
 
@@ -137,6 +139,7 @@ class Experiment:
     quick: Mapping[str, Any] = field(default_factory=dict)
     scales: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ("cpu", "cuda")
     paper: str = ""
     figure: str = ""
 

@@ -202,6 +202,10 @@ def plan_run(
     config = exp.make_config(scale=chosen, overrides=overrides)
     seed = check_seed(seed)
     dev = resolve_device(device)
+    if dev.type not in exp.devices:
+        raise ValueError(
+            f"{exp.name} computes on {' or '.join(exp.devices)} only; device={str(dev)!r} is not supported by it"
+        )
     data = resolve_data_dir(data_dir)
     check_requirements(exp, data)
     ident = data_identity(exp, data)
