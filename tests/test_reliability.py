@@ -448,3 +448,15 @@ def test_named_random_streams_are_distinct_stable_and_keep_legacy_offsets(tmp_pa
     assert other.rng("network", 3).standard_normal(4).tobytes() != draws[("network", 3)]
     with pytest.raises(TypeError, match="stream must be"):
         ctx.seed_sequence("")
+
+
+def test_fingerprint_covers_the_data_read_but_not_where_it_lies(toy: str, tmp_path: Path) -> None:
+    registry._REGISTRY[toy] = Experiment(toy, "needs data", ToyConfig, _toy_run, _toy_plot, needs=("cifar10",))
+    a = _fake_cifar(tmp_path / "a", [1, 2])
+    moved = _fake_cifar(tmp_path / "elsewhere", [1, 2])
+    changed = _fake_cifar(tmp_path / "c", [1, 3])
+    fp = plan_run(toy, data_dir=a).fingerprint
+    assert plan_run(toy, data_dir=moved).fingerprint == fp
+    assert plan_run(toy, data_dir=changed).fingerprint != fp
+    with pytest.raises(ValueError, match="needs the cifar10 dataset"):
+        plan_run(toy)
