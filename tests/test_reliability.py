@@ -450,7 +450,10 @@ def test_named_random_streams_are_distinct_stable_and_keep_legacy_offsets(tmp_pa
         ctx.seed_sequence("")
 
 
-def test_fingerprint_covers_the_data_read_but_not_where_it_lies(toy: str, tmp_path: Path) -> None:
+def test_fingerprint_covers_the_data_read_but_not_where_it_lies(
+    toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FREQLENS_DATA", raising=False)
     registry._REGISTRY[toy] = Experiment(toy, "needs data", ToyConfig, _toy_run, _toy_plot, needs=("cifar10",))
     a = _fake_cifar(tmp_path / "a", [1, 2])
     moved = _fake_cifar(tmp_path / "elsewhere", [1, 2])
