@@ -7,7 +7,7 @@ Usage (after ``freqlens reproduce all --quick --out runs/quick --data DIR``):
 
 Each row ``| `NAME` | ... | SECONDS |`` gets ``runtime_s`` from ``runs/quick/NAME/summary.json`` (rounded to
 whole seconds); rows without a finished quick run keep their value and are listed on stderr. The sentence
-that gives the total is rewritten from the same numbers. Nothing is typed by hand.
+that gives the total is rewritten from the same numbers when every row had a run. Nothing is typed by hand.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-ROW = re.compile(r"^\| `(?P<name>[a-z0-9-]+)` \|(?P<middle>.*)\| (?P<secs>[0-9]+|—) \|$")
+ROW = re.compile(r"^\| `(?P<name>[a-z0-9-]+)` \|(?P<middle>.*)\| (?P<secs>[0-9.]+|—) \|$")
 TOTAL = re.compile(r"\(`freqlens reproduce all --quick`, [0-9.]+ min in all\)")
 
 
@@ -42,12 +42,14 @@ def rewrite(readme: str, times: dict[str, float]) -> tuple[str, list[str]]:
         if m and m.group("middle").count("|") >= 2:
             name = m.group("name")
             if name in times:
-                line = f"| `{name}` |{m.group('middle')}| {round(times[name])} |"
+                secs = times[name]
+                shown = f"{secs:.1f}" if secs < 10 else f"{round(secs)}"
+                line = f"| `{name}` |{m.group('middle')}| {shown} |"
             else:
                 missing.append(name)
         lines.append(line)
     text = "\n".join(lines) + "\n"
-    if times:
+    if times and not missing:  # the total only from a complete set of runs
         total = sum(times.values()) / 60
         text = TOTAL.sub(f"(`freqlens reproduce all --quick`, {total:.1f} min in all)", text)
     return text, missing
