@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-ROW = re.compile(r"^\| `(?P<name>[a-z0-9-]+)` \|(?P<middle>.*)\| (?P<secs>[0-9.]+|—) \|$")
+ROW = re.compile(r"^\| `(?P<name>[A-Za-z0-9-]+)` \|(?P<middle>.*)\| (?P<secs>[0-9.]+|—) \|$")
 TOTAL = re.compile(r"\(`freqlens reproduce all --quick`, [0-9.]+ min in all\)")
 
 
