@@ -364,7 +364,7 @@ def test_measurements_leave_the_model_exactly_as_found() -> None:
 
 
 # ----------------------------------------------------------------------------------------- kill -9, then resume
-_SLOW_EXPERIMENT = '''
+_SLOW_EXPERIMENT = """
 import os, sys, time
 from dataclasses import dataclass
 import numpy as np
@@ -389,7 +389,7 @@ def run(ctx, cfg):
 
 register(Experiment("test-slow-parts", "slow stages", Cfg, run, lambda data, cfg, summary: {}))
 run_experiment("test-slow-parts", out=sys.argv[1], seed=4, show_progress=False)
-'''
+"""
 
 
 def test_kill_9_mid_run_then_resume_computes_only_the_missing_stages(tmp_path: Path) -> None:
@@ -417,3 +417,49 @@ def test_kill_9_mid_run_then_resume_computes_only_the_missing_stages(tmp_path: P
     resumed = RunDirectory(out / "test-slow-parts").read_data()["v"]
     fresh = RunDirectory(tmp_path / "fresh" / "test-slow-parts").read_data()["v"]
     assert np.array_equal(resumed, fresh)
+
+
+def test_cpu_only_experiment_refuses_cuda(toy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # pretend a GPU, so only the rule can refuse
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    registry._REGISTRY[toy] = Experiment(toy, "cpu only", ToyConfig, _toy_run, _toy_plot, devices=("cpu",))
+    with pytest.raises(ValueError, match="computes on cpu only"):
+        plan_run(toy, device="cuda")
+    assert plan_run(toy, device="cpu").device.type == "cpu"
+
+
+def test_named_random_streams_are_distinct_stable_and_keep_legacy_offsets(tmp_path: Path) -> None:
+    ctx = RunContext(RunDirectory(tmp_path), 7, torch.device("cpu"), None, True, "f", show_progress=False)
+    draws = {
+        (name, i): ctx.rng(name, i).standard_normal(4).tobytes()
+        for name in ("white_noise", "network")
+        for i in range(12)
+    }
+    assert len(set(draws.values())) == len(draws)  # no two (stream, index) pairs share numbers
+    assert ctx.rng("network", 3).standard_normal(4).tobytes() == draws[("network", 3)]  # reproducible
+    seeds = {ctx.torch_seed(name, i) for name in ("white_noise", "network") for i in range(12)}
+    assert len(seeds) == 24 and all(0 <= s < 2**63 for s in seeds)
+    assert torch.equal(
+        torch.randn(3, generator=ctx.generator(5)),
+        torch.randn(3, generator=torch.Generator().manual_seed(7 * 1_000_003 + 5)),
+    )
+    assert np.array_equal(ctx.rng(41).standard_normal(2), np.random.default_rng([7, 41]).standard_normal(2))
+    other = RunContext(RunDirectory(tmp_path), 8, torch.device("cpu"), None, True, "f", show_progress=False)
+    assert other.rng("network", 3).standard_normal(4).tobytes() != draws[("network", 3)]
+    with pytest.raises(TypeError, match="stream must be"):
+        ctx.seed_sequence("")
+
+
+def test_fingerprint_covers_the_data_read_but_not_where_it_lies(
+    toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FREQLENS_DATA", raising=False)
+    registry._REGISTRY[toy] = Experiment(toy, "needs data", ToyConfig, _toy_run, _toy_plot, needs=("cifar10",))
+    a = _fake_cifar(tmp_path / "a", [1, 2])
+    moved = _fake_cifar(tmp_path / "elsewhere", [1, 2])
+    changed = _fake_cifar(tmp_path / "c", [1, 3])
+    fp = plan_run(toy, data_dir=a).fingerprint
+    assert plan_run(toy, data_dir=moved).fingerprint == fp
+    assert plan_run(toy, data_dir=changed).fingerprint != fp
+    with pytest.raises(ValueError, match="needs the cifar10 dataset"):
+        plan_run(toy)

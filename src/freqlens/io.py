@@ -18,7 +18,7 @@ import os
 import socket
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -150,27 +150,27 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def file_identity(path: str | Path, samples: int = 16, block: int = 1 << 16) -> dict[str, Any]:
-    """Size and a fast sampled hash of a file or of every file below a folder (plumbing for run fingerprints).
+def file_identity(files: Sequence[str | Path], samples: int = 16, block: int = 1 << 16) -> dict[str, Any]:
+    """Sizes and a fast sampled hash of the given files (plumbing for run fingerprints).
 
     The hash reads ``samples`` blocks of ``block`` bytes spread evenly over each file (always the first and the
-    last), so a 170 MB archive costs a few milliseconds, while any change of size, header or trailer (and most
-    in-place edits) changes the identity.
+    last), so a 170 MB archive costs a few milliseconds, while any change of name, size, header or trailer (and
+    most in-place edits) changes the identity. The folder the files sit in is recorded but not hashed, so the
+    same data moved elsewhere keeps its identity.
     """
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    paths = [Path(f) for f in files]
     digest = hashlib.blake2b(digest_size=16)
     total = 0
-    for f in files:
+    for f in paths:
         size = f.stat().st_size
         total += size
-        digest.update(f"{f.relative_to(path) if path.is_dir() else f.name}:{size};".encode())
+        digest.update(f"{f.name}:{size};".encode())
         with open(f, "rb") as fh:
             offsets = sorted({int(i * max(size - block, 0) / max(samples - 1, 1)) for i in range(samples)})
             for off in offsets:
                 fh.seek(off)
                 digest.update(fh.read(block))
-    return {"path": str(path.resolve()), "files": len(files), "bytes": total, "hash": digest.hexdigest()}
+    return {"files": len(paths), "bytes": total, "hash": digest.hexdigest()}
 
 
 def clean_temp_files(folder: str | Path) -> list[Path]:

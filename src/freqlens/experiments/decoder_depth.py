@@ -303,6 +303,7 @@ register(
         quick={"num_images": 8, "networks": 2, "single_networks": 16384},
         needs=("cifar10",),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 5, Fig. 4a",
     )
 )

@@ -316,6 +316,7 @@ register(
         quick={"num_images": 32, "networks": 1, "train_steps": 40, "train_images": 1024, "update_images": 16},
         needs=("cifar10",),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 3a, 3b",
     )
 )

@@ -254,6 +254,7 @@ register(
         },
         needs=("cifar10",),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 1a, Fig. 6, Fig. 7",
     )
 )

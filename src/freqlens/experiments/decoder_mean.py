@@ -174,6 +174,7 @@ register(
         quick={"num_images": 32, "networks": 3},
         needs=("cifar10", "mnist"),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 4b, Fig. 12",
     )
 )

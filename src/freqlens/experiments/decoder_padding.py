@@ -198,6 +198,7 @@ register(
         quick={"num_images": 32, "networks": 4},
         needs=("cifar10", "mnist"),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 4c, Fig. 10",
     )
 )

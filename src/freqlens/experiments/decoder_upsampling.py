@@ -282,6 +282,7 @@ register(
         },
         needs=("cifar10",),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 1b, Fig. 8, Fig. 9",
     )
 )

@@ -155,6 +155,7 @@ register(
         plot=plot_fig2,
         quick={},
         paper="pinson",
+        devices=("cpu",),
         figure="Fig. 2",
     )
 )
@@ -241,6 +242,7 @@ register(
         quick={"max_per_class": 1000},
         needs=("cifar10",),
         paper="pinson",
+        devices=("cpu",),
         figure="Fig. S.4",
     )
 )

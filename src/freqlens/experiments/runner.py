@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..datasets.readers import locate_dataset
+from ..datasets.readers import dataset_files, locate_dataset
 from ..io import RunDirectory, clean_temp_files, config_hash, file_identity, to_jsonable
 from ..plots import paper_style, save_figure
 from ..training.linear_trainer import LinearTrainingDiverged
@@ -141,7 +141,7 @@ def data_identity(exp: Experiment, data_dir: Path | None) -> dict[str, Any]:
     """Sizes and sampled hashes of the dataset files the experiment reads (plumbing)."""
     if data_dir is None:
         return {}
-    return {name: file_identity(locate_dataset(name, data_dir)) for name in exp.needs}
+    return {name: file_identity(dataset_files(name, data_dir)) for name in exp.needs}
 
 
 @dataclass(frozen=True)
@@ -204,6 +204,10 @@ def plan_run(
     config = exp.make_config(scale=chosen, overrides=overrides)
     seed = check_seed(seed)
     dev = resolve_device(device)
+    if dev.type not in exp.devices:
+        raise ValueError(
+            f"{exp.name} computes on {' or '.join(exp.devices)} only; device={str(dev)!r} is not supported by it"
+        )
     data = resolve_data_dir(data_dir)
     check_requirements(exp, data)
     ident = data_identity(exp, data)
