@@ -17,6 +17,9 @@ does not run when a module is imported, so it does not count when following whic
 theory module may not import torch even inside a function: theory never touches torch). Importing
 ``freqlens.a.b`` runs ``freqlens/__init__.py`` and ``freqlens/a/__init__.py`` first; the check follows that.
 
+Dynamic imports (``importlib.import_module``) are not seen by the AST walk; the package's lazy re-export
+table is checked separately (``test_lazy_reexports_come_from_units_init_may_import``).
+
 The checker is a set of functions over a source root and a README text, so ``test_checker_*`` below can
 point it at a throwaway package and show that each kind of violation is caught.
 """
@@ -368,6 +371,15 @@ def test_import_freqlens_loads_no_torch_and_keeps_its_names() -> None:
     from importlib.metadata import version
 
     assert result.stdout.strip() == version("freqlens")
+
+
+def test_lazy_reexports_come_from_units_init_may_import() -> None:
+    # importlib.import_module calls are invisible to the AST walk: the lazy table is checked here instead.
+    import freqlens
+
+    lazy_units = {submodule for submodule, _ in freqlens._LAZY.values()}
+    allowed_for_init = next(deps for _, unit, deps in ALLOWED if unit == "__init__")
+    assert lazy_units <= set(allowed_for_init), sorted(lazy_units - set(allowed_for_init))
 
 
 def test_all_names_resolve_to_the_same_objects_as_the_submodules() -> None:
