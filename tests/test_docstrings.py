@@ -58,6 +58,18 @@ def _parse(text: str) -> ast.Module:
     return ast.parse(text)
 
 
+def _is_overload(node: ast.stmt) -> bool:
+    """A ``@typing.overload`` stub: its implementation, defined after it, carries the docstring."""
+    decorators = node.decorator_list if isinstance(node, Definition) else []
+    return any((isinstance(d, ast.Name) and d.id == "overload") or
+               (isinstance(d, ast.Attribute) and d.attr == "overload") for d in decorators)  # fmt: skip
+
+
+def _definitions(tree: ast.Module | ast.ClassDef) -> list[Definition]:
+    """The functions and classes defined directly in ``tree``, overload stubs left out."""
+    return [n for n in tree.body if isinstance(n, Definition) and not _is_overload(n)]
+
+
 def _declared_all(tree: ast.Module) -> list[str] | None:
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
@@ -87,8 +99,8 @@ def _definition(path: Path, name: str, depth: int = 0) -> tuple[Path, Definition
     """Where ``name``, as seen from module ``path``, is defined: follows freqlens re-exports to their origin."""
     assert depth < 20, f"re-export cycle at {path}:{name}"
     tree = _tree(path)
-    for node in tree.body:
-        if isinstance(node, Definition) and node.name == name:
+    for node in _definitions(tree):
+        if node.name == name:
             return path, node
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and any((a.asname or a.name) == name for a in node.names):
@@ -104,7 +116,7 @@ def _definition(path: Path, name: str, depth: int = 0) -> tuple[Path, Definition
 
 
 def _public_methods(cls: ast.ClassDef) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
-    return [n for n in cls.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and not n.name.startswith("_")]
+    return [n for n in _definitions(cls) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name[0] != "_"]
 
 
 def _required(path: Path) -> list[tuple[Path, Definition, str]]:
@@ -118,9 +130,9 @@ def _required(path: Path) -> list[tuple[Path, Definition, str]]:
             if where is not None:
                 found.append((where[0], where[1], name))
     else:
-        found += [(path, n, n.name) for n in tree.body if isinstance(n, Definition) and not n.name.startswith("_")]
+        found += [(path, n, n.name) for n in _definitions(tree) if not n.name.startswith("_")]
     if _rel(path).startswith("experiments/"):
-        found += [(path, n, n.name) for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        found += [(path, n, n.name) for n in _definitions(tree) if not isinstance(n, ast.ClassDef)]
     for origin, node, name in list(found):
         if isinstance(node, ast.ClassDef):
             found += [(origin, m, f"{name}.{m.name}") for m in _public_methods(node)]
@@ -157,7 +169,9 @@ def test_checker_finds_what_is_missing(tmp_path: Path) -> None:
     (pkg / "core.py").write_text(
         '"""Core."""\nfrom dataclasses import dataclass\n\n@dataclass\nclass Record:\n    x: int\n\n'
         "    def total(self) -> int:\n        return self.x\n\n    def _hidden(self) -> None:\n        pass\n\n"
-        'def solve() -> None:\n    """Eq. 1 (spec §1)."""\n\ndef _private() -> None:\n    pass\n'
+        "from typing import overload\n\n@overload\ndef solve(x: int) -> int: ...\n"
+        "@overload\ndef solve(x: str) -> str: ...\n"
+        'def solve(x):\n    """Eq. 1 (spec §1)."""\n\ndef _private() -> None:\n    pass\n'
     )
     (pkg / "experiments" / "__init__.py").write_text('"""Experiments."""\n')
     (pkg / "experiments" / "fig.py").write_text("def _helper() -> None:\n    pass\n")
