@@ -69,12 +69,7 @@ ALLOWED: tuple[tuple[int, str, tuple[str, ...]], ...] = (
 
 # Imports that break the table today, each with who fixes it. test_known_violations_are_still_real fails
 # once one is fixed, so this list can only shrink.
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("experiments/runner.py", "__init__"): "`from .. import __version__`: should read `from .._version import "
-    "__version__` (a body edit in experiments/runner.py, not this branch's to make)",
-    ("cli.py", "__init__"): "`from . import __version__` in build_parser: should read `from ._version import "
-    "__version__` (cli.py is not this branch's file)",
-}
+KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {}
 
 THEORY_TORCH_REASON = (
     "theory imports freqlens.fourier, which imports torch (and freqlens._validation, which imports torch) when "

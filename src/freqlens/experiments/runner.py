@@ -116,7 +116,7 @@ def check_requirements(exp: Experiment, data_dir: Path | None) -> None:
 
 def _versions() -> dict[str, str]:
     """The versions recorded in ``config.json``: freqlens, torch, numpy, python (plumbing)."""
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "freqlens": __version__,
