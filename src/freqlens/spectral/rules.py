@@ -101,6 +101,7 @@ class SpectralRule:
     forms: tuple[str, ...] = ("stock",)
 
     def gap_reason(self, module: nn.Module) -> str:
+        """Why this layer type has no exact rule (plumbing)."""
         return f"no spectral rule for {type(module).__name__}"
 
     def assess(self, module: nn.Module, name: str, assume_circular: bool = False) -> LayerRule:
@@ -158,6 +159,7 @@ class GapRule(SpectralRule):
         self.kind = kind
 
     def gap_reason(self, module: nn.Module) -> str:
+        """Why this layer type has no exact rule (plumbing)."""
         return self.reason.format(type=type(module).__name__)
 
 
@@ -167,6 +169,7 @@ class IdentityRule(SpectralRule):
     kind = "identity"
 
     def assess(self, module: nn.Module, name: str, assume_circular: bool = False) -> LayerRule:
+        """The verdict from the module's attributes (rule and spec section: see the class docstring)."""
         if module.training and not isinstance(module, nn.Identity):
             return LayerRule(
                 "none", False, False, f"{type(module).__name__} in training mode is random; prediction stops"
@@ -176,6 +179,7 @@ class IdentityRule(SpectralRule):
     def propagate(
         self, module: nn.Module, spectrum: torch.Tensor, name: str, assume_circular: bool = False
     ) -> torch.Tensor:
+        """Output spectrum map by this rule (equation and spec section: see the class docstring)."""
         if not self.assess(module, name).predicts:
             return super().propagate(module, spectrum, name)
         return check_spectrum("spectrum", spectrum)
@@ -192,6 +196,7 @@ class Conv2dRule(SpectralRule):
     forms = ("stock", "circular")
 
     def assess(self, module: nn.Module, name: str, assume_circular: bool = False) -> LayerRule:
+        """The verdict from the module's attributes (rule and spec section: see the class docstring)."""
         geom = conv_geometry(module, name)
         gap = padding_rule_gap(geom)
         stride = f", aliased by stride {geom.stride}" if geom.stride != (1, 1) else ""
@@ -225,12 +230,14 @@ class Conv2dRule(SpectralRule):
     def propagate(
         self, module: nn.Module, spectrum: torch.Tensor, name: str, assume_circular: bool = False
     ) -> torch.Tensor:
+        """Output spectrum map by this rule (equation and spec section: see the class docstring)."""
         verdict = self.assess(module, name, assume_circular)
         if not verdict.predicts:
             raise NoExactRuleError(f"layer {name!r}: {verdict.statement}")
         return conv2d_spectrum(module, spectrum, name, assume_circular)
 
     def check_spectrum_geometry(self, module: nn.Module, name: str, input_size: tuple[int, int]) -> None:
+        """Refuse, before any FFT, a geometry without a per-frequency spectrum (plumbing)."""
         problem = spectrum_grid_problem(conv_geometry(module, name), input_size)
         if problem is not None:
             raise ValueError(problem)
@@ -243,14 +250,17 @@ class Conv2dRule(SpectralRule):
         output_size: Sequence[int] | None,
         dtype: torch.dtype,
     ) -> LayerSpectrum:
+        """Per-frequency singular values of the operator (conv_bottleneck §1.3-1.5, §5a)."""
         return layer_spectrum(module, input_size, name, output_size, dtype)  # validates the geometry first
 
     def operator_blocks(
         self, module: nn.Module, input_size: tuple[int, int], name: str, dtype: torch.dtype
     ) -> torch.Tensor:
+        """Per-frequency blocks of the operator in unitary bases (conv_bottleneck §1.5)."""
         return layer_operator_blocks(module, input_size, name, dtype)
 
     def reference_forward(self, module: nn.Module, stock: type[nn.Module], x: torch.Tensor, form: str) -> torch.Tensor:
+        """The forward the rule's numbers describe, used to verify subclasses (plumbing)."""
         if form == "stock":
             return stock.forward(module, x)
         # The circular operator on the input grid, T(ω) = conj(fft2 W) e^{-2πi⟨ω,p⟩/n} then the stride
@@ -285,6 +295,7 @@ class ConvTranspose2dRule(SpectralRule):
     reported = True
 
     def assess(self, module: nn.Module, name: str, assume_circular: bool = False) -> LayerRule:
+        """The verdict from the module's attributes (rule and spec section: see the class docstring)."""
         gap = transposed_rule_gap(conv_geometry(module, name))
         if gap is not None:
             return LayerRule("none", False, False, f"{gap}; prediction stops")
@@ -299,6 +310,7 @@ class ConvTranspose2dRule(SpectralRule):
     def propagate(
         self, module: nn.Module, spectrum: torch.Tensor, name: str, assume_circular: bool = False
     ) -> torch.Tensor:
+        """Output spectrum map by this rule (equation and spec section: see the class docstring)."""
         return conv_transpose2d_spectrum(module, spectrum, name)
 
     check_spectrum_geometry = Conv2dRule.check_spectrum_geometry
@@ -306,6 +318,7 @@ class ConvTranspose2dRule(SpectralRule):
     operator_blocks = Conv2dRule.operator_blocks
 
     def replica_rule(self, module: nn.Module) -> str:
+        """What happens to the DC replicas (decoder_spectra Thm 4.4, §2.6)."""
         return "repeated"  # Thm 4.4: a transposed conv is zero insertion then a conv
 
 
@@ -317,6 +330,7 @@ class UpsampleRule(SpectralRule):
     reported = True
 
     def assess(self, module: nn.Module, name: str, assume_circular: bool = False) -> LayerRule:
+        """The verdict from the module's attributes (rule and spec section: see the class docstring)."""
         if isinstance(module, ZeroInsertionUpsample):
             return LayerRule(
                 "zero-insertion", True, True, "zero-insertion upsampling: r×r tiling (Thm 4.4, Eq. 11)", "tiling: exact"
@@ -341,12 +355,15 @@ class UpsampleRule(SpectralRule):
     def propagate(
         self, module: nn.Module, spectrum: torch.Tensor, name: str, assume_circular: bool = False
     ) -> torch.Tensor:
+        """Output spectrum map by this rule (equation and spec section: see the class docstring)."""
         return upsample_spectrum(module, spectrum, name)
 
     def upsampling(self, module: nn.Module, name: str, in_hw: tuple[int, int]) -> tuple[int, int] | None:
+        """The integer tiling factor (decoder_spectra Thm 4.4)."""
         return upsample_factor(module, in_hw, name)
 
     def replica_rule(self, module: nn.Module) -> str:
+        """What happens to the DC replicas (decoder_spectra Thm 4.4, §2.6)."""
         if isinstance(module, ZeroInsertionUpsample):
             return "repeated"  # Thm 4.4
         assert isinstance(module, nn.Upsample)
@@ -359,6 +376,7 @@ class BatchNorm2dRule(SpectralRule):
     kind = "batchnorm"
 
     def assess(self, module: nn.Module, name: str, assume_circular: bool = False) -> LayerRule:
+        """The verdict from the module's attributes (rule and spec section: see the class docstring)."""
         if module.training:
             return LayerRule(
                 "none",
@@ -371,6 +389,7 @@ class BatchNorm2dRule(SpectralRule):
     def propagate(
         self, module: nn.Module, spectrum: torch.Tensor, name: str, assume_circular: bool = False
     ) -> torch.Tensor:
+        """Output spectrum map by this rule (equation and spec section: see the class docstring)."""
         return batchnorm_spectrum(module, spectrum, name)
 
 
@@ -396,21 +415,25 @@ class TransferRule(SpectralRule):
         return None
 
     def assess(self, module: nn.Module, name: str, assume_circular: bool = False) -> LayerRule:
+        """The verdict from the module's attributes (rule and spec section: see the class docstring)."""
         return LayerRule(self.kind, True, True, f"{type(module).__name__}: per-frequency matrix (registered rule)")
 
     def propagate(
         self, module: nn.Module, spectrum: torch.Tensor, name: str, assume_circular: bool = False
     ) -> torch.Tensor:
+        """Output spectrum map by this rule (equation and spec section: see the class docstring)."""
         g = check_spectrum("spectrum", spectrum)
         t = self.transfer_matrices(module, (int(g.shape[-2]), int(g.shape[-1])), torch.float64)
         return add_dc_bias(apply_transfer(t, g), self.bias(module))
 
     def check_spectrum_geometry(self, module: nn.Module, name: str, input_size: tuple[int, int]) -> None:
+        """Refuse, before any FFT, a geometry without a per-frequency spectrum (plumbing)."""
         return None
 
     def operator_blocks(
         self, module: nn.Module, input_size: tuple[int, int], name: str, dtype: torch.dtype
     ) -> torch.Tensor:
+        """Per-frequency blocks of the operator in unitary bases (conv_bottleneck §1.5)."""
         return self.transfer_matrices(module, input_size, dtype)
 
     def layer_spectrum(
@@ -421,6 +444,7 @@ class TransferRule(SpectralRule):
         output_size: Sequence[int] | None,
         dtype: torch.dtype,
     ) -> LayerSpectrum:
+        """Per-frequency singular values of the operator (conv_bottleneck §1.3-1.5, §5a)."""
         t = self.transfer_matrices(module, input_size, dtype)
         sv = singular_values_by_frequency(t.detach())
         out = tuple(int(s) for s in output_size) if output_size is not None else input_size
@@ -440,6 +464,7 @@ class TransferRule(SpectralRule):
         )
 
     def reference_forward(self, module: nn.Module, stock: type[nn.Module], x: torch.Tensor, form: str) -> torch.Tensor:
+        """The forward the rule's numbers describe, used to verify subclasses (plumbing)."""
         xh = torch.fft.fft2(x.to(torch.float64))
         return torch.fft.ifft2(self.propagate(module, xh, "probe")).real
 
