@@ -19,6 +19,7 @@ one-image-per-class datasets). All moments are float64.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -287,7 +288,7 @@ def _cholesky_blocks(
     if int(info) != 0:
         return None, None
     edges = np.linspace(0, live.numel(), min(_FACTOR_BLOCKS, live.numel()) + 1).astype(int)
-    blocks = tuple(chol[a:, a:b].to(work).contiguous() for a, b in zip(edges[:-1], edges[1:]))
+    blocks = tuple(chol[a:, a:b].to(work).contiguous() for a, b in itertools.pairwise(edges))
     return live, blocks
 
 
