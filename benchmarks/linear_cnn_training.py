@@ -210,7 +210,11 @@ def main() -> None:
     )
     for k, f in flops.items():
         print(f"  {k}: {f} flops, {rates[k] / 1e9:.1f} GFLOP/s")
-    print(f"recording every {RECORD_EVERY} updates adds {100 * (train_s / step_s - 1):.0f}% to the stepping time")
+    records = len(range(0, args.segment, RECORD_EVERY)) + 1
+    print(
+        f"recording every {RECORD_EVERY} updates adds {100 * (train_s / step_s - 1):.0f}% to the stepping time "
+        f"({records} records per {args.segment}-update segment; the full protocol has 201 per 100000)"
+    )
     ratio_train, ratio_step = naive_s / train_s, naive_s / step_s
     print(f"RATIO per trial-update: {ratio_train:.0f} x (training + recording), {ratio_step:.0f} x (stepping only)")
     print(f"  (goal >= 500 x; by CPU time: {best['straightforward'][2] / best['training + recording'][2]:.0f} x "
