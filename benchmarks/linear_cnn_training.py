@@ -10,7 +10,8 @@ each of ``--repeats`` rounds runs, for 1 and for 2 torch threads, (a) the fast t
 trainer's stepping kernels alone (stepping only) and (c) the straightforward PyTorch route,
 ``F.pad(..., mode="circular")`` with n-1 wrapped rows/columns + ``nn.Conv2d(3, 1, 32)`` + ``nn.Linear``,
 autograd, ``torch.optim.SGD``, one sample per step, for ``--naive-updates`` updates. Every route is
-quoted as the median over the rounds (after one untimed warm-up round) at its best thread count;
+quoted as the median over the rounds at its best thread count (a short untimed probe first warms up
+each route and drops a thread count more than twice as slow as the other);
 wall time is what the ratio uses, process CPU time is printed beside it (less sensitive to other jobs
 on a shared machine).
 
@@ -174,15 +175,35 @@ def main() -> None:
         "straightforward": lambda: naive_run(xs, ys, init),
     }
     per_update = {"training + recording": trial_updates, "stepping only": trial_updates}
-    samples: dict[tuple[str, int], list[tuple[float, float]]] = {}
-    for threads in (1, 2):  # warm-up, untimed: first calls pick kernels and fault in memory
+    # Warm-up and thread probe (short runs, untimed in the medians): a thread count more than twice as
+    # slow as the other in the probe is not repeated (on a busy machine a 2-thread round can take minutes).
+    probes: dict[str, Callable[[], object]] = {
+        "training + recording": lambda: train_linear_cnn(
+            problem, init, LR, RECORD_EVERY, sampling="epochs", record_every=RECORD_EVERY, seed=1, threads=None
+        ),
+        "stepping only": lambda: stepping_only(problem, init, RECORD_EVERY),
+        "straightforward": lambda: naive_run(xs[:5], ys[:5], init),
+    }
+    probe_s: dict[tuple[str, int], float] = {}
+    for threads in (1, 2):
         torch.set_num_threads(threads)
-        for fn in routes.values():
+        for name, fn in probes.items():
             fn()
+            probe_s[(name, threads)] = cpu_and_wall(fn)[0]
+    kept = {
+        name: [t for t in (1, 2) if probe_s[(name, t)] <= 2 * min(probe_s[(name, 1)], probe_s[(name, 2)])]
+        for name in routes
+    }
+    for name in routes:
+        print(f"thread probe, {name}: 1 thread {probe_s[(name, 1)]:.3f} s, 2 threads {probe_s[(name, 2)]:.3f} s; "
+              f"timed with {kept[name]}")  # fmt: skip
+    samples: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for _ in range(args.repeats):
         for threads in (1, 2):
             torch.set_num_threads(threads)
             for name, fn in routes.items():
+                if threads not in kept[name]:
+                    continue
                 wall, cpu, _ = cpu_and_wall(fn)
                 div = per_update.get(name, args.naive_updates)
                 samples.setdefault((name, threads), []).append((wall / div, cpu / div))
@@ -191,11 +212,11 @@ def main() -> None:
     med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in samples.items()}
     best = {}
     for name in routes:
-        th = min((1, 2), key=lambda t, name=name: med[(name, t)][0])
+        th = min(kept[name], key=lambda t, name=name: med[(name, t)][0])
         best[name] = (th, *med[(name, th)])
         shown = ", ".join(
             f"{t} thread(s) {med[(name, t)][0] * 1e6:.2f} us wall / {med[(name, t)][1] * 1e6:.2f} us CPU"
-            for t in (1, 2)
+            for t in kept[name]
         )
         print(f"{name}, per trial-update (median of {args.repeats}): {shown}; best {th}")
     train_s, step_s, naive_s = (best[k][1] for k in routes)
