@@ -57,3 +57,16 @@ def traced_peak_mib(fn: Callable[[], Any]) -> tuple[float, Any]:
 def max_rss_mib() -> float:
     """Peak resident set size of this process so far."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_line(when: str) -> str:
+    """``os.getloadavg()`` as one printable line (the machine is shared: every timing quotes it)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {when}: {one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min, {os.cpu_count()} CPUs)"
+
+
+def cpu_and_wall(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(wall seconds, process CPU seconds, result) of one call."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    result = fn()
+    return time.perf_counter() - w0, time.process_time() - c0, result

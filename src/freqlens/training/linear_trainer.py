@@ -55,7 +55,7 @@ __all__ = [
 Sampling = Literal["random", "epochs", "full_batch"]
 Progress = Callable[[Iterable[int]], Iterable[int]]
 
-_CNN_CHUNK = 16  # CNN updates whose samples are gathered at once: the buffer stays in the L2 cache
+_CNN_CHUNK = 16  # CNN updates whose samples are gathered (and conjugated) at once into buffers made once per call
 _FCNN_CHUNK = 64  # FCNN updates per lazy block of W1 (large blocks make the block products efficient)
 _INDEX_BLOCK = 4096  # sample indices are drawn in fixed blocks: the stream does not depend on chunking
 _FULL_BATCH_CHUNK = 1024  # samples per slice of the full-batch gradient
@@ -300,8 +300,8 @@ def _np(x: torch.Tensor) -> np.ndarray:
 # ----------------------------------------------------------------------------------- the CNN
 class _CNNState:
     """CNN parameters of ``T`` trials as complex Fourier coefficients (module doc):
-    ``K (T, C, R) = √ω ⊙ k̂_R`` and ``W (T, p, G, R) = √ω ⊙ ŵ_R``; ``Wr`` is ``W``'s real view
-    ``(T, p, G·2R)``."""
+    ``K_bar (T, C, R) = conj(√ω ⊙ k̂_R)`` (kept conjugated so that the step needs no conjugation of
+    ``K``) and ``W (T, p, G, R) = √ω ⊙ ŵ_R``; ``Wr`` is ``W``'s real view ``(T, p, G·2R)``."""
 
     def __init__(self, problem: LinearProblem, init: CNNParameters) -> None:
         c, n, _ = problem.image_shape
@@ -316,17 +316,22 @@ class _CNNState:
         basis = problem.basis
         self.basis = basis
         self.scale = basis.scale(torch.float64, dev)
-        self.K = basis.coefficients(init.kernel.to(dev, torch.float64)).to(cdt).contiguous()
+        self.K_bar = basis.coefficients(init.kernel.to(dev, torch.float64)).to(cdt).conj().resolve_conj().contiguous()
         w_img = init.weight.to(dev, torch.float64).reshape(init.num_trials, p, self.groups, n, n)
         self.W = basis.coefficients(w_img).to(cdt).contiguous()
         self.Wr = torch.view_as_real(self.W).view(init.num_trials, p, -1)
 
     @property
     def trials(self) -> int:
-        return int(self.K.shape[0])
+        return int(self.K_bar.shape[0])
+
+    @property
+    def K(self) -> torch.Tensor:
+        """``K = √ω ⊙ k̂_R`` (a conjugate view of ``K_bar``; conjugation is exact)."""
+        return self.K_bar.conj()
 
     def finite(self) -> bool:
-        return bool(torch.isfinite(self.Wr).all() and torch.isfinite(self.K).all())
+        return bool(torch.isfinite(self.Wr).all() and torch.isfinite(torch.view_as_real(self.K_bar)).all())
 
     def end_to_end(self) -> torch.Tensor:
         """Real view of ``c(n ŵ_i ⊙ k̂_c) = n W_i ⊙ K_c / √ω``: ``(T, p, D')`` float64 acting on ``φ(x)``."""
@@ -338,7 +343,7 @@ class _CNNState:
 
     def spectra(self, with_wbar: bool) -> dict[str, np.ndarray]:
         basis = self.basis
-        kabs = self.K.abs().to(torch.float64)  # (T, C, R) = √ω |k̂|
+        kabs = self.K_bar.abs().to(torch.float64)  # (T, C, R) = √ω |k̂|
         wnorm = torch.linalg.vector_norm(self.W.to(torch.complex128), dim=1)  # (T, G, R) (√ω cancels)
         knorm = torch.linalg.vector_norm(kabs, dim=1, keepdim=True) if self.groups == 1 else kabs
         out = {
@@ -358,54 +363,72 @@ class _CNNState:
         return {"kernel": _np(kernel), "weight": _np(weight.reshape(t, p, -1))}
 
 
-def _cnn_chunk(state: _CNNState, xc: torch.Tensor, yc: torch.Tensor, c: float) -> None:
-    """``B`` sequential single-sample SGD steps; ``xc (T, B, C, R)`` holds ``n x̂_R`` (complex), ``yc (T, B, p)``.
+class _CNNStepper:
+    """Sequential single-sample SGD steps of all ``T`` trials at once, on buffers allocated once per call.
 
-    ``h = Σ_c conj(K_c) ⊙ x_c``, ``ŷ = Re Σ conj(W) h``, ``δ = Σ_i e_i W_i``, ``W += c e hᵀ``,
-    ``K += c conj(δ) ⊙ x``. Every intermediate lives in a buffer allocated once per chunk.
+    With ``K̄ = conj(K)`` and ``x̄ = conj(x)`` (module doc, ``c = 2λ/p``), one step for every trial is six
+    tensor kernels and no allocation:
+
+        ``h = Σ_c K̄_c ⊙ x_c``,  ``e = y − Re Σ conj(W) h``,  ``δ = Σ_i e_i W_i``,
+        ``W += c e hᵀ``,  ``K̄_c += c δ ⊙ x̄_c``  (the conjugate of ``K_c += c conj(δ) ⊙ x_c``).
+
+    Conjugation is exact, so this is bit for bit the step written with ``K``.
     """
-    K, Wr = state.K, state.Wr
-    t, p, g = Wr.shape[0], Wr.shape[1], state.groups
-    r = K.shape[-1]
-    w_t = Wr.transpose(1, 2)
-    k_conj = torch.empty_like(K)
-    prod = torch.empty_like(K)
-    h = torch.empty(t, g, r, dtype=K.dtype, device=K.device)
-    h_real = torch.view_as_real(h).view(t, 1, -1)
-    y_hat = torch.empty(t, 1, p, dtype=Wr.dtype, device=Wr.device)
-    err = torch.empty_like(y_hat)
-    err_t = err.transpose(1, 2)
-    delta_real = torch.empty(t, 1, Wr.shape[-1], dtype=Wr.dtype, device=Wr.device)
-    delta = torch.view_as_complex(delta_real.view(t, g, r, 2))
-    delta_conj = torch.empty_like(delta)
-    for x, y in zip(xc.unbind(1), yc.unbind(1)):
-        torch.conj_physical(K, out=k_conj)
-        if g == 1:
-            torch.mul(k_conj, x, out=prod)
-            torch.sum(prod, dim=1, keepdim=True, out=h)
-        else:
-            torch.mul(k_conj, x, out=h)
-        torch.bmm(h_real, w_t, out=y_hat)
-        torch.sub(y.view(t, 1, p), y_hat, out=err)
-        torch.bmm(err, Wr, out=delta_real)
-        Wr.baddbmm_(err_t, h_real, alpha=c)
-        torch.conj_physical(delta, out=delta_conj)
-        K.addcmul_(delta_conj, x, value=c)
+
+    def __init__(self, state: _CNNState, data: torch.Tensor, targets: torch.Tensor, c: float, chunk: int) -> None:
+        self.state, self.data, self.targets, self.c = state, data, targets, c
+        t, p, g = state.trials, state.problem.num_classes, state.groups
+        r = state.K_bar.shape[-1]
+        dev, cdt, rdt = data.device, state.K_bar.dtype, state.Wr.dtype
+        self.xc = torch.empty(t * chunk, *data.shape[1:], dtype=cdt, device=dev)
+        self.xc_bar = torch.empty_like(self.xc)
+        self.yc = torch.empty(t * chunk, p, dtype=rdt, device=dev)
+        self.prod = torch.empty_like(state.K_bar)
+        self.h = torch.empty(t, g, r, dtype=cdt, device=dev)
+        self.h_real = torch.view_as_real(self.h).view(t, 1, -1)
+        self.err = torch.empty(t, 1, p, dtype=rdt, device=dev)
+        self.delta_real = torch.empty(t, 1, state.Wr.shape[-1], dtype=rdt, device=dev)
+        self.delta = torch.view_as_complex(self.delta_real.view(t, g, r, 2))
+
+    def steps(self, idx: torch.Tensor) -> None:
+        """``idx (T, B)``: the sample of each trial at each of the ``B`` steps (``B <= chunk``)."""
+        state, c = self.state, self.c
+        t, count = idx.shape
+        flat = idx.reshape(-1).to(self.data.device)
+        n_rows = t * count
+        xc = torch.index_select(self.data, 0, flat, out=self.xc[:n_rows]).view(t, count, *self.data.shape[1:])
+        xc_bar = torch.conj_physical(xc, out=self.xc_bar[:n_rows].view_as(xc))
+        yc = torch.index_select(self.targets, 0, flat, out=self.yc[:n_rows]).view(t, count, -1)
+        k_bar, wr = state.K_bar, state.Wr
+        w_t = wr.transpose(1, 2)
+        h, h_real, err, err_t = self.h, self.h_real, self.err, self.err.transpose(1, 2)
+        delta_real, delta, prod = self.delta_real, self.delta, self.prod
+        one_group = state.groups == 1
+        for x, x_bar, y in zip(xc.unbind(1), xc_bar.unbind(1), yc.unbind(1)):
+            if one_group:
+                torch.mul(k_bar, x, out=prod)
+                torch.sum(prod, dim=1, keepdim=True, out=h)
+            else:
+                torch.mul(k_bar, x, out=h)
+            torch.baddbmm(y.unsqueeze(1), h_real, w_t, alpha=-1.0, out=err)
+            torch.bmm(err, wr, out=delta_real)
+            wr.baddbmm_(err_t, h_real, alpha=c)
+            k_bar.addcmul_(delta, x_bar, value=c)
 
 
 def _cnn_full_batch(state: _CNNState, data: torch.Tensor, targets: torch.Tensor, c: float, steps: int) -> None:
     """``steps`` full-batch GD steps on the dataset-averaged loss (the same formulas, averaged)."""
-    K, Wr = state.K, state.Wr
+    K_bar, Wr = state.K_bar, state.Wr
     t = Wr.shape[0]
     g = state.groups
     n_samples = data.shape[0]
     for _ in range(steps):
         grad_w = torch.zeros_like(Wr)
-        grad_k = torch.zeros_like(K)
+        grad_k = torch.zeros_like(K_bar)
         for start in range(0, n_samples, _FULL_BATCH_CHUNK):
             x = data[start : start + _FULL_BATCH_CHUNK]  # (N', C, R)
             y = targets[start : start + _FULL_BATCH_CHUNK]
-            prod = K.conj()[:, None] * x[None]  # (T, N', C, R)
+            prod = K_bar[:, None] * x[None]  # (T, N', C, R)
             h = prod.sum(dim=2, keepdim=True) if g == 1 else prod
             h_real = torch.view_as_real(h).reshape(t, x.shape[0], -1)
             err = y[None] - torch.bmm(h_real, Wr.transpose(1, 2))  # (T, N', p)
@@ -413,7 +436,7 @@ def _cnn_full_batch(state: _CNNState, data: torch.Tensor, targets: torch.Tensor,
             delta = torch.view_as_complex(torch.bmm(err, Wr).view(t, x.shape[0], g, -1, 2))
             grad_k += (delta.conj() * x[None]).sum(dim=1)
         Wr.add_(grad_w, alpha=c / n_samples)
-        K.add_(grad_k, alpha=c / n_samples)
+        K_bar.add_(grad_k.conj(), alpha=c / n_samples)
 
 
 def _run_loop(
@@ -507,14 +530,13 @@ def train_linear_cnn(
     targets = problem.targets
     recorder = _Recorder(problem, divergence_factor, lr, "cnn")
 
+    stepper = _CNNStepper(state, data, targets, c, _CNN_CHUNK) if sampling != "full_batch" else None
+
     def advance(count: int, idx: torch.Tensor | None) -> None:
-        if idx is None:
+        if idx is None or stepper is None:
             _cnn_full_batch(state, data, targets, c, count)
             return
-        flat = idx.reshape(-1).to(problem.device)
-        xc = data.index_select(0, flat).view(state.trials, count, *data.shape[1:])
-        yc = targets.index_select(0, flat).view(state.trials, count, p)
-        _cnn_chunk(state, xc, yc, c)
+        stepper.steps(idx)
 
     def record(step: int) -> tuple[dict[str, np.ndarray], bool]:
         finite = state.finite()
