@@ -132,9 +132,11 @@ class DecoderReport:
     num_images: int = 0
 
     def summary(self) -> list[dict[str, Any]]:
+        """One summary record per reported layer, in call order (plumbing)."""
         return [layer.summary() for layer in self.layers]
 
     def gaps(self) -> list[tuple[str, str]]:
+        """``(layer name, reason)`` for every layer without an exact rule (plumbing)."""
         return [(layer.name, layer.gap) for layer in self.layers if layer.gap is not None]
 
     def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:

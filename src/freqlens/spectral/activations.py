@@ -48,12 +48,14 @@ class LayerActivationSpectrum:
 
     @property
     def frequencies(self) -> np.ndarray:
+        """Signed frequencies ``(H, W, 2)`` of the grid, freqlens.fourier's convention (decoder_spectra §2)."""
         kh = signed_frequencies(self.grid[0])
         kw = signed_frequencies(self.grid[1])
         return np.stack(np.meshgrid(kh, kw, indexing="ij"), axis=-1)
 
     @property
     def self_conjugate(self) -> np.ndarray:
+        """Mask ``(H, W)`` of the self-conjugate frequencies ``ω = -ω mod n`` (conv_bottleneck §2, C8)."""
         return self_conjugate_mask(self.grid)
 
     def energy_fractions(self) -> np.ndarray:
@@ -103,6 +105,7 @@ class ActivationSpectra:
 
     @property
     def names(self) -> list[str]:
+        """Layer names in capture order (plumbing)."""
         return [layer.name for layer in self.layers]
 
 

@@ -67,9 +67,11 @@ class ConvGeometry:
 
     @property
     def circular(self) -> bool:
+        """True when the layer is a circular convolution on its input grid (no zero/reflect padding)."""
         return self.padding_mode == "circular" or self.padding == (0, 0)
 
     def output_size(self, input_size: Sequence[int]) -> tuple[int, int]:
+        """Output ``(H, W)`` of the layer for an input grid (PyTorch's size formula; plumbing)."""
         return conv_output_size(self, input_size)
 
 

@@ -103,12 +103,14 @@ class ZeroInsertionUpsample(nn.Module):
         self.factor = as_pair("factor", factor, minimum=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Insert ``factor - 1`` zeros after every pixel along each axis (decoder_spectra §6, zero insertion)."""
         rh, rw = self.factor
         out = x.new_zeros(*x.shape[:-2], x.shape[-2] * rh, x.shape[-1] * rw)
         out[..., ::rh, ::rw] = x
         return out
 
     def extra_repr(self) -> str:
+        """``factor=(rh, rw)`` in the module repr (plumbing)."""
         return f"factor={self.factor}"
 
 

@@ -245,6 +245,7 @@ class LayerSpectrum:
 
     @property
     def operator_norm_sq(self) -> float:
+        """``Σ σ²`` over all frequencies: the squared Frobenius norm of the layer operator (conv_bottleneck C3)."""
         return float((self.singular_values**2).sum())
 
     @property
@@ -390,6 +391,7 @@ class WeightSpectra:
 
     @property
     def names(self) -> list[str]:
+        """Layer names in call order (plumbing)."""
         return [layer.name for layer in self.layers]
 
     def table(self) -> dict[str, np.ndarray]:

@@ -46,6 +46,7 @@ class RealFourierBasis:
 
     @classmethod
     def for_size(cls, n: int) -> RealFourierBasis:
+        """The real Fourier basis of an ``n×n`` grid (linear_cnn_dynamics §3, real form of ``Q``)."""
         n = check_positive_int("n", n)
         mbar = conjugate_index(n)
         m = np.arange(n * n)
