@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .circular_fft import circular_correlation_hwnc
+
 __all__ = ["BiasScaledLinear", "CircularCNN", "CircularConv2d", "OperatorScale"]
 
 Head = Literal["none", "gap_fc"]
@@ -149,6 +151,7 @@ class CircularCNN(nn.Module):
         head: ``"none"`` (output ``α_L``, ``out_channels`` maps) or ``"gap_fc"``.
         operator_normalised: store ``V = sqrt(|P_out|) W`` (module docstring); else plain weights.
         generator: seeds the He (fan-in) initialisation; biases start at 0.
+        fused: let :meth:`forward` take the fused frequency-major route where it applies (same function).
     """
 
     def __init__(
@@ -164,6 +167,7 @@ class CircularCNN(nn.Module):
         head: Head = "none",
         operator_normalised: bool = True,
         generator: torch.Generator | None = None,
+        fused: bool = True,
     ) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("width", width), ("out_channels", out_channels)):
@@ -184,6 +188,7 @@ class CircularCNN(nn.Module):
         self.head = head
         self.bias_multiplier = float(bias_multiplier)
         self.operator_normalised = operator_normalised
+        self.fused = bool(fused)
         self.input_grid = (h, w)
         self.downsample_at = tuple(sorted(int(s) for s in downsample_at))
         self.convs = nn.ModuleList()
@@ -259,7 +264,50 @@ class CircularCNN(nn.Module):
         return self.fc(torch.relu(a).mean(dim=(-2, -1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``f_θ(x)`` (module docstring): the fused frequency-major route when it applies (:meth:`uses_fused`),
+        else layer by layer (:meth:`forward_layerwise`); both compute the same function."""
+        if self.uses_fused():
+            return self.forward_fused(x)
+        return self.forward_layerwise(x)
+
+    def forward_layerwise(self, x: torch.Tensor) -> torch.Tensor:
+        """``f_θ(x)`` by calling each ``CircularConv2d`` on ``(N, C, H, W)`` maps (their forward hooks fire)."""
         return self.forward_from(self.convs[0](x), 1)
+
+    def uses_fused(self) -> bool:
+        """Whether :meth:`forward` takes the fused route: every conv would take the FFT route and no conv has
+        a forward (pre-)hook (the fused route does not call the conv modules, so hooks would not fire)."""
+        if not self.fused or torch.nn.modules.module._global_forward_hooks:
+            return False
+        if torch.nn.modules.module._global_forward_pre_hooks:
+            return False
+        for conv, (h, w) in zip(self.conv_layers, self.grids, strict=True):
+            kh, kw = conv.kernel_size
+            if kh * kw < _FFT_MIN_TAPS or conv._forward_hooks or conv._forward_pre_hooks:
+                return False
+            pout = (h // conv.stride[0]) * (w // conv.stride[1])
+            if conv.out_channels * pout * conv.in_channels * h * w <= _DENSE_MAX_ENTRIES:
+                return False
+        return True
+
+    def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """``f_θ(x)`` with the activations kept spatial-major ``(H, W, N, C)`` between layers, each conv one
+        batched per-frequency product (:func:`freqlens.models.circular_fft.circular_correlation_hwnc`, spec
+        §1.2, C5b); the same function as :meth:`forward_layerwise`."""
+        if x.dim() != 4 or x.shape[1] != self.conv_layers[0].in_channels or tuple(x.shape[-2:]) != self.input_grid:
+            raise ValueError(
+                f"x must be (N, {self.conv_layers[0].in_channels}, {self.input_grid[0]}, {self.input_grid[1]}), "
+                f"got {tuple(x.shape)}"
+            )
+        a = x.permute(2, 3, 0, 1)
+        for i, conv in enumerate(self.conv_layers):
+            z = a if i == 0 else torch.relu(a)
+            a = circular_correlation_hwnc(z, conv.weight, conv.stride)
+            if conv.bias is not None:
+                a = a + conv.bias_multiplier * conv.bias
+        if self.fc is None:
+            return a.permute(2, 3, 0, 1)
+        return self.fc(torch.relu(a).mean(dim=(0, 1)))
 
     # ------------------------------------------------------------------ norms (spec §1.4)
     def conv_kernels(self) -> list[torch.Tensor]:
