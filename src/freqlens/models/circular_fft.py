@@ -1,101 +1,173 @@
-"""Circular cross-correlation as one batched per-frequency matrix product, for training (conv_bottleneck §1.2,
+"""Circular cross-correlation as batched per-frequency matrix products, for training (conv_bottleneck §1.2,
 §1.5; the fused route of :class:`~freqlens.models.circular_cnn.CircularCNN`).
 
-Activations are kept **spatial-major**, ``(H, W, N, C)``, so that ``rfft2`` over the two leading dimensions
-gives the **frequency-major** layout ``(H·(W//2+1), N, C)`` that a batched matrix product wants, with no
-permutes between layers. On the rfft half-plane a layer is
+Activations are kept **spatial-major**, ``(H, W, N, C)``. The 2-D real DFT on the rfft half-plane
+(``V = W//2 + 1`` columns) is applied as two small real matrix products (along ``W``, then along ``H`` on
+stacked real/imaginary parts), which leaves the spectrum **frequency-major** with separate real and
+imaginary planes, ``(2, H·V, N, C)``: exactly the operands of a batched matrix product, with no permutes
+and no complex arithmetic. On the half-plane a layer is
 
-``ŷ(ω) = x̂(ω) T(ω)ᵀ``,  ``T(ω) = conj(Ŵ(ω)) ∈ ℂ^{c_out×c_in}``  (PyTorch's cross-correlation, C5a with p = 0),
+``ŷ(ω) = x̂(ω) M(ω)``,  ``M(ω) = T(ω)ᵀ = conj(Ŵ(ω))ᵀ ∈ ℂ^{c_in×c_out}``  (PyTorch's cross-correlation, C5a, p = 0),
 
-followed by ``irfft2`` and, for stride ``s``, keeping every ``s``-th pixel (``S_s``, C5b). The backward pass is
-written out (not traced through the FFTs): with ``ĝ`` the spectrum of the zero-inserted output gradient,
+four real products per frequency. The inverse DFT is evaluated only at the kept pixels ``s p`` of a stride-``s``
+layer (``S_s``, C5b), and the backward pass is written out: with ``ĝ`` the spectrum of the zero-inserted output
+gradient (the adjoint of ``S_s``),
 
-``∂L/∂x = irfft2(ĝ(ω) T(ω)^*)``  (the adjoint operator has multiplier ``T^H``), and
-``∂L/∂W_oi(q) = irfft2(Σ_n conj(ĝ_no(ω)) x̂_ni(ω))(q)``  (cross-correlation of the input with the gradient).
+``∂L/∂x = irfft2(ĝ(ω) M(ω)^H)``  (the adjoint operator has multiplier ``T^H``), and
+``∂L/∂W_oi(q) = irfft2(Σ_n conj(ĝ_no(ω)) x̂_ni(ω))(q)``  (correlation of the input with the gradient).
 
-Each step therefore costs three complex products per layer of the size of the forward one (the arithmetic
-floor of a full-size circular layer) and four activation FFTs; the weight is transformed once forward and
-its gradient once backward.
+So a step costs three products per layer of the forward one's size (the arithmetic floor of a full-size
+circular layer) plus four activation transforms; the weight is transformed once forward and its gradient
+once backward. Any real dtype works (float32 for training, float64 for analysis and the tests).
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["circular_correlation_hwnc"]
+__all__ = ["circular_correlation_hwnc", "half_plane_dft"]
 
 
-def _realified_multiplier(weight: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """``T(ω)ᵀ = conj(Ŵ(ω))ᵀ`` on the rfft half-plane as the real ``(2 c_in, 2 c_out)`` matrix that acts on
-    interleaved ``(re, im)`` channel pairs (``view_as_real`` layout): ``(F, 2 c_in, 2 c_out)``.
+@dataclass(frozen=True)
+class _GridDFT:
+    """Plumbing: the real DFT matrices of one ``(H, W)`` grid and stride (see :func:`half_plane_dft`)."""
 
-    With ``m = p + i q`` an entry of ``Tᵀ``, ``(a + i b) m = (a p − b q) + i (a q + b p)``, so the 2×2 block of
-    input channel ``i`` and output channel ``o`` is ``[[p, q], [−q, p]]`` (rows: a, b; columns: re, im)."""
-    cout, cin = weight.shape[0], weight.shape[1]
-    spectrum = torch.fft.rfft2(weight, s=grid)  # (c_out, c_in, H, W//2+1); zero-pads small kernels
-    mult = spectrum.permute(2, 3, 1, 0).reshape(-1, cin, cout).conj()  # (F, c_in, c_out)
-    p, q = mult.real, mult.imag
-    block = torch.stack((torch.stack((p, q), dim=-1), torch.stack((-q, p), dim=-1)), dim=2)  # (F, ci, 2, co, 2)
-    return block.reshape(-1, 2 * cin, 2 * cout)
-
-
-def _as_real_rows(spectrum: torch.Tensor, rows: int, channels: int) -> torch.Tensor:
-    """Plumbing: a complex ``(..., channels)`` spectrum as real ``(F, rows, 2 channels)`` (a view)."""
-    return torch.view_as_real(spectrum).reshape(-1, rows, 2 * channels)
+    forward_w: torch.Tensor  # (2V, W): rows (part, v), x ↦ [Re; Im] of the DFT along W
+    forward_h: torch.Tensor  # (2H, 2H): rows (part, u), columns (h, part)
+    inverse_h: torch.Tensor  # (2H, 2H): rows (h, part), columns (part, u), 1/H included
+    inverse_w: torch.Tensor  # (W, 2V): c2r along W, 1/W and the Hermitian weights included
+    strided_forward_w: torch.Tensor  # forward_w at the kept columns (spectrum of a zero-inserted map)
+    strided_forward_h: torch.Tensor  # forward_h at the kept rows
+    strided_inverse_h: torch.Tensor  # inverse_h evaluated at the kept rows only
+    strided_inverse_w: torch.Tensor  # inverse_w evaluated at the kept columns only
 
 
-def _as_complex(real_rows: torch.Tensor, h: int, w: int, rows: int, channels: int) -> torch.Tensor:
-    """Plumbing: inverse of :func:`_as_real_rows`, shaped ``(H, W//2+1, rows, channels)``."""
-    return torch.view_as_complex(real_rows.reshape(h, w // 2 + 1, rows, channels, 2))
+@functools.lru_cache(maxsize=64)
+def half_plane_dft(h: int, w: int, stride: tuple[int, int], dtype: torch.dtype, device: torch.device) -> _GridDFT:
+    """The 2-D DFT ``x̂(u, v) = Σ_{p} x(p) e^{-2πi(u p_0/H + v p_1/W)}`` on the half-plane ``v ≤ W//2`` and its
+    real inverse (``numpy.fft.rfft2`` / ``irfft2`` conventions), as real matrices built in float64.
+
+    Row ``h`` of an ``(H, W, M)`` map goes to ``[Re; Im]`` along ``W`` by ``forward_w``; stacking the two parts
+    under each ``h`` gives ``(2H, V·M)``, which ``forward_h`` maps to ``(2, H·V, M)`` (real and imaginary
+    planes, frequency ``(u, v)`` at row ``u V + v``). The inverse runs the same way back; the c2r step uses
+    ``x(c) = (1/W) Σ_v α_v (Re ẑ(v) cos − Im ẑ(v) sin)(2π v c/W)`` with ``α_v = 1`` at ``v = 0`` and ``v = W/2``,
+    else 2. Plumbing for :func:`circular_correlation_hwnc` (spec §1.2 Fourier form)."""
+    v_count = w // 2 + 1
+    f64 = torch.float64
+    cols = torch.arange(w, dtype=f64)
+    freqs_w = torch.arange(v_count, dtype=f64)
+    angle_w = 2 * math.pi * freqs_w[:, None] * cols[None, :] / w  # (V, W)
+    forward_w = torch.cat((torch.cos(angle_w), -torch.sin(angle_w)), dim=0)
+    weights = torch.full((v_count,), 2.0, dtype=f64)
+    weights[0] = 1.0
+    if w % 2 == 0:
+        weights[-1] = 1.0
+    inverse_w = torch.cat((torch.cos(angle_w).T * weights, -torch.sin(angle_w).T * weights), dim=1) / w
+    rows = torch.arange(h, dtype=f64)
+    angle_h = 2 * math.pi * rows[:, None] * rows[None, :] / h  # symmetric in (u, h)
+    cos_h, sin_h = torch.cos(angle_h), torch.sin(angle_h)
+    # forward along H: Re ŷ(u) = Σ_h Re z cos + Im z sin, Im ŷ(u) = Σ_h Im z cos − Re z sin
+    forward_h = torch.stack(
+        (torch.stack((cos_h, sin_h), dim=-1), torch.stack((-sin_h, cos_h), dim=-1)), dim=0
+    ).reshape(2 * h, 2 * h)
+    # inverse along H: Re z(h) = (1/H) Σ_u Re ŷ cos − Im ŷ sin, Im z(h) = (1/H) Σ_u Im ŷ cos + Re ŷ sin
+    by_part = torch.stack((torch.stack((cos_h, -sin_h)), torch.stack((sin_h, cos_h))))  # [part, part', h, u]
+    inverse_h = by_part.permute(2, 0, 1, 3).reshape(2 * h, 2 * h) / h
+    kept_rows = torch.arange(0, h, stride[0])
+    kept_cols = torch.arange(0, w, stride[1])
+    kept_h_parts = (2 * kept_rows[:, None] + torch.arange(2)[None, :]).reshape(-1)  # rows/columns (h, part)
+
+    def cast(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device=device, dtype=dtype).contiguous()
+
+    return _GridDFT(
+        forward_w=cast(forward_w),
+        forward_h=cast(forward_h),
+        inverse_h=cast(inverse_h),
+        inverse_w=cast(inverse_w),
+        strided_forward_w=cast(forward_w[:, kept_cols]),
+        strided_forward_h=cast(forward_h[:, kept_h_parts]),
+        strided_inverse_h=cast(inverse_h[kept_h_parts]),
+        strided_inverse_w=cast(inverse_w[kept_cols]),
+    )
+
+
+def _forward_dft(x: torch.Tensor, along_w: torch.Tensor, along_h: torch.Tensor) -> torch.Tensor:
+    """Plumbing: ``(H_in, W_in, M)`` real map → ``(2, H·V, M)`` half-plane spectrum (real, imaginary planes)."""
+    z = torch.matmul(along_w, x)  # (H_in, 2V, M): rows (h, part, v)
+    v_count = along_w.shape[0] // 2
+    y = along_h @ z.reshape(-1, v_count * x.shape[-1])  # (2H, V·M): rows (part, u)
+    return y.reshape(2, -1, x.shape[-1])
+
+
+def _inverse_dft(y: torch.Tensor, along_h: torch.Tensor, along_w: torch.Tensor, h: int) -> torch.Tensor:
+    """Plumbing: ``(2, H·V, M)`` half-plane spectrum → ``(H_out, W_out, M)`` real map at the rows/columns of the
+    matrices."""
+    m = y.shape[-1]
+    v_count = along_w.shape[1] // 2
+    z = along_h @ y.reshape(2 * h, v_count * m)  # (2 H_out, V·M): rows (h, part)
+    return torch.matmul(along_w, z.reshape(-1, 2 * v_count, m))  # (H_out, W_out, M)
+
+
+def _product(re: torch.Tensor, im: torch.Tensor, m_re: torch.Tensor, m_im: torch.Tensor) -> torch.Tensor:
+    """Plumbing: ``(re + i im)(m_re + i m_im)`` per frequency, stacked ``(2, F, rows, cols)``."""
+    out = re.new_empty((2, re.shape[0], re.shape[1], m_re.shape[2]))
+    torch.bmm(re, m_re, out=out[0])
+    out[0].baddbmm_(im, m_im, alpha=-1.0)
+    torch.bmm(re, m_im, out=out[1])
+    out[1].baddbmm_(im, m_re)
+    return out
 
 
 class _CircularCorrelation(torch.autograd.Function):
-    """Plumbing: the autograd node of :func:`circular_correlation_hwnc` (formulas in the module docstring).
-
-    The complex products run as real matrix products on interleaved ``(re, im)`` pairs (no copies of the
-    activations; the realification of ``A^H`` is the transpose of that of ``A``)."""
+    """Plumbing: the autograd node of :func:`circular_correlation_hwnc` (formulas in the module docstring)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int]
     ) -> torch.Tensor:
         h, w, n, cin = x.shape
-        cout = weight.shape[0]
-        grid = (h, w)
-        x_hat = _as_real_rows(torch.fft.rfft2(x, dim=(0, 1)), n, cin)  # (F, N, 2 c_in)
-        mult = _realified_multiplier(weight, grid)
-        y_hat = _as_complex(torch.bmm(x_hat, mult), h, w, n, cout)
-        y = torch.fft.irfft2(y_hat, s=grid, dim=(0, 1))
-        if stride != (1, 1):
-            y = y[:: stride[0], :: stride[1]].contiguous()
-        ctx.save_for_backward(x_hat, mult)
-        ctx.geometry = (h, w, n, cin, cout, weight.shape[2], weight.shape[3], stride)
-        return y
+        cout, _, kh, kw = weight.shape
+        dft = half_plane_dft(h, w, stride, x.dtype, x.device)
+        # M(ω) = conj(Ŵ(ω))ᵀ: transform W laid out (H, W, c_in, c_out), zero-padded to the grid
+        kernel = weight.permute(2, 3, 1, 0)
+        if (kh, kw) != (h, w):
+            kernel = torch.nn.functional.pad(kernel, (0, 0, 0, 0, 0, w - kw, 0, h - kh))
+        w_hat = _forward_dft(kernel.reshape(h, w, cin * cout), dft.forward_w, dft.forward_h)
+        m_re = w_hat[0].reshape(-1, cin, cout)
+        m_im = -w_hat[1].reshape(-1, cin, cout)
+        x_hat = _forward_dft(x.reshape(h, w, n * cin), dft.forward_w, dft.forward_h).reshape(2, -1, n, cin)
+        y_hat = _product(x_hat[0], x_hat[1], m_re, m_im)
+        y = _inverse_dft(y_hat.reshape(2, -1, n * cout), dft.strided_inverse_h, dft.strided_inverse_w, h)
+        ctx.save_for_backward(x_hat, m_re, m_im)
+        ctx.geometry = (h, w, n, cin, cout, kh, kw, stride)
+        return y.reshape(h // stride[0], w // stride[1], n, cout)
 
     @staticmethod
     def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:  # type: ignore[override]
-        x_hat, mult = ctx.saved_tensors
+        x_hat, m_re, m_im = ctx.saved_tensors
         h, w, n, cin, cout, kh, kw, stride = ctx.geometry
-        grid = (h, w)
-        if stride != (1, 1):  # adjoint of S_s: zero insertion
-            full = grad_y.new_zeros((h, w, n, cout))
-            full[:: stride[0], :: stride[1]] = grad_y
-            grad_y = full
-        g_hat = _as_real_rows(torch.fft.rfft2(grad_y.contiguous(), dim=(0, 1)), n, cout)  # (F, N, 2 c_out)
+        dft = half_plane_dft(h, w, stride, grad_y.dtype, grad_y.device)
+        # spectrum of the zero-inserted gradient (adjoint of S_s): the DFT restricted to the kept pixels
+        g = grad_y.contiguous().reshape(h // stride[0], w // stride[1], n * cout)
+        g_hat = _forward_dft(g, dft.strided_forward_w, dft.strided_forward_h).reshape(2, -1, n, cout)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            gx_hat = _as_complex(torch.bmm(g_hat, mult.transpose(1, 2)), h, w, n, cin)
-            grad_x = torch.fft.irfft2(gx_hat, s=grid, dim=(0, 1))
+            # ĝ M^H with M^H = M_reᵀ − i M_imᵀ
+            gx_hat = _product(g_hat[0], g_hat[1], m_re.transpose(1, 2), -m_im.transpose(1, 2))
+            grad_x = _inverse_dft(gx_hat.reshape(2, -1, n * cin), dft.inverse_h, dft.inverse_w, h)
+            grad_x = grad_x.reshape(h, w, n, cin)
         if ctx.needs_input_grad[1]:
-            # P[(o, r), (i, t)] = Σ_n g_{n,o,r} x_{n,i,t}; Σ_n conj(g) x = (P_rr + P_ii) + i (P_ri − P_ir)
-            prod = torch.bmm(g_hat.transpose(1, 2), x_hat).reshape(-1, cout, 2, cin, 2)
-            real = prod[:, :, 0, :, 0] + prod[:, :, 1, :, 1]
-            imag = prod[:, :, 0, :, 1] - prod[:, :, 1, :, 0]
-            gw_hat = torch.complex(real, imag).reshape(h, w // 2 + 1, cout, cin)
-            gw = torch.fft.irfft2(gw_hat, s=grid, dim=(0, 1)).permute(2, 3, 0, 1)
-            grad_w = gw[:, :, :kh, :kw].contiguous()
+            # Σ_n conj(ĝ) x̂ = (g_reᵀ x_re + g_imᵀ x_im) + i (g_reᵀ x_im − g_imᵀ x_re), per frequency
+            g_re_t, g_im_t = g_hat[0].transpose(1, 2), g_hat[1].transpose(1, 2)
+            gw_hat = _product(g_re_t, -g_im_t, x_hat[0], x_hat[1])  # (g_re − i g_im)ᵀ (x_re + i x_im)
+            gw = _inverse_dft(gw_hat.reshape(2, -1, cout * cin), dft.inverse_h, dft.inverse_w, h)
+            grad_w = gw.reshape(h, w, cout, cin).permute(2, 3, 0, 1)[:, :, :kh, :kw].contiguous()
         return grad_x, grad_w, None
 
 
@@ -122,7 +194,9 @@ def circular_correlation_hwnc(x: torch.Tensor, weight: torch.Tensor, stride: tup
         raise ValueError(
             f"circular_correlation_hwnc: kernel {weight.shape[2]}x{weight.shape[3]} is larger than the grid {h}x{w}"
         )
-    if h % stride[0] or w % stride[1]:
+    if len(stride) != 2 or h % stride[0] or w % stride[1]:
         raise ValueError(f"circular_correlation_hwnc: stride {stride} does not divide the grid {h}x{w}")
-    out: torch.Tensor = _CircularCorrelation.apply(x.contiguous(), weight, tuple(stride))
+    if x.dtype != weight.dtype or not x.dtype.is_floating_point:
+        raise ValueError(f"circular_correlation_hwnc: x and weight must share a real dtype, got {x.dtype}, {weight.dtype}")
+    out: torch.Tensor = _CircularCorrelation.apply(x.contiguous(), weight, (int(stride[0]), int(stride[1])))
     return out
