@@ -197,6 +197,8 @@ def circular_correlation_hwnc(x: torch.Tensor, weight: torch.Tensor, stride: tup
     if len(stride) != 2 or h % stride[0] or w % stride[1]:
         raise ValueError(f"circular_correlation_hwnc: stride {stride} does not divide the grid {h}x{w}")
     if x.dtype != weight.dtype or not x.dtype.is_floating_point:
-        raise ValueError(f"circular_correlation_hwnc: x and weight must share a real dtype, got {x.dtype}, {weight.dtype}")
+        raise ValueError(
+            f"circular_correlation_hwnc: x and weight must share a real dtype, got {x.dtype} and {weight.dtype}"
+        )
     out: torch.Tensor = _CircularCorrelation.apply(x.contiguous(), weight, (int(stride[0]), int(stride[1])))
     return out
