@@ -191,7 +191,8 @@ def main() -> None:
         floor = flop_floor(model, batch)
         print(
             f"{name}: batch {batch} | floor {floor / 1e9:.1f} GFLOP = {floor / rate:.3f}s | today {t_today:.3f}s | "
-            f"new {t_new:.3f}s ({floor / rate / t_new:.0%} of floor rate) | {conv2d} | float32 grad rel err vs float64: "
+            f"new {t_new:.3f}s ({floor / rate / t_new:.0%} of floor rate) | {conv2d} | "
+            f"float32 grad rel err vs float64: "
             f"new {err_new:.1e}, today {err_today:.1e} | "
             f"load {os.getloadavg()[0]:.1f} | speed-up {t_today / t_new:.2f}x",
             flush=True,

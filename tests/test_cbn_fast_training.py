@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import freqlens.models.circular_cnn as cc
+from freqlens.experiments.cbn_common import cpu_threads
 from freqlens.models.circular_cnn import CircularCNN
 from freqlens.models.circular_fft import circular_correlation_hwnc
 from freqlens.spectral.weights import weight_spectra
@@ -19,10 +20,8 @@ from freqlens.spectral.weights import weight_spectra
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with cpu_threads(1):
+        yield
 
 
 @pytest.fixture

@@ -11,6 +11,11 @@ Operator-normalised parameters (the default, spec §1.4, ambiguity 3): each conv
 still the true kernel ``W`` (what the spectral tools read) while the trainable tensor's squared norm is
 ``‖MW‖_F²``. Coupled L2 on the trainable tensors is then ``λ ‖θ‖²_op``: a kept self-conjugate direction
 costs ``λ`` per layer and a kept conjugate pair ``2λ`` (C11), on any grid.
+
+Training speed: ``CircularCNN.forward`` runs the whole network frequency-major
+(:meth:`CircularCNN.forward_fused`, :mod:`freqlens.models.circular_fft`) unless a conv has a forward hook or a
+layer would take the dense or direct route; :meth:`CircularCNN.forward_layerwise` is the layer-by-layer route
+(each ``CircularConv2d.forward``), the same function.
 """
 
 from __future__ import annotations
@@ -302,7 +307,7 @@ class CircularCNN(nn.Module):
         a = x.permute(2, 3, 0, 1)
         for i, conv in enumerate(self.conv_layers):
             z = a if i == 0 else torch.relu(a)
-            a = circular_correlation_hwnc(z, conv.weight, conv.stride)
+            a = circular_correlation_hwnc(z, conv.weight, (conv.stride[0], conv.stride[1]))
             if conv.bias is not None:
                 a = a + conv.bias_multiplier * conv.bias
         if self.fc is None:

@@ -128,7 +128,7 @@ class _CircularCorrelation(torch.autograd.Function):
     """Plumbing: the autograd node of :func:`circular_correlation_hwnc` (formulas in the module docstring)."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int]
     ) -> torch.Tensor:
         h, w, n, cin = x.shape
@@ -149,7 +149,7 @@ class _CircularCorrelation(torch.autograd.Function):
         return y.reshape(h // stride[0], w // stride[1], n, cout)
 
     @staticmethod
-    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         x_hat, m_re, m_im = ctx.saved_tensors
         h, w, n, cin, cout, kh, kw, stride = ctx.geometry
         dft = half_plane_dft(h, w, stride, grad_y.dtype, grad_y.device)
