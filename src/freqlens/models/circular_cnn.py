@@ -68,9 +68,11 @@ class OperatorScale(nn.Module):
         self.scale = 1.0 / math.sqrt(output_pixels)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
+        """``W = V / sqrt(|P_out|)`` (spec §1.4)."""
         return v * self.scale
 
     def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
+        """``V = sqrt(|P_out|) W`` (spec §1.4): what assigning a kernel stores."""
         return w / self.scale
 
 
@@ -101,6 +103,8 @@ class CircularConv2d(nn.Conv2d):
         self.bias_multiplier = float(bias_multiplier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The class's equation on ``(N, c_in, H, W)`` maps: one dense matrix for small layers, the FFT route for
+        large kernels, a circular-padded ``conv2d`` for small ones (the layerwise route)."""
         kh, kw = self.kernel_size
         sh, sw = self.stride
         h, w = x.shape[-2], x.shape[-1]
@@ -139,6 +143,7 @@ class BiasScaledLinear(nn.Linear):
         self.bias_multiplier = float(bias_multiplier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``W x + β b`` (spec §1.2, bias reading (i))."""
         return F.linear(x, self.weight, self.bias_multiplier * self.bias)
 
 
@@ -229,6 +234,7 @@ class CircularCNN(nn.Module):
     # ------------------------------------------------------------------ structure
     @property
     def num_conv(self) -> int:
+        """Number of conv layers (``L`` minus the FC head)."""
         return len(self.convs)
 
     @property
@@ -341,6 +347,7 @@ class CircularCNN(nn.Module):
         return total
 
     def bias_norm_sq(self) -> torch.Tensor:
+        """``Σ_ℓ ‖b_ℓ‖² (+ ‖b_fc‖²)``: the bias part of the penalty (spec §1.4)."""
         terms = [conv.bias.pow(2).sum() for conv in self.conv_layers if conv.bias is not None]
         if self.fc is not None:
             terms.append(self.fc.bias.pow(2).sum())
