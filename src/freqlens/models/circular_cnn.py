@@ -11,6 +11,11 @@ Operator-normalised parameters (the default, spec §1.4, ambiguity 3): each conv
 still the true kernel ``W`` (what the spectral tools read) while the trainable tensor's squared norm is
 ``‖MW‖_F²``. Coupled L2 on the trainable tensors is then ``λ ‖θ‖²_op``: a kept self-conjugate direction
 costs ``λ`` per layer and a kept conjugate pair ``2λ`` (C11), on any grid.
+
+Training speed: ``CircularCNN.forward`` runs the whole network frequency-major
+(:meth:`CircularCNN.forward_fused`, :mod:`freqlens.models.circular_fft`) unless a conv has a forward hook or a
+layer would take the dense or direct route; :meth:`CircularCNN.forward_layerwise` is the layer-by-layer route
+(each ``CircularConv2d.forward``), the same function.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
+
+from .circular_fft import circular_correlation_hwnc
 
 __all__ = ["BiasScaledLinear", "CircularCNN", "CircularConv2d", "OperatorScale"]
 
@@ -61,11 +68,11 @@ class OperatorScale(nn.Module):
         self.scale = 1.0 / math.sqrt(output_pixels)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        """``W = V / sqrt(|P_out|)`` (spec §1.4, C3)."""
+        """``W = V / sqrt(|P_out|)`` (spec §1.4)."""
         return v * self.scale
 
     def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
-        """``V = sqrt(|P_out|) W``: the stored parameter for a given true kernel (spec §1.4)."""
+        """``V = sqrt(|P_out|) W`` (spec §1.4): what assigning a kernel stores."""
         return w / self.scale
 
 
@@ -96,7 +103,8 @@ class CircularConv2d(nn.Conv2d):
         self.bias_multiplier = float(bias_multiplier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``y_i(p) = Σ_j Σ_q W_ij(q) x_j((s p + q) mod n) + β b_i`` (conv_bottleneck §1.2)."""
+        """The class's equation on ``(N, c_in, H, W)`` maps: one dense matrix for small layers, the FFT route for
+        large kernels, a circular-padded ``conv2d`` for small ones (the layerwise route)."""
         kh, kw = self.kernel_size
         sh, sw = self.stride
         h, w = x.shape[-2], x.shape[-1]
@@ -135,7 +143,7 @@ class BiasScaledLinear(nn.Linear):
         self.bias_multiplier = float(bias_multiplier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``y = W x + β b`` (conv_bottleneck §1.2, the FC head)."""
+        """``W x + β b`` (spec §1.2, bias reading (i))."""
         return F.linear(x, self.weight, self.bias_multiplier * self.bias)
 
 
@@ -153,6 +161,7 @@ class CircularCNN(nn.Module):
         head: ``"none"`` (output ``α_L``, ``out_channels`` maps) or ``"gap_fc"``.
         operator_normalised: store ``V = sqrt(|P_out|) W`` (module docstring); else plain weights.
         generator: seeds the He (fan-in) initialisation; biases start at 0.
+        fused: let :meth:`forward` take the fused frequency-major route where it applies (same function).
     """
 
     def __init__(
@@ -168,6 +177,7 @@ class CircularCNN(nn.Module):
         head: Head = "none",
         operator_normalised: bool = True,
         generator: torch.Generator | None = None,
+        fused: bool = True,
     ) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("width", width), ("out_channels", out_channels)):
@@ -188,6 +198,7 @@ class CircularCNN(nn.Module):
         self.head = head
         self.bias_multiplier = float(bias_multiplier)
         self.operator_normalised = operator_normalised
+        self.fused = bool(fused)
         self.input_grid = (h, w)
         self.downsample_at = tuple(sorted(int(s) for s in downsample_at))
         self.convs = nn.ModuleList()
@@ -223,7 +234,7 @@ class CircularCNN(nn.Module):
     # ------------------------------------------------------------------ structure
     @property
     def num_conv(self) -> int:
-        """The number of conv layers ``L`` (plumbing)."""
+        """Number of conv layers (``L`` minus the FC head)."""
         return len(self.convs)
 
     @property
@@ -264,8 +275,50 @@ class CircularCNN(nn.Module):
         return self.fc(torch.relu(a).mean(dim=(-2, -1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The network output ``f(x)``: all conv layers with ReLU between, then the GAP+FC head if any (§1.2)."""
+        """``f_θ(x)`` (module docstring): the fused frequency-major route when it applies (:meth:`uses_fused`),
+        else layer by layer (:meth:`forward_layerwise`); both compute the same function."""
+        if self.uses_fused():
+            return self.forward_fused(x)
+        return self.forward_layerwise(x)
+
+    def forward_layerwise(self, x: torch.Tensor) -> torch.Tensor:
+        """``f_θ(x)`` by calling each ``CircularConv2d`` on ``(N, C, H, W)`` maps (their forward hooks fire)."""
         return self.forward_from(self.convs[0](x), 1)
+
+    def uses_fused(self) -> bool:
+        """Whether :meth:`forward` takes the fused route: every conv would take the FFT route and no conv has
+        a forward (pre-)hook (the fused route does not call the conv modules, so hooks would not fire)."""
+        if not self.fused or torch.nn.modules.module._global_forward_hooks:
+            return False
+        if torch.nn.modules.module._global_forward_pre_hooks:
+            return False
+        for conv, (h, w) in zip(self.conv_layers, self.grids, strict=True):
+            kh, kw = conv.kernel_size
+            if kh * kw < _FFT_MIN_TAPS or conv._forward_hooks or conv._forward_pre_hooks:
+                return False
+            pout = (h // conv.stride[0]) * (w // conv.stride[1])
+            if conv.out_channels * pout * conv.in_channels * h * w <= _DENSE_MAX_ENTRIES:
+                return False
+        return True
+
+    def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """``f_θ(x)`` with the activations kept spatial-major ``(H, W, N, C)`` between layers, each conv one
+        batched per-frequency product (:func:`freqlens.models.circular_fft.circular_correlation_hwnc`, spec
+        §1.2, C5b); the same function as :meth:`forward_layerwise`."""
+        if x.dim() != 4 or x.shape[1] != self.conv_layers[0].in_channels or tuple(x.shape[-2:]) != self.input_grid:
+            raise ValueError(
+                f"x must be (N, {self.conv_layers[0].in_channels}, {self.input_grid[0]}, {self.input_grid[1]}), "
+                f"got {tuple(x.shape)}"
+            )
+        a = x.permute(2, 3, 0, 1)
+        for i, conv in enumerate(self.conv_layers):
+            z = a if i == 0 else torch.relu(a)
+            a = circular_correlation_hwnc(z, conv.weight, (conv.stride[0], conv.stride[1]))
+            if conv.bias is not None:
+                a = a + conv.bias_multiplier * conv.bias
+        if self.fc is None:
+            return a.permute(2, 3, 0, 1)
+        return self.fc(torch.relu(a).mean(dim=(0, 1)))
 
     # ------------------------------------------------------------------ norms (spec §1.4)
     def conv_kernels(self) -> list[torch.Tensor]:
@@ -294,7 +347,7 @@ class CircularCNN(nn.Module):
         return total
 
     def bias_norm_sq(self) -> torch.Tensor:
-        """``Σ_ℓ ‖b_ℓ‖² + ‖b_fc‖²``: the bias part of the parameter norm (spec §1.4)."""
+        """``Σ_ℓ ‖b_ℓ‖² (+ ‖b_fc‖²)``: the bias part of the penalty (spec §1.4)."""
         terms = [conv.bias.pow(2).sum() for conv in self.conv_layers if conv.bias is not None]
         if self.fc is not None:
             terms.append(self.fc.bias.pow(2).sum())
