@@ -6,7 +6,9 @@ ideal low-pass filter, a one-basis-image-per-pass loop, explicit numpy patches, 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,7 +32,10 @@ from freqlens.analysis.frequency_use import (
     input_frequency_sensitivity,
     shifted_frequencies,
 )
+from freqlens.experiments import all_experiments, get_experiment
+from freqlens.experiments.runner import run_experiment
 from freqlens.fourier import dft_matrix, signed_frequencies
+from freqlens.io import read_npz
 
 N = 8  # image side of the small exactness problems
 PASS_RADIUS = 2
@@ -365,3 +370,49 @@ def test_bad_inputs_raise_clear_errors() -> None:
         first_layer_energy_profile(grouped, x)
     with pytest.raises(ValueError, match="energy must be > 0"):
         fit_energy_profile(np.array([3.0, 2.0, 1.0]), np.array([1.0, 0.0, 1.0]))
+
+
+# ------------------------------------------------------------------------------------------ experiments
+USES = ["uses-first-layer", "uses-heatmap", "uses-sensitivity"]
+TINY_CNN: dict[str, Any] = {"train_images": 64, "test_images": 16, "width": 4, "epochs": 1, "batch_size": 32}
+TINY_USES: dict[str, dict[str, Any]] = {
+    "uses-first-layer": dict(TINY_CNN),
+    "uses-sensitivity": dict(TINY_CNN),
+    "uses-heatmap": {**TINY_CNN, "heatmap_images": 2},
+}
+
+
+def test_uses_experiments_registered_with_quick_and_full_configs() -> None:
+    names = sorted(e.name for e in all_experiments() if e.paper == "uses")
+    assert names == USES
+    for name in USES:
+        exp = get_experiment(name)
+        assert exp.needs == ("cifar10",)
+        assert exp.make_config() != exp.make_config(quick=True)
+    with pytest.raises(ValueError, match="heatmap_images"):
+        get_experiment("uses-heatmap").make_config(quick=True, overrides={"heatmap_images": 10**6})
+    with pytest.raises(ValueError, match="first_kernel"):
+        get_experiment("uses-first-layer").make_config(quick=True, overrides={"first_kernel": 4})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", USES)
+def test_uses_tiny_end_to_end_deterministic_and_resumable(name: str, tmp_path: Path, data_root: Path) -> None:
+    kwargs: dict[str, Any] = {
+        "quick": True,
+        "data_dir": data_root,
+        "overrides": TINY_USES[name],
+        "show_progress": False,
+    }
+    a = run_experiment(name, out=tmp_path / "a", **kwargs)
+    summary = json.loads((a / "summary.json").read_text())
+    assert "paper_claim" in summary and "verdict" in summary
+    assert sorted(p.name for p in a.glob("*.png"))
+    first = read_npz(a / "data.npz")
+    assert all(np.isfinite(v).all() for v in first.values() if v.dtype.kind == "f")
+    b = read_npz(run_experiment(name, out=tmp_path / "b", **kwargs) / "data.npz")
+    assert first.keys() == b.keys() and all(np.array_equal(first[k], b[k]) for k in first)
+    stages = sorted(p.name for p in (a / "stages").glob("cnn_*.npz"))
+    assert stages  # trained weights stored as a stage
+    again = read_npz(run_experiment(name, out=tmp_path / "a", **kwargs) / "data.npz")  # resumes from the stages
+    assert all(np.array_equal(first[k], again[k]) for k in first)
