@@ -41,6 +41,7 @@ def run_sensitivity(ctx: RunContext, cfg: SensitivityConfig) -> ExperimentResult
     xd, yd = x_test.to(ctx.device), y_test.to(ctx.device)
     init = small_cifar_cnn(cfg.width, cfg.first_kernel, 10, seed=ctx.seed * 7 + 1).to(ctx.device)
     trained, hist = trained_cnn(ctx, cfg, x_train, y_train, "cnn_natural")
+    init[0].load_state_dict(trained[0].state_dict())  # same input standardisation as the trained model
     data: dict[str, np.ndarray] = {"frequencies": shifted_frequencies(32), "train_loss": hist["train_loss"]}
     measured: dict[str, Any] = {}
     for name, model in (("init", init), ("trained", trained)):
