@@ -75,7 +75,7 @@ def test_stage_resume_and_fingerprint(tmp_path: Path) -> None:
     ctx.fingerprint = "f2"  # another configuration: the stale stage is not trusted
     ctx.stage("s1", compute)
     assert len(calls) == 2
-    rd.stage_path("s1").write_bytes(b"damaged")
+    rd.stage_path("s1", ctx.fingerprint).write_bytes(b"damaged")
     ctx.stage("s1", compute)
     assert len(calls) == 3
 

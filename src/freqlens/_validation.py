@@ -25,6 +25,7 @@ def describe(x: Any) -> str:
 
 
 def check_tensor_like(name: str, x: Any) -> None:
+    """Raise ``TypeError`` unless ``x`` is a NumPy array or a torch tensor (plumbing)."""
     if not isinstance(x, np.ndarray | torch.Tensor):
         raise TypeError(f"{name} must be a numpy array or a torch tensor, got {describe(x)}")
 
@@ -55,18 +56,21 @@ def check_real_floating(name: str, x: ArrayLike, allow_integer: bool = False) ->
 
 
 def check_finite(name: str, x: ArrayLike) -> None:
+    """Raise unless every entry of ``x`` is finite (no NaN, no ±inf) (plumbing)."""
     finite = bool(torch.isfinite(x).all()) if isinstance(x, torch.Tensor) else bool(np.isfinite(x).all())
     if not finite:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
 def check_square(name: str, x: ArrayLike) -> None:
+    """Raise unless the last two axes of ``x`` are equal (square images, H == W) (plumbing)."""
     h, w = x.shape[-2], x.shape[-1]
     if h != w:
         raise ValueError(f"{name} must hold square images (H == W) for this computation, got H={h}, W={w}")
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an ``int`` if it is an integer (not a bool) >= ``minimum``, else raise (plumbing)."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
@@ -75,6 +79,7 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    """Raise unless ``value`` is one of ``choices`` (plumbing)."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
@@ -114,3 +119,13 @@ def check_model_usable(name: str, model: Any) -> None:
     for tname, t in tensors:
         if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t.detach()).all()):
             raise ValueError(f"{name} has NaN or infinite values in {tname!r}")
+
+
+def check_float_dtype(name: str, dtype: Any) -> torch.dtype:
+    """A real floating torch dtype (``torch.float16/bfloat16/float32/float64``); integer, boolean and complex
+    dtypes would silently turn values in [0, 1] into zeros or change their meaning."""
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{name} must be a torch floating dtype such as torch.float32, got {dtype!r}")
+    if not dtype.is_floating_point:
+        raise ValueError(f"{name} must be a floating dtype (torch.float32 or torch.float64), got {dtype}")
+    return dtype

@@ -15,8 +15,11 @@ import io
 import json
 import math
 import os
+import socket
 import tempfile
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +27,12 @@ import numpy as np
 
 __all__ = [
     "RunDirectory",
+    "RunLocked",
     "atomic_write_bytes",
     "atomic_write_text",
+    "clean_temp_files",
     "config_hash",
+    "file_identity",
     "read_json",
     "read_npz",
     "to_jsonable",
@@ -64,6 +70,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically, via :func:`atomic_write_bytes` (plumbing)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -96,10 +103,12 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` (through :func:`to_jsonable`) as indented JSON to ``path``, atomically (plumbing)."""
     return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
+    """Parse the JSON file ``path``; a malformed file raises ``ValueError`` naming it (plumbing)."""
     path = Path(path)
     try:
         return json.loads(path.read_text())
@@ -125,12 +134,14 @@ def write_npz(path: str | Path, arrays: Mapping[str, Any], compressed: bool = Tr
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """All arrays of the ``.npz`` at ``path``, without pickles; a damaged file raises ``ValueError`` (plumbing)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({exc})") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        # a damaged or truncated archive raises any of these from numpy's zip reader
+        raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from exc
 
 
 def config_hash(obj: Any) -> str:
@@ -139,52 +150,165 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def file_identity(files: Sequence[str | Path], samples: int = 16, block: int = 1 << 16) -> dict[str, Any]:
+    """Sizes and a fast sampled hash of the given files (plumbing for run fingerprints).
+
+    The hash reads ``samples`` blocks of ``block`` bytes spread evenly over each file (always the first and the
+    last), so a 170 MB archive costs a few milliseconds, while any change of name, size, header or trailer (and
+    most in-place edits) changes the identity. The folder the files sit in is recorded but not hashed, so the
+    same data moved elsewhere keeps its identity.
+    """
+    paths = [Path(f) for f in files]
+    digest = hashlib.blake2b(digest_size=16)
+    total = 0
+    for f in paths:
+        size = f.stat().st_size
+        total += size
+        digest.update(f"{f.name}:{size};".encode())
+        with open(f, "rb") as fh:
+            offsets = sorted({int(i * max(size - block, 0) / max(samples - 1, 1)) for i in range(samples)})
+            for off in offsets:
+                fh.seek(off)
+                digest.update(fh.read(block))
+    return {"files": len(paths), "bytes": total, "hash": digest.hexdigest()}
+
+
+def clean_temp_files(folder: str | Path) -> list[Path]:
+    """Remove the ``.NAME.*.tmp`` files an interrupted atomic write (kill -9) left below ``folder``."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for tmp in folder.rglob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
+class RunLocked(RuntimeError):
+    """Another live process holds the lock of a run directory."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
 class RunDirectory:
-    """The files of one experiment run: ``root/name/{config.json, data.npz, summary.json, *.png, *.pdf}``."""
+    """The files of one experiment run.
+
+    ``path/{config.json, data.npz, summary.json, *.png, *.pdf}`` are the published results; they are written
+    only together, at the end of a run, with ``config.json`` last (so a ``config.json`` always describes the
+    files beside it). ``path/stages/<fingerprint>/`` holds finished pieces of work (stages, training
+    checkpoints) of the run whose fingerprint names the folder: a different configuration, seed, device, data or
+    code version never reads them. ``path/.lock`` holds the PID of the process writing the folder.
+    """
 
     CONFIG = "config.json"
     DATA = "data.npz"
     SUMMARY = "summary.json"
+    LOCK = ".lock"
 
-    def __init__(self, root: str | Path, name: str) -> None:
-        self.path = Path(root).expanduser() / name
-        self.path.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | Path, name: str | None = None) -> None:
+        self.path = Path(path).expanduser() if name is None else Path(path).expanduser() / name
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"run directory {self.path} exists and is not a directory")
+
+    def create(self) -> RunDirectory:
+        """Make the folder (and its parents); a clear error where that is impossible."""
+        for parent in [self.path, *self.path.parents]:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise ValueError(f"cannot create run directory {self.path}: {parent} is not a directory")
+                break
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"cannot create run directory {self.path}: {exc.strerror or exc}") from exc
+        if not os.access(self.path, os.W_OK):
+            raise ValueError(f"run directory {self.path} is not writable")
+        return self
 
     @property
-    def stages_dir(self) -> Path:
+    def stages_root(self) -> Path:
+        """``path/stages``: the parent of every fingerprint's stage folder (plumbing)."""
         return self.path / "stages"
 
+    def stages_dir(self, fingerprint: str) -> Path:
+        """``stages/<fingerprint>``: the reusable files of one configuration (plumbing)."""
+        if not fingerprint or not fingerprint.isalnum():
+            raise ValueError(f"fingerprint must be a non-empty alphanumeric string, got {fingerprint!r}")
+        return self.stages_root / fingerprint
+
+    # -- published results ------------------------------------------------------------------------------
     def write_config(self, config: Mapping[str, Any]) -> Path:
+        """Write ``config.json`` atomically (plumbing)."""
         return write_json(self.path / self.CONFIG, config)
 
     def read_config(self) -> dict[str, Any]:
+        """Read ``config.json`` (plumbing)."""
         return dict(read_json(self.path / self.CONFIG))
 
     def write_data(self, arrays: Mapping[str, Any]) -> Path:
+        """Write ``data.npz`` (every plotted array, named) atomically (plumbing)."""
         return write_npz(self.path / self.DATA, arrays)
 
     def read_data(self) -> dict[str, np.ndarray]:
+        """Read ``data.npz`` (plumbing)."""
         return read_npz(self.path / self.DATA)
 
     def write_summary(self, summary: Mapping[str, Any]) -> Path:
+        """Write ``summary.json`` (headline numbers, claims against measurements) atomically (plumbing)."""
         return write_json(self.path / self.SUMMARY, summary)
 
     def read_summary(self) -> dict[str, Any]:
+        """Read ``summary.json`` (plumbing)."""
         return dict(read_json(self.path / self.SUMMARY))
 
-    def stage_path(self, key: str) -> Path:
-        if not key.replace("-", "_").replace(".", "_").isidentifier():
+    def publish(self, staged: Path, record: Mapping[str, Any]) -> None:
+        """Move the finished results prepared in ``staged`` into the run directory, ``config.json`` last.
+
+        The previous ``config.json`` is removed first: if the process dies half-way, the folder has no
+        ``config.json`` (no run claims the files) and the next identical run publishes again from ``staged``.
+        Figures of the previous run that this run does not write are removed too.
+        """
+        previous: list[str] = []
+        cfg = self.path / self.CONFIG
+        if cfg.is_file():
+            try:
+                previous = [str(f) for f in self.read_config().get("files", [])]
+            except ValueError:
+                previous = []
+            cfg.unlink()
+        new = sorted(p.name for p in staged.iterdir() if p.is_file() and not p.name.startswith("."))
+        for name in previous:
+            if name not in new and Path(name).name == name:
+                (self.path / name).unlink(missing_ok=True)
+        for name in new:
+            os.replace(staged / name, self.path / name)
+        self.write_config({**record, "files": new})
+
+    # -- resumable work -----------------------------------------------------------------------------------
+    def stage_path(self, key: str, fingerprint: str, suffix: str = ".npz") -> Path:
+        """``stages/<fingerprint>/<key><suffix>``; ``key`` must be a simple name (plumbing)."""
+        if not key or not key.replace("-", "_").replace(".", "_").isidentifier():
             raise ValueError(f"stage key must be a simple name (letters, digits, _, -, .), got {key!r}")
-        return self.stages_dir / f"{key}.npz"
+        return self.stages_dir(fingerprint) / f"{key}{suffix}"
 
     def save_stage(self, key: str, arrays: Mapping[str, Any], fingerprint: str) -> Path:
+        """Store a finished stage's arrays with the ``fingerprint`` of the config that made them (plumbing)."""
         payload = dict(arrays)
         payload["_fingerprint"] = np.array(fingerprint)
-        return write_npz(self.stage_path(key), payload)
+        return write_npz(self.stage_path(key, fingerprint), payload)
 
     def load_stage(self, key: str, fingerprint: str) -> dict[str, np.ndarray] | None:
-        """Return a finished stage written under the same configuration fingerprint, else ``None``."""
-        path = self.stage_path(key)
+        """Return a finished stage written under the same fingerprint, else ``None`` (also when damaged)."""
+        path = self.stage_path(key, fingerprint)
         if not path.is_file():
             return None
         try:
@@ -194,3 +318,40 @@ class RunDirectory:
         if str(arrays.pop("_fingerprint", "")) != fingerprint:
             return None
         return arrays
+
+    # -- one writer at a time -----------------------------------------------------------------------------
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold ``path/.lock`` (PID and host of the owner) while the body runs.
+
+        A second process gets :class:`RunLocked` naming the owner; a lock whose owner is gone (same host, PID not
+        running) is stale and taken over.
+        """
+        self.create()
+        lock = self.path / self.LOCK
+        me = f"{os.getpid()} {socket.gethostname()}\n"
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid_text, _, host = lock.read_text().strip().partition(" ")
+                    pid = int(pid_text)
+                except (OSError, ValueError):
+                    pid, host = -1, ""
+                if pid > 0 and (host != socket.gethostname() or _pid_alive(pid)):
+                    raise RunLocked(
+                        f"{self.path} is being written by another freqlens process (PID {pid} on {host or '?'}); "
+                        f"wait for it to finish, or delete {lock} if that process is gone"
+                    ) from None
+                lock.unlink(missing_ok=True)  # stale: its owner died (kill -9)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            break
+        else:
+            raise RunLocked(f"could not take the lock {lock}")
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)

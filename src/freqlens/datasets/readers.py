@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .._validation import check_choice
+from .._validation import check_choice, check_float_dtype
 
 __all__ = ["CIFAR10_CLASSES", "cifar10_mean_image", "load_cifar10", "load_mnist", "locate_dataset", "read_idx"]
 
@@ -105,6 +105,7 @@ def load_mnist(
     Looks in ``root``, ``root/mnist`` and ``root/MNIST/raw``.
     """
     check_choice("split", split, ("train", "test"))
+    check_float_dtype("dtype", dtype)
     base = _check_root(root, "MNIST")
     img_stem, lab_stem = _MNIST_FILES[split]
     img_path = _find_mnist_file(base, img_stem)
@@ -138,6 +139,9 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
             ("numpy", "dtype"),
             ("numpy.core.multiarray", "scalar"),
             ("numpy._core.multiarray", "scalar"),
+            # pickle protocol 5 (a batch re-saved by a newer Python/numpy) rebuilds arrays from raw bytes
+            ("numpy.core.numeric", "_frombuffer"),
+            ("numpy._core.numeric", "_frombuffer"),
             ("_codecs", "encode"),
         }
     )
@@ -158,6 +162,8 @@ def _unpickle_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{where}: expected a dict with keys b'data' and b'labels', got {keys}")
     images = np.asarray(batch[b"data"])
     labels = np.asarray(batch[b"labels"])
+    if labels.size and labels.dtype.kind not in "iu":
+        raise ValueError(f"{where}: b'labels' must be integer class indices, got dtype {labels.dtype}")
     if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3072:
         raise ValueError(f"{where}: b'data' must be uint8 of shape (N, 3072), got {images.dtype} {images.shape}")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
@@ -226,6 +232,11 @@ def _select(images: np.ndarray, labels: np.ndarray, classes: Sequence[int] | Non
 def _check_classes(classes: Sequence[int] | None) -> list[int] | None:
     if classes is None:
         return None
+    if isinstance(classes, str | bytes) or not isinstance(classes, Sequence | np.ndarray):
+        raise TypeError(f"classes must be a sequence of CIFAR-10 class indices (ints in 0..9), got {classes!r}")
+    bad = [c for c in classes if isinstance(c, bool) or not isinstance(c, int | np.integer)]
+    if bad:
+        raise TypeError(f"classes must hold integers in 0..9, got {list(classes)} (not integers: {bad})")
     cl = [int(c) for c in classes]
     if not cl or len(set(cl)) != len(cl) or min(cl) < 0 or max(cl) > 9:
         raise ValueError(f"classes must be distinct CIFAR-10 class indices in 0..9, got {list(classes)}")
@@ -267,6 +278,9 @@ def load_cifar10(
         ``x (N, 3, 32, 32)`` scaled to ``[0, 1]`` (minus the train mean if asked), ``labels`` int64.
     """
     check_choice("split", split, ("train", "test"))
+    check_float_dtype("dtype", dtype)
+    if not isinstance(subtract_mean, bool):
+        raise TypeError(f"subtract_mean must be True or False, got {subtract_mean!r}")
     cl = _check_classes(classes)
     source = _locate_cifar(_check_root(root, "CIFAR-10"))
     names = _batch_names(split)
@@ -288,6 +302,20 @@ def load_cifar10(
             mean = torch.from_numpy(train.astype(np.float64).mean(axis=0).reshape(3, 32, 32) / 255.0)
         x = (x - mean).to(dtype)
     return x, torch.from_numpy(labs)
+
+
+def dataset_files(name: str, root: str | Path) -> list[Path]:
+    """The files a reader of dataset ``name`` reads from ``root`` (the four MNIST IDX files; the CIFAR-10 archive
+    or its seven batch files), for fingerprinting what a run read (plumbing)."""
+    check_choice("name", name, ("mnist", "cifar10"))
+    base = _check_root(root, name)
+    if name == "mnist":
+        return [_find_mnist_file(base, stem) for pair in _MNIST_FILES.values() for stem in pair]
+    source = _locate_cifar(base)
+    if source.is_file():
+        return [source]
+    names = [*_batch_names("train"), *_batch_names("test"), "batches.meta"]
+    return [source / n for n in names if (source / n).is_file()]
 
 
 def locate_dataset(name: str, root: str | Path) -> Path:

@@ -85,6 +85,7 @@ class CBNConfig:
     cpu_threads: int = 0
 
     def train_settings(self) -> TrainSettings:
+        """The two-phase training settings (warm-up, Adam, then full-batch GD) of this config (plumbing)."""
         return TrainSettings(
             self.weight_decay,
             self.warmup_steps,
@@ -163,9 +164,6 @@ def train_in_phases(
     ``warmup``, ``adam``, ``gd``) and loads the
     trained weights into ``model`` (also when the stage is reloaded from an earlier run).
     """
-    stage_dir = ctx.run_dir.path / "stages"
-    tag = ctx.fingerprint[:12]
-
     def recorder(step: int, net: torch.nn.Module) -> dict[str, float]:
         assert isinstance(net, CircularCNN)
         return {"op_norm": float(net.operator_norm_sq().detach()), "bias_norm": float(net.bias_norm_sq().detach())}
@@ -197,7 +195,7 @@ def train_in_phases(
                 l2=l2,
                 record_every=settings.record_every,
                 recorder=recorder,
-                checkpoint=stage_dir / f"{key}_{name}_{tag}.pt",
+                checkpoint=ctx.checkpoint_path(f"{key}_{name}"),
                 progress=progress,
             ).as_arrays()
             for k, v in history.items():
@@ -220,6 +218,7 @@ def layer_arrays(prefix: str, spectra: Sequence[np.ndarray]) -> dict[str, np.nda
 
 
 def read_layers(data: Mapping[str, np.ndarray], prefix: str) -> list[np.ndarray]:
+    """The per-layer arrays ``<prefix>_01, <prefix>_02, …`` of ``data.npz``, in layer order (plumbing)."""
     keys = sorted(k for k in data if k.startswith(prefix + "_") and k[len(prefix) + 1 :].isdigit())
     return [np.asarray(data[k]) for k in keys]
 

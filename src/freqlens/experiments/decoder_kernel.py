@@ -55,6 +55,7 @@ class KernelConfig:
     low_fraction: float = 1 / 8
 
     def validate(self) -> None:
+        """Refuse unknown datasets or inits, even or non-positive kernel sizes, empty counts (plumbing)."""
         if not self.datasets or any(d not in DATASET_LABELS for d in self.datasets):
             raise ValueError(f"datasets must be a non-empty subset of {sorted(DATASET_LABELS)}, got {self.datasets}")
         if not self.inits or any(i not in INITS for i in self.inits):
@@ -66,6 +67,7 @@ class KernelConfig:
 
 
 def _trend(values: list[float]) -> str:
+    """Whether ``values`` increase, decrease or are not monotone along the kernel sizes (plumbing)."""
     if all(b > a for a, b in itertools.pairwise(values)):
         return "increases with K"
     if all(b < a for a, b in itertools.pairwise(values)):
@@ -84,6 +86,7 @@ def _welch_t(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 def run_kernel(ctx: RunContext, cfg: KernelConfig) -> ExperimentResult:
+    """``p_low`` of 5-layer ReLU outputs per dataset, init and kernel size K, next to Thm 4.2 (decoder §4 item 7)."""
     data: dict[str, np.ndarray] = {"kernel_sizes": np.array(cfg.kernel_sizes)}
     measured: dict[str, Any] = {}
     verdict: dict[str, Any] = {}
@@ -183,6 +186,7 @@ def run_kernel(ctx: RunContext, cfg: KernelConfig) -> ExperimentResult:
 
 
 def plot_kernel(data: Mapping[str, np.ndarray], cfg: KernelConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw decoder-kernel: input and output magnitude maps per K and the ``p_low`` bars (plumbing)."""
     ks = list(cfg.kernel_sizes)
     rows = [(ds, init) for ds in cfg.datasets for init in cfg.inits]
     ncol = 1 + len(ks) + 1
@@ -218,6 +222,7 @@ register(
         quick={"num_images": 32, "networks": 3},
         needs=("cifar10", "mnist"),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 4d",
     )
 )

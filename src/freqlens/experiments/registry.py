@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class RunContext:
     quick: bool
     fingerprint: str
     show_progress: bool = True
+    scale: str = "full"
 
     def progress(
         self, iterable: Iterable[I], total: int | None = None, desc: str | None = None, unit: str = "it"
@@ -72,15 +74,41 @@ class RunContext:
         )
 
     def log(self, message: str) -> None:
+        """Print ``message`` above the progress bars when progress is shown (plumbing)."""
         if self.show_progress:
             tqdm.write(message)
 
-    def generator(self, offset: int = 0) -> torch.Generator:
-        """A CPU ``torch.Generator`` seeded by ``seed + offset`` (independent streams per offset)."""
+    def seed_sequence(self, stream: str, index: int = 0) -> np.random.SeedSequence:
+        """The ``numpy.random.SeedSequence`` of named stream ``stream``, item ``index`` (plumbing).
+
+        Streams are keyed by name (a stable CRC-32 of the UTF-8 name, not Python's salted ``hash``) and index, so
+        two uses can only share random numbers when they use the same name and index: e.g.
+        ``("white_noise", 0)`` and ``("network", 10)`` never collide, unlike ``seed * c + offset`` arithmetic.
+        """
+        if not isinstance(stream, str) or not stream:
+            raise TypeError(f"stream must be a non-empty name, got {stream!r}")
+        if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
+            raise ValueError(f"index must be an integer >= 0, got {index!r}")
+        return np.random.SeedSequence(int(self.seed), spawn_key=(zlib.crc32(stream.encode()), int(index)))
+
+    def torch_seed(self, stream: str, index: int = 0) -> int:
+        """A 63-bit seed for ``torch.manual_seed`` / ``torch.Generator`` from stream ``(stream, index)``."""
+        hi, lo = (int(v) for v in self.seed_sequence(stream, index).generate_state(2, dtype=np.uint32))
+        return ((hi << 32) | lo) & (2**63 - 1)
+
+    def generator(self, offset: int | str = 0, index: int = 0) -> torch.Generator:
+        """A CPU ``torch.Generator``: ``generator("name", i)`` draws named stream ``(name, i)`` (see
+        :meth:`seed_sequence`); an integer ``offset`` keeps the original ``seed * 1_000_003 + offset`` seeding, so
+        earlier runs stay bit-identical."""
+        if isinstance(offset, str):
+            return torch.Generator().manual_seed(self.torch_seed(offset, index))
         return torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(offset))
 
-    def rng(self, offset: int = 0) -> np.random.Generator:
-        """A numpy generator seeded by ``(seed, offset)``."""
+    def rng(self, offset: int | str = 0, index: int = 0) -> np.random.Generator:
+        """A numpy generator: ``rng("name", i)`` draws named stream ``(name, i)`` (see :meth:`seed_sequence`); an
+        integer ``offset`` keeps the original ``default_rng([seed, offset])`` seeding."""
+        if isinstance(offset, str):
+            return np.random.default_rng(self.seed_sequence(offset, index))
         return np.random.default_rng([int(self.seed), int(offset)])
 
     def require_data(self, what: str) -> Path:
@@ -97,11 +125,16 @@ class RunContext:
         """
         cached = self.run_dir.load_stage(key, self.fingerprint)
         if cached is not None:
-            self.log(f"[resume] stage {key!r} loaded from {self.run_dir.stage_path(key)}")
+            self.log(f"[resume] stage {key!r} loaded from {self.run_dir.stage_path(key, self.fingerprint)}")
             return cached
         result = {k: np.asarray(v) for k, v in compute().items()}
         self.run_dir.save_stage(key, result, self.fingerprint)
         return result
+
+    def checkpoint_path(self, key: str) -> Path:
+        """Where a training checkpoint named ``key`` of *this* run lives: inside the run's fingerprinted stage
+        folder, so a run with another config, seed, device, data or code version never resumes from it."""
+        return self.run_dir.stage_path(key, self.fingerprint, suffix=".pt")
 
 
 PlotFn = Callable[[Mapping[str, np.ndarray], Any, Mapping[str, Any]], dict[str, Figure]]
@@ -117,8 +150,11 @@ class Experiment:
         description: one line for ``freqlens list``.
         config_cls: a dataclass whose defaults are the **full** (paper) settings.
         run / plot: see the module docstring.
-        quick: overrides applied by ``--quick`` (CI-sized run).
+        quick: overrides applied by ``--quick`` / ``--scale quick`` (CI-sized run).
+        scales: further named scales (e.g. ``"medium"``), each a mapping of overrides of the full defaults.
         needs: datasets read from ``--data``: any of ``"mnist"``, ``"cifar10"``.
+        devices: device types the experiment computes on; another ``--device`` is refused before any work
+            (an experiment that computes on the CPU whatever it is given must not record ``cuda``).
         paper: ``"pinson"``, ``"cbn"`` or ``"decoder"``; ``figure``: what it reproduces.
     """
 
@@ -128,15 +164,30 @@ class Experiment:
     run: RunFn
     plot: PlotFn
     quick: Mapping[str, Any] = field(default_factory=dict)
+    scales: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ("cpu", "cuda")
     paper: str = ""
     figure: str = ""
 
-    def make_config(self, quick: bool = False, overrides: Mapping[str, Any] | None = None) -> Any:
-        """Defaults, then the quick overrides (if ``quick``), then the user's overrides (validated)."""
+    def scale_names(self) -> tuple[str, ...]:
+        """The scales this experiment offers: ``quick``, its own named ones, and ``full`` (the paper's)."""
+        return ("quick", *[k for k in self.scales if k not in ("quick", "full")], "full")
+
+    def scale_overrides(self, scale: str) -> Mapping[str, Any]:
+        """The overrides of the full defaults that make ``scale``."""
+        if scale not in self.scale_names():
+            raise ValueError(f"{self.name}: scale must be one of {list(self.scale_names())}, got {scale!r}")
+        if scale == "quick":
+            return self.quick
+        return {} if scale == "full" else self.scales[scale]
+
+    def make_config(
+        self, quick: bool = False, overrides: Mapping[str, Any] | None = None, scale: str | None = None
+    ) -> Any:
+        """Defaults, then the scale's overrides (``quick=True`` is ``scale="quick"``), then the user's (validated)."""
         values: dict[str, Any] = {}
-        if quick:
-            values.update(self.quick)
+        values.update(self.scale_overrides(scale if scale is not None else ("quick" if quick else "full")))
         if overrides:
             values.update(overrides)
         return build_config(self.config_cls, values, where=self.name)
@@ -161,6 +212,7 @@ def build_config(config_cls: type, values: Mapping[str, Any], where: str = "") -
 
 
 def _coerce_like(default: Any, value: Any, where: str) -> Any:
+    """``value`` (from JSON or ``--set``) converted to the type of the config default, or a clear error (plumbing)."""
     if isinstance(default, tuple) and isinstance(value, list | tuple):
         if default and all(isinstance(d, tuple) for d in default):
             return tuple(tuple(v) if isinstance(v, list) else v for v in value)
@@ -190,12 +242,14 @@ def register(experiment: Experiment) -> Experiment:
     existing = _REGISTRY.get(experiment.name)
     if existing is not None and existing.run is not experiment.run:
         raise ValueError(f"experiment name {experiment.name!r} is registered twice")
-    experiment.make_config(quick=True)  # fail at import if the quick overrides are invalid
+    for scale in experiment.scale_names():  # fail at import if a scale's overrides are invalid
+        experiment.make_config(scale=scale)
     _REGISTRY[experiment.name] = experiment
     return experiment
 
 
 def _discover() -> None:
+    """Import every experiment module once, so that each registers itself (plumbing)."""
     global _DISCOVERED
     if _DISCOVERED:
         return
@@ -215,6 +269,7 @@ def all_experiments() -> list[Experiment]:
 
 
 def get_experiment(name: str) -> Experiment:
+    """The registered experiment called ``name``; an unknown name raises naming ``freqlens list`` (plumbing)."""
     _discover()
     if name not in _REGISTRY:
         raise ValueError(f"unknown experiment {name!r}; `freqlens list` shows the {len(_REGISTRY)} registered ones")

@@ -10,13 +10,18 @@ Design points:
 * Divergence (non-finite loss, or loss above ``divergence_factor`` times the first one) raises
   :class:`TrainingDiverged` naming the learning rate; the history recorded so far is attached.
 * Optional checkpoint file: written atomically every ``checkpoint_every`` steps and at the end;
-  ``train`` resumes from it when it exists.
+  ``train`` resumes from it when it exists. It holds only tensors and plain containers and is read with
+  ``torch.load(weights_only=True)``: a shared run folder can never execute code. A checkpoint that cannot be
+  read that way, or whose model/optimizer state does not fit, is refused with the reason (it is never
+  silently trusted); a damaged (truncated) one is discarded and training restarts.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import pickle
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +34,18 @@ from torch import nn
 from ..hooks import evaluation_mode
 from ..io import atomic_write_bytes
 
-__all__ = ["EpochSampler", "TrainHistory", "TrainingDiverged", "l2_penalty", "train"]
+__all__ = [
+    "CheckpointError",
+    "EpochSampler",
+    "TrainHistory",
+    "TrainingDiverged",
+    "l2_penalty",
+    "load_checkpoint",
+    "train",
+]
+
+#: Version of the checkpoint layout written by :func:`train`.
+CHECKPOINT_FORMAT = 2
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -102,6 +118,7 @@ class TrainHistory:
     values: dict[str, list[Any]] = field(default_factory=dict)
 
     def append(self, step: int, record: Mapping[str, Any]) -> None:
+        """Record ``record``'s values (as arrays) at update ``step`` (plumbing)."""
         self.step.append(int(step))
         for k, v in record.items():
             self.values.setdefault(k, []).append(np.asarray(v))
@@ -136,15 +153,42 @@ def _save_checkpoint(
 ) -> None:
     buf = io.BytesIO()
     state = {
+        "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "step": step,
         "running": list(running),
         "history_step": history.step,
-        "history_values": {k: [np.asarray(v) for v in vs] for k, vs in history.values.items()},
+        # tensors, not numpy arrays: the weights_only unpickler accepts tensors and plain containers only
+        "history_values": {k: [torch.from_numpy(np.array(v)) for v in vs] for k, vs in history.values.items()},
     }
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that freqlens refuses to use; the message says why."""
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
+    """Read a training checkpoint safely (``weights_only=True``): tensors and plain containers only.
+
+    Returns ``None`` for a damaged (truncated, empty) file, which the caller recomputes; raises
+    :class:`CheckpointError` for a readable file that needs more than weights (pickled code, foreign objects).
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refusing to load this checkpoint: it needs more than tensors and plain containers "
+            f"(torch.load with weights_only=True said: {str(exc).splitlines()[0]}); delete it to retrain"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile):
+        return None  # damaged (e.g. truncated by kill -9 before the atomic rename existed): recompute
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a freqlens training checkpoint (format {CHECKPOINT_FORMAT})")
+    return state
 
 
 def train(
@@ -187,13 +231,16 @@ def train(
     start = 0
     running: list[float] = []
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    state = load_checkpoint(ckpt) if ckpt is not None and ckpt.is_file() else None
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"{ckpt}: does not fit this model or optimizer ({str(exc).splitlines()[0]})") from exc
         start = int(state["step"])
-        history.step = list(state["history_step"])
-        history.values = {k: list(v) for k, v in state["history_values"].items()}
+        history.step = [int(s) for s in state["history_step"]]
+        history.values = {k: [v.numpy() for v in vs] for k, vs in state["history_values"].items()}
         running = [float(v) for v in state.get("running", [])]
 
     def record(step: int, running: list[float]) -> None:
