@@ -164,6 +164,7 @@ class FirstLayerEnergyProfile(SavedResult):
 
     @property
     def predicted(self) -> np.ndarray | None:
+        """``linear_energy_prediction`` at the fitted ``(α, β, τ)``, or ``None`` without a fit."""
         if self.fit is None:
             return None
         return linear_energy_prediction(self.eigenvalues, self.fit.init_energy, self.fit.target_energy, self.fit.time)
@@ -178,6 +179,7 @@ class FirstLayerEnergyProfile(SavedResult):
         return f"FirstLayerEnergyProfile(layer={self.layer!r}, {self.energy.size} components{fit})"
 
     def table(self) -> dict[str, np.ndarray]:
+        """One row per PCA component: ``component``, ``eigenvalue``, ``energy``, ``predicted`` (plumbing)."""
         out = {
             "component": np.arange(self.energy.size, dtype=np.int64),
             "eigenvalue": self.eigenvalues,
@@ -189,6 +191,7 @@ class FirstLayerEnergyProfile(SavedResult):
         return out
 
     def plot(self) -> Figure:
+        """Energy against component index (log scale) with the fitted prediction (plumbing)."""
         fig = Figure(figsize=(4.5, 3.3), constrained_layout=True)
         ax = fig.subplots()
         idx = np.arange(1, self.energy.size + 1)

@@ -284,14 +284,17 @@ class FourierHeatmap(SavedResult):
 
     @property
     def effect(self) -> np.ndarray:
+        """``values - baseline``: the change of the metric caused by the perturbation at each frequency."""
         return self.values - self.baseline
 
     @property
     def row_frequencies(self) -> np.ndarray:
+        """Signed row frequency ``k`` of each map row (fftshift layout, module docstring)."""
         return shifted_frequencies(self.values.shape[0])
 
     @property
     def col_frequencies(self) -> np.ndarray:
+        """Signed column frequency ``l`` of each map column (fftshift layout)."""
         return shifted_frequencies(self.values.shape[1])
 
     def __repr__(self) -> str:
@@ -302,9 +305,11 @@ class FourierHeatmap(SavedResult):
         )
 
     def table(self) -> dict[str, np.ndarray]:
+        """One row per frequency: ``k``, ``l``, the metric and its ``effect`` (plumbing)."""
         return _grid_table(self.values, {self.metric: self.values, "effect": self.effect})
 
     def plot(self) -> Figure:
+        """The map with DC at the centre and a colour bar (plumbing)."""
         fig = Figure(figsize=(4.2, 3.5), constrained_layout=True)
         ax = fig.subplots()
         _draw_shifted(
@@ -463,10 +468,12 @@ class FrequencySensitivity(SavedResult):
 
     @property
     def row_frequencies(self) -> np.ndarray:
+        """Signed row frequency ``k`` of each map row (fftshift layout, module docstring)."""
         return shifted_frequencies(self.sensitivity.shape[-2])
 
     @property
     def col_frequencies(self) -> np.ndarray:
+        """Signed column frequency ``l`` of each map column (fftshift layout)."""
         return shifted_frequencies(self.sensitivity.shape[-1])
 
     def __repr__(self) -> str:
@@ -477,9 +484,11 @@ class FrequencySensitivity(SavedResult):
         )
 
     def table(self) -> dict[str, np.ndarray]:
+        """One row per channel and frequency: ``channel``, ``k``, ``l``, ``sensitivity``, ``power`` (plumbing)."""
         return _grid_table(self.sensitivity, {"sensitivity": self.sensitivity, "power": self.power})
 
     def plot(self) -> Figure:
+        """Per channel: sensitivity (top) and data power (bottom), log10, DC at the centre (plumbing)."""
         c = self.sensitivity.shape[0]
         fig = Figure(figsize=(3.0 * c, 5.6), constrained_layout=True)
         axes = np.asarray(fig.subplots(2, c)).reshape(2, c)

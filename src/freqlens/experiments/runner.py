@@ -450,4 +450,3 @@ def rerun(
         run_path=None if out is not None else run_dir.path,
         threads=threads,
     )
-

@@ -36,6 +36,7 @@ class Standardize(nn.Module):
         self.register_buffer("std", std.reshape(1, -1, 1, 1).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` (plumbing)."""
         return (x - self.mean) / self.std
 
 
@@ -85,6 +86,7 @@ class TrainedCNNConfig:
     cpu_threads: int = 1
 
     def validate(self) -> None:
+        """Reject sizes outside CIFAR-10 and impossible network settings (plumbing)."""
         if not 1 <= self.train_images <= 50000 or not 1 <= self.test_images <= 10000:
             raise ValueError("train_images must lie in [1, 50000] and test_images in [1, 10000]")
         if self.epochs < 0 or self.width < 1 or self.first_kernel < 1 or self.first_kernel % 2 == 0:

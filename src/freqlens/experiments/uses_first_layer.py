@@ -31,6 +31,7 @@ class FirstLayerConfig(TrainedCNNConfig):
 
 
 def run_first_layer(ctx: RunContext, cfg: FirstLayerConfig) -> ExperimentResult:
+    """Train the CNN, measure init and trained energy profiles, fit the linear prediction (module docstring)."""
     x_train, y_train = cifar_subset(ctx, "train", cfg.train_images, offset=1)
     x_test, y_test = cifar_subset(ctx, "test", cfg.test_images, offset=2)
     xd, yd = x_test.to(ctx.device), y_test.to(ctx.device)
@@ -86,6 +87,7 @@ def run_first_layer(ctx: RunContext, cfg: FirstLayerConfig) -> ExperimentResult:
 def plot_first_layer(
     data: Mapping[str, np.ndarray], cfg: FirstLayerConfig, summary: Mapping[str, Any]
 ) -> dict[str, Figure]:
+    """Energy profiles with the fitted prediction, and the top patch-PCA components as images (plumbing)."""
     fig = Figure(figsize=(9.0, 3.4), constrained_layout=True)
     grid = fig.add_gridspec(2, 5)
     ax = fig.add_subplot(grid[:, :3])

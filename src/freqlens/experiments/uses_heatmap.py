@@ -36,18 +36,21 @@ class HeatmapConfig(TrainedCNNConfig):
     high_radius: int = 12
 
     def validate(self) -> None:
+        """Also require ``eps > 0`` and ``heatmap_images <= test_images`` (plumbing)."""
         super().validate()
         if not self.eps > 0 or not 1 <= self.heatmap_images <= self.test_images:
             raise ValueError("eps must be > 0 and heatmap_images in [1, test_images]")
 
 
 def _bands(n: int, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
+    """Low and high read-out bands of a shifted ``n×n`` map by ``max(|k|, |l|)`` (plumbing)."""
     f = np.abs(shifted_frequencies(n))
     radius = np.maximum(f[:, None], f[None, :])
     return radius <= low, radius >= high
 
 
 def run_heatmap(ctx: RunContext, cfg: HeatmapConfig) -> ExperimentResult:
+    """Train the natural and Gaussian-augmented CNNs and measure their Fourier heat maps (module docstring)."""
     x_train, y_train = cifar_subset(ctx, "train", cfg.train_images, offset=1)
     x_test, y_test = cifar_subset(ctx, "test", cfg.test_images, offset=2)
     low, high = _bands(32, cfg.low_radius, cfg.high_radius)
@@ -105,6 +108,7 @@ def run_heatmap(ctx: RunContext, cfg: HeatmapConfig) -> ExperimentResult:
 
 
 def plot_heatmap(data: Mapping[str, np.ndarray], cfg: HeatmapConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """The two heat maps side by side on one colour scale (plumbing)."""
     fig = Figure(figsize=(8.0, 3.6), constrained_layout=True)
     axes = fig.subplots(1, len(MODELS))
     vmin = min(float(data[f"{m}_heatmap"].min()) for m in MODELS)

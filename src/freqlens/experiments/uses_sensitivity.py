@@ -36,6 +36,7 @@ def _radial(values: np.ndarray) -> np.ndarray:
 
 
 def run_sensitivity(ctx: RunContext, cfg: SensitivityConfig) -> ExperimentResult:
+    """Sensitivity and power maps of the CNN at init and after training, with rank correlations (module docstring)."""
     x_train, y_train = cifar_subset(ctx, "train", cfg.train_images, offset=1)
     x_test, y_test = cifar_subset(ctx, "test", cfg.test_images, offset=2)
     xd, yd = x_test.to(ctx.device), y_test.to(ctx.device)
@@ -85,6 +86,7 @@ def run_sensitivity(ctx: RunContext, cfg: SensitivityConfig) -> ExperimentResult
 def plot_sensitivity(
     data: Mapping[str, np.ndarray], cfg: SensitivityConfig, summary: Mapping[str, Any]
 ) -> dict[str, Figure]:
+    """Sensitivity at init and trained, the data power, and their radial profiles (plumbing)."""
     fig = Figure(figsize=(11.0, 3.2), constrained_layout=True)
     axes = fig.subplots(1, 4)
     panels = (
