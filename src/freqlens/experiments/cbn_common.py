@@ -164,7 +164,6 @@ def train_in_phases(
     ``warmup``, ``adam``, ``gd``) and loads the
     trained weights into ``model`` (also when the stage is reloaded from an earlier run).
     """
-
     def recorder(step: int, net: torch.nn.Module) -> dict[str, float]:
         assert isinstance(net, CircularCNN)
         return {"op_norm": float(net.operator_norm_sq().detach()), "bias_norm": float(net.bias_norm_sq().detach())}

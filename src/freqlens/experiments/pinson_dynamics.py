@@ -393,21 +393,18 @@ class SumsConfig:
 @dataclass(frozen=True)
 class Fig4Config(SumsConfig):
     """The sums-of-cosines runs as configured for pinson-fig4 (spec §7, §9 I.2)."""
-
     pass
 
 
 @dataclass(frozen=True)
 class FigS1Config(SumsConfig):
     """The sums-of-cosines runs as configured for pinson-figS1 (spec §8.3, Fig. S.1)."""
-
     pass
 
 
 @dataclass(frozen=True)
 class FigS2Config(SumsConfig):
     """The sums-of-cosines runs as configured for pinson-figS2 (spec §8.3, Fig. S.2)."""
-
     pass
 
 

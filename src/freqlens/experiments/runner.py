@@ -450,3 +450,4 @@ def rerun(
         run_path=None if out is not None else run_dir.path,
         threads=threads,
     )
+
