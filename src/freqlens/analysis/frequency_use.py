@@ -42,7 +42,6 @@ from .._validation import (
 from ..fourier import conjugate_index, signed_frequencies, unitary_fft2
 from ..hooks import evaluation_mode
 from ..io import read_json, read_npz, write_json, write_npz
-from ..plots import show_spectrum
 
 __all__ = [
     "FourierHeatmap",
@@ -136,8 +135,16 @@ def _grid_table(values: np.ndarray, columns: Mapping[str, np.ndarray]) -> dict[s
 
 
 def _draw_shifted(fig: Figure, ax: Any, shifted: np.ndarray, title: str, log: bool = False) -> None:
-    show_spectrum(ax, np.fft.ifftshift(shifted), title, log=log)
-    fig.colorbar(ax.images[-1], ax=ax, shrink=0.8)
+    """Draw a map already in the fftshift layout, signed-frequency axes, with a colour bar (plumbing)."""
+    h, w = shifted.shape
+    shown = np.log10(shifted + 1e-12 * max(float(shifted.max()), 1e-300)) if log else shifted
+    # extent in signed frequencies; the Nyquist row/column (labelled +n/2) is drawn at -n/2, the same frequency
+    extent = (-(w // 2) - 0.5, w - w // 2 - 0.5, h - h // 2 - 0.5, -(h // 2) - 0.5)
+    image = ax.imshow(shown, cmap="magma", extent=extent, interpolation="nearest")
+    ax.set_xlabel("l")
+    ax.set_ylabel("k")
+    ax.set_title(title, fontsize=8)
+    fig.colorbar(image, ax=ax, shrink=0.8)
 
 
 # --------------------------------------------------------------------------------------------
