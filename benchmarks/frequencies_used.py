@@ -1,0 +1,126 @@
+"""Benchmark: the three "which frequencies does a model use" analyses against their straightforward routes.
+
+On a small CIFAR-10-sized CNN (``experiments.uses_common.small_cifar_cnn``, width 16, float32, random init:
+timing does not depend on training) and real CIFAR-10 test images, in one process, one thread:
+
+* ``fourier_heatmap`` (conjugate symmetry + many basis images per forward pass) against one basis image per
+  forward pass over every frequency of the 32×32 grid (the companion repositories' loop); same signs, so the
+  two error maps agree up to float32 ties;
+* ``input_frequency_sensitivity`` (``torch.func.vmap(grad)``) against one ``torch.autograd.grad`` per sample in
+  a Python loop, then the same orthonormal FFT;
+* ``fit_energy_profile`` (closed-form NNLS on a zoomed τ grid) against a brute-force fit: 20 000 Adam steps on
+  the log-parameters of the same relative least-squares objective, on a profile planted from the real CIFAR-10
+  patch eigenvalues with 5 % multiplicative noise.
+
+Prints medians, the ratio per route and ``os.getloadavg()``. Run: python benchmarks/frequencies_used.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from _common import require_data, timed
+from freqlens.analysis.first_layer_energy import (
+    first_layer_energy_profile,
+    fit_energy_profile,
+    linear_energy_prediction,
+)
+from freqlens.analysis.frequency_use import fourier_basis, fourier_heatmap, input_frequency_sensitivity
+from freqlens.datasets import load_cifar10
+from freqlens.experiments.uses_common import small_cifar_cnn
+
+HEATMAP_IMAGES = 32
+SENSITIVITY_IMAGES = 256
+FIT_STEPS = 20_000
+
+
+def heatmap_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> np.ndarray:
+    """One basis image per forward pass, every frequency of the grid, signs as documented by fourier_heatmap."""
+    n, c, h, w = x.shape
+    conj = [((-(m // w)) % h) * w + (-(m % w)) % w for m in range(h * w)]
+    reps = [m for m in range(h * w) if m <= conj[m]]
+    row = {m: i for i, m in enumerate(reps)}
+    signs = (2 * torch.randint(0, 2, (len(reps), n, c), generator=torch.Generator().manual_seed(0)) - 1).float()
+    out = np.zeros(h * w)
+    with torch.no_grad():
+        for m in range(h * w):
+            basis = fourier_basis((h, w), np.array([[m // w, m % w]]), dtype=torch.float32)[0]
+            pred = model(x + eps * signs[row[min(m, conj[m])], :, :, None, None] * basis).argmax(1)
+            out[m] = float((pred != y).float().mean())
+    return np.fft.fftshift(out.reshape(h, w))
+
+
+def sensitivity_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    acc = torch.zeros(x.shape[1:], dtype=torch.float64)
+    for i in range(x.shape[0]):
+        xi = x[i : i + 1].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(F.cross_entropy(model(xi), y[i : i + 1]), xi)
+        acc += torch.fft.fft2(g[0].double(), norm="ortho").abs()
+    return np.fft.fftshift((acc / x.shape[0]).numpy(), axes=(-2, -1))
+
+
+def brute_force_fit(lam: np.ndarray, energy: np.ndarray, steps: int = FIT_STEPS) -> tuple[float, float, float, float]:
+    """20 000 Adam steps on (log α, log β, log τ) of Σ (E_pred/E - 1)²; returns α, β, τ, relative RMS."""
+    lam_t = torch.from_numpy(lam)
+    e_t = torch.from_numpy(energy)
+    theta = torch.tensor([np.log(energy.mean()), np.log(energy.mean()), np.log(1.0 / lam.mean())], requires_grad=True)
+    opt = torch.optim.Adam([theta], lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        a, b, t = theta.exp()
+        decay = torch.exp(-lam_t * t)
+        loss = ((a * decay**2 + b * (1 - decay) ** 2) / e_t - 1).pow(2).sum()
+        loss.backward()
+        opt.step()
+    a, b, t = (float(v) for v in theta.detach().exp())
+    pred = linear_energy_prediction(lam, a, b, t)
+    return a, b, t, float(np.sqrt(np.mean((pred / energy - 1) ** 2)))
+
+
+def main() -> None:
+    root = require_data("cifar10")
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
+    x_all, y_all = load_cifar10(root / "cifar10", "test")
+    x, y = x_all[:SENSITIVITY_IMAGES], y_all[:SENSITIVITY_IMAGES]
+    model = small_cifar_cnn(16, 5, 10, seed=0, mean=x.mean(dim=(0, 2, 3)), std=x.std(dim=(0, 2, 3))).eval()
+    rows = []
+
+    xh, yh = x[:HEATMAP_IMAGES], y[:HEATMAP_IMAGES]
+    fast_s, hm = timed(
+        lambda: fourier_heatmap(model, (xh, yh), eps=4.0, batch_size=HEATMAP_IMAGES, progress=False), repeats=3
+    )
+    slow_s, ref = timed(lambda: heatmap_loop(model, xh, yh, 4.0), repeats=3)
+    diff = float(np.abs(hm.values - ref).max())
+    rows.append(("fourier_heatmap", f"{HEATMAP_IMAGES} images x 1024 freq", fast_s, slow_s, f"max |diff| {diff:.3g}"))
+
+    fast_s, sens = timed(lambda: input_frequency_sensitivity(model, (x, y), batch_size=128, progress=False), repeats=3)
+    slow_s, ref_s = timed(lambda: sensitivity_loop(model, x, y), repeats=3)
+    rel = float(np.abs(sens.sensitivity - ref_s).max() / np.abs(ref_s).max())
+    rows.append(
+        ("input_frequency_sensitivity", f"{SENSITIVITY_IMAGES} images", fast_s, slow_s, f"max rel diff {rel:.2g}")
+    )
+
+    prof = first_layer_energy_profile(model, x[:64], fit=False, progress=False)
+    lam = prof.eigenvalues
+    planted = linear_energy_prediction(lam, 1e-2, 3e-3, 0.5 / float(np.median(lam)))
+    noisy = planted * np.exp(0.05 * np.random.default_rng(0).standard_normal(lam.size))
+    fast_s, fit = timed(lambda: fit_energy_profile(lam, noisy), repeats=5)
+    slow_s, brute = timed(lambda: brute_force_fit(lam, noisy), repeats=3)
+    note = f"rel RMS {fit.relative_rms:.4f} vs brute force {brute[3]:.4f}"
+    rows.append(("fit_energy_profile", f"{lam.size} PCA components", fast_s, slow_s, note))
+
+    print(f"{'route':30s} {'problem':26s} {'freqlens s':>11s} {'reference s':>12s} {'ratio':>7s}  check")
+    for name, problem, f_s, s_s, check in rows:
+        print(f"{name:30s} {problem:26s} {f_s:11.4f} {s_s:12.4f} {s_s / f_s:7.1f}x  {check}")
+    print(f"load average after: {os.getloadavg()}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
