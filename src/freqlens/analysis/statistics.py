@@ -38,6 +38,7 @@ __all__ = [
     "NO_VERDICT",
     "VERDICTS",
     "Claim",
+    "Direction",
     "SlopeFit",
     "TestResult",
     "bootstrap_ci",

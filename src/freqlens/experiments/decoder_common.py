@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 from torch import nn
 
+from ..analysis.statistics import Claim, Direction, directional_claim
 from ..datasets import load_cifar10, load_mnist
 from ..plots import MODE_COLORS
 from ..spectral.maps import clip_dc_for_display, mean_magnitude_map, p_low
@@ -23,6 +24,7 @@ from .registry import RunContext
 __all__ = [
     "DATASET_LABELS",
     "DC_LEGEND",
+    "compare_output_p_low",
     "conv_outputs",
     "draw_magnitude",
     "draw_p_low_bars",
@@ -201,6 +203,40 @@ def network_family_statistics(
         "magnitude": np.mean([st["output_magnitude"] for st in stats], axis=0),
         "undefined_images": np.stack([st["undefined_images"] for st in stats]),
     }
+
+
+def compare_output_p_low(
+    statement: str,
+    paper: str,
+    first: Mapping[str, np.ndarray],
+    second: Mapping[str, np.ndarray],
+    expected: Direction,
+    paired: bool,
+) -> list[Claim]:
+    """The claim "output ``p_low`` of setting ``first`` is ``expected`` (greater/less) than of ``second``",
+    judged over networks for ``p_low`` with DC (the paper's definition) and without DC (§4 item 7).
+
+    ``first`` / ``second``: ``{"p_low": (networks, L), "p_low_no_dc": (networks, L)}`` as returned by
+    :func:`network_family_statistics`; the last layer is compared. ``paired=True`` (same weights or normal
+    draws in both settings): paired t, ``df = n - 1``; ``paired=False`` (different networks): Welch's t with
+    the Welch-Satterthwaite df. Verdict by :func:`freqlens.analysis.statistics.directional_claim` (two-sided
+    5%; fewer than 3 networks: no verdict). One shared comparison for decoder-padding/-mean/-kernel."""
+    claims = []
+    for key, what in (("p_low", "p_low with DC"), ("p_low_no_dc", "p_low without DC")):
+        a = np.asarray(first[key])[:, -1]
+        b = np.asarray(second[key])[:, -1]
+        claims.append(
+            directional_claim(
+                f"{statement} ({what})",
+                paper,
+                a,
+                expected,
+                other=b,
+                paired=paired,
+                note=f"measured = mean difference of output {what} over networks (first - second)",
+            )
+        )
+    return claims
 
 
 def draw_p_low_bars(ax: Axes, values: Mapping[str, Sequence[np.ndarray]], tick_labels: Sequence[str]) -> None:
