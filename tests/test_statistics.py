@@ -22,10 +22,12 @@ from freqlens.analysis.statistics import (
     bootstrap_ci,
     directional_claim,
     equality_claim,
+    exact_claim,
     mean_ci,
     not_reached_claim,
     one_sample_t,
     paired_t,
+    rank_correlation_claim,
     regression_slope,
     slope_equals_claim,
     t_critical,
@@ -188,3 +190,23 @@ def test_bootstrap_ci_is_deterministic_and_brackets_the_mean() -> None:
     assert lo < x.mean() < hi
     with pytest.raises(ValueError, match="at least 3"):
         bootstrap_ci([1.0, 2.0], seed=0)
+
+
+def test_rank_correlation_small_n_is_exact_not_t_approximated() -> None:
+    # three points in order: rho = 1, the t approximation says p = 0; exactly it is 2/6 (both orders)
+    claim = rank_correlation_claim("increases", None, [0, 1, 2], [1.0, 2.0, 3.0], "greater")
+    assert claim.measured == pytest.approx(1.0)
+    assert claim.p_value == pytest.approx(2 / 6)
+    assert claim.verdict == NOT_SIGNIFICANT
+    six = rank_correlation_claim("increases", None, np.arange(6), np.arange(6) ** 2.0, "greater")
+    assert six.p_value == pytest.approx(2 / 720, abs=1e-6) and six.verdict == HOLDS
+    down = rank_correlation_claim("increases", None, np.arange(6), -np.arange(6.0), "greater")
+    assert down.verdict == CONTRADICTED
+    big = rank_correlation_claim("x", None, np.arange(20), np.arange(20.0), "greater")
+    assert big.verdict == HOLDS and "t approximation" in big.note
+
+
+def test_exact_claims() -> None:
+    assert exact_claim("rank 3", 3, 3, 4000, True, "numerical rank").verdict == HOLDS
+    assert exact_claim("rank 3", 3, 4, 4000, False, "numerical rank").verdict == CONTRADICTED
+    assert exact_claim("rank 3", 3, 3, 2, True, "numerical rank").verdict == NO_VERDICT

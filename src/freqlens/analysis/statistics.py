@@ -21,9 +21,11 @@ experiments (spec: ``DESIGN.md`` "honest statistics"; issue 15 item 4-5, issue 1
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
@@ -42,13 +44,16 @@ __all__ = [
     "SlopeFit",
     "TestResult",
     "bootstrap_ci",
+    "claim_records",
     "directional_claim",
     "equality_claim",
+    "exact_claim",
     "mean_ci",
     "no_verdict_claim",
     "not_reached_claim",
     "one_sample_t",
     "paired_t",
+    "rank_correlation_claim",
     "regression_slope",
     "slope_equals_claim",
     "t_critical",
@@ -66,6 +71,8 @@ VERDICTS = (HOLDS, CONTRADICTED, NOT_SIGNIFICANT, NO_VERDICT, NOT_REACHED)
 MIN_SAMPLES = 3
 #: Two-sided significance level of every verdict.
 ALPHA = 0.05
+#: Up to this many points the Spearman p-value is exact (all n! permutations).
+EXACT_SPEARMAN_MAX_N = 8
 
 Direction = Literal["greater", "less"]
 
@@ -139,6 +146,12 @@ class SlopeFit:
     ci: tuple[float, float]
     r_squared: float
     n: int
+
+
+def claim_records(claims: Sequence[Claim | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Plumbing: claims as plain dicts, whether fresh :class:`Claim` records (``run``) or already read back from
+    ``summary.json`` (``replot``), so a plot reads them one way."""
+    return [dataclasses.asdict(c) if isinstance(c, Claim) else dict(c) for c in claims]
 
 
 def _finite_1d(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
@@ -412,3 +425,62 @@ def slope_equals_claim(
         verdict,
         f"{why}; {note}" if note else why,
     )
+
+
+def exact_claim(
+    statement: str,
+    paper: float | str | None,
+    measured: float,
+    n: int,
+    agrees: bool,
+    check: str,
+    note: str = "",
+) -> Claim:
+    """A deterministic claim (a theorem or an algebraic identity evaluated on fixed data, no sampling noise):
+    ``"holds"`` if ``agrees`` else ``"contradicted"``; ``check`` says what was compared and at which tolerance.
+    ``n`` counts what it was evaluated on (images, classes); below 3 there is no verdict."""
+    if n < MIN_SAMPLES:
+        return no_verdict_claim(statement, paper, measured, n, check, note)
+    return Claim(
+        statement, paper, _rounded(measured, 12), None, n, check, None, None, None, None,
+        HOLDS if agrees else CONTRADICTED, note,
+    )  # fmt: skip
+
+
+def rank_correlation_claim(
+    statement: str,
+    paper: float | str | None,
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    expected: Direction,
+    alpha: float = ALPHA,
+    note: str = "",
+) -> Claim:
+    """The paper says ``y`` increases (``expected="greater"``) or decreases with ``x``. Spearman's rank
+    correlation ``ρ`` (``scipy.stats.spearmanr``) with its two-sided p-value: exact over all ``n!`` rank
+    permutations for ``n <= 8`` (the t approximation is badly wrong there: three points in order would give
+    ``p = 0``), else from ``t = ρ √((n-2)/(1-ρ²))`` with ``df = n - 2``. Verdict as :func:`directional_claim`
+    (``n < 3``: no verdict)."""
+    xx = np.asarray(x, dtype=np.float64)
+    yy = np.asarray(y, dtype=np.float64)
+    if xx.shape != yy.shape or xx.ndim != 1:
+        raise ValueError(f"x and y must be 1-d of the same length, got shapes {xx.shape} and {yy.shape}")
+    keep = np.isfinite(xx) & np.isfinite(yy)
+    n = int(keep.sum())
+    if n < MIN_SAMPLES:
+        return no_verdict_claim(statement, paper, None, n, "Spearman rho", note)
+    res = stats.spearmanr(xx[keep], yy[keep])
+    rho, p = float(res.statistic), float(res.pvalue)
+    if n <= EXACT_SPEARMAN_MAX_N:
+        rx, ry = stats.rankdata(xx[keep]), stats.rankdata(yy[keep])
+        perms = np.array(list(itertools.permutations(ry)))
+        rhos = np.array([np.corrcoef(rx, q)[0, 1] for q in perms])
+        p = float(np.mean(np.abs(rhos) >= abs(rho) - 1e-12))
+    sign = 1.0 if expected == "greater" else -1.0
+    verdict = (HOLDS if sign * rho > 0 else CONTRADICTED) if p < alpha else NOT_SIGNIFICANT
+    route = "exact permutation" if n <= EXACT_SPEARMAN_MAX_N else f"t approximation, df = {n - 2}"
+    why = f"Spearman rho = {rho:.3f}, two-sided p = {p:.3g} ({route})"
+    return Claim(
+        statement, paper, _rounded(rho), None, n, "Spearman rho", _rounded(rho), n - 2, _rounded(p),
+        None, verdict, f"{why}; {note}" if note else why,
+    )  # fmt: skip
