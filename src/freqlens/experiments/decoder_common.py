@@ -119,12 +119,13 @@ def draw_magnitude(
     marks: np.ndarray | None = None,
     vmin: float | None = None,
     vmax: float | None = None,
-    colorbar: bool = False,
+    colorbar: bool = True,
 ) -> Any:
     """Draw a magnitude map (unshifted ``(H, W)``) as the paper does: fftshifted, log scale, DC clipped.
 
     Axes are the signed frequencies ``(k, l)`` (DC at the centre). ``marks``: unshifted ``(P, 2)`` positions
-    to circle (e.g. the predicted DC replicas of Thm 4.4)."""
+    to circle (e.g. the predicted DC replicas of Thm 4.4). ``colorbar``: a log10 scale bar next to the map (on
+    by default: a log map without its scale cannot be read)."""
     h, w = magnitude.shape
     shown = log_display(magnitude)
     ext = (-(w // 2) - 0.5, w - w // 2 - 0.5, h - h // 2 - 0.5, -(h // 2) - 0.5)

@@ -273,6 +273,7 @@ def plot_figS4(data: Mapping[str, np.ndarray], cfg: FigS4Config, summary: Mappin
         show_image(ax, signed_image(data["v_images"][a]), title)
     for a, ax in enumerate(axes_row(fig, outer[3], p)):
         show_spectrum(ax, data["v_hat_abs"][a], f"$|\\hat v_{a}|$ (log)", log=True)
+        fig.colorbar(ax.images[-1], ax=ax, fraction=0.046, pad=0.02).set_label("log10", fontsize=6)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel("")
