@@ -210,3 +210,46 @@ def test_exact_claims() -> None:
     assert exact_claim("rank 3", 3, 3, 4000, True, "numerical rank").verdict == HOLDS
     assert exact_claim("rank 3", 3, 4, 4000, False, "numerical rank").verdict == CONTRADICTED
     assert exact_claim("rank 3", 3, 3, 2, True, "numerical rank").verdict == NO_VERDICT
+
+
+# ------------------------------------------------------------------ the experiments' claim builders
+
+
+def test_cbn_fig3_unformed_bottleneck_is_not_reached() -> None:
+    from freqlens.experiments.cbn_fig3 import Fig3Config, _claimed_directions, _fig3_claims
+
+    cfg = Fig3Config()
+    assert _claimed_directions(cfg) == 15  # (0,0) + 6 pairs + the (5,5) pair
+    everything = {"expected_found": [[0, 0]] * 7, "expected_missing": [], "unexpected": [[1, 1]] * 500}
+    rank = {"weights": {"rank": 1608}, "activations": {"rank": 20}}
+    weights, activations = _fig3_claims(rank, {"weights": everything, "activations": everything}, cfg)
+    assert weights.verdict == NOT_REACHED and "1608" in weights.note
+    assert activations.verdict == NO_VERDICT  # 20 <= 2 x 15, but one seed
+
+
+def test_pinson_fig6_without_modes_is_not_reached() -> None:
+    from freqlens.experiments.pinson_deep import _fig6_claims
+
+    inf = np.full((3, 10), np.inf)
+    one_mode = inf.copy()
+    one_mode[:, 0] = [500.0, 600.0, 550.0]
+    claims = _fig6_claims({"linear": one_mode, "relu": inf}, np.ones(3), np.ones(3) * 0.5)
+    assert [c.verdict for c in claims] == [NOT_REACHED] * 4  # stages x2, delay, loss: nothing vacuous passes
+    ordered = np.tile(np.array([100.0, 300.0, 900.0, *[np.inf] * 7]), (3, 1)) * np.array([[1.0], [1.1], [0.9]])
+    claims = _fig6_claims({"linear": ordered, "relu": ordered * 2}, np.ones(3), np.ones(3) * 0.5)
+    stages, delay = claims[0], claims[2]
+    assert stages.verdict == HOLDS  # rho = 1 in all three trials (chance (1/6)^3 under no order)
+    assert delay.statistic == "Welch t" and delay.n == 3 and delay.verdict == HOLDS  # twice as slow in every trial
+
+
+def test_decoder_comparison_uses_paired_or_welch() -> None:
+    from freqlens.experiments.decoder_common import compare_output_p_low
+
+    base = np.linspace(0.2, 0.3, 3)[:, None] * np.ones((3, 5))
+    shifted = {"p_low": base + _samples_with_t(2.65, 3)[:, None], "p_low_no_dc": base + 1.0}
+    paired = compare_output_p_low("zero > circular", "higher", shifted, {"p_low": base, "p_low_no_dc": base},
+                                  "greater", paired=True)  # fmt: skip
+    assert [c.statistic for c in paired] == ["paired t", "paired t"]
+    assert paired[0].df == 2 and paired[0].verdict == NOT_SIGNIFICANT  # t = 2.65 on 2 df
+    welch = compare_output_p_low("K", "lower", shifted, {"p_low": base, "p_low_no_dc": base}, "less", paired=False)
+    assert welch[0].statistic == "Welch t"
