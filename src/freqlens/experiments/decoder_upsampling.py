@@ -255,7 +255,7 @@ def run_upsampling(ctx: RunContext, cfg: UpsamplingConfig) -> ExperimentResult:
         ],
         "layers": layers,
     }
-    summary["claims"] = _upsampling_claims(chains, up_layers, cfg)
+    summary["claims"] = _upsampling_claims(chains, summary["autoencoder"]["upsampling_layers"], cfg)
     return ExperimentResult(data=data, summary=summary)
 
 
