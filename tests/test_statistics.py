@@ -246,10 +246,10 @@ def test_decoder_comparison_uses_paired_or_welch() -> None:
     from freqlens.experiments.decoder_common import compare_output_p_low
 
     base = np.linspace(0.2, 0.3, 3)[:, None] * np.ones((3, 5))
-    shifted = {"p_low": base + _samples_with_t(2.65, 3)[:, None], "p_low_no_dc": base + 1.0}
-    paired = compare_output_p_low("zero > circular", "higher", shifted, {"p_low": base, "p_low_no_dc": base},
-                                  "greater", paired=True)  # fmt: skip
+    data = {"a_p_low": base + _samples_with_t(2.65, 3)[:, None], "a_p_low_no_dc": base + 1.0}
+    data.update({"b_p_low": base, "b_p_low_no_dc": base})
+    paired = compare_output_p_low("zero > circular", "higher", data, "a", "b", "greater", paired=True)
     assert [c.statistic for c in paired] == ["paired t", "paired t"]
     assert paired[0].df == 2 and paired[0].verdict == NOT_SIGNIFICANT  # t = 2.65 on 2 df
-    welch = compare_output_p_low("K", "lower", shifted, {"p_low": base, "p_low_no_dc": base}, "less", paired=False)
+    welch = compare_output_p_low("K", "lower", data, "a", "b", "less", paired=False)
     assert welch[0].statistic == "Welch t"

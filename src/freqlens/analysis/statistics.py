@@ -341,19 +341,26 @@ def directional_claim(
     verdict = (HOLDS if sign * res.estimate > 0 else CONTRADICTED) if res.p_value < alpha else NOT_SIGNIFICANT
     crit = t_critical(res.df, alpha)
     why = f"two-sided {name}, |t| = {abs(res.statistic):.2f} vs critical {crit:.2f} at df = {res.df:.3g}"
+    return _claim_from_test(statement, paper, res, name, verdict, f"{why}; {note}" if note else why)
+
+
+def _claim_from_test(
+    statement: str, paper: float | str | None, res: TestResult, statistic: str, verdict: str, note: str, t: bool = True
+) -> Claim:
+    """Plumbing: a :class:`Claim` from a t test's result (``t=False``: a CI verdict, no t value or p-value)."""
     return Claim(
-        statement,
-        paper,
-        _rounded(res.estimate),
-        _rounded(res.standard_error),
-        res.n,
-        name,
-        _rounded(res.statistic, 3),
-        _rounded(res.df, 3),
-        _rounded(res.p_value, 6),
-        (round(res.ci[0], 6), round(res.ci[1], 6)),
-        verdict,
-        f"{why}; {note}" if note else why,
+        statement=statement,
+        paper=paper,
+        measured=_rounded(res.estimate),
+        uncertainty=_rounded(res.standard_error),
+        n=res.n,
+        statistic=statistic,
+        statistic_value=_rounded(res.statistic, 3) if t else None,
+        df=_rounded(res.df, 3),
+        p_value=_rounded(res.p_value, 6) if t else None,
+        ci=(round(res.ci[0], 6), round(res.ci[1], 6)),
+        verdict=verdict,
+        note=note,
     )
 
 
@@ -374,20 +381,7 @@ def equality_claim(
     lo, hi = res.ci
     verdict = HOLDS if lo <= paper <= hi else CONTRADICTED
     why = f"{1 - alpha:.0%} t interval [{lo:.4g}, {hi:.4g}] (df = {res.df:g}) vs the paper's {paper:g}"
-    return Claim(
-        statement,
-        paper,
-        _rounded(res.estimate),
-        _rounded(res.standard_error),
-        res.n,
-        "t interval",
-        None,
-        res.df,
-        None,
-        (round(lo, 6), round(hi, 6)),
-        verdict,
-        f"{why}; {note}" if note else why,
-    )
+    return _claim_from_test(statement, paper, res, "t interval", verdict, f"{why}; {note}" if note else why, t=False)
 
 
 def slope_equals_claim(

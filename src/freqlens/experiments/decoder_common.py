@@ -209,23 +209,25 @@ def network_family_statistics(
 def compare_output_p_low(
     statement: str,
     paper: str,
-    first: Mapping[str, np.ndarray],
-    second: Mapping[str, np.ndarray],
+    data: Mapping[str, np.ndarray],
+    first: str,
+    second: str,
     expected: Direction,
     paired: bool,
 ) -> list[Claim]:
     """The claim "output ``p_low`` of setting ``first`` is ``expected`` (greater/less) than of ``second``",
     judged over networks for ``p_low`` with DC (the paper's definition) and without DC (§4 item 7).
 
-    ``first`` / ``second``: ``{"p_low": (networks, L), "p_low_no_dc": (networks, L)}`` as returned by
-    :func:`network_family_statistics`; the last layer is compared. ``paired=True`` (same weights or normal
-    draws in both settings): paired t, ``df = n - 1``; ``paired=False`` (different networks): Welch's t with
-    the Welch-Satterthwaite df. Verdict by :func:`freqlens.analysis.statistics.directional_claim` (two-sided
-    5%; fewer than 3 networks: no verdict). One shared comparison for decoder-padding/-mean/-kernel."""
+    ``data[f"{first}_p_low"]``, ``data[f"{first}_p_low_no_dc"]`` (and the same for ``second``): ``(networks,
+    L)`` arrays as :func:`network_family_statistics` returns them; the last layer is compared.
+    ``paired=True`` (same weights or normal draws in both settings): paired t, ``df = n - 1``;
+    ``paired=False`` (different networks): Welch's t with the Welch-Satterthwaite df. Verdict by
+    :func:`freqlens.analysis.statistics.directional_claim` (two-sided 5%; fewer than 3 networks: no verdict).
+    One shared comparison for decoder-padding/-mean/-kernel."""
     claims = []
     for key, what in (("p_low", "p_low with DC"), ("p_low_no_dc", "p_low without DC")):
-        a = np.asarray(first[key])[:, -1]
-        b = np.asarray(second[key])[:, -1]
+        a = np.asarray(data[f"{first}_{key}"])[:, -1]
+        b = np.asarray(data[f"{second}_{key}"])[:, -1]
         claims.append(
             directional_claim(
                 f"{statement} ({what})",

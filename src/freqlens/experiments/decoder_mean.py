@@ -81,8 +81,9 @@ def _mean_claims(data: Mapping[str, np.ndarray], ds: str, cfg: MeanConfig) -> li
             f"Fig. 4b, {DATASET_LABELS[ds]}: output p_low at mu={cfg.weight_means[hi]:g} > at "
             f"mu={cfg.weight_means[lo]:g}",
             "the output low-frequency magnitude increases with |mu|",
-            {key: data[f"{ds}_mu{hi}_{key}"] for key in ("p_low", "p_low_no_dc")},
-            {key: data[f"{ds}_mu{lo}_{key}"] for key in ("p_low", "p_low_no_dc")},
+            data,
+            f"{ds}_mu{hi}",
+            f"{ds}_mu{lo}",
             "greater",
             paired=True,
         )

@@ -88,8 +88,9 @@ def _padding_claims(data: Mapping[str, np.ndarray], ds: str, cfg: PaddingConfig)
         claims += compare_output_p_low(
             f"Fig. 4c, {DATASET_LABELS[ds]}: output p_low with {PADDING_LABELS[a_pad]} padding > with {b_pad}",
             paper,
-            {key: data[f"{ds}_{a_pad}_{key}"] for key in ("p_low", "p_low_no_dc")},
-            {key: data[f"{ds}_{b_pad}_{key}"] for key in ("p_low", "p_low_no_dc")},
+            data,
+            f"{ds}_{a_pad}",
+            f"{ds}_{b_pad}",
             "greater",
             paired=True,
         )
