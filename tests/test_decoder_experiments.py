@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from freqlens.analysis.statistics import VERDICTS
 from freqlens.experiments import all_experiments, get_experiment
 from freqlens.experiments.runner import run_experiment
 from freqlens.io import read_npz
@@ -103,6 +104,7 @@ def test_tiny_end_to_end(name: str, tmp_path: Path, data_root: Path) -> None:
     out = run_experiment(name, out=tmp_path, quick=True, data_dir=data_root, overrides=TINY[name], show_progress=False)
     summary = json.loads((out / "summary.json").read_text())
     assert "paper_claim" in summary
+    assert summary["claims"] and all(c["verdict"] in VERDICTS for c in summary["claims"])
     assert "measured" in summary or "autoencoder" in summary or "relative_error_per_band_at_epochs" in summary
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs, "no figure written"

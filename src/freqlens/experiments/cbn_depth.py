@@ -23,6 +23,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..analysis.cbn import check_lower_bound, estimate_cbn_rank, jacobian_singular_values
+from ..analysis.statistics import Claim, claim_records, slope_equals_claim
 from ..datasets.bottleneck_tasks import low_frequency_shapes
 from ..spectral.weights import weight_spectra
 from ..theory.bottleneck import fit_depth_slope
@@ -82,6 +83,20 @@ def _r1_jacobian_bound(sv: np.ndarray, rank: int) -> float:
     """``2 Σ_{i ≤ R⁽⁰⁾} log s_i(Jf(x))`` (spec §2.5, [FC-mem]: a lower bound on R⁽¹⁾ when rank Jf = R⁽⁰⁾)."""
     top = np.sort(sv)[::-1][:rank]
     return float(2.0 * np.log(np.clip(top, 1e-300, None)).sum())
+
+
+def _depth_slope_claim(data: Mapping[str, np.ndarray]) -> Claim:
+    """§2.2 / §5c: the slope of ``‖θ‖²_op`` against ``L`` equals the CBN rank measured on the same networks
+    (mean of their weight-spectrum ranks), judged by the slope's t interval (``df = nets - 2``)."""
+    ranks = data["weight_rank"]
+    return slope_equals_claim(
+        "§2.2 / §5c: ||theta||^2_op grows with depth L at slope R(0) = the CBN rank, measured on the same networks",
+        float(np.mean(ranks)),
+        data["depth"],
+        data["op_norm"],
+        note=f"paper = mean weight-spectrum CBN rank of the {ranks.size} nets (range {int(ranks.min())}-"
+        f"{int(ranks.max())}); one point per trained net",
+    )
 
 
 def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
@@ -170,6 +185,7 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
         "max_train_loss": round(float(np.max(data["train_loss"])), 6),
         "train_energy_per_image": round(float(x.double().pow(2).flatten(1).sum(1).mean()), 4),
         "nets": len(rows["depth"]),
+        "claims": [_depth_slope_claim(data)],
     }
     return ExperimentResult(data=data, summary=summary)
 
@@ -202,7 +218,16 @@ def plot_depth(data: Mapping[str, np.ndarray], cfg: DepthConfig, summary: Mappin
     )
     ax.set_xlabel("depth L")
     ax.set_ylabel("operator-normalised norm")
-    ax.set_title(f"slope a = {a:.2f} (R⁽⁰⁾ = {summary['expected_R0_rank_cbn']}, 6 with an offset), b = {b:.2f}")
+    claim = claim_records(summary.get("claims", []))[:1]
+    if claim and claim[0]["ci"] is not None:
+        lo, hi = claim[0]["ci"]
+        ax.plot(grid, claim[0]["paper"] * grid, color="#009E73", lw=0.8, ls=":", label="measured CBN rank · L")
+        ax.set_title(
+            f"slope a = {a:.2f} [{lo:.2f}, {hi:.2f}] vs measured rank {claim[0]['paper']:.2f}: {claim[0]['verdict']}",
+            fontsize=8,
+        )
+    else:
+        ax.set_title(f"slope a = {a:.2f}, b = {b:.2f}", fontsize=8)
     ax.legend(frameon=False, fontsize=7)
     ax = axes[1]
     ax.scatter(depth, data["c9_max_ratio"], color="#D55E00", s=12)

@@ -156,6 +156,14 @@ def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
     return ExperimentResult(data=data, summary=summary)
 
 
+def _phase_fit_title(what: str, fit: Mapping[str, Any], unit: str) -> str:
+    """Panel title of a circular-linear phase fit: the slope, and R named as what it is (the residuals'
+    concentration); a zero slope is called flat, so R = 1 there is not read as a perfect correlation."""
+    slope = fit["slope_cycles_per_n"]
+    text = f"{what}: slope {slope:g} {unit}, residual concentration R={fit['resultant']:.2f}"
+    return text + ("\n(flat: the phase does not depend on it)" if slope == 0 else "")
+
+
 def plot_fig4(data: Mapping[str, np.ndarray], cfg: Fig4Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw cbn-fig4: (a) per-layer spectra and kept sets, (b) phases against position and velocity (plumbing)."""
     rank = summary["cbn_rank"]
@@ -183,18 +191,12 @@ def plot_fig4(data: Mapping[str, np.ndarray], cfg: Fig4Config, summary: Mapping[
         a.scatter(data[f"position_{axis_name}"], data[f"phase1_{axis_name}"], s=4, color="#0072B2")
         a.set_xlabel(f"{axis_name}-position in frame 4 (pixels)")
         a.set_ylabel(f"arg $z_1$ at ω={tuple(info['omega'])}")
-        a.set_title(
-            f"position: slope {info['position_fit']['slope_cycles_per_n']:g} turns/{cfg.n} px, "
-            f"R={info['position_fit']['resultant']:.2f}"
-        )
+        a.set_title(_phase_fit_title("position", info["position_fit"], f"turns/{cfg.n} px"), fontsize=8)
         b = axes[row, 1]
         b.scatter(data[f"velocity_{axis_name}"], data[f"dphase_{axis_name}"], s=4, color="#D55E00")
         b.set_xlabel(f"{axis_name}-velocity in frame 4 (pixels/frame)")
         b.set_ylabel("arg $z_2$ − arg $z_1$")
-        b.set_title(
-            f"velocity: slope {info['velocity_fit']['slope_cycles_per_n']:g} turns/{cfg.n} px/frame, "
-            f"R={info['velocity_fit']['resultant']:.2f}"
-        )
+        b.set_title(_phase_fit_title("velocity", info["velocity_fit"], f"turns/{cfg.n} px/frame"), fontsize=8)
         for axx, fit, xs in (
             (a, info["position_fit"], data[f"position_{axis_name}"]),
             (b, info["velocity_fit"], data[f"velocity_{axis_name}"]),
@@ -207,10 +209,14 @@ def plot_fig4(data: Mapping[str, np.ndarray], cfg: Fig4Config, summary: Mapping[
             axx.set_ylim(-np.pi, np.pi)
             axx.set_yticks([-np.pi, 0, np.pi])
             axx.set_yticklabels(["−π", "0", "π"])
-    axes[0, 0].legend(frameon=False, fontsize=7, loc="lower left", markerscale=6)
+    # below the panels, not over the points
+    figb.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", frameon=False, fontsize=7,
+                markerscale=6)  # fmt: skip
     figb.suptitle(
-        f"(b) phases of the two top singular directions at layer {ph['layer']} (x: ω=(0,1), columns; y: ω=(1,0), rows)",
-        fontsize=9,
+        f"(b) phases of the two top singular directions at layer {ph['layer']} (x: ω=(0,1), columns; y: ω=(1,0), rows)"
+        "\nR = concentration |mean exp(i·residual)| of the residuals around the fit (1: every point on the line), "
+        "not a correlation; a slope of 0 means the phase does not follow the variable",
+        fontsize=8,
     )
 
     figc = Figure(figsize=(8.0, 3.2), constrained_layout=True)

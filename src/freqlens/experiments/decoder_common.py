@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 from torch import nn
 
+from ..analysis.statistics import Claim, Direction, directional_claim
 from ..datasets import load_cifar10, load_mnist
 from ..hooks import capture_layers, select_layers
 from ..plots import MODE_COLORS
@@ -24,6 +25,7 @@ from .registry import RunContext
 __all__ = [
     "DATASET_LABELS",
     "DC_LEGEND",
+    "compare_output_p_low",
     "conv_outputs",
     "draw_magnitude",
     "draw_p_low_bars",
@@ -118,12 +120,13 @@ def draw_magnitude(
     marks: np.ndarray | None = None,
     vmin: float | None = None,
     vmax: float | None = None,
-    colorbar: bool = False,
+    colorbar: bool = True,
 ) -> Any:
     """Draw a magnitude map (unshifted ``(H, W)``) as the paper does: fftshifted, log scale, DC clipped.
 
     Axes are the signed frequencies ``(k, l)`` (DC at the centre). ``marks``: unshifted ``(P, 2)`` positions
-    to circle (e.g. the predicted DC replicas of Thm 4.4)."""
+    to circle (e.g. the predicted DC replicas of Thm 4.4). ``colorbar``: a log10 scale bar next to the map (on
+    by default: a log map without its scale cannot be read)."""
     h, w = magnitude.shape
     shown = log_display(magnitude)
     ext = (-(w // 2) - 0.5, w - w // 2 - 0.5, h - h // 2 - 0.5, -(h // 2) - 0.5)
@@ -202,6 +205,42 @@ def network_family_statistics(
         "magnitude": np.mean([st["output_magnitude"] for st in stats], axis=0),
         "undefined_images": np.stack([st["undefined_images"] for st in stats]),
     }
+
+
+def compare_output_p_low(
+    statement: str,
+    paper: str,
+    data: Mapping[str, np.ndarray],
+    first: str,
+    second: str,
+    expected: Direction,
+    paired: bool,
+) -> list[Claim]:
+    """The claim "output ``p_low`` of setting ``first`` is ``expected`` (greater/less) than of ``second``",
+    judged over networks for ``p_low`` with DC (the paper's definition) and without DC (§4 item 7).
+
+    ``data[f"{first}_p_low"]``, ``data[f"{first}_p_low_no_dc"]`` (and the same for ``second``): ``(networks,
+    L)`` arrays as :func:`network_family_statistics` returns them; the last layer is compared.
+    ``paired=True`` (same weights or normal draws in both settings): paired t, ``df = n - 1``;
+    ``paired=False`` (different networks): Welch's t with the Welch-Satterthwaite df. Verdict by
+    :func:`freqlens.analysis.statistics.directional_claim` (two-sided 5%; fewer than 3 networks: no verdict).
+    One shared comparison for decoder-padding/-mean/-kernel."""
+    claims = []
+    for key, what in (("p_low", "p_low with DC"), ("p_low_no_dc", "p_low without DC")):
+        a = np.asarray(data[f"{first}_{key}"])[:, -1]
+        b = np.asarray(data[f"{second}_{key}"])[:, -1]
+        claims.append(
+            directional_claim(
+                f"{statement} ({what})",
+                paper,
+                a,
+                expected,
+                other=b,
+                paired=paired,
+                note=f"measured = mean difference of output {what} over networks (first - second)",
+            )
+        )
+    return claims
 
 
 def draw_p_low_bars(ax: Axes, values: Mapping[str, Sequence[np.ndarray]], tick_labels: Sequence[str]) -> None:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
+from ..analysis.statistics import Claim, directional_claim, equality_claim
 from ..fourier import signed_frequencies
 from ..models.decoders import deep_network, init_normal_
 from ..plots import MODE_COLORS
@@ -53,7 +54,7 @@ class DepthConfig:
     num_images: int = 64  # [choice]
     depth: int = 50
     width: int = 16  # [choice] not stated for Fig. 5
-    networks: int = 5  # [choice]
+    networks: int = 10  # [choice] >= 10 so that the over-network t tests have >= 9 df
     weight_mean: float = 0.01  # [choice]
     num_frequencies: int = 6  # random frequencies, plus DC and the highest frequency
     map_layers: tuple[int, ...] = (1, 3, 10)  # Fig. 4a shows the input and layers 1, 3, 10
@@ -132,6 +133,43 @@ def _single_channel(ctx: RunContext, cfg: DepthConfig, gray: torch.Tensor) -> di
     return {"som_t_groups": som / g_power, "input_power": g_power}
 
 
+def _log_som_at(som_nets: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """``log SOM`` per network, layer and chosen frequency, ``(networks, L, F)``; ``-inf`` (a zero SOM) -> NaN."""
+    with np.errstate(divide="ignore"):
+        out = np.log(som_nets[:, :, freqs[:, 0], freqs[:, 1]])
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+def _paper_net_claims(log_som: np.ndarray, layers: np.ndarray) -> list[Claim]:
+    """Fig. 5's two claims on the zero-padding ReLU nets, judged over networks: the per-network slope of
+    ``log SOM`` in depth at DC is > 0 (growth), and exceeds the slope at the highest frequency (paired t)."""
+
+    def slopes(j: int) -> np.ndarray:
+        return np.array(
+            [linear_fit(layers, net[:, j])[0] if np.isfinite(net[:, j]).all() else np.nan for net in log_som]
+        )
+
+    dc, highest = slopes(0), slopes(1)
+    return [
+        directional_claim(
+            "Fig. 5: log SOM(h) at DC grows with depth (slope > 0), zero padding + ReLU",
+            "increases",
+            dc,
+            "greater",
+            note="samples = per-network least-squares slope of log SOM at DC over the layers",
+        ),
+        directional_claim(
+            "Fig. 5: log SOM(h) grows faster at DC than at the highest frequency, zero padding + ReLU",
+            "faster at low frequencies",
+            dc,
+            "greater",
+            other=highest,
+            paired=True,
+            note="paired over networks: slope at DC - slope at the highest frequency",
+        ),
+    ]
+
+
 def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
     """Per-layer ``log SOM`` at the picked frequencies for the three variants, fitted slopes vs Thm 4.2 / Eq. 32."""
     x = load_images(ctx, cfg.dataset, cfg.num_images, offset=50)
@@ -141,6 +179,8 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
     data: dict[str, np.ndarray] = {"frequencies": freqs, "layers": layers, "map_layers": np.array(cfg.map_layers)}
     data["input_magnitude"] = torch.fft.fft2(x).abs().mean(dim=(0, 1)).numpy()
     measured: dict[str, Any] = {}
+    per_network_log_som: dict[str, np.ndarray] = {}
+    claims: list[Claim] = []
     sigmas = [_he_std(x.shape[1])] + [_he_std(cfg.width)] * (cfg.depth - 1)
     for variant in VARIANTS:
 
@@ -164,6 +204,7 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
             return {"som": np.mean(soms, axis=0), "som_nets": np.stack(soms), "maps": np.stack(maps)}
 
         res = ctx.stage(f"depth_{variant}", compute)
+        per_network_log_som[variant] = _log_som_at(res["som_nets"], freqs)
         log_som = np.log(res["som"][:, freqs[:, 0], freqs[:, 1]])  # (L, F)
         data[f"{variant}_log_som"] = log_som
         data[f"{variant}_maps"] = res["maps"]
@@ -210,6 +251,15 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
         z = (a - float(theory_slope[j])) / se if se > 0 else float("inf")
         zs.append(abs(z))
         key = f"({signed_frequencies(grid[0])[u]},{signed_frequencies(grid[1])[v]})"
+        claims.append(
+            equality_claim(
+                f"Thm 4.2 (single channel, linear circular): slope of log SOM(T) in depth at {key} equals "
+                "log(|mu R_uv|^2 + K^2 sigma^2)",
+                round(float(theory_slope[j]), 6),
+                group_slopes,
+                note=f"samples = slopes of {len(group_slopes)} independent groups of networks",
+            )
+        )
         single_entry[key] = {
             "fitted_slope": round(a, 4),
             "slope_standard_error": round(se, 4),
@@ -228,6 +278,7 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
     }
     lc = measured["linear_circular"]["per_frequency"]
     rel = [abs(v["fitted_slope"] - v["eq32_theory_slope"]) / abs(v["eq32_theory_slope"]) for v in lc.values()]
+    claims += _paper_net_claims(per_network_log_som["paper"], layers)
     summary = {
         "paper_claim": (
             "Fig. 5 / Thm 4.2: log SOM(h^(uv)) increases linearly with depth (exponential growth), faster at low "
@@ -239,16 +290,12 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
             f"{cfg.networks} nets"
         ),
         "measured": measured,
-        "verdict": {
-            "thm_4_2_single_channel_max_abs_z_of_slopes": round(float(max(zs)), 2),
-            "thm_4_2_single_channel_slopes_within_4_standard_errors": bool(max(zs) <= 4.0),
-            "linear_circular_max_relative_slope_deviation_from_eq32": round(float(max(rel)), 4),
-            "paper_net_log_som_linear_in_depth_min_r2": measured["paper"]["min_r2"],
-            "paper_net_dc_slope_exceeds_highest_frequency_slope": bool(
-                measured["paper"]["slope_at_dc"] > measured["paper"]["slope_at_highest_frequency"]
-            ),
-            "note": ("'increases' holds only where the per-layer factor exceeds 1 (check A15); Eq. 32 is approximate"),
-        },
+        "linear_circular_max_relative_slope_deviation_from_eq32": round(float(max(rel)), 4),
+        "claims": claims,
+        "claims_note": (
+            "'increases' holds only where the per-layer factor exceeds 1 (check A15); Eq. 32 is approximate (§7.8), "
+            "so the circular no-ReLU net is compared with it as a number, not judged"
+        ),
     }
     return ExperimentResult(data=data, summary=summary)
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
+from ..analysis.statistics import Claim, directional_claim
 from ..fourier import conv2d_transfer_matrices
 from ..hooks import capture_layers
 from ..models.decoders import fit_network
@@ -64,7 +65,7 @@ class FitConfig:
     depth: int = 10
     width: int = 16
     kinds: tuple[str, ...] = ("zero_relu", "zero_linear", "circular_linear")
-    networks: int = 3  # [choice] random networks per kind (results are averaged)
+    networks: int = 10  # [choice] random networks per kind (averaged; >= 10 for the over-network t tests)
     train_steps: int = 1000  # [choice] Adam steps (MSE auto-encoding) before the "trained" measurement
     train_images: int = 10000  # [choice] training images (train split)
     train_lr: float = 1e-3  # [choice]
@@ -162,6 +163,30 @@ def _measure(net: nn.Sequential, x: torch.Tensor, cfg: FitConfig) -> dict[str, n
     }
 
 
+def _fit_claims(per_kind: Mapping[str, list[dict[str, np.ndarray]]], cfg: FitConfig) -> list[Claim]:
+    """Fig. 3a/3b per network kind, judged over networks at initialisation: the smallest per-layer similarity
+    (mean over images) of each network is > 0.8 (forward, Cor. 3.3) / > 0.88 (weight update, Cor. 3.4)."""
+    claims: list[Claim] = []
+    for kind in cfg.kinds:
+        runs = per_kind[kind]
+        forward = [float(r["init_sim_paper"].mean(axis=1).min()) for r in runs]
+        update = [float(r["init_dT_sim_paper"].min()) for r in runs]
+        for fig, values, threshold in (("3a", forward, 0.8), ("3b", update, 0.88)):
+            what = "spectra (Cor. 3.3)" if fig == "3a" else "weight-update change of T (Cor. 3.4)"
+            claims.append(
+                directional_claim(
+                    f"Fig. {fig}, {KIND_LABELS[kind]}: similarity of real and derived {what} > {threshold:g} "
+                    "at every layer",
+                    f"> {threshold:g}",
+                    values,
+                    "greater",
+                    null=threshold,
+                    note=f"samples = smallest per-layer similarity of each network; measured = mean - {threshold:g}",
+                )
+            )
+    return claims
+
+
 def run_fit(ctx: RunContext, cfg: FitConfig) -> ExperimentResult:
     """Per network kind and seed, ``_measure`` at initialisation (and after training), then means (Fig. 3a/3b)."""
     x = load_images(ctx, cfg.dataset, cfg.num_images, offset=1)
@@ -227,8 +252,6 @@ def run_fit(ctx: RunContext, cfg: FitConfig) -> ExperimentResult:
         if need_train:
             entry["final_train_loss"] = mean_std([float(r["train_loss"][-1]) for r in runs])
         summary_kinds[kind] = entry
-    init_min = min(summary_kinds[k]["init"]["similarity_paper_route_min_over_layers"] for k in cfg.kinds)
-    dt_min = min(summary_kinds[k]["init"]["weight_update_similarity_min_over_layers"] for k in cfg.kinds)
     summary = {
         "paper_claim": (
             "Fig. 3a: the similarity between real and derived (Cor. 3.3) spectra is large for all three 10-layer "
@@ -237,17 +260,12 @@ def run_fit(ctx: RunContext, cfg: FitConfig) -> ExperimentResult:
         ),
         "dataset": f"{DATASET_LABELS[cfg.dataset]} (replaces Tiny-ImageNet/Broden)",
         "measured": summary_kinds,
-        "verdict": {
-            "forward_min_similarity_at_init_paper_route": init_min,
-            "forward_all_above_0.8_at_init": bool(init_min > 0.8),
-            "weight_update_min_similarity_at_init_paper_route": dt_min,
-            "weight_update_all_above_0.88_at_init": bool(dt_min > 0.88),
-            "note": (
-                "paper route = Cor. 3.3/3.4 with every layer read as circular and ReLU ignored; exact route = "
-                "freqlens' exact rules (padded-grid zero padding, restart after each ReLU), equal to the "
-                "measurement up to rounding"
-            ),
-        },
+        "claims": _fit_claims(per_kind, cfg),
+        "claims_note": (
+            "judged at initialisation (Assumption 4.1: early epochs) on the paper route = Cor. 3.3/3.4 with every "
+            "layer read as circular and ReLU ignored; the exact route (padded-grid zero padding, restart after each "
+            "ReLU) equals the measurement up to rounding and is reported under measured"
+        ),
         "networks_per_kind": cfg.networks,
         "images": cfg.num_images,
     }

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from scipy import stats
 from torch import nn
 
+from ..analysis.statistics import Claim, directional_claim, not_reached_claim
 from ..datasets import load_cifar10
 from ..plots import MODE_COLORS
 from ..structure import DatasetStructure
@@ -192,23 +194,94 @@ def run_fig6(ctx: RunContext, cfg: Fig6Config) -> ExperimentResult:
         },
         "measured": {},
     }
+    half_times = {kind: _half_times(data[f"{kind}_batches"], data[f"{kind}_A"], st.S) for kind in ("linear", "relu")}
     for kind in ("linear", "relu"):
-        t = data[f"{kind}_batches"].astype(float)
         diag = np.diagonal(data[f"{kind}_A"], axis1=-2, axis2=-1).mean(axis=0)  # (R, p)
-        half = []
-        for alpha in range(p):
-            hit = np.flatnonzero(diag[:, alpha] >= st.S[alpha] / 2)
-            half.append(float(t[hit[0]]) if len(hit) else float("inf"))
-        finite = [h for h in half if np.isfinite(h)]
+        mean_half = _half_times(data[f"{kind}_batches"], data[f"{kind}_A"].mean(axis=0, keepdims=True), st.S)[0]
         summary["measured"][kind] = {
-            "half_time_batches_per_mode": half,
-            "modes_reached_half": len(finite),
-            "discovered_in_order": bool(np.all(np.diff(finite) >= 0)),
+            "half_time_batches_per_mode": mean_half.tolist(),
+            "half_time_batches_per_mode_per_trial": half_times[kind].tolist(),
+            "modes_reached_half": int(np.isfinite(mean_half).sum()),
             "final_loss_train_subset": float(data[f"{kind}_loss_train"][:, -1].mean()),
             "final_loss_test_subset": float(data[f"{kind}_loss_test"][:, -1].mean()),
             "final_a_over_s": (diag[-1] / st.S).tolist(),
         }
+    summary["claims"] = _fig6_claims(half_times, data["linear_loss_train"][:, -1], data["relu_loss_train"][:, -1])
     return ExperimentResult(data=data, summary=summary)
+
+
+def _half_times(batches: np.ndarray, a: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """First recorded batch at which ``a_α ≥ s_α / 2`` per trial and mode, ``(trials, p)`` (``inf``: never)."""
+    diag = np.diagonal(a, axis1=-2, axis2=-1)  # (trials, R, p)
+    reached = diag >= s / 2
+    first = np.where(reached.any(axis=1), reached.argmax(axis=1), -1)
+    return np.where(first >= 0, batches.astype(float)[np.maximum(first, 0)], np.inf)
+
+
+def _fig6_claims(half: Mapping[str, np.ndarray], loss_linear: np.ndarray, loss_relu: np.ndarray) -> list[Claim]:
+    """The three Fig. 6 claims over trials. Stages: per trial, the Spearman correlation of half-time with the
+    mode index over the modes it reached, > 0 (one-sample t, ``df = trials - 1``); "not reached" unless every
+    trial of both nets reached >= 2 modes. Delay: ReLU half-time > linear on the modes every trial of both nets
+    reached (Welch t on log half-times). Loss: final train loss ReLU < linear (Welch t), "not reached" unless
+    both nets reached a mode."""
+    claims: list[Claim] = []
+    trials = int(half["linear"].shape[0])
+    for kind in ("linear", "relu"):
+        statement = f"Fig. 6 ({kind} CNN): the modes are discovered in order (stage-like transitions)"
+        reached = np.isfinite(half[kind]).sum(axis=1)
+        if reached.min() < 2:
+            reason = (
+                f"fewer than 2 modes reached a_alpha >= s_alpha/2 in some trial (reached per trial: {reached.tolist()})"
+            )
+            claims.append(not_reached_claim(statement, "in order", int(reached.min()), trials, reason))
+            continue
+        rhos = []
+        for row in half[kind]:
+            idx = np.flatnonzero(np.isfinite(row))
+            rhos.append(float(stats.spearmanr(idx, row[idx]).statistic))
+        claims.append(
+            directional_claim(
+                statement,
+                "in order",
+                rhos,
+                "greater",
+                note="samples = per-trial Spearman correlation of half-time with mode index (reached modes)",
+            )
+        )
+    both = np.isfinite(half["linear"]).all(axis=0) & np.isfinite(half["relu"]).all(axis=0)
+    statement = "Fig. 6: the ReLU CNN's effective singular values are delayed w.r.t. the linear CNN"
+    if not both.any():
+        reason = "no mode reached a_alpha >= s_alpha/2 in every trial of both networks"
+        claims.append(not_reached_claim(statement, "delayed", None, trials, reason))
+    for alpha in np.flatnonzero(both):
+        claims.append(
+            directional_claim(
+                f"{statement} (mode {alpha})",
+                "delayed",
+                np.log(half["relu"][:, alpha]),
+                "greater",
+                other=np.log(half["linear"][:, alpha]),
+                paired=False,
+                note="measured = mean log half-time ReLU - linear (Welch t over trials)",
+            )
+        )
+    statement = "Fig. 6: the ReLU CNN reaches a lower final train loss than the linear CNN"
+    if not (np.isfinite(half["linear"]).any() and np.isfinite(half["relu"]).any()):
+        reason = "a network reached no mode (a_alpha >= s_alpha/2): training too short to compare end states"
+        claims.append(not_reached_claim(statement, "lower", None, trials, reason))
+    else:
+        claims.append(
+            directional_claim(
+                statement,
+                "lower",
+                loss_relu,
+                "less",
+                other=loss_linear,
+                paired=False,
+                note="measured = mean final train-subset loss ReLU - linear (Welch t over trials)",
+            )
+        )
+    return claims
 
 
 def plot_fig6(data: Mapping[str, np.ndarray], cfg: Fig6Config, summary: Mapping[str, Any]) -> dict[str, Figure]:

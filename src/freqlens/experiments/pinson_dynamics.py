@@ -310,8 +310,10 @@ def plot_fig3(data: Mapping[str, np.ndarray], cfg: Fig3Config, summary: Mapping[
     ax.set_title("(c) CNN vs FCNN: DC mode overlaps, others delayed by 1/ν")
     ax.set_xlabel("samples t")
     ax.set_xlim(t[0], t[-1])
-    axes[0].legend(loc="lower right", fontsize=7)
-    axes[2].legend(loc="lower right", fontsize=7)
+    # outside the axes: inside, any corner covers a plateau (the low modes sit at the bottom right)
+    handles, names = axes[0].get_legend_handles_labels()
+    more, more_names = axes[2].get_legend_handles_labels()
+    fig.legend(handles + more, names + more_names, loc="outside right upper", fontsize=7, frameon=False)
     m = summary.get("measured", {})
     fig.suptitle(
         f"Pure cosines, n={cfg.n}, {data['a_cnn'].shape[0]} trials, aligned-balanced init (Pinson et al., Fig. 3). "
@@ -324,7 +326,7 @@ def plot_fig3(data: Mapping[str, np.ndarray], cfg: Fig3Config, summary: Mapping[
         ax_u = fig_u.subplots(1, 2, sharey=True)
         _sigmoid_panel(ax_u[0], t, data["a_cnn_uniform"], data["a_cnn_uniform_theory"], s, labels, "CNN")
         _sigmoid_panel(ax_u[1], t, data["a_fcnn_uniform"], data["a_fcnn_uniform_theory"], s, labels, "FCNN")
-        ax_u[0].legend(loc="lower right", fontsize=7)
+        fig_u.legend(*ax_u[0].get_legend_handles_labels(), loc="outside right upper", fontsize=7, frameon=False)
         fig_u.suptitle(
             "Same, with a class drawn uniformly at random for every update: "
             f"max|mean − theory|/s₀ CNN {m.get('uniform_sampling_cnn_mean_vs_theory_max_abs_over_s0', 0):.3f}, "

@@ -334,6 +334,19 @@ def _loss_stats(t: np.ndarray, loss: np.ndarray) -> dict[str, float]:
     }
 
 
+#: Matches that were tuned to the paper (so they are calibrations, not independent predictions).
+_SHAPES_CALIBRATION = (
+    "shapes: lr_cnn = 1.5e-4 and the shape set (square, circle, cross, bar; n = 16) were chosen so that the CNN "
+    "discovery times match App. J (2000, 9000, 16000, 55000 samples): that agreement is a calibration, not a "
+    "prediction; the mode order and the CNN/FCNN comparison were not tuned"
+)
+_CIFAR4_CALIBRATION = (
+    "CIFAR-4: lr_fcnn = 1.8e-3 was chosen so that the FCNN has found all modes by ≈18 000 samples (the paper's "
+    "number): that agreement is a calibration; the loss level there, the overfitting after it and the CNN's "
+    "behaviour were not tuned"
+)
+
+
 # ================================================================================== Fig. 5
 @dataclass(frozen=True)
 class Fig5Config:
@@ -428,6 +441,7 @@ def run_fig5(ctx: RunContext, cfg: Fig5Config) -> ExperimentResult:
             stats["rises_after_min"] = bool(stats["final_minus_min"] > 1e-3)
             summary["measured"][f"cifar4_{net}_test_loss"] = stats
     summary["measured"]["cifar4_images"] = {"train": int(cifar["num_train"]), "test": int(cifar["num_test"])}
+    summary["calibrated_matches"] = [_SHAPES_CALIBRATION, _CIFAR4_CALIBRATION]
     return ExperimentResult(data=data, summary=summary)
 
 
@@ -604,6 +618,7 @@ def run_figS5(ctx: RunContext, cfg: FigS5Config) -> ExperimentResult:
             "corr_khat_vs_max_vhat_of_discovered_modes": corr,
             "kernel_energy_in_top8_of_256_frequencies": top,
         },
+        "calibrated_matches": [_SHAPES_CALIBRATION],
     }
     return ExperimentResult(data=data, summary=summary)
 
