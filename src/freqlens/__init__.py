@@ -19,7 +19,9 @@ from ._version import __version__
 if _typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below resolves the same names
     from . import datasets, fourier
     from .analysis import decoder_report, estimate_cbn_rank
-    from .spectral import activation_spectra, propagate, spectrum_map, weight_spectra
+    from .analysis.first_layer_energy import first_layer_energy_profile
+    from .analysis.frequency_use import fourier_heatmap, input_frequency_sensitivity
+    from .spectral import activation_spectra, propagate, register_rule, spectrum_map, weight_spectra
     from .structure import DatasetStructure, DominantFrequencies
 
 # public name -> (submodule, attribute in it; None when the name is the submodule itself)
@@ -30,8 +32,12 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "datasets": ("datasets", None),
     "decoder_report": ("analysis", "decoder_report"),
     "estimate_cbn_rank": ("analysis", "estimate_cbn_rank"),
+    "first_layer_energy_profile": ("analysis.first_layer_energy", "first_layer_energy_profile"),
     "fourier": ("fourier", None),
+    "fourier_heatmap": ("analysis.frequency_use", "fourier_heatmap"),
+    "input_frequency_sensitivity": ("analysis.frequency_use", "input_frequency_sensitivity"),
     "propagate": ("spectral", "propagate"),
+    "register_rule": ("spectral", "register_rule"),
     "spectrum_map": ("spectral", "spectrum_map"),
     "weight_spectra": ("spectral", "weight_spectra"),
 }
@@ -44,8 +50,12 @@ __all__ = [
     "datasets",
     "decoder_report",
     "estimate_cbn_rank",
+    "first_layer_energy_profile",
     "fourier",
+    "fourier_heatmap",
+    "input_frequency_sensitivity",
     "propagate",
+    "register_rule",
     "spectrum_map",
     "weight_spectra",
 ]

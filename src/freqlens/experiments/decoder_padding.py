@@ -112,7 +112,9 @@ def run_padding(ctx: RunContext, cfg: PaddingConfig) -> ExperimentResult:
             def compute(pad: str = pad, x: torch.Tensor = x, di: int = di) -> dict[str, np.ndarray]:
                 def make_network(s: int) -> nn.Sequential:
                     with torch.random.fork_rng():
-                        torch.manual_seed(ctx.seed * 1_000_003 + 1000 * di + s)  # same weights for every padding
+                        # same weights for every padding; a named stream, so network 10 no longer reuses the
+                        # white-noise images' seed (seed * 1_000_003 + 10), as the old arithmetic did
+                        torch.manual_seed(ctx.torch_seed("padding_network", 1000 * di + s))
                         return five_layer_network(cfg.kernel_size, pad, x.shape[1], cfg.width, x.shape[1])
 
                 return network_family_statistics(make_network, cfg.networks, x, cfg.low_fraction)
