@@ -25,6 +25,7 @@ LAYER = {
     "analysis": 7,
     "experiments": 8,
     "cli": 9,
+    "sweeps": 9,
     "__init__": 9,
 }
 
