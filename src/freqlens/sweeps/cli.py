@@ -3,32 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from typing import Any
 
+from ..cli import _parse_override, _positive
+
 __all__ = ["add_sweep_parser"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _key_value(text: str, flag: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise ValueError(f"{flag} expects KEY=VALUE, got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
-    return key.strip(), value
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -40,7 +20,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if key in grid:
             raise ValueError(f"--grid {key} is given twice; list all its values in one --grid")
         grid[key] = values
-    slurm: dict[str, Any] = dict(_key_value(s, "--slurm-param") for s in args.slurm_param or [])
+    bad = [s for s in args.slurm_param or [] if "=" not in s]
+    if bad:
+        raise ValueError(f"--slurm-param expects KEY=VALUE, got {bad[0]!r}")
+    slurm: dict[str, Any] = dict(_parse_override(s) for s in args.slurm_param or [])
     if args.slurm_partition:
         slurm["slurm_partition"] = args.slurm_partition
     if args.slurm_time:
@@ -60,7 +43,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         slurm_executor=args.slurm_executor,
         device=args.device,
         data_dir=args.data,
-        overrides=dict(_key_value(s, "--set") for s in args.set or []),
+        overrides=dict(_parse_override(s) for s in args.set or []),
         log=lambda message: print(message, flush=True),
     )
     manifest = read_manifest(args.out)
