@@ -96,7 +96,8 @@ def _split_top_level(text: str) -> list[str]:
 
 
 def parse_grid_values(text: str) -> tuple[str, list[Any]]:
-    """``"KEY=V1,V2,..."`` -> ``(KEY, [V1, V2, ...])``; each value a Python literal if it parses, else a string."""
+    """``"KEY=V1,V2,..."`` -> ``(KEY, [V1, V2, ...])``; each value a Python literal if it parses, else a string
+    (plumbing)."""
     import ast
 
     if "=" not in text:
@@ -115,7 +116,7 @@ def parse_grid_values(text: str) -> tuple[str, list[Any]]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0-9"`` (inclusive range), ``"0,3,7"``, ``"5"`` (the one seed 5), or a mix (``"0-2,10"``)."""
+    """``"0-9"`` (inclusive range), ``"0,3,7"``, ``"5"`` (the one seed 5), or a mix (``"0-2,10"``) (plumbing)."""
     seeds: list[int] = []
     for part in text.split(","):
         part = part.strip()

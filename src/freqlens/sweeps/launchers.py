@@ -37,7 +37,7 @@ def require(module: str) -> Any:
 
 
 def error_line(exc: BaseException) -> str:
-    """``"Type: first line of the message"`` (the last line for engines that wrap a remote traceback)."""
+    """``"Type: first line of the message"`` (the last line for engines that wrap a remote traceback) (plumbing)."""
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     if not lines:
         return type(exc).__name__

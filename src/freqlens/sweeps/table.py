@@ -58,7 +58,7 @@ def mean_ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float | None
 
 
 def cell_value(value: Any) -> Any:
-    """A swept value as a table entry: numbers and strings as they are, anything else as JSON text."""
+    """A swept value as a table entry: numbers and strings as they are, anything else as JSON text (plumbing)."""
     if isinstance(value, bool | int | float | str):
         return value
     return json.dumps(value)
@@ -80,7 +80,7 @@ def table_arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> d
 
 
 def to_dataframe(arrays: Mapping[str, np.ndarray]) -> Any:
-    """A pandas DataFrame of the columns when pandas is installed, else the dict of arrays itself."""
+    """A pandas DataFrame of the columns when pandas is installed, else the dict of arrays itself (plumbing)."""
     if importlib.util.find_spec("pandas") is None:
         return dict(arrays)
     import pandas as pd
