@@ -295,11 +295,16 @@ CBN_TINY = {"adam_steps": 6, "gd_steps": 2, "record_every": 2, "batch_size": 16,
         ("decoder-kernel", {"datasets": ["white"], "num_images": 4, "networks": 2, "kernel_sizes": [1, 3, 5]}),
     ],
 )
-def test_internal_cells_give_identical_numbers_serially_and_on_two_workers(tmp_path, name, overrides):
+def test_internal_cells_give_identical_numbers_serially_and_on_two_workers(tmp_path, request, name, overrides):
+    # decoder-kernel declares CIFAR-10/MNIST as needed even when only white noise is measured
+    data = request.getfixturevalue("data_root") if name == "decoder-kernel" else None
     runs = {
-        w: run_experiment(name, tmp_path / f"w{w}", quick=True, overrides={**overrides, "workers": w}, show_progress=0)
+        w: run_experiment(
+            name, tmp_path / f"w{w}", quick=True, data_dir=data, overrides={**overrides, "workers": w},
+            show_progress=False,
+        )
         for w in (1, 2)
-    }
+    }  # fmt: skip
     assert _arrays_equal_bitwise(read_npz(runs[1] / "data.npz"), read_npz(runs[2] / "data.npz"))
     s1, s2 = (json.loads((runs[w] / "summary.json").read_text()) for w in (1, 2))
     s1.pop("runtime_s"), s2.pop("runtime_s")
