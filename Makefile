@@ -29,7 +29,7 @@ demo: $(STAMP)
 	@echo "figures, data.npz and summary.json are in $(OUT)/<experiment>/"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -25,6 +25,7 @@ def describe(x: Any) -> str:
 
 
 def check_tensor_like(name: str, x: Any) -> None:
+    """Raise ``TypeError`` unless ``x`` is a NumPy array or a torch tensor (plumbing)."""
     if not isinstance(x, np.ndarray | torch.Tensor):
         raise TypeError(f"{name} must be a numpy array or a torch tensor, got {describe(x)}")
 
@@ -55,18 +56,21 @@ def check_real_floating(name: str, x: ArrayLike, allow_integer: bool = False) ->
 
 
 def check_finite(name: str, x: ArrayLike) -> None:
+    """Raise unless every entry of ``x`` is finite (no NaN, no ±inf) (plumbing)."""
     finite = bool(torch.isfinite(x).all()) if isinstance(x, torch.Tensor) else bool(np.isfinite(x).all())
     if not finite:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
 def check_square(name: str, x: ArrayLike) -> None:
+    """Raise unless the last two axes of ``x`` are equal (square images, H == W) (plumbing)."""
     h, w = x.shape[-2], x.shape[-1]
     if h != w:
         raise ValueError(f"{name} must hold square images (H == W) for this computation, got H={h}, W={w}")
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an ``int`` if it is an integer (not a bool) >= ``minimum``, else raise (plumbing)."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
@@ -75,6 +79,7 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    """Raise unless ``value`` is one of ``choices`` (plumbing)."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 

@@ -165,7 +165,7 @@ def _one_line(exc: BaseException) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``freqlens`` command (plumbing)."""
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="freqlens",

@@ -18,7 +18,7 @@ import os
 import socket
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically, via :func:`atomic_write_bytes` (plumbing)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -102,10 +103,12 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` (through :func:`to_jsonable`) as indented JSON to ``path``, atomically (plumbing)."""
     return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
+    """Parse the JSON file ``path``; a malformed file raises ``ValueError`` naming it (plumbing)."""
     path = Path(path)
     try:
         return json.loads(path.read_text())
@@ -131,6 +134,7 @@ def write_npz(path: str | Path, arrays: Mapping[str, Any], compressed: bool = Tr
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """All arrays of the ``.npz`` at ``path``, without pickles; a damaged file raises ``ValueError`` (plumbing)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -146,27 +150,27 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def file_identity(path: str | Path, samples: int = 16, block: int = 1 << 16) -> dict[str, Any]:
-    """Size and a fast sampled hash of a file or of every file below a folder (plumbing for run fingerprints).
+def file_identity(files: Sequence[str | Path], samples: int = 16, block: int = 1 << 16) -> dict[str, Any]:
+    """Sizes and a fast sampled hash of the given files (plumbing for run fingerprints).
 
     The hash reads ``samples`` blocks of ``block`` bytes spread evenly over each file (always the first and the
-    last), so a 170 MB archive costs a few milliseconds, while any change of size, header or trailer (and most
-    in-place edits) changes the identity.
+    last), so a 170 MB archive costs a few milliseconds, while any change of name, size, header or trailer (and
+    most in-place edits) changes the identity. The folder the files sit in is recorded but not hashed, so the
+    same data moved elsewhere keeps its identity.
     """
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    paths = [Path(f) for f in files]
     digest = hashlib.blake2b(digest_size=16)
     total = 0
-    for f in files:
+    for f in paths:
         size = f.stat().st_size
         total += size
-        digest.update(f"{f.relative_to(path) if path.is_dir() else f.name}:{size};".encode())
+        digest.update(f"{f.name}:{size};".encode())
         with open(f, "rb") as fh:
             offsets = sorted({int(i * max(size - block, 0) / max(samples - 1, 1)) for i in range(samples)})
             for off in offsets:
                 fh.seek(off)
                 digest.update(fh.read(block))
-    return {"path": str(path.resolve()), "files": len(files), "bytes": total, "hash": digest.hexdigest()}
+    return {"files": len(paths), "bytes": total, "hash": digest.hexdigest()}
 
 
 def clean_temp_files(folder: str | Path) -> list[Path]:
@@ -232,30 +236,38 @@ class RunDirectory:
 
     @property
     def stages_root(self) -> Path:
+        """``path/stages``: the parent of every fingerprint's stage folder (plumbing)."""
         return self.path / "stages"
 
     def stages_dir(self, fingerprint: str) -> Path:
+        """``stages/<fingerprint>``: the reusable files of one configuration (plumbing)."""
         if not fingerprint or not fingerprint.isalnum():
             raise ValueError(f"fingerprint must be a non-empty alphanumeric string, got {fingerprint!r}")
         return self.stages_root / fingerprint
 
     # -- published results ------------------------------------------------------------------------------
     def write_config(self, config: Mapping[str, Any]) -> Path:
+        """Write ``config.json`` atomically (plumbing)."""
         return write_json(self.path / self.CONFIG, config)
 
     def read_config(self) -> dict[str, Any]:
+        """Read ``config.json`` (plumbing)."""
         return dict(read_json(self.path / self.CONFIG))
 
     def write_data(self, arrays: Mapping[str, Any]) -> Path:
+        """Write ``data.npz`` (every plotted array, named) atomically (plumbing)."""
         return write_npz(self.path / self.DATA, arrays)
 
     def read_data(self) -> dict[str, np.ndarray]:
+        """Read ``data.npz`` (plumbing)."""
         return read_npz(self.path / self.DATA)
 
     def write_summary(self, summary: Mapping[str, Any]) -> Path:
+        """Write ``summary.json`` (headline numbers, claims against measurements) atomically (plumbing)."""
         return write_json(self.path / self.SUMMARY, summary)
 
     def read_summary(self) -> dict[str, Any]:
+        """Read ``summary.json`` (plumbing)."""
         return dict(read_json(self.path / self.SUMMARY))
 
     def publish(self, staged: Path, record: Mapping[str, Any]) -> None:
@@ -283,11 +295,13 @@ class RunDirectory:
 
     # -- resumable work -----------------------------------------------------------------------------------
     def stage_path(self, key: str, fingerprint: str, suffix: str = ".npz") -> Path:
+        """``stages/<fingerprint>/<key><suffix>``; ``key`` must be a simple name (plumbing)."""
         if not key or not key.replace("-", "_").replace(".", "_").isidentifier():
             raise ValueError(f"stage key must be a simple name (letters, digits, _, -, .), got {key!r}")
         return self.stages_dir(fingerprint) / f"{key}{suffix}"
 
     def save_stage(self, key: str, arrays: Mapping[str, Any], fingerprint: str) -> Path:
+        """Store a finished stage's arrays with the ``fingerprint`` of the config that made them (plumbing)."""
         payload = dict(arrays)
         payload["_fingerprint"] = np.array(fingerprint)
         return write_npz(self.stage_path(key, fingerprint), payload)

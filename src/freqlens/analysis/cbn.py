@@ -77,9 +77,11 @@ class KeptSet:
     frequencies: tuple[tuple[tuple[int, int], bool, int], ...]
 
     def frequency_list(self) -> list[dict[str, Any]]:
+        """The kept frequency classes as JSON-ready ``{omega, pair, directions}`` records (plumbing)."""
         return [{"omega": [k, l], "pair": pair, "directions": m} for (k, l), pair, m in self.frequencies]
 
     def describe(self) -> str:
+        """The kept set as text, e.g. ``(0,0), ±(1,0)×2`` (``∅`` when empty) (plumbing)."""
         parts = []
         for (k, l), pair, m in self.frequencies:
             label = f"±({k},{l})" if pair else f"({k},{l})"
@@ -182,9 +184,11 @@ class CBNRankEstimate:
 
     @property
     def per_layer_counts(self) -> list[int]:
+        """The kept-direction count of each layer, in layer order (plumbing)."""
         return [k.count for k in self.per_layer]
 
     def as_dict(self) -> dict[str, Any]:
+        """The estimate as a JSON-ready dict for ``summary.json`` (plumbing)."""
         return {
             "rank": self.rank,
             "self_conjugate": self.self_conjugate,

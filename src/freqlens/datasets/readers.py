@@ -304,6 +304,20 @@ def load_cifar10(
     return x, torch.from_numpy(labs)
 
 
+def dataset_files(name: str, root: str | Path) -> list[Path]:
+    """The files a reader of dataset ``name`` reads from ``root`` (the four MNIST IDX files; the CIFAR-10 archive
+    or its seven batch files), for fingerprinting what a run read (plumbing)."""
+    check_choice("name", name, ("mnist", "cifar10"))
+    base = _check_root(root, name)
+    if name == "mnist":
+        return [_find_mnist_file(base, stem) for pair in _MNIST_FILES.values() for stem in pair]
+    source = _locate_cifar(base)
+    if source.is_file():
+        return [source]
+    names = [*_batch_names("train"), *_batch_names("test"), "batches.meta"]
+    return [source / n for n in names if (source / n).is_file()]
+
+
 def locate_dataset(name: str, root: str | Path) -> Path:
     """Check that dataset ``name`` (``"mnist"`` or ``"cifar10"``) can be read from ``root`` without
     reading it; return the file or folder found. Raises ``FileNotFoundError`` naming what is missing."""

@@ -85,6 +85,7 @@ class CBNConfig:
     cpu_threads: int = 0
 
     def train_settings(self) -> TrainSettings:
+        """The two-phase training settings (warm-up, Adam, then full-batch GD) of this config (plumbing)."""
         return TrainSettings(
             self.weight_decay,
             self.warmup_steps,
@@ -217,6 +218,7 @@ def layer_arrays(prefix: str, spectra: Sequence[np.ndarray]) -> dict[str, np.nda
 
 
 def read_layers(data: Mapping[str, np.ndarray], prefix: str) -> list[np.ndarray]:
+    """The per-layer arrays ``<prefix>_01, <prefix>_02, …`` of ``data.npz``, in layer order (plumbing)."""
     keys = sorted(k for k in data if k.startswith(prefix + "_") and k[len(prefix) + 1 :].isdigit())
     return [np.asarray(data[k]) for k in keys]
 

@@ -59,6 +59,7 @@ class DepthConfig(CBNConfig):
     workers: int = 1  # processes training the nets in parallel (same numbers as 1)
 
     def validate(self) -> None:
+        """Refuse fewer than two distinct depths >= 2 or no seed (plumbing)."""
         if len(set(self.depths)) < 2 or min(self.depths) < 2:
             raise ValueError(f"depths needs at least two distinct values >= 2, got {self.depths}")
         if self.seeds < 1:
@@ -67,6 +68,7 @@ class DepthConfig(CBNConfig):
 
     @property
     def expected_rank(self) -> int:
+        """``Rank_CBN = 1 + 2·#pairs`` of the task's support ``{0 < ‖ν‖₁ ≤ max_l1}`` (conv_bottleneck §2.4)."""
         pairs = (
             sum(
                 1
@@ -148,6 +150,7 @@ def _train_and_measure(ctx: RunContext, cell: tuple[DepthConfig, int, int, bool]
 
 
 def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
+    """Train every depth × seed, fit ``‖θ‖²_op ≈ aL + b`` (a ≈ R⁽⁰⁾, b ≈ R⁽¹⁾) and check C9 (conv_bottleneck §5c)."""
     depths = sorted(set(cfg.depths))
     # One cell per net (each a resumable stage); `workers` > 1 trains them on a process pool, same numbers.
     cells = [
@@ -192,6 +195,7 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
 
 
 def plot_depth(data: Mapping[str, np.ndarray], cfg: DepthConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw cbn-depth: ``‖θ‖²_op`` and the C9 bound against depth with the fit, and the ranks (plumbing)."""
     fig = Figure(figsize=(12.0, 3.8), constrained_layout=True)
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.1, 1.0, 1.3]})
     depth = data["depth"]

@@ -62,6 +62,7 @@ class Fig1Config(CBNConfig):
     eps: float = 1e-2
 
     def validate(self) -> None:
+        """Refuse an input size outside 7..28 or a depth below 3 (plumbing)."""
         if not 7 <= self.input_size <= 28:
             raise ValueError(f"input_size must be in 7..28, got {self.input_size}")
         if self.depth < 3:
@@ -69,6 +70,7 @@ class Fig1Config(CBNConfig):
 
 
 def _mnist(root: Any, split: str, count: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` MNIST images of ``split`` (all if 0), area-averaged to ``size``×``size`` (plumbing)."""
     x, y = load_mnist(root, split)
     if count:
         x, y = x[:count], y[:count]
@@ -93,6 +95,7 @@ def _last_layers(per_layer: list[KeptSet], count: int) -> list[dict[str, Any]]:
 
 
 def run_fig1(ctx: RunContext, cfg: Fig1Config) -> ExperimentResult:
+    """Train the MNIST GAP+FC classifier, then weight and activation spectra and the CBN rank (conv_bottleneck §4.1)."""
     root = ctx.require_data("MNIST")
     with cpu_threads(cfg.cpu_threads):
         x_train, y_train = _mnist(root, "train", cfg.n_train, cfg.input_size)
@@ -134,6 +137,7 @@ def run_fig1(ctx: RunContext, cfg: Fig1Config) -> ExperimentResult:
 
 
 def plot_fig1(data: Mapping[str, np.ndarray], cfg: Fig1Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw cbn-fig1: per-layer spectra of ``MW_ℓ`` and of the activations, and the kept sets (plumbing)."""
     w_layers = read_layers(data, "weight_sv")
     a_layers = read_layers(data, "act_sv")
     rank = summary["cbn_rank"]

@@ -67,6 +67,7 @@ class Fig2Config(CBNConfig):
     perturb_examples: int = 2
 
     def validate(self) -> None:
+        """Refuse a perturbation layer outside 1..depth−1, an unknown resize, or a tiny net (plumbing)."""
         if not 1 <= self.perturb_layer < self.depth:
             raise ValueError(f"perturb_layer must be in 1..{self.depth - 1}, got {self.perturb_layer}")
         if self.resize not in ("area", "bilinear"):
@@ -146,10 +147,12 @@ def _centroid_shift(before: np.ndarray, after: np.ndarray) -> list[float]:
 
 
 def _resize(cfg: Fig2Config) -> Literal["area", "bilinear"]:
+    """The resize method for ``mnist_digit_downscaled``, typed (plumbing)."""
     return "bilinear" if cfg.resize == "bilinear" else "area"
 
 
 def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
+    """Train the MNIST-zeros autoencoder; spectra, CBN rank and perturbations at one layer (conv_bottleneck §4.2)."""
     root = ctx.require_data("MNIST")
     with cpu_threads(cfg.cpu_threads):
         x_train = mnist_digit_downscaled(
@@ -195,6 +198,7 @@ def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
 
 
 def plot_fig2(data: Mapping[str, np.ndarray], cfg: Fig2Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw cbn-fig2: (a) per-layer spectra and kept sets, (b) the decoded perturbations (plumbing)."""
     w_layers = read_layers(data, "weight_sv")
     a_layers = read_layers(data, "act_sv")
     rank = summary["cbn_rank"]

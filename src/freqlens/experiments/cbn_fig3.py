@@ -58,11 +58,13 @@ class Fig3Config(CBNConfig):
     eps: float = 1e-2
 
     def validate(self) -> None:
+        """Refuse a depth below 2 or no channels (plumbing)."""
         if self.depth < 2 or self.width < 1:
             raise ValueError("depth must be >= 2 and width >= 1")
 
 
 def _expected_frequencies(cfg: Fig3Config) -> list[list[int]]:
+    """The paper's kept set: representatives of ``‖ω‖₁ ≤ max_l1`` plus the carrier (conv_bottleneck §4.3)."""
     out = []
     for k in range(-cfg.max_l1, cfg.max_l1 + 1):
         for l in range(-cfg.max_l1, cfg.max_l1 + 1):
@@ -72,6 +74,7 @@ def _expected_frequencies(cfg: Fig3Config) -> list[list[int]]:
 
 
 def _match(found: list[dict[str, Any]], expected: list[list[int]]) -> dict[str, Any]:
+    """Which expected frequencies the measured kept set found, missed, or added (conv_bottleneck §4.3)."""
     got = {tuple(f["omega"]) for f in found}
     exp = {tuple(e) for e in expected}
     return {
@@ -82,6 +85,7 @@ def _match(found: list[dict[str, Any]], expected: list[list[int]]) -> dict[str, 
 
 
 def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
+    """Train the shapes × (5,5) autoencoder; spectra, CBN rank, kept set against the paper's (conv_bottleneck §4.3)."""
     with cpu_threads(cfg.cpu_threads):
         x_all = lowfreq_shapes_times_pattern(
             cfg.n_train + cfg.n_eval, cfg.n, cfg.carrier, cfg.max_l1, cfg.random_phase, seed=ctx.seed
@@ -115,6 +119,7 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
 
 
 def plot_fig3(data: Mapping[str, np.ndarray], cfg: Fig3Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw cbn-fig3: examples and reconstructions, per-layer spectra and kept sets (plumbing)."""
     rank = summary["cbn_rank"]
     fig = Figure(figsize=(11.5, 8.6), constrained_layout=True)
     gs = fig.add_gridspec(3, 2, width_ratios=[1.6, 1.0], height_ratios=[0.8, 1, 1])

@@ -65,6 +65,7 @@ class Fig4Config(CBNConfig):
     phase_layer: int = 5
 
     def validate(self) -> None:
+        """Refuse a phase layer outside 1..depth (plumbing)."""
         if not 1 <= self.phase_layer <= self.depth:
             raise ValueError(f"phase_layer must be in 1..{self.depth}, got {self.phase_layer}")
 
@@ -72,6 +73,7 @@ class Fig4Config(CBNConfig):
 def _phase_readout(
     model: CircularCNN, x: torch.Tensor, positions: np.ndarray, velocities: np.ndarray, cfg: Fig4Config
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``arg z₁`` against position and ``arg z₂ − arg z₁`` against velocity, circular fits (conv_bottleneck §4.4)."""
     layer = cfg.phase_layer
     conv = model.convs[layer - 1]
     grid = model.grids[layer - 1]
@@ -117,6 +119,7 @@ def _phase_readout(
 
 
 def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
+    """Train the ball-under-gravity predictor; spectra, CBN rank and the phase readout (conv_bottleneck §4.4)."""
     with cpu_threads(cfg.cpu_threads):
         common = {"n": cfg.n, "gravity": cfg.gravity, "max_speed": cfg.max_speed, "sigma": cfg.sigma}
         train_set = ball_under_gravity(cfg.n_train, seed=ctx.seed * 2 + 0, **common)  # type: ignore[arg-type]
@@ -154,6 +157,7 @@ def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
 
 
 def plot_fig4(data: Mapping[str, np.ndarray], cfg: Fig4Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw cbn-fig4: (a) per-layer spectra and kept sets, (b) phases against position and velocity (plumbing)."""
     rank = summary["cbn_rank"]
     fig = Figure(figsize=(11.5, 7.2), constrained_layout=True)
     gs = fig.add_gridspec(2, 2, width_ratios=[1.6, 1.0])

@@ -53,6 +53,7 @@ def check_workers(workers: Any, name: str = "workers") -> int:
 
 
 def _pin_worker(threads: int) -> None:
+    """Pool initializer: pin torch's intra-op threads of this worker (plumbing)."""
     torch.set_num_threads(threads)
 
 
@@ -104,6 +105,7 @@ def process_pool(
 
 
 def _pool_context(preload: Sequence[str]) -> multiprocessing.context.BaseContext:
+    """The ``forkserver`` context preloading ``preload`` (``spawn`` where there is none) (plumbing)."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
@@ -115,6 +117,7 @@ def _pool_context(preload: Sequence[str]) -> multiprocessing.context.BaseContext
 def _terminate(executor: ProcessPoolExecutor) -> None:
     # The executor has no public way to stop busy workers (terminate_workers() arrives in Python 3.14): cancel
     # what has not started, then terminate the processes so that Ctrl-C does not wait for running cells.
+    """Cancel pending work and terminate the running workers of ``executor`` (plumbing)."""
     processes = list(getattr(executor, "_processes", {}).values())
     executor.shutdown(wait=False, cancel_futures=True)
     for process in processes:
@@ -127,10 +130,12 @@ def _terminate(executor: ProcessPoolExecutor) -> None:
 def _stage_in_worker(
     ctx: RunContext, key: str, fn: Callable[[RunContext, Any], Mapping[str, Any]], payload: Any
 ) -> dict[str, np.ndarray]:
+    """Worker side of :func:`map_stages`: one cell as ``ctx.stage`` (plumbing)."""
     return ctx.stage(key, functools.partial(fn, ctx, payload))
 
 
 def _check_cells(cells: Sequence[tuple[str, Any]], fn: Callable[..., Any], workers: int) -> None:
+    """Refuse repeated stage keys, and closures where a pool must pickle ``fn`` (plumbing)."""
     twice = sorted(k for k, n in Counter(key for key, _ in cells).items() if n > 1)
     if twice:
         raise ValueError(f"cells must have distinct stage keys, got repeated keys {twice}")

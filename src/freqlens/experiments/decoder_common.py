@@ -98,6 +98,7 @@ def linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
 
 
 def mean_std(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """``{mean, std}`` (population std) of ``values``, rounded to 6 decimals for ``summary.json`` (plumbing)."""
     arr = np.asarray(values, dtype=np.float64)
     return {"mean": round(float(arr.mean()), 6), "std": round(float(arr.std()), 6)}
 

@@ -66,6 +66,7 @@ class DepthConfig:
     single_groups: int = 8  # groups of networks for the slope's standard error
 
     def validate(self) -> None:
+        """Refuse an unknown dataset, depths below 2, map layers out of range, uneven groups (plumbing)."""
         if self.dataset not in DATASET_LABELS:
             raise ValueError(f"dataset must be one of {sorted(DATASET_LABELS)}, got {self.dataset!r}")
         if self.depth < 2 or self.single_depth < 2:
@@ -77,10 +78,12 @@ class DepthConfig:
 
 
 def _he_std(c_in: int, k: int = 3) -> float:
+    """He-normal standard deviation ``sqrt(2 / (c_in k²))`` of a ``k×k`` conv (plumbing)."""
     return float(np.sqrt(2.0 / (c_in * k * k)))
 
 
 def _init_deep(net: nn.Sequential, mean: float, gen: torch.Generator) -> None:
+    """Initialise every conv of ``net`` with ``N(mean, he_std²)`` weights and zero biases (plumbing)."""
     for m in net:
         if isinstance(m, nn.Conv2d):
             init_normal_(m, mean, _he_std(m.in_channels), bias=0.0, generator=gen)
@@ -99,6 +102,7 @@ def _som_per_layer(net: nn.Sequential, x: torch.Tensor) -> np.ndarray:
 
 
 def _pick_frequencies(ctx: RunContext, grid: tuple[int, int], count: int) -> np.ndarray:
+    """DC, the highest frequency and ``count`` random others of ``grid``, drawn from the run seed (plumbing)."""
     m, n = grid
     rng = ctx.rng(41)
     chosen = [(0, 0), (m // 2, n // 2)]
@@ -129,6 +133,7 @@ def _single_channel(ctx: RunContext, cfg: DepthConfig, gray: torch.Tensor) -> di
 
 
 def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
+    """Per-layer ``log SOM`` at the picked frequencies for the three variants, fitted slopes vs Thm 4.2 / Eq. 32."""
     x = load_images(ctx, cfg.dataset, cfg.num_images, offset=50)
     grid = (int(x.shape[-2]), int(x.shape[-1]))
     freqs = _pick_frequencies(ctx, grid, cfg.num_frequencies)
@@ -249,6 +254,7 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
 
 
 def plot_depth(data: Mapping[str, np.ndarray], cfg: DepthConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw decoder-depth: ``log SOM`` against layer per variant, measured and theory lines (plumbing)."""
     freqs = data["frequencies"]
     h, w = data["input_magnitude"].shape
     labels = [f"({signed_frequencies(h)[u]},{signed_frequencies(w)[v]})" for u, v in freqs]
@@ -297,6 +303,7 @@ register(
         quick={"num_images": 8, "networks": 2, "single_networks": 16384},
         needs=("cifar10",),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 5, Fig. 4a",
     )
 )

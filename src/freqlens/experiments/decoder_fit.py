@@ -74,6 +74,7 @@ class FitConfig:
     map_layers: tuple[int, ...] = (1, 5, 10)  # layers whose magnitude maps are drawn
 
     def validate(self) -> None:
+        """Refuse an unknown dataset or network kind and out-of-range sizes or layers (plumbing)."""
         if self.dataset not in DATASET_LABELS:
             raise ValueError(f"dataset must be one of {sorted(DATASET_LABELS)}, got {self.dataset!r}")
         bad = [k for k in self.kinds if k not in KIND_LABELS]
@@ -135,6 +136,7 @@ def _weight_update_sims(net: nn.Sequential, x: torch.Tensor, lr: float) -> tuple
 
 
 def _measure(net: nn.Sequential, x: torch.Tensor, cfg: FitConfig) -> dict[str, np.ndarray]:
+    """Similarities of measured layer spectra to the paper route (Cor. 3.3) and to exact propagation (§2.4-2.5)."""
     net = net.double().eval()
     outs, _ = conv_outputs(net, x)
     convs = [m for m in net if isinstance(m, nn.Conv2d)]
@@ -161,6 +163,7 @@ def _measure(net: nn.Sequential, x: torch.Tensor, cfg: FitConfig) -> dict[str, n
 
 
 def run_fit(ctx: RunContext, cfg: FitConfig) -> ExperimentResult:
+    """Per network kind and seed, ``_measure`` at initialisation (and after training), then means (Fig. 3a/3b)."""
     x = load_images(ctx, cfg.dataset, cfg.num_images, offset=1)
     need_train = cfg.train_steps > 0
     x_train = load_images(ctx, cfg.dataset, cfg.train_images, offset=2, split="train").float() if need_train else None
@@ -252,6 +255,7 @@ def run_fit(ctx: RunContext, cfg: FitConfig) -> ExperimentResult:
 
 
 def plot_fit(data: Mapping[str, np.ndarray], cfg: FitConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw decoder-fit: Fig. 3a forward and Fig. 3b weight-update similarities per layer (plumbing)."""
     layers = data["layers"]
     states = [st for st in STATES if f"{cfg.kinds[0]}_{st}_sim_paper_mean" in data]
     figs: dict[str, Figure] = {}
@@ -312,6 +316,7 @@ register(
         quick={"num_images": 32, "networks": 1, "train_steps": 40, "train_images": 1024, "update_images": 16},
         needs=("cifar10",),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 3a, 3b",
     )
 )

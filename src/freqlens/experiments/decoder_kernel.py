@@ -57,6 +57,7 @@ class KernelConfig:
     workers: int = 1  # processes measuring the (dataset, init, K) cells in parallel (same numbers as 1)
 
     def validate(self) -> None:
+        """Refuse unknown datasets or inits, even or non-positive kernel sizes, empty counts (plumbing)."""
         if not self.datasets or any(d not in DATASET_LABELS for d in self.datasets):
             raise ValueError(f"datasets must be a non-empty subset of {sorted(DATASET_LABELS)}, got {self.datasets}")
         if not self.inits or any(i not in INITS for i in self.inits):
@@ -69,6 +70,7 @@ class KernelConfig:
 
 
 def _trend(values: list[float]) -> str:
+    """Whether ``values`` increase, decrease or are not monotone along the kernel sizes (plumbing)."""
     if all(b > a for a, b in itertools.pairwise(values)):
         return "increases with K"
     if all(b < a for a, b in itertools.pairwise(values)):
@@ -93,6 +95,7 @@ def _family_statistics(ctx: RunContext, cell: tuple[KernelConfig, int, str, int,
     x = torch.from_numpy(images)
 
     def make_network(s: int) -> nn.Sequential:
+        """Random net number ``s`` of this cell, seeded by (run seed, dataset, K, s) (plumbing)."""
         seed = ctx.seed * 1_000_003 + 1000 * di + 100 * k + s
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -106,6 +109,7 @@ def _family_statistics(ctx: RunContext, cell: tuple[KernelConfig, int, str, int,
 
 
 def run_kernel(ctx: RunContext, cfg: KernelConfig) -> ExperimentResult:
+    """``p_low`` of 5-layer ReLU outputs per dataset, init and kernel size K, next to Thm 4.2 (decoder §4 item 7)."""
     data: dict[str, np.ndarray] = {"kernel_sizes": np.array(cfg.kernel_sizes)}
     measured: dict[str, Any] = {}
     verdict: dict[str, Any] = {}
@@ -200,6 +204,7 @@ def run_kernel(ctx: RunContext, cfg: KernelConfig) -> ExperimentResult:
 
 
 def plot_kernel(data: Mapping[str, np.ndarray], cfg: KernelConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw decoder-kernel: input and output magnitude maps per K and the ``p_low`` bars (plumbing)."""
     ks = list(cfg.kernel_sizes)
     rows = [(ds, init) for ds in cfg.datasets for init in cfg.inits]
     ncol = 1 + len(ks) + 1
@@ -235,6 +240,7 @@ register(
         quick={"num_images": 32, "networks": 3},
         needs=("cifar10", "mnist"),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 4d",
     )
 )

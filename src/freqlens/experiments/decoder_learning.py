@@ -50,6 +50,7 @@ class LearningConfig:
     threshold: float = 0.5  # [choice] a band counts as learned when its relative error drops below this
 
     def validate(self) -> None:
+        """Refuse an unknown dataset, epochs to show out of range, unsorted bands, tiny sets (plumbing)."""
         if self.dataset not in ("cifar10", "mnist"):
             raise ValueError(f"dataset must be 'cifar10' or 'mnist', got {self.dataset!r}")
         if self.epochs < 1 or any(not 1 <= e <= self.epochs for e in self.show_epochs):
@@ -61,12 +62,14 @@ class LearningConfig:
 
 
 def _band_index(grid: tuple[int, int], edges: tuple[float, ...]) -> np.ndarray:
+    """The radial band of every frequency of ``grid`` between consecutive ``edges`` (decoder §4 item 3)."""
     rho = radial_frequency(grid)
     idx = np.searchsorted(np.asarray(edges), rho, side="right") - 1
     return np.clip(idx, 0, len(edges) - 2)
 
 
 def _make_recorder(x_eval: torch.Tensor, cfg: LearningConfig, bottleneck: tuple[int, int]) -> Any:
+    """Per-epoch recorder: output magnitude map, relative error per radial band, DC-replica excess (§4 item 3)."""
     target = torch.fft.fft2(x_eval.to(torch.float64))
     grid = (int(x_eval.shape[-2]), int(x_eval.shape[-1]))
     bands = _band_index(grid, cfg.band_edges)
@@ -103,6 +106,7 @@ def _make_recorder(x_eval: torch.Tensor, cfg: LearningConfig, bottleneck: tuple[
 
 
 def run_learning(ctx: RunContext, cfg: LearningConfig) -> ExperimentResult:
+    """Train the conv auto-encoder with MSE, recording spectra per epoch: low bands learned first (§4 item 3)."""
     x_train = load_images(ctx, cfg.dataset, cfg.train_images, offset=70, split="train").float()
     x_eval = load_images(ctx, cfg.dataset, cfg.eval_images, offset=71).float()
     with torch.random.fork_rng():
@@ -183,6 +187,7 @@ def run_learning(ctx: RunContext, cfg: LearningConfig) -> ExperimentResult:
 
 
 def plot_learning(data: Mapping[str, np.ndarray], cfg: LearningConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw decoder-learning: output magnitude maps at chosen epochs and band errors over epochs (plumbing)."""
     epochs = data["epochs"]
     show = [int(np.argmin(np.abs(epochs - e))) for e in cfg.show_epochs if e <= epochs.max()]
     n = len(show) + 1
@@ -249,6 +254,7 @@ register(
         },
         needs=("cifar10",),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 1a, Fig. 6, Fig. 7",
     )
 )

@@ -48,6 +48,7 @@ class MeanConfig:
     low_fraction: float = 1 / 8
 
     def validate(self) -> None:
+        """Refuse unknown datasets, no weight means, a negative std or empty counts (plumbing)."""
         if not self.datasets or any(d not in DATASET_LABELS for d in self.datasets):
             raise ValueError(f"datasets must be a non-empty subset of {sorted(DATASET_LABELS)}, got {self.datasets}")
         if not self.weight_means or self.weight_std < 0 or self.networks < 1 or self.num_images < 1:
@@ -69,6 +70,7 @@ def _theory(cfg: MeanConfig, mu: float, grid: tuple[int, int], channels: int) ->
 
 
 def run_mean(ctx: RunContext, cfg: MeanConfig) -> ExperimentResult:
+    """``p_low`` of 5-layer 9×9 ReLU outputs per weight mean μ (paired draws), next to Thm 4.2 / Eq. 32."""
     data: dict[str, np.ndarray] = {"weight_means": np.array(cfg.weight_means)}
     measured: dict[str, Any] = {}
     verdict: dict[str, dict[str, str]] = {}
@@ -141,6 +143,7 @@ def run_mean(ctx: RunContext, cfg: MeanConfig) -> ExperimentResult:
 
 
 def plot_mean(data: Mapping[str, np.ndarray], cfg: MeanConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw decoder-mean: input and output magnitude maps per μ and the ``p_low`` bars (plumbing)."""
     mus = list(cfg.weight_means)
     ncol = 1 + len(mus) + 1
     fig = Figure(figsize=(2.0 * ncol + 0.5, 2.2 * len(cfg.datasets) + 0.4), constrained_layout=True)
@@ -171,6 +174,7 @@ register(
         quick={"num_images": 32, "networks": 3},
         needs=("cifar10", "mnist"),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 4b, Fig. 12",
     )
 )

@@ -50,6 +50,7 @@ class PaddingConfig:
     low_fraction: float = 1 / 8  # Ω_low of §4 item 7
 
     def validate(self) -> None:
+        """Refuse unknown datasets or padding modes and empty counts (plumbing)."""
         if not self.datasets or any(d not in DATASET_LABELS for d in self.datasets):
             raise ValueError(f"datasets must be a non-empty subset of {sorted(DATASET_LABELS)}, got {self.datasets}")
         if not self.paddings or any(p not in PADDINGS for p in self.paddings):
@@ -88,6 +89,7 @@ def _paired(diff: np.ndarray) -> dict[str, float]:
 
 
 def run_padding(ctx: RunContext, cfg: PaddingConfig) -> ExperimentResult:
+    """``p_low`` per layer of 5-layer ReLU nets per padding mode, same weights (paired t), Thm 4.3 next to it."""
     data: dict[str, np.ndarray] = {}
     measured: dict[str, Any] = {}
     for di, ds in enumerate(cfg.datasets):
@@ -166,6 +168,7 @@ def run_padding(ctx: RunContext, cfg: PaddingConfig) -> ExperimentResult:
 
 
 def plot_padding(data: Mapping[str, np.ndarray], cfg: PaddingConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw decoder-padding: input and output magnitude maps per padding and the ``p_low`` bars (plumbing)."""
     ncol = 1 + len(cfg.paddings) + 1
     fig = Figure(figsize=(2.0 * ncol + 0.5, 2.2 * len(cfg.datasets) + 0.4), constrained_layout=True)
     axes = fig.subplots(len(cfg.datasets), ncol, squeeze=False)
@@ -195,6 +198,7 @@ register(
         quick={"num_images": 32, "networks": 4},
         needs=("cifar10", "mnist"),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 4c, Fig. 10",
     )
 )

@@ -53,6 +53,7 @@ class UpsamplingConfig:
     report_images: int = 512  # [choice] test images for decoder_report
 
     def validate(self) -> None:
+        """Refuse an unknown dataset or chain mode and out-of-range step or image counts (plumbing)."""
         if self.dataset not in ("cifar10", "mnist"):
             raise ValueError(f"dataset must be 'cifar10' or 'mnist', got {self.dataset!r}")
         if not self.chain_modes or any(m not in CHAIN_MODES for m in self.chain_modes):
@@ -79,6 +80,7 @@ def _peak_agreement(magnitude: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def _chain_summary(report: DecoderReport, base: tuple[int, int]) -> list[dict[str, Any]]:
+    """Per layer of an upsampling chain: magnitude at each predicted DC replica relative to DC (Thm 4.4)."""
     rows = []
     for layer in report.layers:
         assert layer.replica_positions is not None and layer.replica_magnitude_ratio is not None
@@ -117,6 +119,7 @@ def _chain_summary(report: DecoderReport, base: tuple[int, int]) -> list[dict[st
 
 
 def run_upsampling(ctx: RunContext, cfg: UpsamplingConfig) -> ExperimentResult:
+    """(a) cascaded upsampling chains against Thm 4.4 / §2.6, (b) ``decoder_report`` on a trained AE."""
     data: dict[str, np.ndarray] = {}
     summary: dict[str, Any] = {
         "paper_claim": (
@@ -202,6 +205,7 @@ def run_upsampling(ctx: RunContext, cfg: UpsamplingConfig) -> ExperimentResult:
 def plot_upsampling(
     data: Mapping[str, np.ndarray], cfg: UpsamplingConfig, summary: Mapping[str, Any]
 ) -> dict[str, Figure]:
+    """Draw decoder-upsampling: magnitude maps per chain step with the predicted replicas marked (plumbing)."""
     figs: dict[str, Figure] = {}
     base = data["chain_input_magnitude"].shape
     ncol = cfg.chain_steps + 1
@@ -278,6 +282,7 @@ register(
         },
         needs=("cifar10",),
         paper="decoder",
+        devices=("cpu",),
         figure="Fig. 1b, Fig. 8, Fig. 9",
     )
 )

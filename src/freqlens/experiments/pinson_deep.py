@@ -66,6 +66,7 @@ class PinsonDeepCNN(nn.Module):
                 weight.mul_(init_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Four convs (ReLU and two max-pools when non-linear), Dense(16), Dense(10) (spec §9 App. K)."""
         act = F.relu if self.nonlinear else (lambda z: z)
         for i, conv in enumerate(self.convs):
             x = act(conv(x))
@@ -105,6 +106,7 @@ class Fig6Config:
     lr: float = 0.05
 
     def validate(self) -> None:
+        """Refuse non-positive counts, sizes, learning rate or init scale (plumbing)."""
         for name in ("trials", "epochs", "batch_size", "eval_images", "record_every", "kernel_size", "channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -115,6 +117,7 @@ class Fig6Config:
 
 
 def _subset(x: torch.Tensor, y: torch.Tensor, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` random rows of ``(x, y)`` drawn from ``seed`` (all rows when ``count`` is 0 or too big) (plumbing)."""
     if count <= 0 or count >= x.shape[0]:
         return x, y
     idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:count]
@@ -122,6 +125,7 @@ def _subset(x: torch.Tensor, y: torch.Tensor, count: int, seed: int) -> tuple[to
 
 
 def run_fig6(ctx: RunContext, cfg: Fig6Config) -> ExperimentResult:
+    """Train the deep linear and ReLU CNNs on CIFAR-10, recording losses and ``A = Uᵀ Σ_ŷx V`` (spec Eq. 5, §9 K)."""
     root = ctx.require_data("CIFAR-10")
     x, labels = load_cifar10(root, "train")
     xt, lt = load_cifar10(root, "test")
@@ -208,6 +212,7 @@ def run_fig6(ctx: RunContext, cfg: Fig6Config) -> ExperimentResult:
 
 
 def plot_fig6(data: Mapping[str, np.ndarray], cfg: Fig6Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw pinson-fig6: train/test losses and ``a_α(t)`` of the linear and ReLU CNNs (plumbing)."""
     s = data["s"]
     fig = Figure(figsize=(14.0, 4.0), constrained_layout=True)
     ax_l, ax_a, ax_b = fig.subplots(1, 3)

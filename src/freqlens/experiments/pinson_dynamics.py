@@ -48,6 +48,7 @@ _SAMPLINGS = ("random", "epochs")
 
 
 def _color(alpha: int) -> str:
+    """The plot colour of mode ``alpha`` (plumbing)."""
     return MODE_COLORS[alpha % len(MODE_COLORS)]
 
 
@@ -57,15 +58,18 @@ def _diag(a: np.ndarray) -> np.ndarray:
 
 
 def _progress(ctx: RunContext, desc: str) -> Any:
+    """A progress callback for the trainers, labelled ``desc`` (plumbing)."""
     return lambda it: ctx.progress(it, desc=desc, unit="rec")
 
 
 def _check_sampling(value: str) -> None:
+    """Refuse a sampling scheme other than the known ones (plumbing)."""
     if value not in _SAMPLINGS:
         raise ValueError(f"sampling must be one of {list(_SAMPLINGS)}, got {value!r}")
 
 
 def _check_positive(name: str, value: float) -> None:
+    """Refuse a ``value`` that is not > 0, naming it (plumbing)."""
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
@@ -106,6 +110,7 @@ class Fig3Config:
     record_every: int = 50
 
     def validate(self) -> None:
+        """Refuse an unknown sampling, non-positive σ or learning rates, and empty counts (plumbing)."""
         _check_sampling(self.sampling)
         for name in ("sigma", "lr_cnn", "lr_fcnn_factor"):
             _check_positive(name, getattr(self, name))
@@ -116,6 +121,7 @@ class Fig3Config:
 def _fig3_train(
     ctx: RunContext, cfg: Fig3Config, problem: LinearProblem, sampling: str, key: str
 ) -> tuple[LinearRun, LinearRun]:
+    """CNN and FCNN runs from aligned-balanced, matched initial conditions (spec §6.2, §9 I.1)."""
     st = problem.structure
     init = aligned_balanced_cnn_init(st, cfg.trials, cfg.sigma, seed=ctx.seed)
     fin = matched_fcnn_init(st, init)
@@ -142,6 +148,7 @@ def _fig3_train(
 
 
 def _fig3_theory(cfg: Fig3Config, st: DatasetStructure, cnn: LinearRun, fcnn: LinearRun) -> dict[str, np.ndarray]:
+    """Eq. 22 sigmoids for the CNN (rate ``n ν_α``) and the FCNN from each trial's ``a_α(0)`` (spec §6.3)."""
     t = cnn.t.astype(np.float64)
     nu = np.abs(st.v_hat[:, 0, :]).max(axis=1)
     p = st.num_classes
@@ -165,6 +172,7 @@ def _half_time(t: np.ndarray, a: np.ndarray, s: float) -> float:
 
 
 def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
+    """Pure cosines: CNN and FCNN ``a_α(t)`` vs the Eq. 22 sigmoids, CNN/FCNN half-time ratios (spec §6, Fig. 3)."""
     x, labels = pure_cosines(cfg.n, cfg.freqs, cfg.amplitudes)
     problem = LinearProblem.from_data(x, labels, device=ctx.device)
     st = problem.structure
@@ -252,6 +260,7 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
 
 
 def _mode_label(cfg: Fig3Config, s: np.ndarray, alpha: int) -> str:
+    """Legend label of mode ``alpha``: its frequency and singular value (plumbing)."""
     k, l = cfg.freqs[alpha]
     return f"α={alpha} ({k},{l}), s={s[alpha]:.2f}"
 
@@ -265,6 +274,7 @@ def _sigmoid_panel(
     labels: list[str],
     title: str,
 ) -> None:
+    """Draw measured ``a_α(t)`` (trial band and mean) with the theory curve per mode (plumbing)."""
     for alpha in range(a.shape[-1]):
         col = _color(alpha)
         ax.fill_between(t, a[:, :, alpha].min(axis=0), a[:, :, alpha].max(axis=0), color=col, alpha=0.2, lw=0)
@@ -278,6 +288,7 @@ def _sigmoid_panel(
 
 
 def plot_fig3(data: Mapping[str, np.ndarray], cfg: Fig3Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw pinson-fig3: CNN and FCNN ``a_α(t)`` against the sigmoids of Eq. 22 (plumbing)."""
     t, s = data["t"], data["s"]
     p = len(s)
     labels = [_mode_label(cfg, s, a) for a in range(p)]
@@ -371,6 +382,7 @@ class SumsConfig:
     record_every: int = 5
 
     def validate(self) -> None:
+        """Refuse an unknown sampling, non-positive σ or learning rates, and empty counts (plumbing)."""
         _check_sampling(self.sampling)
         for name in ("sigma", "lr_cnn", "lr_fcnn"):
             _check_positive(name, getattr(self, name))
@@ -380,16 +392,19 @@ class SumsConfig:
 
 @dataclass(frozen=True)
 class Fig4Config(SumsConfig):
+    """The sums-of-cosines runs as configured for pinson-fig4 (spec §7, §9 I.2)."""
     pass
 
 
 @dataclass(frozen=True)
 class FigS1Config(SumsConfig):
+    """The sums-of-cosines runs as configured for pinson-figS1 (spec §8.3, Fig. S.1)."""
     pass
 
 
 @dataclass(frozen=True)
 class FigS2Config(SumsConfig):
+    """The sums-of-cosines runs as configured for pinson-figS2 (spec §8.3, Fig. S.2)."""
     pass
 
 
@@ -477,6 +492,7 @@ def _energy_on_winners(khat_abs: np.ndarray, supports: np.ndarray, winners: np.n
 
 
 def _freq_label(n: int, m: int) -> str:
+    """The signed ``(k, l)`` label of vec-2D frequency index ``m`` on an ``n×n`` grid (spec §1.3) (plumbing)."""
     k, l = frequency_pairs(n)[m]
     k = k - n if k > n // 2 else k
     l = l - n if l > n // 2 else l
@@ -484,6 +500,7 @@ def _freq_label(n: int, m: int) -> str:
 
 
 def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
+    """Sums of cosines: does the kernel keep only each mode's dominant frequency (sWTA, spec §7, Eqs. 23-24)?"""
     data = _sums_runs(ctx, cfg, with_fcnn=True)
     frac = _energy_on_winners(data["khat_abs"][:, -1], data["supports"], data["winners"])
     frac_theory = _energy_on_winners(data["khat_abs_theory"][:, -1], data["supports"], data["winners"])
@@ -511,6 +528,7 @@ def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
 
 
 def plot_fig4(data: Mapping[str, np.ndarray], cfg: Fig4Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw pinson-fig4: class images and spectra, ``|k̂_m(t)|`` against theory, ``a_α(t)`` (plumbing)."""
     t, s = data["t"], data["s"]
     p, n = len(s), cfg.n
     fig = Figure(figsize=(13.0, 9.0), constrained_layout=True)
@@ -581,6 +599,7 @@ register(
 
 # ---------------------------------------------------------------------------------------- Fig. S.1
 def run_figS1(ctx: RunContext, cfg: FigS1Config) -> ExperimentResult:
+    """Sums of cosines: diagonal ``A_αα`` sigmoidal, off-diagonal ``A`` transient (spec §8.3, Fig. S.1)."""
     data = _sums_runs(ctx, cfg, with_fcnn=False)
     a = data["A_cnn"]
     s = data["s"]
@@ -602,6 +621,7 @@ def run_figS1(ctx: RunContext, cfg: FigS1Config) -> ExperimentResult:
 
 
 def plot_figS1(data: Mapping[str, np.ndarray], cfg: FigS1Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw pinson-figS1: diagonal and off-diagonal ``A(t)`` with theory (plumbing)."""
     t, s = data["t"], data["s"]
     a, a_th = data["A_cnn"], data["A_theory"]
     p = len(s)
@@ -659,6 +679,7 @@ def _balance_ratios(wbar_abs: np.ndarray, khat_abs: np.ndarray, supports: np.nda
 
 
 def run_figS2(ctx: RunContext, cfg: FigS2Config) -> ExperimentResult:
+    """Sums of cosines: when ``|W̄_αm| / |k̂_m|`` reaches 1 (within 10 %) mode by mode (spec §8.3, Fig. S.2)."""
     data = _sums_runs(ctx, cfg, with_fcnn=False)
     ratios = _balance_ratios(data["wbar_abs"], data["khat_abs"], data["supports"])
     t = data["t"]
@@ -683,6 +704,7 @@ def run_figS2(ctx: RunContext, cfg: FigS2Config) -> ExperimentResult:
 
 
 def plot_figS2(data: Mapping[str, np.ndarray], cfg: FigS2Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw pinson-figS2: balancedness ratios over time, measured and theory, per mode (plumbing)."""
     t = data["t"]
     ratios = _balance_ratios(data["wbar_abs"], data["khat_abs"], data["supports"])
     ratios_th = _balance_ratios(data["wbar_abs_theory"], data["khat_abs_theory"], data["supports"])

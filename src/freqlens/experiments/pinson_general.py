@@ -30,6 +30,7 @@ from .registry import Experiment, ExperimentResult, RunContext, register
 
 
 def _progress(ctx: RunContext, desc: str) -> Any:
+    """A progress callback for the trainers, labelled ``desc`` (plumbing)."""
     return lambda it: ctx.progress(it, desc=desc, unit="rec")
 
 
@@ -112,6 +113,7 @@ class ShapesConfig:
     theory: bool = True
 
     def validate(self) -> None:
+        """Refuse unknown shapes, an unknown sampling, non-positive rates, bad snapshot times (plumbing)."""
         unknown = [s for s in self.shapes if s not in SHAPES]
         if unknown or len(self.shapes) < 2:
             raise ValueError(f"shapes must be >= 2 names from {list(SHAPES)}, got {list(self.shapes)}")
@@ -126,6 +128,7 @@ class ShapesConfig:
 
 
 def _shapes_runs(ctx: RunContext, cfg: ShapesConfig) -> dict[str, np.ndarray]:
+    """Linear CNN and FCNN trials on the geometric shapes from small random init (spec §9 I.3)."""
     x, labels = geometric_shapes(cfg.n, cfg.shapes)
     problem = LinearProblem.from_data(x, labels, device=ctx.device)
     st = problem.structure
@@ -234,6 +237,7 @@ class CifarConfig:
     snapshot_times: tuple[int, ...] = (2000, 10000, 18000, 50000, 100000)
 
     def validate(self) -> None:
+        """Refuse negative counts, an unknown channel mode or bad snapshot times (plumbing)."""
         if self.train_per_class < 0 or self.test_per_class < 0:
             raise ValueError("train_per_class and test_per_class must be >= 0 (0 = all)")
         if self.channel_mode not in ("sum", "separate"):
@@ -245,6 +249,7 @@ class CifarConfig:
 
 
 def _first_per_class(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Mask keeping the first ``k`` images of every class (all when ``k <= 0``) (plumbing)."""
     if k <= 0:
         return torch.ones_like(labels, dtype=torch.bool)
     keep = torch.zeros_like(labels, dtype=torch.bool)
@@ -254,6 +259,7 @@ def _first_per_class(labels: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, np.ndarray]:
+    """Linear CNN and FCNN trials on mean-subtracted CIFAR-4, with test losses (spec §9 I.4)."""
     root = ctx.require_data("CIFAR-10")
     x, labels = load_cifar10(root, "train", classes=cfg.classes)
     xt, lt = load_cifar10(root, "test", classes=cfg.classes)
@@ -315,6 +321,7 @@ def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, np.ndarray]:
 
 
 def _loss_stats(t: np.ndarray, loss: np.ndarray) -> dict[str, float]:
+    """Minimum, its time, value at 18000 samples and final value of the trial-mean loss (spec §9 I.4)."""
     mean = loss.mean(axis=0)
     i = int(np.argmin(mean))
     at_18000 = float(np.interp(18000.0, t, mean)) if t[-1] >= 18000 else float("nan")
@@ -359,6 +366,7 @@ class Fig5Config:
     cifar_snapshot_times: tuple[int, ...] = (2000, 10000, 18000, 50000, 100000)
 
     def shapes_config(self) -> ShapesConfig:
+        """The shapes half of pinson-fig5 as a :class:`ShapesConfig` (plumbing)."""
         return ShapesConfig(
             n=self.shapes_n, shapes=self.shapes, trials=self.trials, updates=self.shapes_updates,
             sigma=self.shapes_sigma, lr_cnn=self.shapes_lr_cnn, lr_fcnn_factor=self.shapes_lr_fcnn_factor,
@@ -367,6 +375,7 @@ class Fig5Config:
         )  # fmt: skip
 
     def cifar_config(self) -> CifarConfig:
+        """The CIFAR-4 half of pinson-fig5 as a :class:`CifarConfig` (plumbing)."""
         return CifarConfig(
             train_per_class=self.cifar_train_per_class, test_per_class=self.cifar_test_per_class,
             trials=self.trials, updates=self.cifar_updates, sigma=self.cifar_sigma, lr_fcnn=self.cifar_lr_fcnn,
@@ -375,6 +384,7 @@ class Fig5Config:
         )  # fmt: skip
 
     def validate(self) -> None:
+        """Refuse no trials, then validate both halves (plumbing)."""
         if self.trials < 1:
             raise ValueError(f"trials must be >= 1, got {self.trials}")
         self.shapes_config().validate()
@@ -382,6 +392,7 @@ class Fig5Config:
 
 
 def run_fig5(ctx: RunContext, cfg: Fig5Config) -> ExperimentResult:
+    """Shapes and CIFAR-4 runs; half-times and mode order of the CNN and FCNN (spec §9 I.3-I.4, Fig. 5)."""
     shapes = _shapes_runs(ctx, cfg.shapes_config())
     cifar = _cifar_runs(ctx, cfg.cifar_config())
     data = {f"shapes_{k}": v for k, v in shapes.items()}
@@ -421,12 +432,14 @@ def run_fig5(ctx: RunContext, cfg: Fig5Config) -> ExperimentResult:
 
 
 def _a_panel(ax: Axes, t: np.ndarray, a: np.ndarray, s: np.ndarray, ls: str, lw: float) -> None:
+    """Draw the trial-mean diagonal ``a_α(t)`` of every mode (plumbing)."""
     for alpha in range(len(s)):
         col = MODE_COLORS[alpha % len(MODE_COLORS)]
         ax.plot(t, a[:, :, alpha, alpha].mean(axis=0), color=col, ls=ls, lw=lw)
 
 
 def _dataset_figure(data: Mapping[str, np.ndarray], prefix: str, title: str, rgb: bool) -> Figure:
+    """One Fig. 5 column: ``a_α(t)``, losses, ``|k̂_m(t)|``, W1 rows and kernels at snapshots (plumbing)."""
     d = {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
     t, s = d["t"], d["s"]
     snaps = d["snapshot_t"]
@@ -512,6 +525,7 @@ def _dataset_figure(data: Mapping[str, np.ndarray], prefix: str, title: str, rgb
 
 
 def plot_fig5(data: Mapping[str, np.ndarray], cfg: Fig5Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw pinson-fig5: the shapes and CIFAR-4 figures (plumbing)."""
     n_tr = data["shapes_A_cnn"].shape[0]
     shapes = _dataset_figure(
         data, "shapes_", f"Geometric shapes {', '.join(cfg.shapes)}: linear CNN vs FCNN, {n_tr} trials "
@@ -557,6 +571,7 @@ class FigS5Config(ShapesConfig):
 
 
 def run_figS5(ctx: RunContext, cfg: FigS5Config) -> ExperimentResult:
+    """Shapes runs; ``|v̂_mα|`` of the modes discovered (``a_α ≥ 0.2 s_α``) at each snapshot (spec §10 Fig. S.5)."""
     data = _shapes_runs(ctx, cfg)
     t = data["t"]
     rows = [int(np.flatnonzero(t == s)[0]) for s in cfg.snapshot_times]
@@ -594,6 +609,7 @@ def run_figS5(ctx: RunContext, cfg: FigS5Config) -> ExperimentResult:
 
 
 def plot_figS5(data: Mapping[str, np.ndarray], cfg: FigS5Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw pinson-figS5: ``|v̂_mα|`` per discovered mode with averaged ``|k̂_m|`` as crosses (plumbing)."""
     rows = data["row_index"]
     disc = data["discovered"]
     p = disc.shape[1]

@@ -24,6 +24,7 @@ from .registry import Experiment, ExperimentResult, RunContext, register
 
 
 def _structure_arrays(st: DatasetStructure, top_k: int) -> dict[str, np.ndarray]:
+    """``S, U``, right singular vectors, modes, ``|v̂_α|`` and dominant frequencies for data.npz (spec §2)."""
     dom = st.dominant_frequencies(top_k)
     _, h, w = st.image_shape
     return {
@@ -40,6 +41,7 @@ def _structure_arrays(st: DatasetStructure, top_k: int) -> dict[str, np.ndarray]
 
 
 def _structure_summary(st: DatasetStructure, dom_kl: np.ndarray, dom_mag: np.ndarray) -> dict[str, Any]:
+    """Singular values, rank, dominant frequencies and Σ_xx diagonality for summary.json (spec §2, §8.1)."""
     p = st.num_classes
     diag = np.diag(st.v_proj_sigma_xx)
     ps2 = p * st.S**2
@@ -71,6 +73,7 @@ class Fig2Config:
 
 
 def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
+    """The SVD of ``Σ_yx`` for the geometric shapes, one image per class (spec §2, §10 Fig. 2)."""
     x, labels = geometric_shapes(cfg.n, cfg.shapes, cfg.supersample)
     st = DatasetStructure.from_data(x, labels)
     data = {"class_images": x[:, 0].numpy(), **_structure_arrays(st, cfg.top_k)}
@@ -80,6 +83,7 @@ def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
 
 
 def _plot_svd_panels(fig: Figure, gs: Any, data: Mapping[str, np.ndarray], class_names: list[str]) -> None:
+    """Draw ``U`` (class × mode) and the singular values ``s_α`` side by side (plumbing)."""
     u = data["U"]
     s = data["S"]
     ax_u = fig.add_subplot(gs[0])
@@ -98,6 +102,7 @@ def _plot_svd_panels(fig: Figure, gs: Any, data: Mapping[str, np.ndarray], class
 
 
 def plot_fig2(data: Mapping[str, np.ndarray], cfg: Fig2Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw pinson-fig2: class images, ``U`` and ``s``, ``v_α`` as images, ``|v̂_α|`` (plumbing)."""
     p = data["S"].shape[0]
     names = list(cfg.shapes)
     fig = Figure(figsize=(1.25 * p + 1.0, 6.8), constrained_layout=True)
@@ -150,6 +155,7 @@ register(
         plot=plot_fig2,
         quick={},
         paper="pinson",
+        devices=("cpu",),
         figure="Fig. 2",
     )
 )
@@ -166,11 +172,13 @@ class FigS4Config:
     top_k: int = 6
 
     def validate(self) -> None:
+        """Refuse a negative ``max_per_class`` (plumbing)."""
         if self.max_per_class < 0:
             raise ValueError(f"max_per_class must be >= 0, got {self.max_per_class}")
 
 
 def _first_per_class(labels: np.ndarray, k: int) -> np.ndarray:
+    """Mask keeping the first ``k`` images of every class, in data order (plumbing)."""
     keep = np.zeros(labels.shape[0], dtype=bool)
     for c in np.unique(labels):
         keep[np.flatnonzero(labels == c)[:k]] = True
@@ -178,6 +186,7 @@ def _first_per_class(labels: np.ndarray, k: int) -> np.ndarray:
 
 
 def run_figS4(ctx: RunContext, cfg: FigS4Config) -> ExperimentResult:
+    """The SVD of ``Σ_yx`` for CIFAR-4 with the mean image subtracted: 3 modes remain (spec §9 I.4, Fig. S.4)."""
     root = ctx.require_data("CIFAR-10")
     x, labels = load_cifar10(root, "train", classes=cfg.classes, dtype=torch.float64)
     if cfg.max_per_class:
@@ -198,6 +207,7 @@ def run_figS4(ctx: RunContext, cfg: FigS4Config) -> ExperimentResult:
 
 
 def plot_figS4(data: Mapping[str, np.ndarray], cfg: FigS4Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw pinson-figS4: class means minus the train mean, ``U`` and ``s``, ``v_α``, ``|v̂_α|`` (plumbing)."""
     p = data["S"].shape[0]
     names = [CIFAR10_CLASSES[c] for c in cfg.classes]
     fig = Figure(figsize=(1.6 * p + 1.2, 7.0), constrained_layout=True)
@@ -232,6 +242,7 @@ register(
         quick={"max_per_class": 1000},
         needs=("cifar10",),
         paper="pinson",
+        devices=("cpu",),
         figure="Fig. S.4",
     )
 )

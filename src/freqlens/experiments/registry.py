@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,15 +74,41 @@ class RunContext:
         )
 
     def log(self, message: str) -> None:
+        """Print ``message`` above the progress bars when progress is shown (plumbing)."""
         if self.show_progress:
             tqdm.write(message)
 
-    def generator(self, offset: int = 0) -> torch.Generator:
-        """A CPU ``torch.Generator`` seeded by ``seed + offset`` (independent streams per offset)."""
+    def seed_sequence(self, stream: str, index: int = 0) -> np.random.SeedSequence:
+        """The ``numpy.random.SeedSequence`` of named stream ``stream``, item ``index`` (plumbing).
+
+        Streams are keyed by name (a stable CRC-32 of the UTF-8 name, not Python's salted ``hash``) and index, so
+        two uses can only share random numbers when they use the same name and index: e.g.
+        ``("white_noise", 0)`` and ``("network", 10)`` never collide, unlike ``seed * c + offset`` arithmetic.
+        """
+        if not isinstance(stream, str) or not stream:
+            raise TypeError(f"stream must be a non-empty name, got {stream!r}")
+        if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
+            raise ValueError(f"index must be an integer >= 0, got {index!r}")
+        return np.random.SeedSequence(int(self.seed), spawn_key=(zlib.crc32(stream.encode()), int(index)))
+
+    def torch_seed(self, stream: str, index: int = 0) -> int:
+        """A 63-bit seed for ``torch.manual_seed`` / ``torch.Generator`` from stream ``(stream, index)``."""
+        hi, lo = (int(v) for v in self.seed_sequence(stream, index).generate_state(2, dtype=np.uint32))
+        return ((hi << 32) | lo) & (2**63 - 1)
+
+    def generator(self, offset: int | str = 0, index: int = 0) -> torch.Generator:
+        """A CPU ``torch.Generator``: ``generator("name", i)`` draws named stream ``(name, i)`` (see
+        :meth:`seed_sequence`); an integer ``offset`` keeps the original ``seed * 1_000_003 + offset`` seeding, so
+        earlier runs stay bit-identical."""
+        if isinstance(offset, str):
+            return torch.Generator().manual_seed(self.torch_seed(offset, index))
         return torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(offset))
 
-    def rng(self, offset: int = 0) -> np.random.Generator:
-        """A numpy generator seeded by ``(seed, offset)``."""
+    def rng(self, offset: int | str = 0, index: int = 0) -> np.random.Generator:
+        """A numpy generator: ``rng("name", i)`` draws named stream ``(name, i)`` (see :meth:`seed_sequence`); an
+        integer ``offset`` keeps the original ``default_rng([seed, offset])`` seeding."""
+        if isinstance(offset, str):
+            return np.random.default_rng(self.seed_sequence(offset, index))
         return np.random.default_rng([int(self.seed), int(offset)])
 
     def require_data(self, what: str) -> Path:
@@ -126,6 +153,8 @@ class Experiment:
         quick: overrides applied by ``--quick`` / ``--scale quick`` (CI-sized run).
         scales: further named scales (e.g. ``"medium"``), each a mapping of overrides of the full defaults.
         needs: datasets read from ``--data``: any of ``"mnist"``, ``"cifar10"``.
+        devices: device types the experiment computes on; another ``--device`` is refused before any work
+            (an experiment that computes on the CPU whatever it is given must not record ``cuda``).
         paper: ``"pinson"``, ``"cbn"`` or ``"decoder"``; ``figure``: what it reproduces.
     """
 
@@ -137,6 +166,7 @@ class Experiment:
     quick: Mapping[str, Any] = field(default_factory=dict)
     scales: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ("cpu", "cuda")
     paper: str = ""
     figure: str = ""
 
@@ -182,6 +212,7 @@ def build_config(config_cls: type, values: Mapping[str, Any], where: str = "") -
 
 
 def _coerce_like(default: Any, value: Any, where: str) -> Any:
+    """``value`` (from JSON or ``--set``) converted to the type of the config default, or a clear error (plumbing)."""
     if isinstance(default, tuple) and isinstance(value, list | tuple):
         if default and all(isinstance(d, tuple) for d in default):
             return tuple(tuple(v) if isinstance(v, list) else v for v in value)
@@ -218,6 +249,7 @@ def register(experiment: Experiment) -> Experiment:
 
 
 def _discover() -> None:
+    """Import every experiment module once, so that each registers itself (plumbing)."""
     global _DISCOVERED
     if _DISCOVERED:
         return
@@ -237,6 +269,7 @@ def all_experiments() -> list[Experiment]:
 
 
 def get_experiment(name: str) -> Experiment:
+    """The registered experiment called ``name``; an unknown name raises naming ``freqlens list`` (plumbing)."""
     _discover()
     if name not in _REGISTRY:
         raise ValueError(f"unknown experiment {name!r}; `freqlens list` shows the {len(_REGISTRY)} registered ones")

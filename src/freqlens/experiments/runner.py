@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..datasets.readers import locate_dataset
+from ..datasets.readers import dataset_files, locate_dataset
 from ..io import RunDirectory, clean_temp_files, config_hash, file_identity, to_jsonable
 from ..plots import paper_style, save_figure
 from ..training.linear_trainer import LinearTrainingDiverged
@@ -115,7 +115,8 @@ def check_requirements(exp: Experiment, data_dir: Path | None) -> None:
 
 
 def _versions() -> dict[str, str]:
-    from .. import __version__
+    """The versions recorded in ``config.json``: freqlens, torch, numpy, python (plumbing)."""
+    from .._version import __version__
 
     return {
         "freqlens": __version__,
@@ -140,7 +141,7 @@ def data_identity(exp: Experiment, data_dir: Path | None) -> dict[str, Any]:
     """Sizes and sampled hashes of the dataset files the experiment reads (plumbing)."""
     if data_dir is None:
         return {}
-    return {name: file_identity(locate_dataset(name, data_dir)) for name in exp.needs}
+    return {name: file_identity(dataset_files(name, data_dir)) for name in exp.needs}
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ class RunPlan:
 
     @property
     def quick(self) -> bool:
+        """Whether this run uses the quick scale (plumbing)."""
         return self.scale == "quick"
 
     def identity(self) -> dict[str, Any]:
@@ -202,6 +204,10 @@ def plan_run(
     config = exp.make_config(scale=chosen, overrides=overrides)
     seed = check_seed(seed)
     dev = resolve_device(device)
+    if dev.type not in exp.devices:
+        raise ValueError(
+            f"{exp.name} computes on {' or '.join(exp.devices)} only; device={str(dev)!r} is not supported by it"
+        )
     data = resolve_data_dir(data_dir)
     check_requirements(exp, data)
     ident = data_identity(exp, data)
@@ -237,6 +243,7 @@ def pinned_threads(device: torch.device, threads: int) -> Iterator[None]:
 
 
 def _thread_count(config: Any, threads: int | None) -> int:
+    """CPU threads: the argument, else ``$FREQLENS_THREADS``, else the config's ``cpu_threads``, else 1 (plumbing)."""
     if threads is not None:
         return threads
     env = os.environ.get("FREQLENS_THREADS", "").strip()
@@ -249,10 +256,12 @@ def _thread_count(config: Any, threads: int | None) -> int:
 
 
 def _learning_rate_keys(config: Any) -> list[str]:
+    """The config fields that are learning rates, for the hint after a divergence (plumbing)."""
     return [f.name for f in dataclasses.fields(config) if "lr" in f.name.split("_") or f.name.startswith("lr")]
 
 
 def _failure(plan: RunPlan, exc: BaseException) -> RunFailed:
+    """A one-line :class:`RunFailed` for ``exc``, with a learning-rate hint after a divergence (plumbing)."""
     name = plan.experiment.name
     if isinstance(exc, TrainingDiverged | LinearTrainingDiverged):
         keys = _learning_rate_keys(plan.config)
@@ -353,6 +362,7 @@ def run_experiment(
 def _plot_into(
     exp: Experiment, folder: Path, data: Mapping[str, np.ndarray], config: Any, summary: Mapping[str, Any]
 ) -> list[Path]:
+    """Draw the experiment's figures from saved data in the paper style, write them as PNG/PDF (plumbing)."""
     written: list[Path] = []
     with paper_style():
         figures = exp.plot(data, config, summary)
@@ -375,6 +385,7 @@ def _strict(record: Mapping[str, Any], key: str, kind: type | tuple[type, ...], 
 
 
 def _load_record(path: str | Path) -> tuple[Experiment, RunDirectory, dict[str, Any]]:
+    """The experiment, run directory and ``config.json`` record of a finished run at ``path`` (plumbing)."""
     path = Path(path).expanduser()
     cfg_file = path if path.name == RunDirectory.CONFIG else path / RunDirectory.CONFIG
     if not cfg_file.is_file():

@@ -61,9 +61,11 @@ class OperatorScale(nn.Module):
         self.scale = 1.0 / math.sqrt(output_pixels)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
+        """``W = V / sqrt(|P_out|)`` (spec §1.4, C3)."""
         return v * self.scale
 
     def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
+        """``V = sqrt(|P_out|) W``: the stored parameter for a given true kernel (spec §1.4)."""
         return w / self.scale
 
 
@@ -94,6 +96,7 @@ class CircularConv2d(nn.Conv2d):
         self.bias_multiplier = float(bias_multiplier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``y_i(p) = Σ_j Σ_q W_ij(q) x_j((s p + q) mod n) + β b_i`` (conv_bottleneck §1.2)."""
         kh, kw = self.kernel_size
         sh, sw = self.stride
         h, w = x.shape[-2], x.shape[-1]
@@ -132,6 +135,7 @@ class BiasScaledLinear(nn.Linear):
         self.bias_multiplier = float(bias_multiplier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``y = W x + β b`` (conv_bottleneck §1.2, the FC head)."""
         return F.linear(x, self.weight, self.bias_multiplier * self.bias)
 
 
@@ -219,6 +223,7 @@ class CircularCNN(nn.Module):
     # ------------------------------------------------------------------ structure
     @property
     def num_conv(self) -> int:
+        """The number of conv layers ``L`` (plumbing)."""
         return len(self.convs)
 
     @property
@@ -259,6 +264,7 @@ class CircularCNN(nn.Module):
         return self.fc(torch.relu(a).mean(dim=(-2, -1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network output ``f(x)``: all conv layers with ReLU between, then the GAP+FC head if any (§1.2)."""
         return self.forward_from(self.convs[0](x), 1)
 
     # ------------------------------------------------------------------ norms (spec §1.4)
@@ -288,6 +294,7 @@ class CircularCNN(nn.Module):
         return total
 
     def bias_norm_sq(self) -> torch.Tensor:
+        """``Σ_ℓ ‖b_ℓ‖² + ‖b_fc‖²``: the bias part of the parameter norm (spec §1.4)."""
         terms = [conv.bias.pow(2).sum() for conv in self.conv_layers if conv.bias is not None]
         if self.fc is not None:
             terms.append(self.fc.bias.pow(2).sum())

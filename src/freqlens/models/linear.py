@@ -89,10 +89,12 @@ class LinearCNN(nn.Module):
 
     @property
     def n(self) -> int:
+        """The image side ``n`` (images are ``n×n``) (plumbing)."""
         return self.image_shape[1]
 
     @property
     def hidden_size(self) -> int:
+        """The hidden width: ``n²`` (``channel_mode='sum'``) or ``C n²`` (``'separate'``) (plumbing)."""
         g, h, w = self.hidden_shape
         return g * h * w
 
@@ -176,6 +178,7 @@ class LinearFCNN(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``ŷ (N, p) = W2 W1 x`` (spec Eq. 17)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch tensor, got {describe(x)}")
         flat = x.reshape(x.shape[0], -1)

@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 from typing import Any
 
-from ..cli import _parse_override, _positive
+
+def _positive(text: str) -> int:
+    """argparse type: a positive integer (plumbing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _key_value(text: str, flag: str) -> tuple[str, Any]:
+    # sweeps sits below cli in the layering, so it parses KEY=VALUE itself (same rules as `reproduce --set`)
+    """``KEY=VALUE`` with VALUE a Python literal if it parses, else the text (plumbing)."""
+    if "=" not in text:
+        raise ValueError(f"{flag} expects KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
+    return key.strip(), value
 
 __all__ = ["add_sweep_parser"]
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    """``freqlens sweep``: run the sweep, print the counts; exit 1 if a cell failed (plumbing)."""
     from .engine import parse_grid_values, parse_seeds, read_manifest, sweep
 
     grid: dict[str, list[Any]] = {}
@@ -20,10 +44,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if key in grid:
             raise ValueError(f"--grid {key} is given twice; list all its values in one --grid")
         grid[key] = values
-    bad = [s for s in args.slurm_param or [] if "=" not in s]
-    if bad:
-        raise ValueError(f"--slurm-param expects KEY=VALUE, got {bad[0]!r}")
-    slurm: dict[str, Any] = dict(_parse_override(s) for s in args.slurm_param or [])
+    slurm: dict[str, Any] = dict(_key_value(s, "--slurm-param") for s in args.slurm_param or [])
     if args.slurm_partition:
         slurm["slurm_partition"] = args.slurm_partition
     if args.slurm_time:
@@ -43,7 +64,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         slurm_executor=args.slurm_executor,
         device=args.device,
         data_dir=args.data,
-        overrides=dict(_parse_override(s) for s in args.set or []),
+        overrides=dict(_key_value(s, "--set") for s in args.set or []),
         log=lambda message: print(message, flush=True),
     )
     manifest = read_manifest(args.out)

@@ -134,6 +134,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def _check_grid(grid: Mapping[str, Any] | None) -> dict[str, list[Any]]:
+    """The grid as ``{key: [values]}``, each list non-empty without repeats (plumbing)."""
     if grid is None:
         return {}
     if not isinstance(grid, Mapping):
@@ -152,6 +153,7 @@ def _check_grid(grid: Mapping[str, Any] | None) -> dict[str, list[Any]]:
 
 
 def _check_seeds(seeds: Iterable[int]) -> list[int]:
+    """The seeds as a non-empty list of distinct valid seeds (plumbing)."""
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         raise TypeError(f"seeds must be an iterable of integers such as range({seeds}), got the integer {seeds}")
     out = [check_seed(s) for s in seeds]
@@ -163,6 +165,7 @@ def _check_seeds(seeds: Iterable[int]) -> list[int]:
 
 
 def _cell_id(values: Mapping[str, Any], seed: int) -> str:
+    """The folder name of a cell: ``key=value__...__seed=S`` with unsafe characters replaced (plumbing)."""
     parts = [f"{k}={json.dumps(to_jsonable(v), separators=(',', ':'))}" for k, v in values.items()]
     text = "__".join([*parts, f"seed={seed}"])
     return re.sub(r"[^A-Za-z0-9._=-]+", "-", text).strip("-")
@@ -171,6 +174,7 @@ def _cell_id(values: Mapping[str, Any], seed: int) -> str:
 # ------------------------------------------------------------------------------------------ the sweep
 @dataclass
 class _Cell:
+    """A planned cell and its status in this call (plumbing)."""
     spec: CellSpec
     status: str = "pending"
     error: str | None = None
@@ -310,6 +314,7 @@ def iter_nothing() -> Generator[tuple[int, str | None], None, None]:
 
 
 def _write_manifest(root: Path, header: Mapping[str, Any], cells: Sequence[_Cell]) -> None:
+    """Rewrite ``sweep.json`` atomically with every cell's status (plumbing)."""
     counts: dict[str, int] = {}
     for c in cells:
         counts[c.status] = counts.get(c.status, 0) + 1
@@ -336,6 +341,7 @@ def _write_manifest(root: Path, header: Mapping[str, Any], cells: Sequence[_Cell
 
 
 def _collect_table(cells: Sequence[_Cell], keys: Sequence[str]) -> dict[str, Any]:
+    """The table columns from the ``summary.json`` of every finished cell (plumbing)."""
     rows: list[dict[str, Any]] = []
     metrics: dict[str, None] = {}
     for c in cells:

@@ -109,6 +109,7 @@ def write_table(arrays: Mapping[str, np.ndarray], stem: Path) -> list[Path]:
 
 
 def _csv_entry(value: Any) -> Any:
+    """A table entry as CSV text: floats in their shortest round-trip form (plumbing)."""
     if isinstance(value, np.floating):
         return repr(float(value))  # shortest round-trip text of the float64
     return value.item() if isinstance(value, np.generic) else value

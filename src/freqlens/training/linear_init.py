@@ -60,10 +60,12 @@ class CNNParameters:
 
     @property
     def num_trials(self) -> int:
+        """The number of trials ``T`` (plumbing)."""
         return int(self.kernel.shape[0])
 
     @property
     def channel_mode(self) -> str:
+        """``'sum'`` when the dense layer reads ``n²`` hidden units, else ``'separate'`` (plumbing)."""
         n = int(self.kernel.shape[-1])
         return "sum" if self.weight.shape[2] == n * n else "separate"
 
@@ -85,6 +87,7 @@ class FCNNParameters:
 
     @property
     def num_trials(self) -> int:
+        """The number of trials ``T`` (plumbing)."""
         return int(self.w1.shape[0])
 
 

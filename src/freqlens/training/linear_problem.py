@@ -213,14 +213,17 @@ class LinearProblem:
     # ---------------------------------------------------------------- conveniences
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """``(C, n, n)`` of the training images (plumbing)."""
         return self.structure.image_shape
 
     @property
     def num_classes(self) -> int:
+        """The number of classes ``p`` (plumbing)."""
         return self.structure.num_classes
 
     @property
     def num_samples(self) -> int:
+        """The number of training images ``N`` (plumbing)."""
         return int(self.coeffs.shape[0])
 
     @property
@@ -230,6 +233,7 @@ class LinearProblem:
 
     @property
     def n(self) -> int:
+        """The image side ``n`` (plumbing)."""
         return self.basis.n
 
     @property
@@ -239,6 +243,7 @@ class LinearProblem:
 
     @property
     def device(self) -> torch.device:
+        """The device the coefficients, and so the trainers, live on (plumbing)."""
         return self.coeffs.device
 
     @property

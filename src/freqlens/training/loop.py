@@ -118,6 +118,7 @@ class TrainHistory:
     values: dict[str, list[Any]] = field(default_factory=dict)
 
     def append(self, step: int, record: Mapping[str, Any]) -> None:
+        """Record ``record``'s values (as arrays) at update ``step`` (plumbing)."""
         self.step.append(int(step))
         for k, v in record.items():
             self.values.setdefault(k, []).append(np.asarray(v))
