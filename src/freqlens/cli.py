@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_rerun.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default 1)")
     p_rerun.add_argument("--no-progress", action="store_true")
     p_rerun.set_defaults(func=_cmd_rerun)
+    from .sweeps.cli import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 

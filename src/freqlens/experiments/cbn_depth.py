@@ -37,6 +37,7 @@ from .cbn_common import (
     regression_loss,
     train_in_phases,
 )
+from .cells import check_workers, map_stages
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 
@@ -56,6 +57,7 @@ class DepthConfig(CBNConfig):
     adam_steps: int = 20000
     batch_size: int = 512
     c9_inputs: int = 16
+    workers: int = 1  # processes training the nets in parallel (same numbers as 1)
 
     def validate(self) -> None:
         """Refuse fewer than two distinct depths >= 2 or no seed (plumbing)."""
@@ -63,6 +65,7 @@ class DepthConfig(CBNConfig):
             raise ValueError(f"depths needs at least two distinct values >= 2, got {self.depths}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        check_workers(self.workers)
 
     @property
     def expected_rank(self) -> int:
@@ -99,68 +102,85 @@ def _depth_slope_claim(data: Mapping[str, np.ndarray]) -> Claim:
     )
 
 
-def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
-    """Train every depth × seed, fit ``‖θ‖²_op ≈ aL + b`` (a ≈ R⁽⁰⁾, b ≈ R⁽¹⁾) and check C9 (conv_bottleneck §5c)."""
-    depths = sorted(set(cfg.depths))
-    rows: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "depth",
-            "seed",
-            "op_norm",
-            "op_norm_with_bias",
-            "plain_norm",
-            "train_loss",
-            "c9_max_bound",
-            "c9_max_ratio",
-            "weight_rank",
-            "r1_jacobian_bound",
-            "jacobian_rank",
-        )
-    }
-    c9_all = True
-    deepest: dict[str, np.ndarray] = {}
+ROW_KEYS = (
+    "depth",
+    "seed",
+    "op_norm",
+    "op_norm_with_bias",
+    "plain_norm",
+    "train_loss",
+    "c9_max_bound",
+    "c9_max_ratio",
+    "weight_rank",
+    "r1_jacobian_bound",
+    "jacobian_rank",
+)
+INT_ROWS = ("depth", "seed", "weight_rank", "jacobian_rank")
+
+
+def _train_and_measure(ctx: RunContext, cell: tuple[DepthConfig, int, int, bool]) -> dict[str, Any]:
+    """One cell of :func:`run_depth`: train the net of ``(depth, seed)`` and measure its row (plumbing); with
+    ``keep_spectra`` also its layer spectra and training history (drawn for the deepest net)."""
+    cfg, depth, seed, keep_spectra = cell
     with cpu_threads(cfg.cpu_threads):
         x = low_frequency_shapes(cfg.n_train, cfg.n, cfg.max_l1, seed=ctx.seed)
         probe = x[: cfg.c9_inputs].double()
-        for depth in depths:
-            for seed in range(cfg.seeds):
-                model = build_cnn(cfg, 1, 1, depth, cfg.n, ctx, 1000 * depth + seed)
-                history = train_in_phases(
-                    ctx,
-                    model,
-                    x.to(ctx.device),
-                    x.to(ctx.device),
-                    regression_loss,
-                    cfg.train_settings(),
-                    f"L{depth:02d}_seed{seed}",
-                    sampler_seed=seed,
-                )
-                model = model.cpu().double().eval()
-                norm = float(model.operator_norm_sq().detach())
-                check = check_lower_bound(model, probe, depth, norm)
-                c9_all = c9_all and check.holds
-                sv = jacobian_singular_values(model, probe[0])
-                spectra = weight_spectra(model, (1, cfg.n, cfg.n))
-                est = estimate_cbn_rank([lay.singular_values for lay in spectra.layers], threshold=cfg.threshold)
-                with torch.no_grad():
-                    loss = float(regression_loss(model, x.double(), x.double()))
-                rows["depth"].append(depth)
-                rows["seed"].append(seed)
-                rows["op_norm"].append(norm)
-                rows["op_norm_with_bias"].append(float(model.operator_norm_sq(include_bias=True).detach()))
-                rows["plain_norm"].append(float(model.plain_norm_sq().detach()))
-                rows["train_loss"].append(loss)
-                rows["c9_max_bound"].append(float(check.bounds.max()))
-                rows["c9_max_ratio"].append(check.max_ratio)
-                rows["weight_rank"].append(est.rank)
-                rows["r1_jacobian_bound"].append(_r1_jacobian_bound(sv, cfg.expected_rank))
-                rows["jacobian_rank"].append(int((sv > 1e-3 * sv.max()).sum()))
-                if depth == depths[-1] and seed == 0:
-                    deepest = {
-                        **layer_arrays("deepest_weight_sv", [lay.singular_values for lay in spectra.layers]),
-                        **{f"deepest_{k}": v for k, v in history.items()},
-                    }
+        model = build_cnn(cfg, 1, 1, depth, cfg.n, ctx, 1000 * depth + seed)
+        history = train_in_phases(
+            ctx,
+            model,
+            x.to(ctx.device),
+            x.to(ctx.device),
+            regression_loss,
+            cfg.train_settings(),
+            f"L{depth:02d}_seed{seed}",
+            sampler_seed=seed,
+        )
+        model = model.cpu().double().eval()
+        norm = float(model.operator_norm_sq().detach())
+        check = check_lower_bound(model, probe, depth, norm)
+        sv = jacobian_singular_values(model, probe[0])
+        spectra = weight_spectra(model, (1, cfg.n, cfg.n))
+        est = estimate_cbn_rank([lay.singular_values for lay in spectra.layers], threshold=cfg.threshold)
+        with torch.no_grad():
+            loss = float(regression_loss(model, x.double(), x.double()))
+        out: dict[str, Any] = {
+            "depth": depth,
+            "seed": seed,
+            "op_norm": norm,
+            "op_norm_with_bias": float(model.operator_norm_sq(include_bias=True).detach()),
+            "plain_norm": float(model.plain_norm_sq().detach()),
+            "train_loss": loss,
+            "c9_max_bound": float(check.bounds.max()),
+            "c9_max_ratio": check.max_ratio,
+            "weight_rank": est.rank,
+            "r1_jacobian_bound": _r1_jacobian_bound(sv, cfg.expected_rank),
+            "jacobian_rank": int((sv > 1e-3 * sv.max()).sum()),
+            "c9_holds": bool(check.holds),
+        }
+        if keep_spectra:
+            out.update(layer_arrays("deepest_weight_sv", [lay.singular_values for lay in spectra.layers]))
+            out.update({f"deepest_{k}": v for k, v in history.items()})
+    return out
+
+
+def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
+    """Train every depth × seed, fit ``‖θ‖²_op ≈ aL + b`` (a ≈ R⁽⁰⁾, b ≈ R⁽¹⁾) and check C9 (conv_bottleneck §5c)."""
+    depths = sorted(set(cfg.depths))
+    # One cell per net (each a resumable stage); `workers` > 1 trains them on a process pool, same numbers.
+    cells = [
+        (f"net_L{depth:02d}_seed{seed}", (cfg, depth, seed, depth == depths[-1] and seed == 0))
+        for depth in depths
+        for seed in range(cfg.seeds)
+    ]
+    measured = map_stages(ctx, cells, _train_and_measure, workers=cfg.workers)
+    rows: dict[str, list[float]] = {
+        k: [int(m[k]) if k in INT_ROWS else float(m[k]) for m in measured] for k in ROW_KEYS
+    }
+    c9_all = all(bool(m["c9_holds"]) for m in measured)
+    deepest = {k: v for k, v in measured[-cfg.seeds].items() if k.startswith("deepest_")}  # (max depth, seed 0)
+    with cpu_threads(cfg.cpu_threads):
+        x = low_frequency_shapes(cfg.n_train, cfg.n, cfg.max_l1, seed=ctx.seed)
     data = {k: np.asarray(v) for k, v in rows.items()}
     data.update(deepest)
     fit = fit_depth_slope(data["depth"], data["op_norm"])

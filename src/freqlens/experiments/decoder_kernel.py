@@ -27,6 +27,7 @@ from torch import nn
 from ..analysis.statistics import Claim
 from ..models.decoders import five_layer_network, init_normal_
 from ..theory.decoder_som import power_share_low, som_single_channel
+from .cells import check_workers, map_stages
 from .decoder_common import (
     DATASET_LABELS,
     compare_output_p_low,
@@ -55,6 +56,7 @@ class KernelConfig:
     normal_mean: float = 0.01  # Thm 4.2 setting of §7.7
     normal_std: float = 0.01
     low_fraction: float = 1 / 8
+    workers: int = 1  # processes measuring the (dataset, init, K) cells in parallel (same numbers as 1)
 
     def validate(self) -> None:
         """Refuse unknown datasets or inits, even or non-positive kernel sizes, empty counts (plumbing)."""
@@ -66,6 +68,7 @@ class KernelConfig:
             raise ValueError(f"kernel_sizes must be odd and >= 1, got {self.kernel_sizes}")
         if self.networks < 1 or self.num_images < 1:
             raise ValueError("networks and num_images must be >= 1")
+        check_workers(self.workers)
 
 
 def _trend(values: list[float]) -> str:
@@ -94,35 +97,50 @@ def _kernel_claims(data: Mapping[str, np.ndarray], ds: str, init: str, cfg: Kern
     )
 
 
+def _family_statistics(ctx: RunContext, cell: tuple[KernelConfig, int, str, int, np.ndarray]) -> dict[str, np.ndarray]:
+    """One cell of :func:`run_kernel`: :func:`network_family_statistics` of ``cfg.networks`` random nets with
+    kernel size ``k`` and initialisation ``init`` on the images of dataset number ``di`` (plumbing)."""
+    cfg, di, init, k, images = cell
+    x = torch.from_numpy(images)
+
+    def make_network(s: int) -> nn.Sequential:
+        """Random net number ``s`` of this cell, seeded by (run seed, dataset, K, s) (plumbing)."""
+        seed = ctx.seed * 1_000_003 + 1000 * di + 100 * k + s
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            net = five_layer_network(k, cfg.padding_mode, x.shape[1], cfg.width, x.shape[1])
+        if init == "normal":
+            gen = torch.Generator().manual_seed(seed)
+            init_normal_(net, cfg.normal_mean, cfg.normal_std, bias=0.0, generator=gen)
+        return net
+
+    return network_family_statistics(make_network, cfg.networks, x, cfg.low_fraction)
+
+
 def run_kernel(ctx: RunContext, cfg: KernelConfig) -> ExperimentResult:
     """``p_low`` of 5-layer ReLU outputs per dataset, init and kernel size K, next to Thm 4.2 (decoder §4 item 7)."""
     data: dict[str, np.ndarray] = {"kernel_sizes": np.array(cfg.kernel_sizes)}
     measured: dict[str, Any] = {}
     claims: list[Claim] = []
     trends: dict[str, dict[str, str]] = {}
-    for di, ds in enumerate(cfg.datasets):
-        x = load_images(ctx, ds, cfg.num_images, offset=30 + di)
+    images = {ds: load_images(ctx, ds, cfg.num_images, offset=30 + di) for di, ds in enumerate(cfg.datasets)}
+    # One cell per (dataset, init, K), each a resumable stage; `workers` > 1 runs them on a process pool.
+    cells = [
+        (f"kernel_{ds}_{init}_K{k}", (cfg, di, init, k, images[ds].numpy()))
+        for di, ds in enumerate(cfg.datasets)
+        for init in cfg.inits
+        for k in cfg.kernel_sizes
+    ]
+    families = dict(zip((key for key, _ in cells), map_stages(ctx, cells, _family_statistics, workers=cfg.workers)))
+    for ds in cfg.datasets:
+        x = images[ds]
         data[f"{ds}_input_magnitude"] = torch.fft.fft2(x).abs().mean(dim=(0, 1)).numpy()
         per_ds: dict[str, Any] = {}
         for init in cfg.inits:
             per_init: dict[str, Any] = {}
             trend_vals, trend_dc = [], []
             for k in cfg.kernel_sizes:
-
-                def compute(k: int = k, init: str = init, x: torch.Tensor = x, di: int = di) -> dict[str, np.ndarray]:
-                    def make_network(s: int) -> nn.Sequential:
-                        seed = ctx.seed * 1_000_003 + 1000 * di + 100 * k + s
-                        with torch.random.fork_rng():
-                            torch.manual_seed(seed)
-                            net = five_layer_network(k, cfg.padding_mode, x.shape[1], cfg.width, x.shape[1])
-                        if init == "normal":
-                            gen = torch.Generator().manual_seed(seed)
-                            init_normal_(net, cfg.normal_mean, cfg.normal_std, bias=0.0, generator=gen)
-                        return net
-
-                    return network_family_statistics(make_network, cfg.networks, x, cfg.low_fraction)
-
-                res = ctx.stage(f"kernel_{ds}_{init}_K{k}", compute)
+                res = families[f"kernel_{ds}_{init}_K{k}"]
                 for key in ("p_low", "p_low_no_dc", "magnitude"):
                     data[f"{ds}_{init}_K{k}_{key}"] = res[key]
                 trend_vals.append(float(np.nanmean(res["p_low_no_dc"][:, -1])))
