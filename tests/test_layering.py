@@ -24,6 +24,7 @@ LAYER = {
     "theory": 6,
     "analysis": 7,
     "experiments": 8,
+    "report": 8,
     "cli": 9,
     "__init__": 9,
 }
