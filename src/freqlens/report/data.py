@@ -50,7 +50,7 @@ class BatchStream:
             data = torch.from_numpy(np.ascontiguousarray(data))
         if isinstance(data, torch.Tensor):
             self._source: Any = data
-        elif isinstance(data, torch.utils.data.DataLoader) or (isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__")):
+        elif isinstance(data, torch.utils.data.DataLoader | torch.utils.data.Dataset) and hasattr(data, "__len__"):
             self._source = data
         elif isinstance(data, Iterator):
             # a one-shot iterator: keep what we need so that every stage sees the same images
