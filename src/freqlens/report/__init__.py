@@ -3,3 +3,8 @@ training (:class:`FrequencyTracker`), read the result in a browser (``Report.to_
 
 Every call into freqlens' measurement API goes through :mod:`freqlens.report.measure` (one adapter).
 """
+
+from .analyze import analyze
+from .core import Report
+
+__all__ = ["Report", "analyze"]
