@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from models_zoo import ZOO, seeded
 from torch import nn
 
 from freqlens.report import Report, analyze
 from freqlens.report.measure import exact_operator_norm
+from models_zoo import ZOO, seeded
 
 
 def _dense_operator(module: nn.Module, input_shape: tuple[int, ...]) -> np.ndarray:

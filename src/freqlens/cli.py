@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_rerun.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default 1)")
     p_rerun.add_argument("--no-progress", action="store_true")
     p_rerun.set_defaults(func=_cmd_rerun)
+
+    from .report.cli import add_analyze_parser
+
+    add_analyze_parser(sub)
     return parser
 
 

@@ -6,5 +6,6 @@ Every call into freqlens' measurement API goes through :mod:`freqlens.report.mea
 
 from .analyze import analyze
 from .core import Report
+from .tracker import FrequencyTracker
 
-__all__ = ["Report", "analyze"]
+__all__ = ["FrequencyTracker", "Report", "analyze"]
