@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from freqlens.report import FrequencyTracker, analyze
 from freqlens.cli import main
+from freqlens.report import FrequencyTracker
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 pytestmark = pytest.mark.skipif(
@@ -65,10 +65,8 @@ def test_html_report_renders_in_chromium(tmp_path: Path) -> None:
         "                         nn.Conv2d(4, 3, 3, padding=1, padding_mode='circular'))\n"
     )
     out = tmp_path / "run"
-    code = main(
-        ["analyze", "--model", f"{model_file}:build", "--data", str(tmp_path / "probe.pt"), "--out", str(out),
-         "--html", "--track", str(tmp_path / "track"), "--no-progress"]  # fmt: skip
-    )
+    argv = ["analyze", "--model", f"{model_file}:build", "--data", str(tmp_path / "probe.pt"), "--out", str(out)]
+    code = main([*argv, "--html", "--track", str(tmp_path / "track"), "--no-progress"])
     assert code == 0
     html = out / "report.html"
     n_images = html.read_text().count("<img ")
