@@ -119,10 +119,23 @@ def test_save_load_is_exact_and_tables(tmp_path) -> None:
     # signed frequencies in (-n/2, n/2]
     grid = report.rows[0]["grid"]
     assert w["k"].min() > -grid[0] / 2 and w["k"].max() <= grid[0] / 2
-    df = loaded.to_pandas()
-    assert list(df["layer"]) == [r["layer"] for r in report.rows]
-    assert "report" not in repr(report).split("\n")[0][:0] and "\n" not in repr(report) and len(repr(report)) < 300
-    assert "<table" in report._repr_html_()
+    assert "\n" not in repr(report) and len(repr(report)) < 300  # a notebook line, not a dump of arrays
+    figs = loaded.plot()
+    assert {"operator_norms", "radial_energy", "p_low", "cbn", "true_vs_bound"} <= set(figs)
+
+
+def test_pandas_and_html_views() -> None:
+    pytest.importorskip("pandas", reason="pandas is the optional 'report' extra")
+    pytest.importorskip("jinja2", reason="jinja2 is the optional 'report' extra")
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular"))
+    report = analyze(net, torch.rand(3, 1, 8, 8), progress=False)
+    df = report.to_pandas()
+    assert list(df["layer"]) == ["0", "2"] and list(df["operator"])[1] == "circular: exact"
+    assert len(report.to_pandas("weights")) == report.arrays["w0_sv"].size + report.arrays["w1_sv"].size
+    html = report._repr_html_()
+    assert "<table" in html and "zero padding: circulant embedding, upper bound" in html and "<img" not in html
+    with pytest.raises(ValueError, match="table must be one of"):
+        report.to_pandas("nope")
 
 
 def test_functional_conv_is_a_row_with_its_operator_norm() -> None:

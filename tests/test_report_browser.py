@@ -22,6 +22,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+pytest.importorskip("jinja2", reason="jinja2 is the optional 'report' extra (HTML templates)")
+
+
 def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
     flags = [
