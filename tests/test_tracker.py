@@ -109,3 +109,17 @@ def test_bad_arguments(tmp_path: Path) -> None:
 def test_tensorboard_missing_names_the_extra(tmp_path: Path) -> None:
     with pytest.raises(ImportError, match="freqlens\\[tensorboard\\]"):
         FrequencyTracker(_net(), probe=torch.rand(4, 2, 8, 8), out=tmp_path / "t", tensorboard=True)
+
+
+def test_readme_tracker_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Quick start") : readme.index("## Reproducing figures")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    tracker_block = next(b for b in blocks if "FrequencyTracker" in b)
+    assert len([line for line in tracker_block.splitlines() if line.strip()]) <= 12  # "a 10-line example"
+    monkeypatch.chdir(tmp_path)
+    exec(compile(tracker_block, "README tracker example", "exec"), {})
+    doc, _ = load_run(tmp_path / "runs" / "track")
+    assert [r["step"] for r in doc["records"]] == [0, 10, 20, 30, 40, 50]
