@@ -157,6 +157,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             max_images=args.max_images,
             strict=args.strict,
             progress=not args.no_progress,
+            exact_norms=not args.no_exact_norms,
         )
     else:
         report = Report(meta={"model": "(tracked run)", "input_shape": None, "images": 0, "notes": []}, rows=[])
@@ -214,6 +215,7 @@ def add_analyze_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-images", type=int, default=512, help="images streamed through the model (default 512)")
     p.add_argument("--strict", action="store_true", help="raise on the first layer that cannot be measured")
+    p.add_argument("--no-exact-norms", action="store_true", help="skip the true operator norms (big models: faster)")
     p.add_argument("--out", default="runs/analyze", help="run directory (default: runs/analyze)")
     p.add_argument("--html", action="store_true", help="also write a self-contained report.html")
     p.add_argument("--track", default=None, metavar="RUN", help="a FrequencyTracker run: add its over-time plots")
