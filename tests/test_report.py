@@ -127,7 +127,9 @@ def test_save_load_is_exact_and_tables(tmp_path) -> None:
 def test_pandas_and_html_views() -> None:
     pytest.importorskip("pandas", reason="pandas is the optional 'report' extra")
     pytest.importorskip("jinja2", reason="jinja2 is the optional 'report' extra")
-    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular"))
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular")
+    )
     report = analyze(net, torch.rand(3, 1, 8, 8), progress=False)
     df = report.to_pandas()
     assert list(df["layer"]) == ["0", "2"] and list(df["operator"])[1] == "circular: exact"

@@ -22,7 +22,7 @@ import numpy as np
 from ..fourier import signed_frequencies
 from ..io import read_json, read_npz, write_json, write_npz
 
-__all__ = ["LAYER_COLUMNS", "REPORT_FORMAT", "Report"]
+__all__ = ["LAYER_COLUMNS", "REPORT_FORMAT", "Report", "read_format_json"]
 
 REPORT_FORMAT = "freqlens-report/1"
 
@@ -43,6 +43,16 @@ LAYER_COLUMNS = (
     "p_low",
     "act_images",
 )
+
+
+def read_format_json(folder: Path, filename: str, fmt: str, written_by: str) -> dict[str, Any]:
+    """``folder/filename`` parsed, refused unless its ``format`` field is ``fmt`` (plumbing)."""
+    if not (folder / filename).is_file():
+        raise FileNotFoundError(f"path {str(folder)!r} holds no {filename} (expected a folder written by {written_by})")
+    doc = read_json(folder / filename)
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise ValueError(f"{folder / filename}: not a {fmt} file")
+    return doc
 
 
 def _cell(value: Any) -> Any:
@@ -194,11 +204,7 @@ class Report:
     def load(cls, path: str | Path) -> Report:
         """Read a report written by :meth:`save` (plumbing)."""
         folder = Path(path)
-        if not (folder / "report.json").is_file():
-            raise FileNotFoundError(f"path {str(folder)!r} holds no report.json (expected a folder written by save)")
-        doc = read_json(folder / "report.json")
-        if not isinstance(doc, dict) or doc.get("format") != REPORT_FORMAT:
-            raise ValueError(f"{folder / 'report.json'}: not a {REPORT_FORMAT} file")
+        doc = read_format_json(folder, "report.json", REPORT_FORMAT, "Report.save")
         arrays = read_npz(folder / "report.npz") if (folder / "report.npz").is_file() else {}
         missing = sorted(set(doc.get("arrays", [])) - set(arrays))
         if missing:

@@ -23,6 +23,27 @@ def _subplots(figsize: tuple[float, float], ncols: int = 1) -> tuple[Figure, Any
     return fig, fig.subplots(1, ncols, squeeze=False)
 
 
+def _per_layer_axis(fig: Figure, ax: Any, names: list[str], ylabel: str, title: str, legend: bool = True) -> None:
+    """Layer names along x, labels, legend, tight layout (plumbing)."""
+    ax.set_xticks(np.arange(len(names)), names, rotation=90, fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+
+
+def _label_panels(fig: Figure, axes: Any, names: list[str], ylabel: str, title: str) -> Figure:
+    """One panel per layer over training steps: titles, axis labels, suptitle, tight layout (plumbing)."""
+    for ax, name in zip(axes[0], names):
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("step")
+    axes[0][0].set_ylabel(ylabel)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def _num(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else np.nan
 
@@ -43,11 +64,8 @@ def report_figures(report: Report) -> dict[str, Any]:
         for i, r in enumerate(rows):
             if r.get("status") == "skipped":
                 ax.axvspan(i - 0.4, i + 0.4, color="0.9", zorder=0)
-        ax.set_xticks(idx, [r["layer"] for r in rows], rotation=90, fontsize=7)
-        ax.set_ylabel("‖layer‖₂")
-        ax.set_title("operator norm per conv layer (grey: no per-frequency rule)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
+        names = [r["layer"] for r in rows]
+        _per_layer_axis(fig, ax, names, "‖layer‖₂", "operator norm per conv layer (grey: no per-frequency rule)")
         figs["operator_norms"] = fig
 
     measured = [(i, r) for i, r in enumerate(rows) if f"a{i}_radial_energy" in report.arrays]
@@ -71,11 +89,10 @@ def report_figures(report: Report) -> dict[str, Any]:
         fig, axs = _subplots((max(6.0, 0.35 * len(measured)), 3.4))
         ax = axs[0][0]
         ax.bar(np.arange(len(measured)), [_num(r.get("p_low")) for _, r in measured])
-        ax.set_xticks(np.arange(len(measured)), [r["layer"] for _, r in measured], rotation=90, fontsize=7)
-        ax.set_ylabel("p_low (pooled over images)")
         ax.set_ylim(0, 1)
-        ax.set_title("share of activation power in Ω_low per layer")
-        fig.tight_layout()
+        names = [r["layer"] for _, r in measured]
+        title = "share of activation power in Ω_low per layer"
+        _per_layer_axis(fig, ax, names, "p_low (pooled over images)", title, legend=False)
         figs["p_low"] = fig
 
     if rows:
@@ -85,11 +102,8 @@ def report_figures(report: Report) -> dict[str, Any]:
         ax.plot(idx, [_num(r.get("weight_kept")) for r in rows], "o-", label="weights: # s > τ")
         ax.plot(idx, [_num(r.get("act_kept")) for r in rows], "s-", label="activations: # for 1-ε energy")
         ax.set_yscale("log")
-        ax.set_xticks(idx, [r["layer"] for r in rows], rotation=90, fontsize=7)
-        ax.set_ylabel("kept (frequency, direction) pairs")
-        ax.set_title("bottleneck across depth (CBN counts)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
+        names = [r["layer"] for r in rows]
+        _per_layer_axis(fig, ax, names, "kept (frequency, direction) pairs", "bottleneck across depth (CBN counts)")
         figs["cbn"] = fig
 
     gaps = [(i, r) for i, r in enumerate(rows) if f"w{i}_true_sv" in report.arrays][:4]
@@ -134,34 +148,27 @@ def tracker_figures(track: dict[str, Any], arrays: dict[str, np.ndarray]) -> dic
     if names:
         n = len(names)
         fig, axes = _subplots((3.0 * n, 3.0), n)
-        for j, (ax, name) in enumerate(zip(axes[0], names)):
+        for j, ax in enumerate(axes[0]):
             radial = arrays.get(f"track_w{j}_radial_top")  # (T, bins)
             if radial is None:
                 continue
             cmap = matplotlib.colormaps["plasma"]
             for b in range(radial.shape[1]):
                 ax.plot(steps, radial[:, b], color=cmap(b / max(1, radial.shape[1] - 1)), lw=1)
-            ax.set_title(name, fontsize=8)
-            ax.set_xlabel("step")
-        axes[0][0].set_ylabel("largest singular value in radial bin")
-        fig.suptitle("weights: which frequencies are learned first (dark: low |ω|, light: high |ω|)", fontsize=9)
-        fig.tight_layout()
-        figs["track_weight_frequencies"] = fig
+        title = "weights: which frequencies are learned first (dark: low |ω|, light: high |ω|)"
+        ylabel = "largest singular value in radial bin"
+        figs["track_weight_frequencies"] = _label_panels(fig, axes, names, ylabel, title)
 
         fig, axes = _subplots((3.0 * n, 3.0), n)
-        for j, (ax, name) in enumerate(zip(axes[0], names)):
+        for j, ax in enumerate(axes[0]):
             energy = arrays.get(f"track_a{j}_radial_energy")
             if energy is None:
                 continue
             frac = energy / np.maximum(energy.sum(axis=1, keepdims=True), 1e-300)
             ax.imshow(np.log10(np.maximum(frac.T, 1e-12)), aspect="auto", origin="lower", cmap="magma",
                       extent=(float(steps[0]), float(steps[-1]), 0, frac.shape[1]))  # fmt: skip
-            ax.set_title(name, fontsize=8)
-            ax.set_xlabel("step")
-        axes[0][0].set_ylabel("radial bin")
-        fig.suptitle("activations: log10 energy fraction by radial frequency over training", fontsize=9)
-        fig.tight_layout()
-        figs["track_activation_energy"] = fig
+        title = "activations: log10 energy fraction by radial frequency over training"
+        figs["track_activation_energy"] = _label_panels(fig, axes, names, "radial bin", title)
 
     ranks = arrays.get("track_act_kept")  # (T, layers)
     if ranks is not None and ranks.size:

@@ -26,9 +26,10 @@ import torch
 from torch import nn
 
 from .._validation import check_model_usable, check_positive_int
-from ..io import read_json, read_npz, write_json, write_npz
+from ..io import read_npz, write_json, write_npz
 from ..spectral.maps import radial_frequency
 from . import measure
+from .core import read_format_json
 from .data import BatchStream
 
 __all__ = ["TRACKER_FORMAT", "FrequencyTracker", "load_run"]
@@ -40,11 +41,7 @@ def load_run(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """``(tracker.json contents, arrays)`` of a tracker run directory, arrays cut to the records the json
     lists (plumbing)."""
     folder = Path(path)
-    if not (folder / "tracker.json").is_file():
-        raise FileNotFoundError(f"run {str(folder)!r} holds no tracker.json (expected a FrequencyTracker out folder)")
-    doc = read_json(folder / "tracker.json")
-    if not isinstance(doc, dict) or doc.get("format") != TRACKER_FORMAT:
-        raise ValueError(f"{folder / 'tracker.json'}: not a {TRACKER_FORMAT} file")
+    doc = read_format_json(folder, "tracker.json", TRACKER_FORMAT, "FrequencyTracker")
     arrays = read_npz(folder / "tracker.npz")
     n = len(doc["records"])
     return doc, {k: v[:n] for k, v in arrays.items()}
