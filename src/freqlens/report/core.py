@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..fourier import signed_frequencies
 from ..io import read_json, read_npz, write_json, write_npz
+from .measure import signed_frequency_labels
 
 __all__ = ["LAYER_COLUMNS", "REPORT_FORMAT", "Report", "read_format_json"]
 
@@ -80,7 +80,7 @@ def _frequency_long_table(rows: list[dict[str, Any]], arrays: dict[str, np.ndarr
         if sv is None:
             continue
         h, w, r = sv.shape
-        kk, ll, jj = np.meshgrid(signed_frequencies(h), signed_frequencies(w), np.arange(r), indexing="ij")
+        kk, ll, jj = np.meshgrid(signed_frequency_labels(h), signed_frequency_labels(w), np.arange(r), indexing="ij")
         parts["layer"].append(np.full(sv.size, row["layer"]))
         parts["k"].append(kk.reshape(-1))
         parts["l"].append(ll.reshape(-1))

@@ -34,10 +34,10 @@ from torch.overrides import TorchFunctionMode
 from tqdm.auto import tqdm
 
 from ..analysis import decoder_report, estimate_cbn_rank
-from ..fourier import low_frequency_mask
+from ..fourier import low_frequency_mask, signed_frequencies
 from ..hooks import evaluation_mode
 from ..spectral import activation_spectra, conv_geometry, layer_spectrum
-from ..spectral.maps import radial_profile
+from ..spectral.maps import radial_frequency, radial_profile
 
 __all__ = [
     "DENSE_MAX_ENTRIES",
@@ -52,6 +52,8 @@ __all__ = [
     "exact_operator_norm",
     "measure_weights",
     "operator_label",
+    "radial_maximum",
+    "signed_frequency_labels",
 ]
 
 #: Dense true singular values are computed for layers with at most this many inputs ...
@@ -447,6 +449,22 @@ def activation_rows(
         }
         arrays[layer.name] = {"act_sv": layer.singular_values, "radial_centres": centres, "radial_energy": energy}
     return fields, arrays, None
+
+
+def signed_frequency_labels(n: int) -> np.ndarray:
+    """The one signed-frequency convention of every table: ``freqlens.fourier.signed_frequencies`` (FFT order,
+    labels in ``(-n/2, n/2]``, spec README convention 3)."""
+    return signed_frequencies(n)
+
+
+def radial_maximum(values: np.ndarray) -> np.ndarray:
+    """Largest value of an unshifted ``(H, W)`` map per radial-frequency bin (bins of width ``1/min(H, W)``
+    cycles/pixel, as ``radial_profile``; decoder_spectra §4 item 7): which frequencies a layer passes most."""
+    h, w = values.shape
+    idx = np.rint(radial_frequency((h, w)) * min(h, w)).astype(np.int64)
+    out = np.zeros(int(idx.max()) + 1)
+    np.maximum.at(out, idx.reshape(-1), values.reshape(-1))
+    return out
 
 
 # --------------------------------------------------------------------------------------------- CBN, decoder

@@ -27,7 +27,6 @@ from torch import nn
 
 from .._validation import check_model_usable, check_positive_int
 from ..io import read_npz, write_json, write_npz
-from ..spectral.maps import radial_frequency
 from . import measure
 from .core import read_format_json
 from .data import BatchStream
@@ -45,15 +44,6 @@ def load_run(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     arrays = read_npz(folder / "tracker.npz")
     n = len(doc["records"])
     return doc, {k: v[:n] for k, v in arrays.items()}
-
-
-def _radial_max(values: np.ndarray) -> np.ndarray:
-    """Largest value per radial bin (bins of width ``1/min(H, W)`` cycles/pixel, as ``radial_profile``)."""
-    h, w = values.shape
-    idx = np.rint(radial_frequency((h, w)) * min(h, w)).astype(np.int64)
-    out = np.zeros(int(idx.max()) + 1)
-    np.maximum.at(out, idx.reshape(-1), values.reshape(-1))
-    return out
 
 
 class FrequencyTracker:
@@ -191,7 +181,7 @@ class FrequencyTracker:
             gh, gw = sv.shape[:2]
             self._append(f"track_w{j}_top", sv[..., 0])
             self._append(f"track_w{j}_at", np.stack([sv[k % gh, l % gw] for k, l in self.frequencies]))
-            self._append(f"track_w{j}_radial_top", _radial_max(sv[..., 0]))
+            self._append(f"track_w{j}_radial_top", measure.radial_maximum(sv[..., 0]))
             a = act_arrays[call.owner]
             act_sv.append(a["act_sv"])
             self._append(f"track_a{j}_radial_energy", a["radial_energy"])
