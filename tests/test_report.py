@@ -204,6 +204,8 @@ def test_bad_inputs_give_one_line_errors() -> None:
         analyze(net, torch.zeros(2, 1, 8, 8), input_shape=(1, 9, 9), progress=False)
     with pytest.raises(ValueError, match="batch_size"):
         analyze(net, torch.zeros(2, 1, 8, 8), batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="device must be"):
+        analyze(net, input_shape=(1, 8, 8), device="gpu0", progress=False)
     broken = copy.deepcopy(net)
     with torch.no_grad():
         broken[0].weight[0, 0, 0, 0] = float("nan")

@@ -89,7 +89,12 @@ def analyze(
     t_start = time.perf_counter()
     notes: list[str] = []
     model_device, model_dtype = _model_device_dtype(model)
-    work_device = torch.device(device) if device is not None else model_device
+    try:
+        work_device = torch.device(device) if device is not None else model_device
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda' or a torch.device, got {device!r}") from None
+    if work_device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device is {device!r} but torch.cuda.is_available() is False")
     work = model
     if work_device != model_device or model_dtype in (torch.float16, torch.bfloat16):
         # measure a copy: .to() would move or cast the user's own model in place
