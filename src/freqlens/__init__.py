@@ -21,13 +21,19 @@ if _typing.TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ bel
     from .analysis import decoder_report, estimate_cbn_rank
     from .analysis.first_layer_energy import first_layer_energy_profile
     from .analysis.frequency_use import fourier_heatmap, input_frequency_sensitivity
+    from .report import FrequencyTracker, Report, analyze
     from .spectral import activation_spectra, propagate, register_rule, spectrum_map, weight_spectra
     from .structure import DatasetStructure, DominantFrequencies
+    from .sweeps import sweep
 
 # public name -> (submodule, attribute in it; None when the name is the submodule itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
     "DatasetStructure": ("structure", "DatasetStructure"),
     "DominantFrequencies": ("structure", "DominantFrequencies"),
+    "FrequencyTracker": ("report", "FrequencyTracker"),
+    "Report": ("report", "Report"),
+    "analyze": ("report", "analyze"),
+    "sweep": ("sweeps", "sweep"),
     "activation_spectra": ("spectral", "activation_spectra"),
     "datasets": ("datasets", None),
     "decoder_report": ("analysis", "decoder_report"),
@@ -45,8 +51,11 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 __all__ = [
     "DatasetStructure",
     "DominantFrequencies",
+    "FrequencyTracker",
+    "Report",
     "__version__",
     "activation_spectra",
+    "analyze",
     "datasets",
     "decoder_report",
     "estimate_cbn_rank",
@@ -57,6 +66,7 @@ __all__ = [
     "propagate",
     "register_rule",
     "spectrum_map",
+    "sweep",
     "weight_spectra",
 ]
 

@@ -208,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .sweeps.cli import add_sweep_parser
 
     add_sweep_parser(sub)
+
+    from .report.cli import add_analyze_parser
+
+    add_analyze_parser(sub)
     return parser
 
 

@@ -1,0 +1,71 @@
+"""Self-contained HTML of a report, rendered from the Jinja2 template in ``templates/`` (plumbing).
+
+Figures are embedded as base64 PNG, tables sort with a few lines of inline JavaScript, nothing is loaded
+from the network (a Content-Security-Policy forbids it).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from .core import LAYER_COLUMNS
+
+if TYPE_CHECKING:
+    from .core import Report
+
+__all__ = ["figure_png", "render_html"]
+
+
+def figure_png(fig: Any, dpi: int = 90) -> bytes:
+    """PNG bytes of a matplotlib figure (plumbing)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def render_html(report: Report, figures: bool = True, standalone: bool = True) -> str:
+    """The report as HTML: a full page (``standalone``) or a fragment for Jupyter (plumbing)."""
+    try:
+        import jinja2
+    except ImportError as exc:
+        raise ImportError("HTML reports need jinja2: pip install 'freqlens[report]' (or pip install jinja2)") from exc
+    source = resources.files("freqlens.report").joinpath("templates/report.html.j2").read_text(encoding="utf-8")
+    env = jinja2.Environment(autoescape=True)
+    template = env.from_string(source)
+    counts: dict[str, int] = {}
+    table_rows = []
+    for row in report.rows:
+        status = str(row.get("status"))
+        counts[status] = counts.get(status, 0) + 1
+        css = {"skipped": "skipped", "exact": "exact"}.get(status, "bound")
+        table_rows.append({"css": css, "cells": {c: _fmt(row.get(c)) for c in LAYER_COLUMNS}})
+    images: dict[str, str] = {}
+    if figures:
+        for name, fig in report.plot().items():
+            images[name] = base64.b64encode(figure_png(fig)).decode("ascii")
+    return template.render(
+        meta=report.meta,
+        rows=report.rows,
+        columns=LAYER_COLUMNS,
+        table_rows=table_rows,
+        status_counts=", ".join(f"{v} {k}" for k, v in counts.items()) or "none",
+        cbn=report.cbn,
+        decoder=report.decoder,
+        tracker=report.tracker,
+        figures=images,
+        standalone=standalone,
+        fmt=_fmt,
+    )

@@ -1,0 +1,511 @@
+"""The one adapter between the front door and freqlens' measurement API (re-point it at the rule registry).
+
+Every call to ``layer_spectrum`` / ``conv_geometry`` (weights), ``activation_spectra``, ``estimate_cbn_rank``
+and ``decoder_report`` made by :mod:`freqlens.report` lives here. Each per-layer measurement catches its own
+error and returns a row marked ``skipped: <reason>`` (``strict=True`` re-raises instead).
+
+What today's API cannot give is computed here:
+
+* **which operator a row describes** (:func:`operator_label`): ``circular: exact``, ``zero padding: circulant
+  embedding, upper bound`` (the padded-grid spectrum of conv_bottleneck §1.3 / decoder_spectra §2.3 Eq. 17:
+  the cropped operator is a compression of the circulant one, so its singular values interlace below), ...;
+* **the true operator norm** ``‖A‖₂ = σ_max(A)`` of the layer's linear part at the real input size, by
+  Lanczos iteration on ``AᵀA`` (ARPACK, :func:`scipy.sparse.linalg.eigsh`) whose products ``Av`` and
+  ``Aᵀu`` go through the layer's own forward and autograd (:func:`exact_operator_norm`);
+* for small layers (``<= DENSE_MAX_INPUTS`` inputs) **all true singular values** from the dense operator
+  ``A = [f(e_1) ... f(e_n)]`` (:func:`dense_singular_values`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse.linalg as sla
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from tqdm.auto import tqdm
+
+from ..analysis import decoder_report, estimate_cbn_rank
+from ..fourier import low_frequency_mask, signed_frequencies
+from ..hooks import evaluation_mode
+from ..spectral import activation_spectra, conv_geometry, layer_spectrum
+from ..spectral.maps import radial_frequency, radial_profile
+
+__all__ = [
+    "DENSE_MAX_ENTRIES",
+    "DENSE_MAX_INPUTS",
+    "ConvCall",
+    "LayerMeasurement",
+    "activation_rows",
+    "cbn_ranks",
+    "decoder_summary",
+    "dense_singular_values",
+    "discover_convs",
+    "exact_operator_norm",
+    "measure_weights",
+    "operator_label",
+    "radial_maximum",
+    "signed_frequency_labels",
+]
+
+#: Dense true singular values are computed for layers with at most this many inputs ...
+DENSE_MAX_INPUTS = 4096
+#: ... and a dense operator of at most this many entries (8 MiB in float64; its SVD takes seconds).
+DENSE_MAX_ENTRIES = 2**20
+
+_CONV_FUNCS: dict[Any, str] = {
+    torch.conv1d: "conv1d",
+    torch.conv2d: "conv2d",
+    torch.conv3d: "conv3d",
+    torch.conv_transpose1d: "conv_transpose1d",
+    torch.conv_transpose2d: "conv_transpose2d",
+    torch.conv_transpose3d: "conv_transpose3d",
+}
+_UPSAMPLE_FUNCS = {F.interpolate, F.upsample, F.upsample_nearest, F.upsample_bilinear}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+# --------------------------------------------------------------------------------------------- discovery
+@dataclass
+class ConvCall:
+    """One conv seen in the forward pass (plumbing): a conv module, or a functional ``F.convNd`` call made
+    inside the ``forward`` of ``owner``. Shapes exclude the batch axis."""
+
+    name: str
+    owner: str
+    op: str
+    functional: bool
+    module: nn.Module | None
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    weight_shape: tuple[int, ...]
+    # functional calls: the call itself, replayed with another input (weight captured by reference)
+    replay: Callable[[torch.Tensor], torch.Tensor] | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    calls: int = 1
+
+
+@dataclass
+class Discovery:
+    """What one traced forward pass saw (plumbing)."""
+
+    convs: list[ConvCall] = field(default_factory=list)
+    upsamples: bool = False
+
+
+class _ConvSpy(TorchFunctionMode):
+    """Sees every ``F.conv*`` and ``F.interpolate`` call, also those made inside a module's ``forward``."""
+
+    def __init__(self, stack: list[tuple[str, nn.Module, tuple[int, ...]]], found: Discovery) -> None:
+        super().__init__()
+        self.stack = stack
+        self.found = found
+        self.seen: dict[tuple[str, str, tuple[int, ...], int], ConvCall] = {}
+        self.functional_count: dict[str, int] = {}
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in _UPSAMPLE_FUNCS:
+            self.found.upsamples = True
+        op = _CONV_FUNCS.get(func)
+        if op is None or not args or not isinstance(out, torch.Tensor):
+            return out
+        x, weight = args[0], args[1] if len(args) > 1 else kwargs.get("weight")
+        owner, module, module_in = self.stack[-1] if self.stack else ("", None, ())
+        is_module_conv = isinstance(module, nn.modules.conv._ConvNd) and weight is getattr(module, "weight", None)
+        if not is_module_conv and isinstance(module, nn.modules.conv._ConvNd):
+            # a parametrized conv computes its weight first; the conv call still belongs to the module
+            is_module_conv = tuple(weight.shape) == tuple(module.weight.shape)
+        # a module conv's input is what the module received (reflect padding pads before F.conv2d)
+        in_shape = module_in if is_module_conv else tuple(int(s) for s in x.shape[1:])
+        key_id = id(module) if is_module_conv else self.functional_count.setdefault(owner, 0)
+        key = (owner, op, in_shape, key_id)
+        if key in self.seen:
+            self.seen[key].calls += 1
+            return out
+        if is_module_conv:
+            assert module is not None
+            name, replay, mod = owner, None, module
+        else:
+            index = self.functional_count[owner]
+            self.functional_count[owner] = index + 1
+            name = f"{owner or '<model>'}:F.{op}#{index}"
+            rest = tuple(args[2:])
+            w_ref = weight
+            kw = {k: v for k, v in kwargs.items() if k != "bias"}
+            call_rest = rest[1:] if rest else ()  # drop the bias: the replay is the linear part
+
+            def replay(z: torch.Tensor, _f: Any = func, _w: Any = w_ref, _r: Any = call_rest, _k: Any = kw) -> Any:
+                return _f(z, _w.to(z.dtype), None, *_r, **_k)
+
+            mod = None
+        call = ConvCall(
+            name=name,
+            owner=owner,
+            op=op,
+            functional=not is_module_conv,
+            module=mod,
+            input_shape=in_shape,
+            output_shape=tuple(int(s) for s in out.shape[1:]),
+            weight_shape=tuple(int(s) for s in weight.shape),
+            replay=replay,
+            device=weight.device,
+        )
+        self.seen[key] = call
+        self.found.convs.append(call)
+        return out
+
+
+def discover_convs(model: nn.Module, example: torch.Tensor) -> Discovery:
+    """Every conv of ``model`` in call order: conv modules (by module hooks) and functional ``F.conv*``
+    calls inside any ``forward`` (by a ``torch.overrides.TorchFunctionMode``), one entry per distinct
+    (layer, input shape); also whether anything upsamples (plumbing). Runs one no-grad forward pass in
+    eval mode; the model is left exactly as found."""
+    stack: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    found = Discovery()
+    names = {m: n for n, m in model.named_modules()}
+    handles = []
+
+    def pre(mod: nn.Module, inputs: tuple[Any, ...]) -> None:
+        first = inputs[0] if inputs else None
+        shape = tuple(int(s) for s in first.shape[1:]) if isinstance(first, torch.Tensor) else ()
+        stack.append((names.get(mod, type(mod).__name__), mod, shape))
+
+    def post(mod: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        if stack:
+            stack.pop()
+        first = inputs[0] if inputs else None
+        if (
+            isinstance(first, torch.Tensor)
+            and isinstance(output, torch.Tensor)
+            and first.ndim == output.ndim >= 3
+            and math.prod(output.shape[2:]) > math.prod(first.shape[2:])
+        ):
+            found.upsamples = True
+
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(pre))
+        handles.append(m.register_forward_hook(post))
+    try:
+        with evaluation_mode(model), torch.no_grad(), _ConvSpy(stack, found):
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return found
+
+
+# --------------------------------------------------------------------------------------------- exact operator
+def _linear_part(call: ConvCall) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The layer's linear part in float64 on a private copy (bias zeroed; the user's module is untouched)."""
+    if call.functional:
+        assert call.replay is not None
+        return call.replay
+    assert call.module is not None
+    twin = copy.deepcopy(call.module).to(torch.float64)
+    with torch.no_grad():
+        bias = getattr(twin, "bias", None)
+        if isinstance(bias, torch.Tensor):
+            bias.zero_()
+    twin.eval()
+    return twin
+
+
+def exact_operator_norm(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    input_shape: Sequence[int],
+    device: torch.device | str = "cpu",
+    tol: float = 1e-13,
+    maxiter: int = 2000,
+) -> float:
+    """True operator norm ``‖A‖₂ = sqrt(λ_max(AᵀA))`` of a **linear** map ``forward`` on inputs of shape
+    ``input_shape`` (no batch axis): Lanczos (ARPACK ``eigsh``) on ``AᵀA``, with ``Av = forward(v)`` and
+    ``Aᵀu`` by autograd (``torch.autograd.grad`` of ``⟨forward(x), u⟩``), in float64. This is the exact
+    operator of the layer (its real padding, stride and crop), not a model of it."""
+    shape = (1, *(int(s) for s in input_shape))
+    n = math.prod(shape)
+    dev = torch.device(device)
+
+    def gram(v: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)).reshape(shape).to(dev).requires_grad_(True)
+        with torch.enable_grad():
+            y = forward(x)
+            (g,) = torch.autograd.grad(y, x, grad_outputs=y.detach())  # Aᵀ(Av)
+        return g.detach().reshape(-1).cpu().numpy()
+
+    if n == 1:
+        return float(math.sqrt(max(gram(np.ones(1))[0], 0.0)))
+    op = sla.LinearOperator((n, n), matvec=gram, dtype=np.float64)
+    v0 = np.random.default_rng(0).standard_normal(n)  # fixed start: same numbers every run
+    lam = sla.eigsh(op, k=1, which="LA", tol=tol, maxiter=maxiter, v0=v0, return_eigenvectors=False)
+    return float(math.sqrt(max(float(lam[0]), 0.0)))
+
+
+def dense_singular_values(
+    forward: Callable[[torch.Tensor], torch.Tensor], input_shape: Sequence[int], device: torch.device | str = "cpu"
+) -> np.ndarray:
+    """All singular values (descending, float64) of the dense operator ``A = [forward(e_1) ... forward(e_n)]``
+    of a linear map on inputs of shape ``input_shape``: the true spectrum for small layers."""
+    shape = tuple(int(s) for s in input_shape)
+    n = math.prod(shape)
+    cols = []
+    with torch.no_grad():
+        for start in range(0, n, 512):
+            eye = torch.zeros(min(512, n - start), n, dtype=torch.float64, device=device)
+            eye[torch.arange(eye.shape[0]), torch.arange(start, start + eye.shape[0])] = 1.0
+            cols.append(forward(eye.reshape(-1, *shape)).reshape(eye.shape[0], -1).cpu())
+    dense = torch.cat(cols).T.numpy()
+    return np.linalg.svd(dense, compute_uv=False)
+
+
+# --------------------------------------------------------------------------------------------- weights
+@dataclass
+class LayerMeasurement:
+    """One weight-table row (JSON-ready ``row``) and its arrays (plumbing)."""
+
+    row: dict[str, Any]
+    singular_values: np.ndarray | None = None
+    dense_singular_values: np.ndarray | None = None
+
+
+def operator_label(module: nn.Module, exact: bool) -> tuple[str, str]:
+    """``(operator, status)`` of a measured 2-D conv row: which operator its per-frequency values describe."""
+    if exact:
+        return "circular: exact", "exact"
+    geom = conv_geometry(module)
+    if geom.transposed:
+        return "transposed conv: circular model (zero insertion then circular conv), approximate", "approximate"
+    if geom.padding != (0, 0) and geom.padding_mode == "zeros":
+        return "zero padding: circulant embedding, upper bound", "upper bound"
+    if geom.padding == (0, 0):
+        return "no padding (valid, cropped): circulant embedding, upper bound", "upper bound"
+    return "circular padding, cropped output: circulant embedding, upper bound", "upper bound"
+
+
+def _base_row(call: ConvCall) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "layer": call.name,
+        "owner": call.owner,
+        "type": type(call.module).__name__ if call.module is not None else f"F.{call.op}",
+        "op": call.op,
+        "functional": call.functional,
+        "calls": call.calls,
+        "input_shape": list(call.input_shape),
+        "output_shape": list(call.output_shape),
+        "weight_shape": list(call.weight_shape),
+        "padding": None,
+        "padding_mode": None,
+        "stride": None,
+        "dilation": None,
+        "groups": None,
+    }
+    m = call.module
+    if isinstance(m, nn.modules.conv._ConvNd):
+        row["padding"] = m.padding if isinstance(m.padding, str) else list(m.padding)
+        row["padding_mode"] = m.padding_mode
+        row["stride"] = list(m.stride)
+        row["dilation"] = list(m.dilation)
+        row["groups"] = int(m.groups)
+    return row
+
+
+def _measure_one(
+    call: ConvCall, exact_norms: bool, dense: bool, strict: bool, kept_threshold: float
+) -> LayerMeasurement:
+    row = _base_row(call)
+    row.update(
+        operator=None,
+        status=None,
+        exact=False,
+        reason=None,
+        note=None,
+        grid=None,
+        values=0,
+        bound_norm=None,
+        operator_norm=None,
+        operator_norm_method=None,
+        true_values=None,
+        weight_kept=None,
+    )
+    sv: np.ndarray | None = None
+    is_2d = call.op in ("conv2d", "conv_transpose2d") and not call.functional and call.module is not None
+    if not is_2d:
+        what = "functional call (no module to read a rule from)" if call.functional else f"{call.op} layer"
+        row.update(operator=f"skipped: no per-frequency rule for a {what}", status="skipped")
+        row["reason"] = row["operator"][len("skipped: ") :]
+    else:
+        assert call.module is not None
+        try:
+            spec = layer_spectrum(
+                call.module, call.input_shape[-2:], name=call.name, output_size=call.output_shape[-2:]
+            )
+        except Exception as exc:
+            if strict:
+                raise
+            reason = _one_line(exc)
+            row.update(operator=f"skipped: {reason}", status="skipped", reason=reason)
+        else:
+            sv = spec.singular_values
+            op_label, status = operator_label(call.module, spec.exact)
+            row.update(
+                operator=op_label,
+                status=status,
+                exact=bool(spec.exact),
+                note=spec.note,
+                grid=list(spec.grid),
+                values=int(sv.size),
+                bound_norm=float(sv.max()) if sv.size else 0.0,
+                weight_kept=int((sv > kept_threshold).sum()),
+            )
+            if spec.exact:
+                row.update(operator_norm=row["bound_norm"], operator_norm_method="per-frequency spectrum (exact)")
+    dense_sv: np.ndarray | None = None
+    if exact_norms and not row["exact"]:
+        try:
+            forward = _linear_part(call)
+            device = call.device
+            n_in, n_out = math.prod(call.input_shape), math.prod(call.output_shape)
+            if dense and n_in <= DENSE_MAX_INPUTS and n_in * n_out <= DENSE_MAX_ENTRIES:
+                dense_sv = dense_singular_values(forward, call.input_shape, device)
+                row["true_values"] = int(min(n_in, n_out))
+            row["operator_norm"] = exact_operator_norm(forward, call.input_shape, device)
+            row["operator_norm_method"] = "Lanczos on AᵀA through the layer's forward and autograd (true operator)"
+        except Exception as exc:
+            if strict:
+                raise
+            row["operator_norm_method"] = f"failed: {_one_line(exc)}"
+    return LayerMeasurement(row, sv, dense_sv)
+
+
+def measure_weights(
+    calls: Sequence[ConvCall],
+    *,
+    exact_norms: bool = True,
+    dense: bool = True,
+    strict: bool = False,
+    kept_threshold: float = 0.5,
+    progress: bool = True,
+) -> list[LayerMeasurement]:
+    """Per-layer weight spectra (conv_bottleneck §1.3, §1.5, §5a via ``layer_spectrum``), each row labelled
+    with the operator it describes, plus the true operator norm (and for small layers the true singular
+    values) wherever the per-frequency values are not exact. A layer that cannot be measured becomes a row
+    ``skipped: <reason>``; ``strict=True`` raises its error instead."""
+    bar = tqdm(calls, desc="weight spectra", unit="layer", disable=not progress, file=sys.stderr, leave=False)
+    return [_measure_one(c, exact_norms, dense, strict, kept_threshold) for c in bar]
+
+
+# --------------------------------------------------------------------------------------------- activations
+def activation_rows(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor],
+    names: Sequence[str],
+    *,
+    batch_size: int,
+    low_fraction: float,
+    eps: float,
+    strict: bool = False,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, np.ndarray]], str | None]:
+    """Activation spectra of the named 2-D conv modules streamed over ``batches`` (conv_bottleneck §5b, C8),
+    and per layer the pooled power map ``P(ω) = Σ_j ς²_{ω,j}``, its energy by radial frequency
+    (decoder_spectra §4 item 7 bins) and ``p_low = Σ_{Ω_low} P / Σ P`` (pooled over images).
+
+    Returns ``(row fields by layer, arrays by layer, error)``; on failure the error names the reason and the
+    dicts are empty (``strict=True`` raises instead)."""
+    if not names:
+        return {}, {}, None
+    try:
+        with evaluation_mode(model):
+            spectra = activation_spectra(model, batches, layers=list(names), batch_size=batch_size)
+    except Exception as exc:
+        if strict:
+            raise
+        return {}, {}, _one_line(exc)
+    fields: dict[str, dict[str, Any]] = {}
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    for layer in spectra.layers:
+        power = (layer.singular_values**2).sum(axis=-1)
+        centres, energy = radial_profile(power)
+        total = float(power.sum())
+        low = float(power[low_frequency_mask(layer.grid, low_fraction)].sum())
+        fields[layer.name] = {
+            "act_grid": list(layer.grid),
+            "act_images": int(layer.num_samples),
+            "act_kept": int(layer.count_at_energy(eps)),
+            "p_low": low / total if total > 0 else None,
+            "parseval_rel_error": float(layer.parseval_rel_error),
+        }
+        arrays[layer.name] = {"act_sv": layer.singular_values, "radial_centres": centres, "radial_energy": energy}
+    return fields, arrays, None
+
+
+def signed_frequency_labels(n: int) -> np.ndarray:
+    """The one signed-frequency convention of every table: ``freqlens.fourier.signed_frequencies`` (FFT order,
+    labels in ``(-n/2, n/2]``, spec README convention 3)."""
+    return signed_frequencies(n)
+
+
+def radial_maximum(values: np.ndarray) -> np.ndarray:
+    """Largest value of an unshifted ``(H, W)`` map per radial-frequency bin (bins of width ``1/min(H, W)``
+    cycles/pixel, as ``radial_profile``; decoder_spectra §4 item 7): which frequencies a layer passes most."""
+    h, w = values.shape
+    idx = np.rint(radial_frequency((h, w)) * min(h, w)).astype(np.int64)
+    out = np.zeros(int(idx.max()) + 1)
+    np.maximum.at(out, idx.reshape(-1), values.reshape(-1))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- CBN, decoder
+def cbn_ranks(
+    weight_spectra: Sequence[np.ndarray],
+    activation_spectra_: Sequence[np.ndarray],
+    *,
+    threshold: float,
+    eps: float,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """CBN rank across depth (conv_bottleneck §5a.3-4 for weights with ``s > threshold``, §5b.4 for
+    activations with ``1 − eps`` of the energy) via ``estimate_cbn_rank``; a part that cannot be estimated
+    says why."""
+    out: dict[str, Any] = {}
+    for key, spectra, kwargs in (
+        ("weights", weight_spectra, {"threshold": threshold}),
+        ("activations", activation_spectra_, {"threshold": None, "eps": eps}),
+    ):
+        if not spectra:
+            out[key] = {"skipped": "no measured layer"}
+            continue
+        try:
+            out[key] = estimate_cbn_rank(list(spectra), **kwargs).as_dict()
+        except Exception as exc:
+            if strict:
+                raise
+            out[key] = {"skipped": _one_line(exc)}
+    return out
+
+
+def decoder_summary(
+    model: nn.Module, batches: Iterable[torch.Tensor], *, batch_size: int, strict: bool = False
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``decoder_report`` (decoder_spectra §2, §4 items 1, 7, 11) of an upsampling model, run in eval mode:
+    ``({"layers": summaries, "images": n}, arrays)`` or ``({"skipped": reason}, {})``."""
+    try:
+        with evaluation_mode(model):
+            rep = decoder_report(model, batches, batch_size=batch_size)
+    except Exception as exc:
+        if strict:
+            raise
+        return {"skipped": _one_line(exc)}, {}
+    return {"layers": rep.summary(), "images": rep.num_images}, rep.to_arrays(prefix="decoder_")

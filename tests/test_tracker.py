@@ -1,0 +1,125 @@
+"""FrequencyTracker: records at the right steps, values against an independent route, resumable run directory,
+config mismatch refused, model left as found, clear error without tensorboard."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from freqlens.report import FrequencyTracker
+from freqlens.report.tracker import load_run
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.Conv2d(3, 3, 3, stride=2, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(3, 2),
+    )
+
+
+def _train(net: nn.Module, tracker: FrequencyTracker, steps: int) -> None:
+    torch.manual_seed(1)
+    x, y = torch.rand(16, 2, 8, 8), torch.randint(0, 2, (16,))
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tracker.step(loss=loss)
+
+
+def test_records_steps_loss_and_dc_singular_values(tmp_path: Path) -> None:
+    net = _net().train()
+    probe = torch.rand(6, 2, 8, 8)
+    with FrequencyTracker(net, probe=probe, every=3, out=tmp_path / "run", frequencies=[(0, 0), (1, 2)]) as tr:
+        _train(net, tr, 7)
+        assert net.training and all(m.training for m in net.modules())  # measurement did not switch modes
+    doc, arrays = load_run(tmp_path / "run")
+    assert [r["step"] for r in doc["records"]] == [0, 3, 6]
+    assert doc["records"][0]["loss"] is None and doc["records"][-1]["loss"] > 0
+    assert np.isnan(arrays["track_loss"][0]) and arrays["track_loss"][-1] == doc["records"][-1]["loss"]
+    assert doc["operators"][0] == "circular: exact"
+    assert doc["operators"][1] == "zero padding: circulant embedding, upper bound"
+    # independent route: a circular conv at ω = 0 multiplies by Σ_xy W[:, :, x, y]; the last record saw
+    # the weights after step 6 (the training loop ran one more step since)
+    assert arrays["track_w0_at"].shape == (3, 2, 2)
+    assert not np.array_equal(arrays["track_w0_at"][0], arrays["track_w0_at"][-1])  # weights moved
+
+
+def test_dc_values_match_the_kernel_sum(tmp_path: Path) -> None:
+    net = _net()
+    tr = FrequencyTracker(net, probe=torch.rand(4, 2, 8, 8), every=1, out=tmp_path / "r", frequencies=[(0, 0)])
+    kernel = net[0].weight.detach().double().sum(dim=(2, 3))
+    expected = np.linalg.svd(kernel.numpy(), compute_uv=False)
+    _, arrays = load_run(tmp_path / "r")
+    np.testing.assert_allclose(arrays["track_w0_at"][0, 0], expected, rtol=1e-10)
+    tr.close()
+
+
+def test_resume_continues_the_run_and_refuses_another_config(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    net = _net()
+    probe = torch.rand(4, 2, 8, 8)
+    tr = FrequencyTracker(net, probe=probe, every=2, out=out)
+    _train(net, tr, 4)
+    again = FrequencyTracker(net, probe=probe, every=2, out=out)
+    assert again.global_step == 4 and len(again.records) == 3
+    _train(net, again, 2)
+    doc, arrays = load_run(out)
+    assert [r["step"] for r in doc["records"]] == [0, 2, 4, 6]
+    assert arrays["track_steps"].tolist() == [0, 2, 4, 6]
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temp files
+    with pytest.raises(ValueError, match="out .* another config"):
+        FrequencyTracker(net, probe=probe, every=5, out=out)
+
+
+def test_model_state_left_as_found(tmp_path: Path) -> None:
+    net = _net().train()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    tr = FrequencyTracker(net, probe=torch.rand(4, 2, 8, 8), every=1, out=tmp_path / "r")
+    tr.record()
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[k]), k  # BatchNorm running stats untouched by the probe
+    assert net.training
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    net = _net()
+    with pytest.raises(ValueError, match="every must be"):
+        FrequencyTracker(net, probe=torch.rand(4, 2, 8, 8), every=0, out=tmp_path / "a")
+    with pytest.raises(ValueError, match="probe must be"):
+        FrequencyTracker(net, probe=torch.rand(2, 8, 8), out=tmp_path / "b")
+    with pytest.raises(ValueError, match="layers \\['x'\\]"):
+        FrequencyTracker(net, probe=torch.rand(4, 2, 8, 8), out=tmp_path / "c", layers=["x"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None, reason="tensorboard is installed")
+def test_tensorboard_missing_names_the_extra(tmp_path: Path) -> None:
+    with pytest.raises(ImportError, match="freqlens\\[tensorboard\\]"):
+        FrequencyTracker(_net(), probe=torch.rand(4, 2, 8, 8), out=tmp_path / "t", tensorboard=True)
+
+
+def test_readme_tracker_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Quick start") : readme.index("## Reproducing figures")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    tracker_block = next(b for b in blocks if "FrequencyTracker" in b)
+    assert len([line for line in tracker_block.splitlines() if line.strip()]) <= 12  # "a 10-line example"
+    monkeypatch.chdir(tmp_path)
+    exec(compile(tracker_block, "README tracker example", "exec"), {})
+    doc, _ = load_run(tmp_path / "runs" / "track")
+    assert [r["step"] for r in doc["records"]] == [0, 10, 20, 30, 40, 50]
