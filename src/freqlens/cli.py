@@ -7,25 +7,15 @@ Thin over :mod:`freqlens.experiments`. Every user error is one line on stderr, n
 from __future__ import annotations
 
 import argparse
-import ast
 import fnmatch
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+
+from .sweeps.cli import key_value, positive_int
 
 __all__ = ["main"]
 
-
-def _parse_override(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise ValueError(f"--set expects KEY=VALUE, got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
-    return key.strip(), value
 
 
 def _select(names: Sequence[str]) -> list[str]:
@@ -65,7 +55,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments.registry import get_experiment
     from .experiments.runner import check_requirements, resolve_data_dir, run_experiment
 
-    overrides = dict(_parse_override(s) for s in args.set or [])
+    overrides = dict(key_value(s) for s in args.set or [])
     names = _select(args.names)
     if overrides and len(names) > 1:
         raise ValueError("--set applies to one experiment at a time; name a single experiment")
@@ -148,16 +138,6 @@ def _seed(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -184,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("names", nargs="+", help="experiment names, glob patterns (e.g. 'pinson-*') or 'all'")
     p_rep.add_argument("--quick", action="store_true", help="small CI-sized settings (alias of --scale quick)")
     p_rep.add_argument("--scale", default=None, help="quick, medium (where offered) or full (the paper's; default)")
-    p_rep.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default 1)")
+    p_rep.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default 1)")
     p_rep.add_argument("--out", default="runs", help="output root; each run goes to OUT/NAME (default: runs)")
     p_rep.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     p_rep.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -202,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_rerun.add_argument("--out", default=None, help="output root: rerun into OUT/NAME (default: into RUN_DIR)")
     p_rerun.add_argument("--device", default=None, help="override the saved device")
     p_rerun.add_argument("--data", default=None, help="override the saved data folder")
-    p_rerun.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default 1)")
+    p_rerun.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default 1)")
     p_rerun.add_argument("--no-progress", action="store_true")
     p_rerun.set_defaults(func=_cmd_rerun)
     from .sweeps.cli import add_sweep_parser

@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 
-def _positive(text: str) -> int:
-    """argparse type: a positive integer (plumbing)."""
+def positive_int(text: str) -> int:
+    """argparse type: a positive integer (plumbing; shared with the top-level command line)."""
     try:
         value = int(text)
     except ValueError:
@@ -19,9 +19,9 @@ def _positive(text: str) -> int:
     return value
 
 
-def _key_value(text: str, flag: str) -> tuple[str, Any]:
-    # sweeps sits below cli in the layering, so it parses KEY=VALUE itself (same rules as `reproduce --set`)
-    """``KEY=VALUE`` with VALUE a Python literal if it parses, else the text (plumbing)."""
+def key_value(text: str, flag: str = "--set") -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE a Python literal if it parses, else the text (plumbing; ``reproduce --set`` and
+    ``sweep --set`` share it, so both read values the same way)."""
     if "=" not in text:
         raise ValueError(f"{flag} expects KEY=VALUE, got {text!r}")
     key, raw = text.split("=", 1)
@@ -44,7 +44,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if key in grid:
             raise ValueError(f"--grid {key} is given twice; list all its values in one --grid")
         grid[key] = values
-    slurm: dict[str, Any] = dict(_key_value(s, "--slurm-param") for s in args.slurm_param or [])
+    slurm: dict[str, Any] = dict(key_value(s, "--slurm-param") for s in args.slurm_param or [])
     if args.slurm_partition:
         slurm["slurm_partition"] = args.slurm_partition
     if args.slurm_time:
@@ -64,7 +64,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         slurm_executor=args.slurm_executor,
         device=args.device,
         data_dir=args.data,
-        overrides=dict(_key_value(s, "--set") for s in args.set or []),
+        overrides=dict(key_value(s, "--set") for s in args.set or []),
         log=lambda message: print(message, flush=True),
     )
     manifest = read_manifest(args.out)
@@ -86,11 +86,11 @@ def add_sweep_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="alias of --scale quick")
     p.add_argument("--out", required=True, help="sweep folder: cells/, sweep.json, sweep.csv, plots")
     p.add_argument("--launcher", choices=("local", "ray", "slurm"), default="local")
-    p.add_argument("--workers", type=_positive, default=None, help="local: processes (default: one per core)")
-    p.add_argument("--threads", type=_positive, default=None, help="torch threads per cell (local: cores/workers)")
+    p.add_argument("--workers", type=positive_int, default=None, help="local: processes (default: one per core)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads per cell (local: cores/workers)")
     p.add_argument("--address", default=None, help="ray: cluster address (default: start a local instance)")
     p.add_argument("--slurm-partition", default=None, help="slurm: partition")
-    p.add_argument("--slurm-time", type=_positive, default=None, help="slurm: time limit per cell in minutes")
+    p.add_argument("--slurm-time", type=positive_int, default=None, help="slurm: time limit per cell in minutes")
     p.add_argument("--slurm-param", action="append", metavar="KEY=VALUE", help="slurm: any submitit parameter")
     p.add_argument(
         "--slurm-executor", choices=("slurm", "local"), default="slurm", help="local: submitit's local executor"
