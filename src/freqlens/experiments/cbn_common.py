@@ -14,8 +14,7 @@ Not an experiment itself (it registers nothing). Conventions for every ``cbn-*``
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ from ..spectral.activations import activation_spectra
 from ..spectral.weights import weight_spectra
 from ..training.loop import EpochSampler, train
 from .registry import RunContext
+from .runner import cpu_threads
 
 __all__ = [
     "CBNConfig",
@@ -132,19 +132,6 @@ def regression_loss(model: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor) 
 def classification_loss(model: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy."""
     return F.cross_entropy(model(xb), yb)
-
-
-@contextlib.contextmanager
-def cpu_threads(count: int) -> Iterator[None]:
-    """Temporarily set torch's intra-op threads (``count <= 0`` leaves the default). Small models on a shared
-    CPU run much faster on one thread (no OpenMP spin-waiting)."""
-    before = torch.get_num_threads()
-    if count > 0:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_in_phases(

@@ -232,10 +232,16 @@ def finished_fingerprint(run_path: str | Path) -> str | None:
 
 
 @contextmanager
-def pinned_threads(device: torch.device, threads: int) -> Iterator[None]:
-    """Torch's intra-op CPU threads set to ``threads`` for the body, restored after (plumbing)."""
+def cpu_threads(count: int) -> Iterator[None]:
+    """Torch's intra-op CPU threads set to ``count`` for the body (``count <= 0`` leaves them), restored after.
+
+    The one thread pin of freqlens (plumbing): the runner wraps every run in it, and experiments that pin a
+    stage of their own use it too. Small models on a shared CPU run much faster on one thread (no OpenMP
+    spin-waiting, no oversubscription); CUDA runs are pinned as well, for their data preparation and analysis.
+    """
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)  # also on CUDA runs: their data preparation and analysis run on the CPU
+    if count > 0:
+        torch.set_num_threads(count)
     try:
         yield
     finally:
@@ -329,7 +335,7 @@ def run_experiment(
             scale=plan.scale,
         )
         t0 = time.perf_counter()
-        with pinned_threads(plan.device, n_threads):
+        with cpu_threads(n_threads):
             torch.manual_seed(plan.seed)
             try:
                 result = exp.run(ctx, config)
