@@ -463,3 +463,36 @@ def test_fingerprint_covers_the_data_read_but_not_where_it_lies(
     assert plan_run(toy, data_dir=changed).fingerprint != fp
     with pytest.raises(ValueError, match="needs the cifar10 dataset"):
         plan_run(toy)
+
+
+@pytest.mark.parametrize(
+    "tree",
+    [
+        {"a": np.arange(3)},
+        {"white": {"default": {"K1": {"p_low": np.ones(2)}, "K3": {"p_low": np.zeros(2)}}}, "grid": np.eye(2)},
+        {"x_y": {"z1": 1.5}},
+    ],
+)
+def test_result_tree_flattens_to_identifier_names_and_back(tree, tmp_path):
+    from freqlens.io import RunDirectory, flatten_tree, unflatten_tree
+
+    flat = flatten_tree(tree)
+    assert all(name.isidentifier() for name in flat)
+    rd = RunDirectory(tmp_path / "run").create()
+    rd.write_data(flat)
+    back = unflatten_tree(rd.read_data())
+
+    def same(a, b):
+        if isinstance(a, dict):
+            return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        return np.array_equal(np.asarray(a), b)
+
+    assert same(tree, back)
+
+
+@pytest.mark.parametrize("bad", ["", "a__b", "_a", "a_", 3])
+def test_result_tree_refuses_ambiguous_level_names(bad):
+    from freqlens.io import flatten_tree
+
+    with pytest.raises(ValueError, match="result level names"):
+        flatten_tree({"ok": {bad: np.zeros(1)}})

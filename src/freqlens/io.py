@@ -33,9 +33,11 @@ __all__ = [
     "clean_temp_files",
     "config_hash",
     "file_identity",
+    "flatten_tree",
     "read_json",
     "read_npz",
     "to_jsonable",
+    "unflatten_tree",
     "write_json",
     "write_npz",
 ]
@@ -131,6 +133,49 @@ def write_npz(path: str | Path, arrays: Mapping[str, Any], compressed: bool = Tr
     else:
         np.savez(buf, **payload)  # type: ignore[arg-type]
     return atomic_write_bytes(path, buf.getvalue())
+
+
+#: Separator of the levels of a nested result in its flat ``data.npz`` names: ``{"white": {"K1": a}}`` is stored as
+#: ``white__K1``. A double underscore keeps every name an identifier and never occurs inside a level's own name.
+TREE_SEPARATOR = "__"
+
+
+def flatten_tree(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten a nested result (mappings of mappings of arrays) into ``data.npz`` names (plumbing).
+
+    Level names are joined with :data:`TREE_SEPARATOR`; a leaf is anything that is not a mapping. A level name that
+    is empty, is not a string or contains the separator is refused, so that :func:`unflatten_tree` inverts this
+    exactly. A flat mapping is returned unchanged.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if not isinstance(key, str) or not key or TREE_SEPARATOR in key or key.startswith("_") or key.endswith("_"):
+            raise ValueError(
+                f"result level names must be non-empty strings without {TREE_SEPARATOR!r} and without a leading or "
+                f"trailing underscore, got {key!r}"
+            )
+        name = f"{prefix}{TREE_SEPARATOR}{key}" if prefix else key
+        if isinstance(value, Mapping):
+            flat.update(flatten_tree(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def unflatten_tree(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """The nested result of :func:`flatten_tree` back from its flat names (plumbing; flat names stay flat)."""
+    tree: dict[str, Any] = {}
+    for name, value in flat.items():
+        *levels, leaf = name.split(TREE_SEPARATOR)
+        node = tree
+        for level in levels:
+            node = node.setdefault(level, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"data name {name!r} nests below a leaf array")
+        if leaf in node:
+            raise ValueError(f"data name {name!r} is both a leaf and a level")
+        node[leaf] = value
+    return tree
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:

@@ -38,9 +38,10 @@ I = TypeVar("I")
 
 @dataclass
 class ExperimentResult:
-    """What an experiment returns: ``data`` (every plotted array, by name) and ``summary`` (headline numbers)."""
+    """What an experiment returns: ``data`` (every plotted array, by name; nested mappings are records that
+    :func:`freqlens.io.flatten_tree` stores as ``level__level__name``) and ``summary`` (headline numbers)."""
 
-    data: dict[str, np.ndarray]
+    data: Mapping[str, Any]
     summary: dict[str, Any]
 
 

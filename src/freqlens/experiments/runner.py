@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..datasets.readers import dataset_files, locate_dataset
-from ..io import RunDirectory, clean_temp_files, config_hash, file_identity, to_jsonable
+from ..io import RunDirectory, clean_temp_files, config_hash, file_identity, flatten_tree, to_jsonable, unflatten_tree
 from ..plots import paper_style, save_figure
 from ..training.linear_trainer import LinearTrainingDiverged
 from ..training.loop import TrainingDiverged
@@ -355,9 +355,10 @@ def run_experiment(
             staged = run_dir.stages_dir(plan.fingerprint) / "result"
             shutil.rmtree(staged, ignore_errors=True)
             staged.mkdir(parents=True)
-            RunDirectory(staged).write_data(result.data)
+            flat = flatten_tree(result.data)
+            RunDirectory(staged).write_data(flat)
             RunDirectory(staged).write_summary(summary)
-            _plot_into(exp, staged, result.data, config, summary)
+            _plot_into(exp, staged, flat, config, summary)
         record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         record["runtime_s"] = round(time.perf_counter() - t0, 3)
         run_dir.publish(staged, record)
@@ -368,10 +369,12 @@ def run_experiment(
 def _plot_into(
     exp: Experiment, folder: Path, data: Mapping[str, np.ndarray], config: Any, summary: Mapping[str, Any]
 ) -> list[Path]:
-    """Draw the experiment's figures from saved data in the paper style, write them as PNG/PDF (plumbing)."""
+    """Draw the experiment's figures from saved data in the paper style, write them as PNG/PDF (plumbing).
+
+    ``plot`` gets the nested result back (:func:`freqlens.io.unflatten_tree`), in a run and in a replot alike."""
     written: list[Path] = []
     with paper_style():
-        figures = exp.plot(data, config, summary)
+        figures = exp.plot(unflatten_tree(data), config, summary)
         for stem, fig in figures.items():
             written += save_figure(fig, folder / stem)
     return written
@@ -456,4 +459,3 @@ def rerun(
         run_path=None if out is not None else run_dir.path,
         threads=threads,
     )
-
