@@ -35,6 +35,7 @@ from freqlens.analysis.frequency_use import (
 from freqlens.experiments import all_experiments, get_experiment
 from freqlens.experiments.runner import run_experiment
 from freqlens.fourier import dft_matrix, signed_frequencies
+from freqlens.hooks import evaluation_mode
 from freqlens.io import read_npz
 
 N = 8  # image side of the small exactness problems
@@ -131,6 +132,18 @@ def test_heatmap_does_not_depend_on_images_per_pass_and_is_deterministic() -> No
     assert a.baseline == c.baseline
 
 
+def test_heatmap_layout_does_not_change_the_map() -> None:
+    torch.manual_seed(7)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 16, 4)
+    ).double()
+    x, y = _labelled()
+    a = fourier_heatmap(model, (x, y), eps=3.0, metric="loss", batch_size=10, progress=False)
+    b = fourier_heatmap(model, (x, y), eps=3.0, metric="loss", batch_size=10, channels_last=False, progress=False)
+    np.testing.assert_allclose(a.values, b.values, rtol=0, atol=1e-12)
+    assert a.baseline == pytest.approx(b.baseline, abs=1e-12)
+
+
 @pytest.mark.parametrize("signs", ["independent", "shared"])
 def test_low_pass_model_has_zero_heatmap_effect_outside_the_band(signs: str) -> None:
     model = LowPassClassifier()
@@ -198,6 +211,53 @@ def test_sensitivity_matches_a_per_sample_autograd_loop() -> None:
         (g,) = torch.autograd.grad(nn.functional.cross_entropy(model(xi), y[i : i + 1]), xi)
         acc += np.abs(np.fft.fft2(g[0].numpy(), norm="ortho"))
     np.testing.assert_allclose(got.sensitivity, np.fft.fftshift(acc / 9, axes=(-2, -1)), rtol=0, atol=1e-12)
+
+
+class BatchMeanCoupled(nn.Module):
+    """Logits that depend on the other samples of the batch (a batch mean): the summed-loss route is wrong here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(4 * N * N, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(x)
+        return out + 0.5 * out.mean(dim=0, keepdim=True)
+
+
+def _alone_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Each sample's gradient with the sample evaluated alone (batch of one), then |orthonormal fft2|."""
+    acc = np.zeros(x.shape[1:])
+    for i in range(x.shape[0]):
+        xi = x[i : i + 1].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(nn.functional.cross_entropy(model(xi), y[i : i + 1]), xi)
+        acc += np.abs(np.fft.fft2(g[0].numpy(), norm="ortho"))
+    return np.fft.fftshift(acc / x.shape[0], axes=(-2, -1))
+
+
+def test_batch_coupling_probe_and_fallback_to_samples_alone() -> None:
+    from freqlens.analysis.frequency_use import _batch_coupled, _gradient_route
+
+    torch.manual_seed(6)
+    x, y = _labelled(n_images=7)
+    coupled = BatchMeanCoupled().double()
+    forward, losses, _ = _gradient_route(coupled, nn.functional.cross_entropy)
+    assert _batch_coupled(forward, losses, x, y)
+    independent = Mixed().double()  # BatchNorm: coupled in train mode, independent in eval mode
+    forward, losses, _ = _gradient_route(independent, nn.functional.cross_entropy)
+    with evaluation_mode(independent):
+        assert not _batch_coupled(forward, losses, x, y)
+    got = input_frequency_sensitivity(coupled, (x, y), batch_size=4, progress=False)
+    np.testing.assert_allclose(got.sensitivity, _alone_loop(coupled, x, y), rtol=0, atol=1e-12)
+
+
+@given(st.integers(1, 4), st.integers(1, 7), st.integers(1, 7))
+def test_half_plane_maps_fill_the_full_grid_by_conjugate_symmetry(c: int, h: int, w: int) -> None:
+    from freqlens.analysis.frequency_use import _full_from_half_plane, _half_plane_power
+
+    x = torch.randn(c, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(h * 8 + w))
+    full = _full_from_half_plane(_half_plane_power(x).numpy(), w)
+    np.testing.assert_allclose(full, np.abs(np.fft.fft2(x.numpy(), norm="ortho")) ** 2, rtol=1e-12, atol=1e-14)
 
 
 # ------------------------------------------------------------------------------------------ energy profile

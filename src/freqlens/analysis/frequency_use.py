@@ -39,7 +39,7 @@ from .._validation import (
     check_real_floating,
     describe,
 )
-from ..fourier import conjugate_index, signed_frequencies, unitary_fft2
+from ..fourier import conjugate_index, signed_frequencies
 from ..hooks import evaluation_mode
 from ..io import read_json, read_npz, write_json, write_npz
 
@@ -354,6 +354,83 @@ def _per_sample_metric(out: torch.Tensor, y: torch.Tensor, metric: str) -> torch
     return F.cross_entropy(out, y, reduction="none").to(torch.float64)
 
 
+def _heatmap_setup(
+    shape: tuple[int, int], dtype: torch.dtype, device: torch.device
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """Representatives ``m <= m̄`` (vec-2D order), their conjugates and the real basis images ``(R, H, W)``."""
+    h, w = shape
+    reps, conj = _heatmap_representatives(h, w)
+    basis = fourier_basis((h, w), np.stack(np.divmod(reps, w), axis=1), dtype=dtype, device=device)
+    return reps, conj, basis
+
+
+def _perturbed_batch(
+    xb: torch.Tensor, basis: torch.Tensor, scaled_sign: torch.Tensor, memory_format: torch.memory_format
+) -> torch.Tensor:
+    """``x_n + (eps r_{f,n,c}) U_f`` for ``f`` basis images at once, as ``(f B, C, H, W)`` in ``memory_format``.
+
+    Written by one ``addcmul`` straight into the output layout (no intermediate ``(f, B, C, H, W)`` copies);
+    channels-last makes the max-pool and conv kernels of CPU CNNs several times faster (measured)."""
+    f = basis.shape[0]
+    b, c, h, w = xb.shape
+    out = torch.empty((f * b, c, h, w), dtype=xb.dtype, device=xb.device, memory_format=memory_format)
+    torch.addcmul(xb[None], scaled_sign[:, :, :, None, None], basis[:, None, None], out=out.unflatten(0, (f, b)))
+    return out
+
+
+def _heatmap_batch_sums(
+    model: nn.Module,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    basis: torch.Tensor,
+    sign_draw: torch.Tensor,
+    options: tuple[float, str, int, torch.memory_format],
+    bar: Any,
+) -> tuple[float, torch.Tensor]:
+    """One data batch: the unperturbed ``Σ_n metric(f(x_n), y_n)`` and, for every basis image ``f``,
+    ``Σ_n metric(f(x_n + eps r U_f), y_n)`` as ``(R,)`` float64, ``images_per_pass // B`` basis images per
+    forward pass; ``sign_draw`` holds 0/1 draws ``(R, B, C or 1)``, ``options`` is ``(eps, metric,
+    images_per_pass, memory_format)`` (plumbing)."""
+    eps, metric, images_per_pass, memory_format = options
+    scaled_sign = (eps * (2 * sign_draw - 1)).to(device=xb.device, dtype=xb.dtype)
+    b = xb.shape[0]
+    per_pass = max(1, images_per_pass // b)
+    baseline = float(_per_sample_metric(model(xb.contiguous(memory_format=memory_format)), yb, metric).sum())
+    sums = torch.zeros(basis.shape[0], dtype=torch.float64, device=xb.device)
+    labels = yb.repeat(per_pass)
+    for start in range(0, basis.shape[0], per_pass):
+        stop = min(start + per_pass, basis.shape[0])
+        xp = _perturbed_batch(xb, basis[start:stop], scaled_sign[start:stop], memory_format)
+        vals = _per_sample_metric(model(xp), labels[: (stop - start) * b], metric)
+        sums[start:stop] = vals.reshape(stop - start, b).sum(dim=1)
+        bar.update(1)
+    return baseline, sums
+
+
+def _heatmap_passes(representatives: int, images_per_pass: int, batch_size: int, total: int | None) -> int | None:
+    """Forward passes the progress bar will count (``None`` when the number of images is unknown)."""
+    if total is None:
+        return None
+    return math.ceil(representatives / max(1, images_per_pass // batch_size)) * math.ceil(total / batch_size)
+
+
+def _check_heatmap_args(eps: float, metric: str, signs: str, images_per_pass: int | None) -> None:
+    if images_per_pass is not None:
+        check_positive_int("images_per_pass", images_per_pass)
+    if isinstance(eps, bool) or not isinstance(eps, int | float) or not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps must be a finite number > 0 (the L2 norm of the perturbation), got {eps!r}")
+    check_choice("metric", metric, ("error", "loss"))
+    check_choice("signs", signs, ("independent", "shared"))
+
+
+def _mirrored_map(mean: np.ndarray, reps: np.ndarray, conj: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Spread the representatives' values onto both members of each pair ``{ω, -ω}``; fftshift layout."""
+    flat = np.zeros(shape[0] * shape[1])
+    flat[reps] = mean
+    flat[conj] = mean
+    return np.fft.fftshift(flat.reshape(shape))
+
+
 def fourier_heatmap(
     model: nn.Module,
     data: Any,
@@ -367,6 +444,7 @@ def fourier_heatmap(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
+    channels_last: bool = True,
 ) -> FourierHeatmap:
     """Fourier heat map of a classifier (Yin et al. 2019, "A Fourier perspective on model robustness", §3).
 
@@ -374,87 +452,45 @@ def fourier_heatmap(
     ``U_{k,l}`` the unit-norm real basis image of :func:`fourier_basis` and ``r_n`` a random sign per image:
     ``signs="independent"`` draws one sign per image **and channel** (Yin et al. perturb each colour channel
     independently), ``"shared"`` one sign per image for all channels. ``metric="error"`` is the top-1 error,
-    ``"loss"`` the mean cross-entropy. Images are not clipped to a valid pixel range.
-
-    Speed: ``U_ω = U_{-ω}``, so only one frequency of each conjugate pair is evaluated and the map is
-    mirrored; many basis perturbations share one forward pass (up to ``images_per_pass`` images; default 256
-    on CPU, where larger batches were measured slower, 8192 on other devices). Signs are
-    drawn per data batch as ``(representatives, B, C or 1)`` from ``torch.Generator().manual_seed(seed)``
-    (representatives in vec-2D order ``m = k W + l``, ``m <= m̄``), so results do not depend on
-    ``images_per_pass``. ``data``: ``(x, y)`` tensors, a Dataset or a DataLoader (:func:`labelled_batches`),
-    moved batch by batch to the model's device. The model is left exactly as found (eval mode inside).
+    ``"loss"`` the mean cross-entropy. Images are not clipped to a valid pixel range. Speed (all exact):
+    ``U_ω = U_{-ω}``, so one frequency of each conjugate pair is evaluated and mirrored; many basis
+    perturbations share one forward pass (up to ``images_per_pass`` images; default 256 on CPU, 8192 on other
+    devices), written by one ``addcmul`` in channels-last layout (CPU max-pool and conv kernels are faster
+    there; ``channels_last=False`` keeps the contiguous layout); the unperturbed logits are computed once per
+    batch (``baseline``). Signs are drawn per data batch as ``(representatives, B, C or 1)`` from
+    ``torch.Generator().manual_seed(seed)`` (representatives in vec-2D order ``m = k W + l``, ``m <= m̄``), so
+    results do not depend on ``images_per_pass``. ``data``: ``(x, y)`` tensors, a Dataset or a DataLoader
+    (:func:`labelled_batches`), streamed to the model's device. The model is left exactly as found.
     Returns a :class:`FourierHeatmap` in the fftshift layout.
     """
     _check_common(model, batch_size, max_images)
-    if images_per_pass is not None:
-        check_positive_int("images_per_pass", images_per_pass)
-    if isinstance(eps, bool) or not isinstance(eps, int | float) or not math.isfinite(eps) or eps <= 0:
-        raise ValueError(f"eps must be a finite number > 0 (the L2 norm of the perturbation), got {eps!r}")
-    check_choice("metric", metric, ("error", "loss"))
-    check_choice("signs", signs, ("independent", "shared"))
+    _check_heatmap_args(eps, metric, signs, images_per_pass)
     dev, dtype = _model_device_dtype(model, device)
-    if images_per_pass is None:  # measured: large CPU batches lose cache locality; GPUs want large ones
-        images_per_pass = 256 if dev.type == "cpu" else 8192
+    per_pass_images = images_per_pass or (256 if dev.type == "cpu" else 8192)  # measured, see docstring
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    options, independent = (float(eps), metric, per_pass_images, layout), signs == "independent"
     gen = torch.Generator().manual_seed(int(seed))
-    total = _count(data, max_images)
-    sums: torch.Tensor | None = None
-    base_sum = 0.0
-    count = 0
-    bar = None
-    with evaluation_mode(model), torch.no_grad():
+    reps = conj = np.zeros(0, dtype=np.int64)
+    basis: torch.Tensor | None = None
+    base_sum, count, sums = 0.0, 0, torch.zeros(0, dtype=torch.float64)
+    bar = tqdm(total=None, desc="fourier heat map", unit="pass", disable=not progress, leave=False)
+    with bar, evaluation_mode(model), torch.no_grad():
         for xb, yb in labelled_batches(data, batch_size, max_images):
             assert yb is not None
-            xb = xb.to(device=dev, dtype=dtype)
-            yb = yb.to(device=dev, dtype=torch.int64)
-            b, c, h, w = xb.shape
-            if sums is None:
-                reps, _ = _heatmap_representatives(h, w)
-                freqs = np.stack(np.divmod(reps, w), axis=1)
-                basis = fourier_basis((h, w), freqs, dtype=dtype, device=dev)  # (R, H, W)
+            xb, yb = xb.to(device=dev, dtype=dtype), yb.to(device=dev, dtype=torch.int64)
+            if basis is None:
+                reps, conj, basis = _heatmap_setup((xb.shape[-2], xb.shape[-1]), dtype, dev)
                 sums = torch.zeros(len(reps), dtype=torch.float64, device=dev)
-                per_pass = max(1, images_per_pass // max(b, 1))
-                passes = math.ceil(len(reps) / per_pass)
-                bar = tqdm(
-                    total=None if total is None else passes * math.ceil(total / batch_size),
-                    desc="fourier heat map",
-                    unit="pass",
-                    disable=not progress,
-                    leave=False,
-                )
-            elif (h, w) != basis.shape[-2:]:
-                raise ValueError(f"all images must share one size; got {(h, w)} after {tuple(basis.shape[-2:])}")
-            sign_draw = torch.randint(0, 2, (len(sums), b, c if signs == "independent" else 1), generator=gen)
-            sign = (2 * sign_draw - 1).to(device=dev, dtype=dtype)
-            base_sum += float(_per_sample_metric(model(xb), yb, metric).sum())
-            per_pass = max(1, images_per_pass // b)
-            for start in range(0, len(sums), per_pass):
-                stop = min(start + per_pass, len(sums))
-                pert = eps * sign[start:stop, :, :, None, None] * basis[start:stop, None, None]  # (f, B, C|1, H, W)
-                xp = (xb[None] + pert).reshape(-1, c, h, w)
-                vals = _per_sample_metric(model(xp), yb.repeat(stop - start), metric)
-                sums[start:stop] += vals.reshape(stop - start, b).sum(dim=1)
-                if bar is not None:
-                    bar.update(1)
-            count += b
-    if bar is not None:
-        bar.close()
-    if sums is None or count == 0:
+                bar.total = _heatmap_passes(len(reps), per_pass_images, batch_size, _count(data, max_images))
+            elif xb.shape[-2:] != basis.shape[-2:]:
+                raise ValueError(f"all images must share one size; got {tuple(xb.shape[-2:])} after {basis.shape[-2:]}")
+            draw = torch.randint(0, 2, (len(reps), *xb.shape[:1], xb.shape[1] if independent else 1), generator=gen)
+            batch_base, batch_sums = _heatmap_batch_sums(model, xb, yb, basis, draw, options, bar)
+            base_sum, sums, count = base_sum + batch_base, sums + batch_sums, count + xb.shape[0]
+    if basis is None or count == 0:
         raise ValueError("data yielded no images")
-    h, w = basis.shape[-2:]
-    reps, conj = _heatmap_representatives(h, w)
-    flat = np.zeros(h * w)
-    mean = sums.cpu().numpy() / count
-    flat[reps] = mean
-    flat[conj] = mean
-    return FourierHeatmap(
-        values=np.fft.fftshift(flat.reshape(h, w)),
-        baseline=base_sum / count,
-        eps=float(eps),
-        metric=metric,
-        signs=signs,
-        num_images=count,
-        seed=int(seed),
-    )
+    values = _mirrored_map(sums.cpu().numpy() / count, reps, conj, (basis.shape[-2], basis.shape[-1]))
+    return FourierHeatmap(values, base_sum / count, float(eps), metric, signs, count, int(seed))
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,6 +555,66 @@ def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(out, y)
 
 
+BatchFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _per_sample_losses(loss: LossFn) -> BatchFn:
+    """``(outputs (B, ...), targets (B, ...)) -> (B,)``: ``loss_fn`` on each ``(1, ...)`` pair, vmapped (plumbing)."""
+    return torch.func.vmap(lambda out, t: loss(out.unsqueeze(0), t.unsqueeze(0)))
+
+
+def _summed_loss_gradients(
+    forward: Callable[[torch.Tensor], torch.Tensor], losses: BatchFn, xb: torch.Tensor, yb: torch.Tensor
+) -> torch.Tensor:
+    """``∇_X Σ_n L_n(f(X)_n)``: row ``n`` is ``∇_{x_n} L_n`` exactly when no output depends on another sample
+    (checked by :func:`_batch_coupled`); one forward and one backward pass for the whole batch."""
+    x = xb.detach().clone(memory_format=torch.channels_last).requires_grad_(True)
+    (grads,) = torch.autograd.grad(losses(forward(x), yb).sum(), x)
+    return grads
+
+
+def _batch_coupled(
+    forward: Callable[[torch.Tensor], torch.Tensor], losses: BatchFn, xb: torch.Tensor, yb: torch.Tensor
+) -> bool:
+    """Probe on the first two samples: does ``L_0`` depend on ``x_1``? (``∂L_0/∂x_1`` is exactly zero when the
+    model has no path between samples, e.g. BatchNorm in eval mode; non-zero for batch statistics.)"""
+    x = xb[:2].detach().clone().requires_grad_(True)
+    (grads,) = torch.autograd.grad(losses(forward(x), yb[:2])[0], x)
+    return bool(grads[1].abs().max() > 0)
+
+
+def _half_plane_power(x: torch.Tensor) -> torch.Tensor:
+    """``|rfft2(x, norm="ortho")|²`` in float64, ``(..., H, W//2+1)``; as ``re² + im²`` (torch's complex
+    ``abs`` was measured slower than the FFT itself)."""
+    return torch.view_as_real(torch.fft.rfft2(x.to(torch.float64), norm="ortho")).pow(2).sum(dim=-1)
+
+
+def _full_from_half_plane(half: np.ndarray, w: int) -> np.ndarray:
+    """Maps of ``|x̂|`` (or ``|x̂|²``) of real images from the rfft2 half-plane ``(..., H, W//2+1)`` onto the full
+    grid ``(..., H, W)`` by conjugate symmetry ``|x̂(k, l)| = |x̂(-k, -l)|`` (plumbing)."""
+    h, wr = half.shape[-2:]
+    full = np.empty((*half.shape[:-1], w), dtype=half.dtype)
+    full[..., :wr] = half
+    rows = (-np.arange(h)) % h
+    full[..., wr:] = half[..., rows[:, None], (w - np.arange(wr, w))[None, :]]
+    return full
+
+
+def _gradient_route(model: nn.Module, loss: LossFn) -> tuple[Callable[[torch.Tensor], torch.Tensor], BatchFn, BatchFn]:
+    """The model as a function of its input with detached parameters (so no weight gradients are formed), the
+    vmapped per-sample losses and the per-sample-call route ``vmap(grad(L ∘ f(x[None])))`` (plumbing)."""
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(model, (params, buffers), (x,))
+
+    def sample_loss(x1: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
+        return loss(forward(x1.unsqueeze(0)), y1.unsqueeze(0))
+
+    return forward, _per_sample_losses(loss), torch.func.vmap(torch.func.grad(sample_loss))
+
+
 def input_frequency_sensitivity(
     model: nn.Module,
     data: Any,
@@ -535,51 +631,47 @@ def input_frequency_sensitivity(
     ``x̂ = F_H x F_W`` is the **orthonormal** (unitary) 2-D DFT of each channel (``norm="ortho"``,
     ``freqlens.fourier.unitary_fft2``). For a real loss ``L(x)`` with ``x = F^H x̂`` the gradient with respect to
     the complex coefficient is ``∂L/∂x̂ = F ∇_x L`` (unitarity), so ``S_c(ω) = E_n |unitary_fft2(∇_x L_n)_c(ω)|``.
-    Per-sample gradients come from ``torch.func.vmap(torch.func.grad(...))`` over each batch (one batched
-    backward pass, no per-sample loop). ``loss_fn(outputs (1, ...), targets (1, ...)) -> scalar`` (default:
-    cross-entropy). Labels may be any tensor ``loss_fn`` accepts. Evaluated in eval mode; the model is left
-    exactly as found. Returns maps ``(C, H, W)`` in the fftshift layout (float64 accumulation).
+
+    Per-sample gradients: in eval mode the samples of a batch are independent for ordinary models; then row
+    ``n`` of ``∇_X Σ_n L_n`` is ``∇_{x_n} L_n`` exactly, so each batch takes one forward and one backward pass
+    of the summed loss (channels-last input, parameters detached). This is checked on a probe
+    (``∂L_0/∂x_1`` of the first batch must be exactly zero); a model that couples samples falls back to
+    ``torch.func.vmap(torch.func.grad(...))`` with each sample evaluated alone. The FFT is one batched
+    ``rfft2`` (real gradients: ``|ĝ(-ω)| = |ĝ(ω)|`` fills the other half). ``loss_fn(outputs (1, ...),
+    targets (1, ...)) -> scalar`` (default: cross-entropy), applied per sample by ``vmap``. Labels may be any
+    tensor ``loss_fn`` accepts. The model is left exactly as found. Returns maps ``(C, H, W)`` in the fftshift
+    layout (float64 accumulation).
     """
     _check_common(model, batch_size, max_images)
     if loss_fn is not None and not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable (outputs, targets) -> scalar, got {describe(loss_fn)}")
-    loss = loss_fn if loss_fn is not None else _cross_entropy
     dev, dtype = _model_device_dtype(model, device)
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    buffers = {k: v.detach() for k, v in model.named_buffers()}
-
-    def sample_loss(x1: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
-        out = torch.func.functional_call(model, (params, buffers), (x1.unsqueeze(0),))
-        return loss(out, y1.unsqueeze(0))
-
-    per_sample_grad = torch.func.vmap(torch.func.grad(sample_loss))
-    total = _count(data, max_images)
-    sens: torch.Tensor | None = None
-    power: torch.Tensor | None = None
-    count = 0
-    with evaluation_mode(model):
-        bar = tqdm(total=total, desc="frequency sensitivity", unit="img", disable=not progress, leave=False)
+    forward, losses, per_sample_grad = _gradient_route(model, loss_fn if loss_fn is not None else _cross_entropy)
+    coupled: bool | None = None
+    count, sens, power = 0, torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+    bar = tqdm(
+        total=_count(data, max_images), desc="frequency sensitivity", unit="img", disable=not progress, leave=False
+    )
+    shape: tuple[int, ...] = ()
+    with bar, evaluation_mode(model):
         for xb, yb in labelled_batches(data, batch_size, max_images):
             assert yb is not None
-            xb = xb.to(device=dev, dtype=dtype)
-            yb = yb.to(device=dev)
-            grads = per_sample_grad(xb, yb)
-            g_hat = unitary_fft2(grads.to(torch.float64)).abs().sum(dim=0)
-            x_pow = unitary_fft2(xb.to(torch.float64)).abs().pow(2).sum(dim=0)
-            if sens is None or power is None:
-                sens, power = g_hat, x_pow
-            else:
-                if g_hat.shape != sens.shape:
-                    raise ValueError(f"all images must share one shape; got {tuple(xb.shape[1:])}")
-                sens, power = sens + g_hat, power + x_pow
+            xb, yb = xb.to(device=dev, dtype=dtype), yb.to(device=dev)
+            if coupled is None and xb.shape[0] >= 2:
+                coupled = _batch_coupled(forward, losses, xb, yb)
+            grads = per_sample_grad(xb, yb) if coupled else _summed_loss_gradients(forward, losses, xb, yb)
+            g_abs, x_pow = _half_plane_power(grads).sqrt().sum(dim=0), _half_plane_power(xb).sum(dim=0)
+            if count and tuple(xb.shape[1:]) != shape:
+                raise ValueError(f"all images must share one shape; got {tuple(xb.shape[1:])} after {shape}")
+            shape = tuple(xb.shape[1:])
+            sens, power = (g_abs, x_pow) if not count else (sens + g_abs, power + x_pow)
             count += xb.shape[0]
             bar.update(xb.shape[0])
-        bar.close()
-    if sens is None or power is None or count == 0:
+    if count == 0:
         raise ValueError("data yielded no images")
-    shift = (-2, -1)
+    w = shape[-1]
     return FrequencySensitivity(
-        sensitivity=np.fft.fftshift((sens / count).cpu().numpy(), axes=shift),
-        power=np.fft.fftshift((power / count).cpu().numpy(), axes=shift),
+        sensitivity=np.fft.fftshift(_full_from_half_plane((sens / count).cpu().numpy(), w), axes=(-2, -1)),
+        power=np.fft.fftshift(_full_from_half_plane((power / count).cpu().numpy(), w), axes=(-2, -1)),
         num_images=count,
     )
