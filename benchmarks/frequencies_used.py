@@ -12,19 +12,27 @@ timing does not depend on training) and real CIFAR-10 test images, in one proces
   the log-parameters of the same relative least-squares objective, on a profile planted from the real CIFAR-10
   patch eigenvalues with 5 % multiplicative noise.
 
-Prints medians, the ratio per route and ``os.getloadavg()``. Run: python benchmarks/frequencies_used.py
+Each route and its reference are called alternately (``--repeats`` times each, default 3) so both see the
+same machine load; prints the median of each, the ratio per route and ``os.getloadavg()`` before and after.
+The heat map is also timed with ``channels_last=False`` (conjugate symmetry and batching alone), to show what
+the memory layout adds. Run: python benchmarks/frequencies_used.py [--quick] [--repeats N]
+(``--quick``: 8 heat-map images, 64 sensitivity images, 2 000 brute-force steps; a smoke test, not the table).
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import statistics
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from _common import require_data, timed
+from _common import load_line, require_data
 from freqlens.analysis.first_layer_energy import (
     first_layer_energy_profile,
     fit_energy_profile,
@@ -34,9 +42,25 @@ from freqlens.analysis.frequency_use import fourier_basis, fourier_heatmap, inpu
 from freqlens.datasets import load_cifar10
 from freqlens.experiments.uses_common import small_cifar_cnn
 
-HEATMAP_IMAGES = 32
-SENSITIVITY_IMAGES = 256
-FIT_STEPS = 20_000
+FULL = {"heatmap_images": 32, "sensitivity_images": 256, "fit_steps": 20_000}
+QUICK = {"heatmap_images": 8, "sensitivity_images": 64, "fit_steps": 2_000}
+
+
+def alternating(fast: Callable[[], Any], slow: Callable[[], Any], repeats: int) -> tuple[float, float, Any, Any]:
+    """Median wall time of ``fast`` and of ``slow`` over ``repeats`` calls each, called alternately; last results."""
+    fast_t: list[float] = []
+    slow_t: list[float] = []
+    fast_r = slow_r = None
+    for _ in range(repeats):
+        for fn, times in ((fast, fast_t), (slow, slow_t)):
+            t0 = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t0)
+            if fn is fast:
+                fast_r = out
+            else:
+                slow_r = out
+    return statistics.median(fast_t), statistics.median(slow_t), fast_r, slow_r
 
 
 def heatmap_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> np.ndarray:
@@ -64,8 +88,8 @@ def sensitivity_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -
     return np.fft.fftshift((acc / x.shape[0]).numpy(), axes=(-2, -1))
 
 
-def brute_force_fit(lam: np.ndarray, energy: np.ndarray, steps: int = FIT_STEPS) -> tuple[float, float, float, float]:
-    """20 000 Adam steps on (log α, log β, log τ) of Σ (E_pred/E - 1)²; returns α, β, τ, relative RMS."""
+def brute_force_fit(lam: np.ndarray, energy: np.ndarray, steps: int) -> tuple[float, float, float, float]:
+    """``steps`` (20 000) Adam steps on (log α, log β, log τ) of Σ (E_pred/E - 1)²; returns α, β, τ, relative RMS."""
     lam_t = torch.from_numpy(lam)
     e_t = torch.from_numpy(energy)
     theta = torch.tensor([np.log(energy.mean()), np.log(energy.mean()), np.log(1.0 / lam.mean())], requires_grad=True)
@@ -83,42 +107,59 @@ def brute_force_fit(lam: np.ndarray, energy: np.ndarray, steps: int = FIT_STEPS)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small problem sizes (smoke test)")
+    parser.add_argument("--repeats", type=int, default=3, help="calls of each route (median reported; >= 3)")
+    args = parser.parse_args()
+    if args.repeats < 3:
+        parser.error(f"--repeats must be >= 3 (medians of at least 3 calls), got {args.repeats}")
+    size = QUICK if args.quick else FULL
     root = require_data("cifar10")
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {'quick' if args.quick else 'full'} mode")
+    print(load_line("before"))
     x_all, y_all = load_cifar10(root / "cifar10", "test")
-    x, y = x_all[:SENSITIVITY_IMAGES], y_all[:SENSITIVITY_IMAGES]
+    n_h, n_s = size["heatmap_images"], size["sensitivity_images"]
+    x, y = x_all[:n_s], y_all[:n_s]
     model = small_cifar_cnn(16, 5, 10, seed=0, mean=x.mean(dim=(0, 2, 3)), std=x.std(dim=(0, 2, 3))).eval()
     rows = []
 
-    xh, yh = x[:HEATMAP_IMAGES], y[:HEATMAP_IMAGES]
-    fast_s, hm = timed(
-        lambda: fourier_heatmap(model, (xh, yh), eps=4.0, batch_size=HEATMAP_IMAGES, progress=False), repeats=3
-    )
-    slow_s, ref = timed(lambda: heatmap_loop(model, xh, yh, 4.0), repeats=3)
-    diff = float(np.abs(hm.values - ref).max())
-    rows.append(("fourier_heatmap", f"{HEATMAP_IMAGES} images x 1024 freq", fast_s, slow_s, f"max |diff| {diff:.3g}"))
+    xh, yh = x[:n_h], y[:n_h]
+    for label, layout in (("fourier_heatmap", True), ("  same, channels_last=False", False)):
+        fast_s, slow_s, hm, ref = alternating(
+            lambda cl=layout: fourier_heatmap(
+                model, (xh, yh), eps=4.0, batch_size=n_h, channels_last=cl, progress=False
+            ),
+            lambda: heatmap_loop(model, xh, yh, 4.0),
+            args.repeats,
+        )
+        diff = float(np.abs(hm.values - ref).max())
+        rows.append((label, f"{n_h} images x 1024 freq", fast_s, slow_s, f"max |diff| {diff:.3g}"))
 
-    fast_s, sens = timed(lambda: input_frequency_sensitivity(model, (x, y), batch_size=128, progress=False), repeats=3)
-    slow_s, ref_s = timed(lambda: sensitivity_loop(model, x, y), repeats=3)
-    rel = float(np.abs(sens.sensitivity - ref_s).max() / np.abs(ref_s).max())
-    rows.append(
-        ("input_frequency_sensitivity", f"{SENSITIVITY_IMAGES} images", fast_s, slow_s, f"max rel diff {rel:.2g}")
+    fast_s, slow_s, sens, ref_s = alternating(
+        lambda: input_frequency_sensitivity(model, (x, y), batch_size=128, progress=False),
+        lambda: sensitivity_loop(model, x, y),
+        args.repeats,
     )
+    rel = float(np.abs(sens.sensitivity - ref_s).max() / np.abs(ref_s).max())
+    rows.append(("input_frequency_sensitivity", f"{n_s} images", fast_s, slow_s, f"max rel diff {rel:.2g}"))
 
     prof = first_layer_energy_profile(model, x[:64], fit=False, progress=False)
     lam = prof.eigenvalues
     planted = linear_energy_prediction(lam, 1e-2, 3e-3, 0.5 / float(np.median(lam)))
     noisy = planted * np.exp(0.05 * np.random.default_rng(0).standard_normal(lam.size))
-    fast_s, fit = timed(lambda: fit_energy_profile(lam, noisy), repeats=5)
-    slow_s, brute = timed(lambda: brute_force_fit(lam, noisy), repeats=3)
-    note = f"rel RMS {fit.relative_rms:.4f} vs brute force {brute[3]:.4f}"
+    steps = size["fit_steps"]
+    fast_s, slow_s, fit, brute = alternating(
+        lambda: fit_energy_profile(lam, noisy), lambda: brute_force_fit(lam, noisy, steps), args.repeats
+    )
+    note = f"rel RMS {fit.relative_rms:.4f} vs brute force ({steps} steps) {brute[3]:.4f}"
     rows.append(("fit_energy_profile", f"{lam.size} PCA components", fast_s, slow_s, note))
 
+    print(f"medians of {args.repeats} alternating calls each")
     print(f"{'route':30s} {'problem':26s} {'freqlens s':>11s} {'reference s':>12s} {'ratio':>7s}  check")
     for name, problem, f_s, s_s, check in rows:
         print(f"{name:30s} {problem:26s} {f_s:11.4f} {s_s:12.4f} {s_s / f_s:7.1f}x  {check}")
-    print(f"load average after: {os.getloadavg()}")
+    print(load_line("after"))
     sys.stdout.flush()
 
 

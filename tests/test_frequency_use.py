@@ -241,10 +241,10 @@ def test_batch_coupling_probe_and_fallback_to_samples_alone() -> None:
     torch.manual_seed(6)
     x, y = _labelled(n_images=7)
     coupled = BatchMeanCoupled().double()
-    forward, losses, _ = _gradient_route(coupled, nn.functional.cross_entropy)
+    forward, losses, _, _ = _gradient_route(coupled, None)
     assert _batch_coupled(forward, losses, x, y)
     independent = Mixed().double()  # BatchNorm: coupled in train mode, independent in eval mode
-    forward, losses, _ = _gradient_route(independent, nn.functional.cross_entropy)
+    forward, losses, _, _ = _gradient_route(independent, None)
     with evaluation_mode(independent):
         assert not _batch_coupled(forward, losses, x, y)
     got = input_frequency_sensitivity(coupled, (x, y), batch_size=4, progress=False)

@@ -365,17 +365,15 @@ def _heatmap_setup(
 
 
 def _perturbed_batch(
-    xb: torch.Tensor, basis: torch.Tensor, scaled_sign: torch.Tensor, memory_format: torch.memory_format
+    xb: torch.Tensor, basis: torch.Tensor, scaled_sign: torch.Tensor, out: torch.Tensor
 ) -> torch.Tensor:
-    """``x_n + (eps r_{f,n,c}) U_f`` for ``f`` basis images at once, as ``(f B, C, H, W)`` in ``memory_format``.
-
-    Written by one ``addcmul`` straight into the output layout (no intermediate ``(f, B, C, H, W)`` copies);
-    channels-last makes the max-pool and conv kernels of CPU CNNs several times faster (measured)."""
-    f = basis.shape[0]
-    b, c, h, w = xb.shape
-    out = torch.empty((f * b, c, h, w), dtype=xb.dtype, device=xb.device, memory_format=memory_format)
-    torch.addcmul(xb[None], scaled_sign[:, :, :, None, None], basis[:, None, None], out=out.unflatten(0, (f, b)))
-    return out
+    """``x_n + (eps r_{f,n,c}) U_f`` for ``f`` basis images at once, written by one ``addcmul`` into the first
+    ``f B`` rows of the reused buffer ``out (≥ f B, C, H, W)`` (its memory layout is kept; no intermediate
+    ``(f, B, C, H, W)`` copies, no fresh allocation per pass); returns those rows."""
+    rows = out[: basis.shape[0] * xb.shape[0]]
+    target = rows.unflatten(0, (basis.shape[0], xb.shape[0]))
+    torch.addcmul(xb[None], scaled_sign[:, :, :, None, None], basis[:, None, None], out=target)
+    return rows
 
 
 def _heatmap_batch_sums(
@@ -398,9 +396,10 @@ def _heatmap_batch_sums(
     baseline = float(_per_sample_metric(model(xb.contiguous(memory_format=memory_format)), yb, metric).sum())
     sums = torch.zeros(basis.shape[0], dtype=torch.float64, device=xb.device)
     labels = yb.repeat(per_pass)
+    buffer = torch.empty((per_pass * b, *xb.shape[1:]), dtype=xb.dtype, device=xb.device, memory_format=memory_format)
     for start in range(0, basis.shape[0], per_pass):
         stop = min(start + per_pass, basis.shape[0])
-        xp = _perturbed_batch(xb, basis[start:stop], scaled_sign[start:stop], memory_format)
+        xp = _perturbed_batch(xb, basis[start:stop], scaled_sign[start:stop], buffer)
         vals = _per_sample_metric(model(xp), labels[: (stop - start) * b], metric)
         sums[start:stop] = vals.reshape(stop - start, b).sum(dim=1)
         bar.update(1)
@@ -564,12 +563,12 @@ def _per_sample_losses(loss: LossFn) -> BatchFn:
 
 
 def _summed_loss_gradients(
-    forward: Callable[[torch.Tensor], torch.Tensor], losses: BatchFn, xb: torch.Tensor, yb: torch.Tensor
+    forward: Callable[[torch.Tensor], torch.Tensor], summed_loss: BatchFn, xb: torch.Tensor, yb: torch.Tensor
 ) -> torch.Tensor:
     """``∇_X Σ_n L_n(f(X)_n)``: row ``n`` is ``∇_{x_n} L_n`` exactly when no output depends on another sample
     (checked by :func:`_batch_coupled`); one forward and one backward pass for the whole batch."""
     x = xb.detach().clone(memory_format=torch.channels_last).requires_grad_(True)
-    (grads,) = torch.autograd.grad(losses(forward(x), yb).sum(), x)
+    (grads,) = torch.autograd.grad(summed_loss(forward(x), yb), x)
     return grads
 
 
@@ -584,9 +583,12 @@ def _batch_coupled(
 
 
 def _half_plane_power(x: torch.Tensor) -> torch.Tensor:
-    """``|rfft2(x, norm="ortho")|²`` in float64, ``(..., H, W//2+1)``; as ``re² + im²`` (torch's complex
-    ``abs`` was measured slower than the FFT itself)."""
-    return torch.view_as_real(torch.fft.rfft2(x.to(torch.float64), norm="ortho")).pow(2).sum(dim=-1)
+    """``|rfft2(x, norm="ortho")|²`` as float64 ``(..., H, W//2+1)``. The FFT runs in ``x``'s own precision
+    (float32 gradients carry float32 rounding already; float64 stays float64); ``re² + im²`` by one ``addcmul``
+    (torch's complex ``abs`` and a reduction over ``view_as_real`` were measured several times slower)."""
+    spec = torch.fft.rfft2(x, norm="ortho")
+    re, im = spec.real.to(torch.float64), spec.imag.to(torch.float64)
+    return torch.addcmul(re * re, im, im)
 
 
 def _full_from_half_plane(half: np.ndarray, w: int) -> np.ndarray:
@@ -600,11 +602,20 @@ def _full_from_half_plane(half: np.ndarray, w: int) -> np.ndarray:
     return full
 
 
-def _gradient_route(model: nn.Module, loss: LossFn) -> tuple[Callable[[torch.Tensor], torch.Tensor], BatchFn, BatchFn]:
-    """The model as a function of its input with detached parameters (so no weight gradients are formed), the
-    vmapped per-sample losses and the per-sample-call route ``vmap(grad(L ∘ f(x[None])))`` (plumbing)."""
+def _summed_cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(out, y, reduction="sum")
+
+
+def _gradient_route(
+    model: nn.Module, loss_fn: LossFn | None
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], BatchFn, BatchFn, BatchFn]:
+    """The model as a function of its input with detached parameters (so no weight gradients are formed); the
+    vmapped per-sample losses ``(B,)``; their sum (the default cross-entropy summed directly, no ``vmap``);
+    and the per-sample-call route ``vmap(grad(L ∘ f(x[None])))`` (plumbing)."""
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
+    loss = loss_fn if loss_fn is not None else _cross_entropy
+    losses = _per_sample_losses(loss)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(model, (params, buffers), (x,))
@@ -612,7 +623,11 @@ def _gradient_route(model: nn.Module, loss: LossFn) -> tuple[Callable[[torch.Ten
     def sample_loss(x1: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
         return loss(forward(x1.unsqueeze(0)), y1.unsqueeze(0))
 
-    return forward, _per_sample_losses(loss), torch.func.vmap(torch.func.grad(sample_loss))
+    def summed(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return losses(out, y).sum()
+
+    summed_loss = _summed_cross_entropy if loss_fn is None else summed
+    return forward, losses, summed_loss, torch.func.vmap(torch.func.grad(sample_loss))
 
 
 def input_frequency_sensitivity(
@@ -646,7 +661,7 @@ def input_frequency_sensitivity(
     if loss_fn is not None and not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable (outputs, targets) -> scalar, got {describe(loss_fn)}")
     dev, dtype = _model_device_dtype(model, device)
-    forward, losses, per_sample_grad = _gradient_route(model, loss_fn if loss_fn is not None else _cross_entropy)
+    forward, losses, summed, per_sample_grad = _gradient_route(model, loss_fn)
     coupled: bool | None = None
     count, sens, power = 0, torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
     bar = tqdm(
@@ -659,7 +674,7 @@ def input_frequency_sensitivity(
             xb, yb = xb.to(device=dev, dtype=dtype), yb.to(device=dev)
             if coupled is None and xb.shape[0] >= 2:
                 coupled = _batch_coupled(forward, losses, xb, yb)
-            grads = per_sample_grad(xb, yb) if coupled else _summed_loss_gradients(forward, losses, xb, yb)
+            grads = per_sample_grad(xb, yb) if coupled else _summed_loss_gradients(forward, summed, xb, yb)
             g_abs, x_pow = _half_plane_power(grads).sqrt().sum(dim=0), _half_plane_power(xb).sum(dim=0)
             if count and tuple(xb.shape[1:]) != shape:
                 raise ValueError(f"all images must share one shape; got {tuple(xb.shape[1:])} after {shape}")
