@@ -25,7 +25,7 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,21 +46,19 @@ FULL = {"heatmap_images": 32, "sensitivity_images": 256, "fit_steps": 20_000}
 QUICK = {"heatmap_images": 8, "sensitivity_images": 64, "fit_steps": 2_000}
 
 
-def alternating(fast: Callable[[], Any], slow: Callable[[], Any], repeats: int) -> tuple[float, float, Any, Any]:
-    """Median wall time of ``fast`` and of ``slow`` over ``repeats`` calls each, called alternately; last results."""
-    fast_t: list[float] = []
-    slow_t: list[float] = []
-    fast_r = slow_r = None
+def alternating(routes: Sequence[Callable[[], Any]], repeats: int) -> list[tuple[float, float, Any]]:
+    """Median wall time and median process CPU time over ``repeats`` calls of each route, the routes called in
+    turn (so all see the same machine load), and each route's last result."""
+    wall: list[list[float]] = [[] for _ in routes]
+    cpu: list[list[float]] = [[] for _ in routes]
+    results: list[Any] = [None] * len(routes)
     for _ in range(repeats):
-        for fn, times in ((fast, fast_t), (slow, slow_t)):
-            t0 = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - t0)
-            if fn is fast:
-                fast_r = out
-            else:
-                slow_r = out
-    return statistics.median(fast_t), statistics.median(slow_t), fast_r, slow_r
+        for i, fn in enumerate(routes):
+            w0, c0 = time.perf_counter(), time.process_time()
+            results[i] = fn()
+            wall[i].append(time.perf_counter() - w0)
+            cpu[i].append(time.process_time() - c0)
+    return [(statistics.median(w), statistics.median(c), r) for w, c, r in zip(wall, cpu, results, strict=True)]
 
 
 def heatmap_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> np.ndarray:
@@ -125,40 +123,48 @@ def main() -> None:
     rows = []
 
     xh, yh = x[:n_h], y[:n_h]
-    for label, layout in (("fourier_heatmap", True), ("  same, channels_last=False", False)):
-        fast_s, slow_s, hm, ref = alternating(
-            lambda cl=layout: fourier_heatmap(
-                model, (xh, yh), eps=4.0, batch_size=n_h, channels_last=cl, progress=False
-            ),
+    cl, plain, (slow_s, slow_c, ref) = alternating(
+        [
+            lambda: fourier_heatmap(model, (xh, yh), eps=4.0, batch_size=n_h, progress=False),
+            lambda: fourier_heatmap(model, (xh, yh), eps=4.0, batch_size=n_h, channels_last=False, progress=False),
             lambda: heatmap_loop(model, xh, yh, 4.0),
-            args.repeats,
-        )
-        diff = float(np.abs(hm.values - ref).max())
-        rows.append((label, f"{n_h} images x 1024 freq", fast_s, slow_s, f"max |diff| {diff:.3g}"))
+        ],
+        args.repeats,
+    )
+    problem = f"{n_h} images x 1024 freq"
+    for label, (fast_s, fast_c, res) in (("fourier_heatmap", cl), ("  same, channels_last=False", plain)):
+        diff = f"max |diff| {float(np.abs(res.values - ref).max()):.3g}"
+        rows.append((label, problem, fast_s, slow_s, fast_c, slow_c, diff))
 
-    fast_s, slow_s, sens, ref_s = alternating(
-        lambda: input_frequency_sensitivity(model, (x, y), batch_size=128, progress=False),
-        lambda: sensitivity_loop(model, x, y),
+    (fast_s, fast_c, sens), (slow_s, slow_c, ref_s) = alternating(
+        [
+            lambda: input_frequency_sensitivity(model, (x, y), batch_size=128, progress=False),
+            lambda: sensitivity_loop(model, x, y),
+        ],
         args.repeats,
     )
     rel = float(np.abs(sens.sensitivity - ref_s).max() / np.abs(ref_s).max())
-    rows.append(("input_frequency_sensitivity", f"{n_s} images", fast_s, slow_s, f"max rel diff {rel:.2g}"))
+    rows.append(
+        ("input_frequency_sensitivity", f"{n_s} images", fast_s, slow_s, fast_c, slow_c, f"max rel diff {rel:.2g}")
+    )
 
     prof = first_layer_energy_profile(model, x[:64], fit=False, progress=False)
     lam = prof.eigenvalues
     planted = linear_energy_prediction(lam, 1e-2, 3e-3, 0.5 / float(np.median(lam)))
     noisy = planted * np.exp(0.05 * np.random.default_rng(0).standard_normal(lam.size))
     steps = size["fit_steps"]
-    fast_s, slow_s, fit, brute = alternating(
-        lambda: fit_energy_profile(lam, noisy), lambda: brute_force_fit(lam, noisy, steps), args.repeats
+    (fast_s, fast_c, fit), (slow_s, slow_c, brute) = alternating(
+        [lambda: fit_energy_profile(lam, noisy), lambda: brute_force_fit(lam, noisy, steps)], args.repeats
     )
     note = f"rel RMS {fit.relative_rms:.4f} vs brute force ({steps} steps) {brute[3]:.4f}"
-    rows.append(("fit_energy_profile", f"{lam.size} PCA components", fast_s, slow_s, note))
+    rows.append(("fit_energy_profile", f"{lam.size} PCA components", fast_s, slow_s, fast_c, slow_c, note))
 
-    print(f"medians of {args.repeats} alternating calls each")
-    print(f"{'route':30s} {'problem':26s} {'freqlens s':>11s} {'reference s':>12s} {'ratio':>7s}  check")
-    for name, problem, f_s, s_s, check in rows:
-        print(f"{name:30s} {problem:26s} {f_s:11.4f} {s_s:12.4f} {s_s / f_s:7.1f}x  {check}")
+    print(f"medians of {args.repeats} alternating calls each (wall seconds; process CPU seconds beside them)")
+    head = f"{'route':30s} {'problem':24s} {'freqlens s':>10s} {'reference s':>11s} {'ratio':>7s}"
+    print(f"{head} {'cpu ratio':>9s}  check")
+    for name, problem, f_s, s_s, f_c, s_c, check in rows:
+        line = f"{name:30s} {problem:24s} {f_s:10.4f} {s_s:11.4f} {s_s / f_s:6.1f}x"
+        print(f"{line} {s_c / max(f_c, 1e-9):8.1f}x  {check}")
     print(load_line("after"))
     sys.stdout.flush()
 
