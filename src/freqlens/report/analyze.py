@@ -156,19 +156,20 @@ def analyze(
             row.update(act_status=None, act_grid=None, act_images=None, act_kept=None, p_low=None,
                        parseval_rel_error=None)  # fmt: skip
 
-        # activations: 2-D conv modules (hooks); one entry per module, so a module called at several sizes
-        # is measured only at its first size
+        # activations: modules with a weight rule (hooks); one entry per module, so a module called at several
+        # sizes is measured only at its first size
         t0 = time.perf_counter()
         act_index: dict[str, int] = {}
         for i, call in enumerate(calls):
-            is_2d = call.op in ("conv2d", "conv_transpose2d") and not call.functional
-            if is_2d and call.owner not in act_index:
+            if call.hookable and call.owner not in act_index:
                 act_index[call.owner] = i
             elif stream is None:
                 rows[i]["act_status"] = "skipped: no data given"
+            elif call.hookable:
+                rows[i]["act_status"] = "skipped: repeated call of the module"
             else:
                 why = "functional call (not hookable)" if call.functional else f"{call.op} (no 2-D spectrum)"
-                rows[i]["act_status"] = f"skipped: {why}" if not is_2d else "skipped: repeated call of the module"
+                rows[i]["act_status"] = f"skipped: {why}"
         images = 0
         if stream is None:
             for i in act_index.values():
