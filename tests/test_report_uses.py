@@ -15,8 +15,10 @@ from freqlens.analysis.first_layer_energy import first_layer_energy_profile
 from freqlens.analysis.frequency_use import fourier_heatmap, input_frequency_sensitivity
 from freqlens.cli import main
 from freqlens.report import Report, analyze
+from freqlens.report.figures import uses_figures
 from freqlens.report.uses import USES
 from models_zoo import ZOO, seeded
+from test_tracker import sgd_steps
 
 USES_FIGURES = ("uses_fourier_heatmap", "uses_frequency_sensitivity", "uses_first_layer_energy", "uses_beside_spectra")
 MODEL_SOURCE = """
@@ -39,12 +41,7 @@ def trained_cnn(steps: int = 5) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     assert isinstance(net, nn.Module)
     gen = torch.Generator().manual_seed(1)
     x, y = torch.rand(40, 3, 12, 12, generator=gen), torch.randint(0, 4, (40,), generator=gen)
-    opt = torch.optim.SGD(net.parameters(), lr=0.5)
-    for _ in range(steps):
-        loss = nn.functional.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    sgd_steps(net, x, y, steps, 0.5)
     return net.eval(), x, y
 
 
@@ -97,8 +94,8 @@ def test_html_shows_the_three_maps_next_to_weight_and_activation_spectra() -> No
     pytest.importorskip("jinja2", reason="jinja2 is the optional 'report' extra (HTML templates)")
     net, x, y = trained_cnn()
     report = analyze(net, x, labels=y, uses=True, **SETTINGS)  # type: ignore[arg-type]
-    figures = report.plot()
-    assert set(USES_FIGURES) <= set(figures) and {"radial_energy", "operator_norms"} <= set(figures)
+    figures = uses_figures(report)
+    assert set(figures) == set(USES_FIGURES)
     beside = figures["uses_beside_spectra"]
     titles = [ax.get_title() for ax in beside.axes if ax.get_title()]
     assert any(t.startswith("heat map") for t in titles) and any(t.startswith("input sensitivity") for t in titles)
@@ -141,7 +138,8 @@ def test_uses_needs_its_input_and_says_so_in_one_line() -> None:
         with pytest.raises((ValueError, TypeError), match=message) as info:
             analyze(net, progress=False, **kwargs)  # type: ignore[arg-type]
         assert "\n" not in str(info.value)
-    # the first-layer profile alone needs no labels
+    # data=(x, y) without uses measures the images as before; the first-layer profile alone needs no labels
+    assert analyze(net, (x, y), batch_size=8, progress=False).uses is None
     report = analyze(net, x, uses=["first_layer_energy"], batch_size=8, progress=False)
     assert report.uses is not None and list(report.uses) == ["first_layer_energy"]
 

@@ -29,16 +29,24 @@ def _net() -> nn.Module:
     )
 
 
-def _train(net: nn.Module, tracker: FrequencyTracker, steps: int) -> None:
-    torch.manual_seed(1)
-    x, y = torch.rand(16, 2, 8, 8), torch.randint(0, 2, (16,))
-    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+def sgd_steps(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float, tracker: FrequencyTracker | None = None
+) -> None:
+    """Full-batch SGD on cross-entropy for ``steps`` steps, telling ``tracker`` each loss."""
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
     for _ in range(steps):
         loss = nn.functional.cross_entropy(net(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        tracker.step(loss=loss)
+        if tracker is not None:
+            tracker.step(loss=loss)
+
+
+def _train(net: nn.Module, tracker: FrequencyTracker, steps: int) -> None:
+    torch.manual_seed(1)
+    x, y = torch.rand(16, 2, 8, 8), torch.randint(0, 2, (16,))
+    sgd_steps(net, x, y, steps, 0.5, tracker)
 
 
 def test_records_steps_loss_and_dc_singular_values(tmp_path: Path) -> None:

@@ -103,9 +103,9 @@ def analyze(
         raise TypeError(f"layers must be a list of module names, got {layers!r}")
     shape = _check_input_shape(input_shape) if input_shape is not None else None
     which = uses_argument(uses)
-    data, labels = split_pair(data, labels)
     if labels is not None and not which:
         raise ValueError("labels= is only used by the 'uses' section; pass uses=True as well (or drop labels)")
+    data, labels = split_pair(data, labels)  # data=(x, y): the images are measured, y serves "uses" only
     uses_data = check_uses_input(which, data, labels)
     if uses_max_images is not None:
         check_positive_int("uses_max_images", uses_max_images)

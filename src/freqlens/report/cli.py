@@ -208,13 +208,13 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     figures.mkdir(parents=True, exist_ok=True)
     from ..io import atomic_write_bytes
 
-    written = []
-    for name, fig in report.plot().items():
-        written.append(atomic_write_bytes(figures / f"{name}.png", figure_png(fig, dpi=110)))
+    pngs = {name: figure_png(fig, dpi=110) for name, fig in report.plot().items()}  # drawn once, used twice
+    written = [atomic_write_bytes(figures / f"{name}.png", png) for name, png in pngs.items()]
     if args.html:
         from ..io import atomic_write_text
+        from .html import render_html
 
-        atomic_write_text(out / "report.html", report.to_html())
+        atomic_write_text(out / "report.html", render_html(report, pngs=pngs))
     write_json(
         out / "config.json",
         {

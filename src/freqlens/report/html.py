@@ -64,8 +64,11 @@ def _uses_rows(uses: dict[str, Any] | None) -> list[dict[str, str]]:
     return out
 
 
-def render_html(report: Report, figures: bool = True, standalone: bool = True) -> str:
-    """The report as HTML: a full page (``standalone``) or a fragment for Jupyter (plumbing)."""
+def render_html(
+    report: Report, figures: bool = True, standalone: bool = True, pngs: dict[str, bytes] | None = None
+) -> str:
+    """The report as HTML: a full page (``standalone``) or a fragment for Jupyter; ``pngs`` (figure name ->
+    PNG bytes) embeds figures already drawn instead of drawing them again (plumbing)."""
     try:
         import jinja2
     except ImportError as exc:
@@ -82,8 +85,8 @@ def render_html(report: Report, figures: bool = True, standalone: bool = True) -
         table_rows.append({"css": css, "cells": {c: _fmt(row.get(c)) for c in LAYER_COLUMNS}})
     images: dict[str, str] = {}
     if figures:
-        for name, fig in report.plot().items():
-            images[name] = base64.b64encode(figure_png(fig)).decode("ascii")
+        drawn = pngs if pngs is not None else {name: figure_png(fig) for name, fig in report.plot().items()}
+        images = {name: base64.b64encode(png).decode("ascii") for name, png in drawn.items()}
     uses_images = {k: v for k, v in images.items() if k.startswith("uses_")}  # drawn in their own section
     return template.render(
         meta=report.meta,
