@@ -15,7 +15,9 @@ from torch import nn
 
 from freqlens.report import Report, analyze
 from freqlens.report.measure import exact_operator_norm
+from freqlens.spectral import register_rule, unregister_rule
 from models_zoo import ZOO, seeded
+from test_layer_rules import CircularWrapper, CircularWrapperRule
 
 
 def _dense_operator(module: nn.Module, input_shape: tuple[int, ...]) -> np.ndarray:
@@ -112,7 +114,7 @@ def test_save_load_is_exact_and_tables(tmp_path) -> None:
     assert set(layers["operator"]) <= {
         "circular: exact",
         "zero padding: circulant embedding, upper bound",
-        "transposed conv: circular model (zero insertion then circular conv), approximate",
+        "transposed conv: circular model, PyTorch's edges differ",
     } | {op for op in layers["operator"] if op.startswith("skipped: ")}
     w = tables["weights"]
     assert len({len(v) for v in w.values()}) == 1
@@ -140,17 +142,91 @@ def test_pandas_and_html_views() -> None:
         report.to_pandas("nope")
 
 
-def test_functional_conv_is_a_row_with_its_operator_norm() -> None:
+def test_functional_conv_goes_through_the_registry_with_its_operator_norm() -> None:
     net = seeded(ZOO["unet"][0], **ZOO["unet"][1])
+    rng = torch.get_rng_state()
     report = analyze(net, input_shape=(3, 16, 16), progress=False)
-    row = next(r for r in report.rows if r["functional"])
-    assert row["layer"] == "<model>:F.conv2d#0" and row["status"] == "skipped"
+    assert torch.equal(rng, torch.get_rng_state())  # the functional conv's module is built without drawing weights
+    i, row = next((i, r) for i, r in enumerate(report.rows) if r["functional"])
+    # F.conv2d(padding=1) is measured as the nn.Conv2d computing it: the zero-padding rule of the registry
+    assert row["layer"] == "<model>:F.conv2d#0" and row["status"] == "upper bound"
+    assert row["operator"] == "zero padding: circulant embedding, upper bound" and row["grid"] == [18, 18]
+    assert row["groups"] == 3 and row["padding"] == [1, 1]
+    assert row["bound_norm"] >= row["operator_norm"] - 1e-9 and report.arrays[f"w{i}_sv"].shape == (18, 18, 3)
     smooth = net.smooth.double()
     dense = torch.autograd.functional.jacobian(
         lambda x: F.conv2d(x, smooth, padding=1, groups=3), torch.zeros(1, 3, 16, 16, dtype=torch.float64)
     ).reshape(-1, 768)
     assert row["operator_norm"] == pytest.approx(float(torch.linalg.svdvals(dense)[0]), rel=1e-8)
     assert report.decoder is not None and report.decoder.get("skipped") == "no data given"
+
+
+def _true_singular_values(forward, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Independent route: singular values of the autograd Jacobian of a float64 linear map."""
+    jac = torch.autograd.functional.jacobian(forward, torch.zeros(1, *input_shape, dtype=torch.float64))
+    return np.linalg.svd(jac.reshape(-1, math.prod(input_shape)).numpy(), compute_uv=False)
+
+
+class _UserNet(nn.Module):
+    """Two user layers with a registered rule, a functional 1x1 conv and a functional 1-D conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = CircularWrapper(2, 3, 3)
+        self.b = CircularWrapper(3, 2, 5)
+        self.mix = nn.Parameter(torch.randn(2, 2, 1, 1))
+        self.line = nn.Parameter(torch.randn(1, 2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(self.b(torch.relu(self.a(x))), self.mix)
+        return y + F.conv1d(y.flatten(2), self.line, padding=1).reshape(y.shape[0], 1, *y.shape[2:])
+
+
+def test_user_registered_rule_is_exact_in_the_report_and_functional_convs_use_the_registry() -> None:
+    torch.manual_seed(5)
+    net = _UserNet().double()
+    x = torch.randn(5, 2, 8, 8, dtype=torch.float64)
+    register_rule(CircularWrapper, CircularWrapperRule())
+    try:
+        report = analyze(net, x, progress=False)
+    finally:
+        unregister_rule(CircularWrapper)
+    rows = {r["layer"]: (i, r) for i, r in enumerate(report.rows)}
+    # the registered layers are rows of their own (their inner F.conv2d is their own computation), exact
+    assert list(rows) == ["a", "b", "<model>:F.conv2d#0", "<model>:F.conv1d#1"]
+    for name, shape in (("a", (2, 8, 8)), ("b", (3, 8, 8))):
+        i, row = rows[name]
+        assert row["status"] == "exact" and row["operator"] == "user-circular-conv: exact"
+        assert row["act_status"] == "measured"
+        module = getattr(net, name)
+        true = _true_singular_values(lambda t, m=module: m(t) - m(torch.zeros_like(t)), shape)
+        values = np.sort(report.arrays[f"w{i}_sv"].reshape(-1))[::-1]
+        np.testing.assert_allclose(values, true, rtol=1e-10, atol=1e-12)
+        assert row["operator_norm"] == pytest.approx(true[0], rel=1e-12)
+    # a functional 1x1 conv without padding is circular: exact by the nn.Conv2d rule
+    i, row = rows["<model>:F.conv2d#0"]
+    assert row["status"] == "exact" and row["operator"] == "circular: exact" and row["functional"]
+    true = _true_singular_values(lambda t: F.conv2d(t, net.mix), (2, 8, 8))
+    np.testing.assert_allclose(np.sort(report.arrays[f"w{i}_sv"].reshape(-1))[::-1], true, rtol=1e-10, atol=1e-12)
+    # a functional 1-D conv: the registry's declared gap, with its reason and the true operator norm
+    _, row = rows["<model>:F.conv1d#1"]
+    assert row["status"] == "skipped" and "Conv1d has no per-frequency rule" in row["operator"]
+    true = _true_singular_values(lambda t: F.conv1d(t, net.line, padding=1), (2, 64))
+    assert row["operator_norm"] == pytest.approx(true[0], rel=1e-8)
+
+
+def test_without_its_rule_a_user_layer_is_measured_through_its_functional_conv() -> None:
+    torch.manual_seed(6)
+    net = nn.Sequential(CircularWrapper(2, 3, 3)).double()
+    report = analyze(net, input_shape=(2, 8, 8), progress=False)
+    (row,) = report.rows
+    # F.conv2d on the circularly pre-padded 10x10 input, output 8x8: a crop of the circular operator
+    assert row["layer"] == "0:F.conv2d#0" and row["input_shape"] == [2, 10, 10]
+    assert row["status"] == "approximate" and row["operator"] == "crop of the circular operator: approximation"
+    true = _true_singular_values(lambda t: F.conv2d(t, net[0].weight), (2, 10, 10))
+    assert row["operator_norm"] == pytest.approx(true[0], rel=1e-8)
+    np.testing.assert_allclose(report.arrays["w0_true_sv"], true[: report.rows[0]["true_values"]], rtol=1e-8,
+                               atol=1e-12)  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["conv1d", "conv3d"])

@@ -15,6 +15,7 @@ from torch import nn
 
 from freqlens.cli import main
 from freqlens.report import FrequencyTracker
+from test_report_uses import USES_FIGURES, uses_cli_run
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 pytestmark = pytest.mark.skipif(
@@ -75,18 +76,21 @@ def test_html_report_renders_in_chromium(tmp_path: Path) -> None:
     _check_in_browser(out / "report.html", tmp_path, tracked=True)
 
 
-def _check_in_browser(html: Path, tmp_path: Path, tracked: bool) -> None:
+def _check_in_browser(html: Path, tmp_path: Path, tracked: bool, uses: bool = False) -> None:
     """Every section and figure is in the rendered DOM, every image decoded; saves a screenshot."""
     text = html.read_text()
     n_images = text.count("<img ")
-    assert n_images >= (8 if tracked else 4)  # report figures (+ the tracker's over-time plots)
+    assert n_images >= 4 + 4 * tracked + 4 * uses  # report figures (+ over-time plots, + the uses maps)
     assert "http://" not in text and "https://" not in text
     dom = _chromium(tmp_path, "--dump-dom", html.as_uri()).stdout
-    for section in ("summary", "layers", "cbn", "figures", *(("tracker",) if tracked else ())):
+    sections = ("summary", "layers", "cbn", "figures", *(("tracker",) if tracked else ()), *(("uses",) if uses else ()))
+    for section in sections:
         assert f'<section id="{section}">' in dom, section
     names = ["operator_norms", "radial_energy", "p_low", "cbn"]
     if tracked:
         names += ["track_loss", "track_weight_frequencies", "track_activation_energy", "track_bottleneck"]
+    if uses:
+        names += list(USES_FIGURES)
     for name in names:
         assert f'id="fig-{name}"' in dom, name
     assert f'data-images-decoded="{n_images}/{n_images}"' in dom
@@ -96,8 +100,15 @@ def _check_in_browser(html: Path, tmp_path: Path, tracked: bool) -> None:
     assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
 
 
+def test_uses_section_renders_in_chromium(tmp_path: Path) -> None:
+    """``freqlens analyze --uses --html`` on a briefly trained CNN: the three maps render beside the spectra."""
+    run = uses_cli_run(tmp_path)
+    _check_in_browser(run / "report.html", tmp_path, tracked=False, uses=True)
+
+
 @pytest.mark.skipif("FREQLENS_BROWSER_REPORT" not in os.environ, reason="set FREQLENS_BROWSER_REPORT=run/report.html")
 def test_given_report_renders_in_chromium(tmp_path: Path) -> None:
     """Check a report made elsewhere (e.g. the CIFAR-10 tracked run of docs/analyze.md)."""
     html = Path(os.environ["FREQLENS_BROWSER_REPORT"])
-    _check_in_browser(html, tmp_path, tracked='<section id="tracker">' in html.read_text())
+    text = html.read_text()
+    _check_in_browser(html, tmp_path, tracked='<section id="tracker">' in text, uses='<section id="uses">' in text)

@@ -1,5 +1,6 @@
 """FrequencyTracker: records at the right steps, values against an independent route, resumable run directory,
-config mismatch refused, model left as found, clear error without tensorboard."""
+config mismatch refused, model left as found, TensorBoard scalars read back with tensorboard's own reader (clear
+error without tensorboard)."""
 
 from __future__ import annotations
 
@@ -28,16 +29,24 @@ def _net() -> nn.Module:
     )
 
 
-def _train(net: nn.Module, tracker: FrequencyTracker, steps: int) -> None:
-    torch.manual_seed(1)
-    x, y = torch.rand(16, 2, 8, 8), torch.randint(0, 2, (16,))
-    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+def sgd_steps(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float, tracker: FrequencyTracker | None = None
+) -> None:
+    """Full-batch SGD on cross-entropy for ``steps`` steps, telling ``tracker`` each loss."""
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
     for _ in range(steps):
         loss = nn.functional.cross_entropy(net(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        tracker.step(loss=loss)
+        if tracker is not None:
+            tracker.step(loss=loss)
+
+
+def _train(net: nn.Module, tracker: FrequencyTracker, steps: int) -> None:
+    torch.manual_seed(1)
+    x, y = torch.rand(16, 2, 8, 8), torch.randint(0, 2, (16,))
+    sgd_steps(net, x, y, steps, 0.5, tracker)
 
 
 def test_records_steps_loss_and_dc_singular_values(tmp_path: Path) -> None:
@@ -109,6 +118,36 @@ def test_bad_arguments(tmp_path: Path) -> None:
 def test_tensorboard_missing_names_the_extra(tmp_path: Path) -> None:
     with pytest.raises(ImportError, match="freqlens\\[tensorboard\\]"):
         FrequencyTracker(_net(), probe=torch.rand(4, 2, 8, 8), out=tmp_path / "t", tensorboard=True)
+
+
+def test_tensorboard_scalars_equal_the_run_directory(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="tensorboard not installed (pip install 'freqlens[report]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    net = _net()
+    with FrequencyTracker(net, probe=torch.rand(6, 2, 8, 8), every=2, out=tmp_path / "run", tensorboard=True) as tr:
+        _train(net, tr, 6)
+    doc, arrays = load_run(tmp_path / "run")
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    names = doc["config"]["layers"]
+    assert {"loss", "freqlens/weight_cbn_rank", "freqlens/activation_cbn_rank"} | {
+        f"freqlens/p_low/{n}" for n in names
+    } <= tags
+
+    def series(tag: str) -> list[tuple[int, float]]:
+        return [(e.step, e.value) for e in events.Scalars(tag)]
+
+    # TensorBoard stores scalars as float32: compare with the run directory's values rounded the same way
+    records = doc["records"]
+    assert series("loss") == [(r["step"], float(np.float32(r["loss"]))) for r in records if r["loss"] is not None]
+    for key in ("weight_cbn_rank", "activation_cbn_rank"):
+        assert series(f"freqlens/{key}") == [(r["step"], float(np.float32(r[key]))) for r in records]
+    for j, name in enumerate(names):
+        expected = [(r["step"], float(np.float32(arrays["track_p_low"][i, j]))) for i, r in enumerate(records)]
+        assert series(f"freqlens/p_low/{name}") == expected
+    assert [r["step"] for r in records] == [0, 2, 4, 6]
 
 
 def test_readme_tracker_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_model_usable, check_positive_int, describe
+from .._validation import check_choice, check_model_usable, check_positive_int, describe
 from .._version import __version__
 from ..hooks import LayerForwardError, restore_modes
 from . import measure
 from .core import Report
 from .data import BatchStream
+from .uses import check_uses_input, measure_uses, split_pair, uses_argument
 
 __all__ = ["analyze"]
 
@@ -60,6 +61,12 @@ def analyze(
     weight_threshold: float = 0.5,
     energy_eps: float = 0.01,
     low_fraction: float = 1 / 8,
+    labels: Any = None,
+    uses: bool | str | Sequence[str] = False,
+    uses_max_images: int | None = 128,
+    heatmap_eps: float = 4.0,
+    heatmap_metric: str = "error",
+    seed: int = 0,
 ) -> Report:
     """Analyse the conv layers of ``model`` (plumbing over conv_bottleneck §1.3, §5a, §5b and
     decoder_spectra §2, §4 items 1, 7, 11; see :mod:`freqlens.report.measure` for the exact operators).
@@ -76,6 +83,15 @@ def analyze(
         exact_norms: compute the true operator norm of every layer whose per-frequency values are not exact.
         weight_threshold, energy_eps: CBN criteria (``s > τ`` for weights, ``1 − ε`` energy for activations).
         low_fraction: ``Ω_low`` fraction for ``p_low``.
+        labels: class indices ``(N,)`` of ``data`` when it is a tensor (``data=(x, y)`` works too); needed by
+            the heat map and the sensitivity of the "uses" section.
+        uses: opt in to the "uses" section (issue 16; :mod:`freqlens.report.uses`): ``True`` for the Fourier
+            heat map, the input-frequency sensitivity with the data power spectrum and the first-layer energy
+            profile, or a list of names from ``freqlens.report.uses.USES``. Needs data (and labels where said).
+        uses_max_images: images streamed for the "uses" analyses (the heat map costs one forward pass per
+            image and frequency pair); ``None`` for ``max_images``.
+        heatmap_eps, heatmap_metric, seed: the heat map's perturbation norm, ``"error"`` or ``"loss"``, and
+            the seed of its random signs.
     """
     check_model_usable("model", model)
     check_positive_int("batch_size", batch_size)
@@ -86,6 +102,17 @@ def analyze(
     if layers is not None and (isinstance(layers, str) or not all(isinstance(n, str) for n in layers)):
         raise TypeError(f"layers must be a list of module names, got {layers!r}")
     shape = _check_input_shape(input_shape) if input_shape is not None else None
+    which = uses_argument(uses)
+    if labels is not None and not which:
+        raise ValueError("labels= is only used by the 'uses' section; pass uses=True as well (or drop labels)")
+    data, labels = split_pair(data, labels)  # data=(x, y): the images are measured, y serves "uses" only
+    uses_data = check_uses_input(which, data, labels)
+    if uses_max_images is not None:
+        check_positive_int("uses_max_images", uses_max_images)
+    if "fourier_heatmap" in which:
+        check_choice("heatmap_metric", heatmap_metric, ("error", "loss"))
+        if isinstance(heatmap_eps, bool) or not isinstance(heatmap_eps, int | float) or not heatmap_eps > 0:
+            raise ValueError(f"heatmap_eps must be a number > 0 (the perturbation's L2 norm), got {heatmap_eps!r}")
     t_start = time.perf_counter()
     notes: list[str] = []
     model_device, model_dtype = _model_device_dtype(model)
@@ -156,19 +183,20 @@ def analyze(
             row.update(act_status=None, act_grid=None, act_images=None, act_kept=None, p_low=None,
                        parseval_rel_error=None)  # fmt: skip
 
-        # activations: 2-D conv modules (hooks); one entry per module, so a module called at several sizes
-        # is measured only at its first size
+        # activations: modules with a weight rule (hooks); one entry per module, so a module called at several
+        # sizes is measured only at its first size
         t0 = time.perf_counter()
         act_index: dict[str, int] = {}
         for i, call in enumerate(calls):
-            is_2d = call.op in ("conv2d", "conv_transpose2d") and not call.functional
-            if is_2d and call.owner not in act_index:
+            if call.hookable and call.owner not in act_index:
                 act_index[call.owner] = i
             elif stream is None:
                 rows[i]["act_status"] = "skipped: no data given"
+            elif call.hookable:
+                rows[i]["act_status"] = "skipped: repeated call of the module"
             else:
                 why = "functional call (not hookable)" if call.functional else f"{call.op} (no 2-D spectrum)"
-                rows[i]["act_status"] = f"skipped: {why}" if not is_2d else "skipped: repeated call of the module"
+                rows[i]["act_status"] = f"skipped: {why}"
         images = 0
         if stream is None:
             for i in act_index.values():
@@ -212,6 +240,24 @@ def analyze(
                 )
                 arrays.update(dec_arrays)
         timings["cbn_decoder_s"] = time.perf_counter() - t0
+
+        uses_summary: dict[str, Any] | None = None
+        if which:
+            t0 = time.perf_counter()
+            uses_summary, uses_arrays = measure_uses(
+                work,
+                uses_data,
+                which,
+                batch_size=batch_size,
+                max_images=uses_max_images if uses_max_images is not None else max_images,
+                eps=heatmap_eps,
+                metric=heatmap_metric,
+                seed=seed,
+                strict=strict,
+                progress=progress,
+            )
+            arrays.update(uses_arrays)
+            timings["uses_s"] = time.perf_counter() - t0
     if stream is not None:
         notes += stream.notes
     if not calls:
@@ -235,9 +281,11 @@ def analyze(
             "exact_norms": exact_norms,
             "dense_max_inputs": measure.DENSE_MAX_INPUTS,
             "dense_max_entries": measure.DENSE_MAX_ENTRIES,
+            "uses": list(which),
+            "uses_max_images": uses_max_images,
         },
         "frequency_convention": "signed integer labels (k, l) in (-n/2, n/2], FFT order (freqlens.fourier)",
         "notes": notes,
         "timings": timings,
     }
-    return Report(meta=meta, rows=rows, arrays=arrays, cbn=cbn, decoder=decoder)
+    return Report(meta=meta, rows=rows, arrays=arrays, cbn=cbn, decoder=decoder, uses=uses_summary)

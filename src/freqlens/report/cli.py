@@ -2,7 +2,7 @@
 
 ``freqlens analyze --model pkg.module:factory | path/to/file.py:factory [--weights ckpt.pt]
 [--input-shape C,H,W] [--data mnist:DIR | cifar10:DIR | images:DIR | file.npz | file.pt] [--device cpu|cuda]
-[--out DIR] [--html] [--track RUN]`` writes a run directory: ``report.json`` + ``report.npz``,
+[--out DIR] [--html] [--track RUN] [--uses [NAMES]]`` writes a run directory: ``report.json`` + ``report.npz``,
 ``figures/*.png``, ``report.html`` (with ``--html``) and ``config.json`` (written last: the command, versions).
 Weights load with ``torch.load(weights_only=True)`` only.
 """
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["add_analyze_parser", "load_data", "load_model"]
+__all__ = ["add_analyze_parser", "load_data", "load_labelled_data", "load_model"]
 
 
 def load_model(spec: str, weights: str | None = None) -> nn.Module:
@@ -81,42 +81,67 @@ def _read_images(folder: Path, limit: int | None) -> torch.Tensor:
     return torch.stack(images)
 
 
-def _tensor_from(obj: Any, where: str) -> torch.Tensor:
+def _tensor_from(obj: Any, where: str, keys: tuple[str, ...] = ("x", "images", "data", "inputs")) -> torch.Tensor:
     if isinstance(obj, np.ndarray):
         obj = torch.from_numpy(obj)
     if isinstance(obj, torch.Tensor):
         return obj
     if isinstance(obj, tuple | list) and obj:
-        return _tensor_from(obj[0], where)
+        return _tensor_from(obj[0], where, keys)
     if isinstance(obj, dict):
-        for key in ("x", "images", "data", "inputs"):
+        for key in keys:
             if key in obj:
-                return _tensor_from(obj[key], where)
+                return _tensor_from(obj[key], where, keys)
         if len(obj) == 1:
-            return _tensor_from(next(iter(obj.values())), where)
+            return _tensor_from(next(iter(obj.values())), where, keys)
     raise ValueError(f"--data {where}: expected a tensor (or a dict with key 'x'/'images'), got {type(obj).__name__}")
 
 
-def load_data(spec: str, max_images: int | None = None) -> torch.Tensor:
-    """``mnist:DIR`` / ``cifar10:DIR`` (test split), ``images:DIR``, ``file.npz`` or ``file.pt`` -> a float tensor
-    ``(N, C, ...)`` (plumbing)."""
+_LABEL_KEYS = ("y", "labels", "targets")
+
+
+def _labels_from(obj: Any) -> torch.Tensor | None:
+    """The labels stored beside the images: a dict's ``y`` / ``labels`` / ``targets``, or a pair's second item."""
+    found: Any = None
+    if isinstance(obj, dict):
+        found = next((obj[k] for k in _LABEL_KEYS if k in obj), None)
+    elif isinstance(obj, tuple | list) and len(obj) == 2:
+        found = obj[1]
+    if isinstance(found, np.ndarray):
+        found = torch.from_numpy(found)
+    return found if isinstance(found, torch.Tensor) else None
+
+
+def load_labelled_data(spec: str, max_images: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``mnist:DIR`` / ``cifar10:DIR`` (test split, with labels), ``images:DIR`` (no labels), ``file.npz`` or
+    ``file.pt`` (images under ``x``/``images``/..., labels under ``y``/``labels``/``targets`` if present) ->
+    ``(float images (N, C, ...), labels (N,) or None)`` (plumbing)."""
     from ..datasets import load_cifar10, load_mnist
     from ..io import read_npz
 
     kind, _, rest = spec.partition(":")
+    y: torch.Tensor | None
     if kind == "mnist" and rest:
-        x = load_mnist(rest, split="test")[0]
+        x, y = load_mnist(rest, split="test")
     elif kind == "cifar10" and rest:
-        x = load_cifar10(rest, split="test")[0]
+        x, y = load_cifar10(rest, split="test")
     elif kind == "images" and rest:
-        x = _read_images(Path(rest), max_images)
-    elif spec.endswith(".npz"):
-        x = _tensor_from(read_npz(spec), spec)
-    elif spec.endswith(".pt"):
-        x = _tensor_from(torch.load(spec, map_location="cpu", weights_only=True), spec)
+        x, y = _read_images(Path(rest), max_images), None
+    elif spec.endswith(".npz") or spec.endswith(".pt"):
+        obj = read_npz(spec) if spec.endswith(".npz") else torch.load(spec, map_location="cpu", weights_only=True)
+        x, y = _tensor_from(obj, spec), _labels_from(obj)
     else:
         raise ValueError(f"--data must be mnist:DIR, cifar10:DIR, images:DIR, file.npz or file.pt, got {spec!r}")
-    return x[:max_images] if max_images is not None else x
+    if y is not None and (y.ndim != 1 or y.shape[0] != x.shape[0]):
+        raise ValueError(f"--data {spec}: labels of shape {tuple(y.shape)} do not match {x.shape[0]} images")
+    if max_images is not None:
+        x, y = x[:max_images], (y[:max_images] if y is not None else None)
+    return x, y
+
+
+def load_data(spec: str, max_images: int | None = None) -> torch.Tensor:
+    """The images of :func:`load_labelled_data` (plumbing)."""
+    return load_labelled_data(spec, max_images)[0]
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -144,13 +169,19 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.model is not None:
         model = load_model(args.model, args.weights)
-        data = load_data(args.data, args.max_images) if args.data else None
+        data, labels = load_labelled_data(args.data, args.max_images) if args.data else (None, None)
         if data is None and args.input_shape is None:
             raise ValueError("give --data or --input-shape C,H,W so the model can be run")
+        if args.uses is not None and data is None:
+            raise ValueError(f"--uses {args.uses} needs --data (images, with labels for the heat map and sensitivity)")
+        uses = args.uses.split(",") if args.uses not in (None, "all") else args.uses == "all"
         report = analyze(
             model,
             data,
             args.input_shape,
+            labels=labels if uses else None,
+            uses=uses,
+            uses_max_images=args.uses_max_images,
             layers=args.layers.split(",") if args.layers else None,
             device=args.device,
             batch_size=args.batch_size,
@@ -177,13 +208,13 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     figures.mkdir(parents=True, exist_ok=True)
     from ..io import atomic_write_bytes
 
-    written = []
-    for name, fig in report.plot().items():
-        written.append(atomic_write_bytes(figures / f"{name}.png", figure_png(fig, dpi=110)))
+    pngs = {name: figure_png(fig, dpi=110) for name, fig in report.plot().items()}  # drawn once, used twice
+    written = [atomic_write_bytes(figures / f"{name}.png", png) for name, png in pngs.items()]
     if args.html:
         from ..io import atomic_write_text
+        from .html import render_html
 
-        atomic_write_text(out / "report.html", report.to_html())
+        atomic_write_text(out / "report.html", render_html(report, pngs=pngs))
     write_json(
         out / "config.json",
         {
@@ -219,6 +250,17 @@ def add_analyze_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/analyze", help="run directory (default: runs/analyze)")
     p.add_argument("--html", action="store_true", help="also write a self-contained report.html")
     p.add_argument("--track", default=None, metavar="RUN", help="a FrequencyTracker run: add its over-time plots")
+    p.add_argument(
+        "--uses",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="NAMES",
+        help="add the 'uses' section: Fourier heat map, input-frequency sensitivity, first-layer energy profile "
+        "(all, or comma-separated names from fourier_heatmap,frequency_sensitivity,first_layer_energy); "
+        "needs --data, with labels for the first two",
+    )
+    p.add_argument("--uses-max-images", type=int, default=128, help="images for the 'uses' analyses (default 128)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_analyze)
     return p

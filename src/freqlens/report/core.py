@@ -3,8 +3,9 @@
 Plain data: ``meta`` (dict), ``rows`` (one JSON-ready dict per conv layer call, in call order), ``arrays``
 (named NumPy arrays: ``w{i}_sv`` per-frequency weight singular values of row ``i`` on its grid, ``w{i}_true_sv``
 the true singular values of small layers, ``a{i}_sv`` activation singular values, ``a{i}_radial_centres`` /
-``a{i}_radial_energy``, ``decoder_*``, ``track_*``), ``cbn`` and ``decoder`` summaries and, for tracked runs,
-``tracker``. ``save`` writes ``report.json`` + ``report.npz`` (no pickle); ``load`` reads them back exactly.
+``a{i}_radial_energy``, ``decoder_*``, ``track_*``, ``uses_*``), ``cbn`` and ``decoder`` summaries, for tracked
+runs ``tracker`` and, when asked for, ``uses`` (the "uses" section: :mod:`freqlens.report.uses`). ``save``
+writes ``report.json`` + ``report.npz`` (no pickle); ``load`` reads them back exactly.
 
 Frequencies are the signed integer labels of :func:`freqlens.fourier.signed_frequencies` (FFT order, in
 ``(-n/2, n/2]``) in every table.
@@ -101,6 +102,7 @@ class Report:
     cbn: dict[str, Any] = field(default_factory=dict)
     decoder: dict[str, Any] | None = None
     tracker: dict[str, Any] | None = None
+    uses: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ views
     def __repr__(self) -> str:
@@ -110,6 +112,8 @@ class Report:
         status = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no conv layer"
         rank = self.cbn.get("activations", {}).get("rank") if self.cbn else None
         extra = f", activation CBN rank {rank}" if rank is not None else ""
+        if self.uses:
+            extra += f", uses: {', '.join(self.uses)}"
         return (
             f"<freqlens Report of {self.meta.get('model', '?')}: {len(self.rows)} conv layer(s) ({status}), "
             f"input {self.meta.get('input_shape')}, {self.meta.get('images', 0)} image(s){extra}>"
@@ -129,7 +133,9 @@ class Report:
     def tables(self) -> dict[str, dict[str, np.ndarray]]:
         """Every table as a dict of equal-length column arrays: ``layers`` (one row per conv layer call),
         ``weights`` and ``activations`` (one row per layer, signed frequency ``(k, l)`` and index),
-        ``true_singular_values`` (small layers: the true operator's values), ``radial_energy``."""
+        ``true_singular_values`` (small layers: the true operator's values), ``radial_energy`` and, for the
+        "uses" section, ``fourier_heatmap``, ``frequency_sensitivity`` and ``first_layer_energy`` (the owners'
+        ``table()``: signed ``k, l`` of the fftshift layout)."""
         keys = list(dict.fromkeys(k for row in self.rows for k in row))
         layers = {k: _column([row.get(k) for row in self.rows]) for k in keys}
         true_sv: dict[str, list[np.ndarray]] = {"layer": [], "index": [], "singular_value": []}
@@ -152,13 +158,22 @@ class Report:
             out["layer"] = out["layer"].astype(str)
             return out
 
-        return {
+        out = {
             "layers": layers,
             "weights": _frequency_long_table(self.rows, self.arrays, "w"),
             "activations": _frequency_long_table(self.rows, self.arrays, "a"),
             "true_singular_values": cat(true_sv),
             "radial_energy": cat(radial),
         }
+        out.update({name: result.table() for name, result in self.uses_results().items()})
+        return out
+
+    def uses_results(self) -> dict[str, Any]:
+        """The "uses" section as the owners' result objects (``FourierHeatmap``, ``FrequencySensitivity``,
+        ``FirstLayerEnergyProfile``), keyed by analysis name; empty without the section (plumbing)."""
+        from .uses import uses_results
+
+        return uses_results(self.uses, self.arrays)
 
     def to_pandas(self, table: str = "layers") -> Any:
         """One of :meth:`tables` as a ``pandas.DataFrame`` (needs the ``report`` extra) (plumbing)."""
@@ -195,6 +210,7 @@ class Report:
                 "cbn": self.cbn,
                 "decoder": self.decoder,
                 "tracker": self.tracker,
+                "uses": self.uses,
                 "arrays": sorted(self.arrays),
             },
         )
@@ -216,6 +232,7 @@ class Report:
             cbn=doc["cbn"],
             decoder=doc["decoder"],
             tracker=doc.get("tracker"),
+            uses=doc.get("uses"),
         )
 
     def __eq__(self, other: object) -> bool:
@@ -226,12 +243,13 @@ class Report:
             and np.array_equal(self.arrays[k], other.arrays[k], equal_nan=self.arrays[k].dtype.kind == "f")
             for k in self.arrays
         )
-        return same_arrays and (self.meta, self.rows, self.cbn, self.decoder, self.tracker) == (
+        return same_arrays and (self.meta, self.rows, self.cbn, self.decoder, self.tracker, self.uses) == (
             other.meta,
             other.rows,
             other.cbn,
             other.decoder,
             other.tracker,
+            other.uses,
         )
 
     __hash__ = None  # type: ignore[assignment]

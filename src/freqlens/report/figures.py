@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 if TYPE_CHECKING:
     from .core import Report
 
-__all__ = ["report_figures", "tracker_figures"]
+__all__ = ["report_figures", "tracker_figures", "uses_figures"]
 
 
 def _subplots(figsize: tuple[float, float], ncols: int = 1) -> tuple[Figure, Any]:
@@ -50,7 +50,8 @@ def _num(value: Any) -> float:
 
 def report_figures(report: Report) -> dict[str, Any]:
     """Figures by name: ``operator_norms``, ``radial_energy``, ``p_low``, ``cbn``, ``true_vs_bound`` (when a
-    small layer has its true singular values) and the tracker's over-time plots (plumbing)."""
+    small layer has its true singular values), the tracker's over-time plots and the "uses" figures
+    (:func:`uses_figures`) (plumbing)."""
     figs: dict[str, Any] = {}
     rows = report.rows
     if rows:
@@ -124,6 +125,54 @@ def report_figures(report: Report) -> dict[str, Any]:
         figs["true_vs_bound"] = fig
     if report.tracker is not None:
         figs.update(tracker_figures(report.tracker, report.arrays))
+    figs.update(uses_figures(report))
+    return figs
+
+
+def _shifted_panel(fig: Figure, ax: Any, values: np.ndarray, title: str, log: bool = False) -> None:
+    """An ``(H, W)`` map in fftshift layout, with signed-frequency axes (plumbing)."""
+    h, w = values.shape
+    shown = np.log10(np.maximum(values, 1e-300)) if log else values
+    extent = (-(w // 2) - 0.5, (w - 1) // 2 + 0.5, (h - 1) // 2 + 0.5, -(h // 2) - 0.5)
+    im = ax.imshow(shown, cmap="viridis", extent=extent)
+    ax.set_title(title, fontsize=7)
+    ax.set_xlabel("l", fontsize=7)
+    ax.set_ylabel("k", fontsize=7)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+
+
+def uses_figures(report: Report) -> dict[str, Any]:
+    """The "uses" section's figures: each analysis's own ``plot()`` (``uses_fourier_heatmap``,
+    ``uses_frequency_sensitivity``, ``uses_first_layer_energy``) and ``uses_beside_spectra``: the heat map,
+    the sensitivity and the data power next to the first measured layer's weight spectrum ``σ_max(ω)`` and
+    activation power ``Σ_j ς²_{ω,j}``, all with DC at the centre (plumbing)."""
+    results = report.uses_results()
+    figs: dict[str, Any] = {f"uses_{name}": result.plot() for name, result in results.items()}
+    panels: list[tuple[np.ndarray, str, bool]] = []
+    if "fourier_heatmap" in results:
+        hm = results["fourier_heatmap"]
+        panels.append((hm.effect, f"heat map: change of {hm.metric} (eps={hm.eps:g})", False))
+    if "frequency_sensitivity" in results:
+        fs = results["frequency_sensitivity"]
+        panels.append((fs.sensitivity.mean(axis=0), "input sensitivity E|dL/dx̂| (log10, mean over channels)", True))
+        panels.append((fs.power.mean(axis=0), "data power E|x̂|² (log10, mean over channels)", True))
+    if not panels:
+        return figs
+    rows = report.rows
+    first_w = next((i for i in range(len(rows)) if f"w{i}_sv" in report.arrays), None)
+    first_a = next((i for i in range(len(rows)) if f"a{i}_sv" in report.arrays), None)
+    if first_w is not None:
+        top = np.fft.fftshift(report.arrays[f"w{first_w}_sv"][..., 0])
+        panels.append((top, f"weights {rows[first_w]['layer']}: σ_max(ω) ({rows[first_w]['operator']})", False))
+    if first_a is not None:
+        power = np.fft.fftshift((report.arrays[f"a{first_a}_sv"] ** 2).sum(axis=-1))
+        panels.append((power, f"activations {rows[first_a]['layer']}: power (log10)", True))
+    fig, axes = _subplots((3.3 * len(panels), 3.2), len(panels))
+    for ax, (values, title, log) in zip(axes[0], panels):
+        _shifted_panel(fig, ax, values, title, log)
+    fig.suptitle("which frequencies the model uses, next to those it keeps (DC at the centre)", fontsize=9)
+    fig.tight_layout()
+    figs["uses_beside_spectra"] = fig
     return figs
 
 

@@ -36,8 +36,39 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def render_html(report: Report, figures: bool = True, standalone: bool = True) -> str:
-    """The report as HTML: a full page (``standalone``) or a fragment for Jupyter (plumbing)."""
+def _uses_rows(uses: dict[str, Any] | None) -> list[dict[str, str]]:
+    """One line per "uses" analysis for the HTML table (plumbing)."""
+    out = []
+    for name, u in (uses or {}).items():
+        if "skipped" in u:
+            out.append({"name": name, "css": "skipped", "samples": "", "result": f"skipped: {u['skipped']}", "top": ""})
+            continue
+        if name == "fourier_heatmap":
+            result = (
+                f"baseline {u['metric']} {_fmt(u['baseline'])}, largest change {_fmt(u['max_effect'])} "
+                f"(eps {u['eps']:g})"
+            )
+        elif name == "frequency_sensitivity":
+            result = "E|dL/dx̂(ω)| per channel, with the data power E|x̂(ω)|²"
+        else:
+            fit = u.get("fit")
+            result = f"layer {u['layer']}" + (
+                f"; linear fit alpha {_fmt(fit['init_energy'])}, beta {_fmt(fit['target_energy'])}, "
+                f"tau {_fmt(fit['time'])}, relative RMS {_fmt(fit['relative_rms'])}"
+                if fit
+                else ""
+            )
+        samples = f"{u['num_patches']} patches" if "num_patches" in u else f"{u['num_images']} images"
+        top = " ".join(f"({k}, {l})" for k, l in u.get("top_frequencies", []))
+        out.append({"name": name, "css": "exact", "samples": samples, "result": result, "top": top})
+    return out
+
+
+def render_html(
+    report: Report, figures: bool = True, standalone: bool = True, pngs: dict[str, bytes] | None = None
+) -> str:
+    """The report as HTML: a full page (``standalone``) or a fragment for Jupyter; ``pngs`` (figure name ->
+    PNG bytes) embeds figures already drawn instead of drawing them again (plumbing)."""
     try:
         import jinja2
     except ImportError as exc:
@@ -54,8 +85,9 @@ def render_html(report: Report, figures: bool = True, standalone: bool = True) -
         table_rows.append({"css": css, "cells": {c: _fmt(row.get(c)) for c in LAYER_COLUMNS}})
     images: dict[str, str] = {}
     if figures:
-        for name, fig in report.plot().items():
-            images[name] = base64.b64encode(figure_png(fig)).decode("ascii")
+        drawn = pngs if pngs is not None else {name: figure_png(fig) for name, fig in report.plot().items()}
+        images = {name: base64.b64encode(png).decode("ascii") for name, png in drawn.items()}
+    uses_images = {k: v for k, v in images.items() if k.startswith("uses_")}  # drawn in their own section
     return template.render(
         meta=report.meta,
         rows=report.rows,
@@ -65,7 +97,10 @@ def render_html(report: Report, figures: bool = True, standalone: bool = True) -
         cbn=report.cbn,
         decoder=report.decoder,
         tracker=report.tracker,
-        figures=images,
+        figures={k: v for k, v in images.items() if k not in uses_images},
+        uses=report.uses,
+        uses_rows=_uses_rows(report.uses),
+        uses_figures=uses_images,
         standalone=standalone,
         fmt=_fmt,
     )

@@ -1,14 +1,17 @@
-"""The one adapter between the front door and freqlens' measurement API (re-point it at the rule registry).
+"""The one adapter between the front door and freqlens' measurement API, on the layer-rule registry.
 
-Every call to ``layer_spectrum`` / ``conv_geometry`` (weights), ``activation_spectra``, ``estimate_cbn_rank``
-and ``decoder_report`` made by :mod:`freqlens.report` lives here. Each per-layer measurement catches its own
-error and returns a row marked ``skipped: <reason>`` (``strict=True`` re-raises instead).
+Every call to the rule registry (:mod:`freqlens.spectral.rules`: ``rule_for``, ``verify_forward``, each rule's
+``check_spectrum_geometry`` / ``layer_spectrum``), ``activation_spectra``, ``estimate_cbn_rank`` and
+``decoder_report`` made by :mod:`freqlens.report` lives here. The report keeps no table of layer types of its
+own: the rule of each module decides its geometry, its exactness and its per-frequency values, and the
+``LayerSpectrum`` it returns names the operator they describe (``circular: exact``, ``zero padding: circulant
+embedding, upper bound``, ``<kind>: exact`` for a user-registered rule, ...). A functional ``F.convNd`` call
+found by the torch function mode is measured as the ``nn.ConvNd`` that computes it (same weight, stride,
+padding, dilation, groups), so the same rules apply. Each per-layer measurement catches its own error and
+returns a row marked ``skipped: <reason>`` (``strict=True`` re-raises instead).
 
-What today's API cannot give is computed here:
+What the registry does not give is computed here:
 
-* **which operator a row describes** (:func:`operator_label`): ``circular: exact``, ``zero padding: circulant
-  embedding, upper bound`` (the padded-grid spectrum of conv_bottleneck §1.3 / decoder_spectra §2.3 Eq. 17:
-  the cropped operator is a compression of the circulant one, so its singular values interlace below), ...;
 * **the true operator norm** ``‖A‖₂ = σ_max(A)`` of the layer's linear part at the real input size, by
   Lanczos iteration on ``AᵀA`` (ARPACK, :func:`scipy.sparse.linalg.eigsh`) whose products ``Av`` and
   ``Aᵀu`` go through the layer's own forward and autograd (:func:`exact_operator_norm`);
@@ -36,8 +39,9 @@ from tqdm.auto import tqdm
 from ..analysis import decoder_report, estimate_cbn_rank
 from ..fourier import low_frequency_mask, signed_frequencies
 from ..hooks import evaluation_mode
-from ..spectral import activation_spectra, conv_geometry, layer_spectrum
+from ..spectral import LayerSpectrum, activation_spectra, rule_for
 from ..spectral.maps import radial_frequency, radial_profile
+from ..spectral.rules import verify_forward
 
 __all__ = [
     "DENSE_MAX_ENTRIES",
@@ -50,10 +54,12 @@ __all__ = [
     "dense_singular_values",
     "discover_convs",
     "exact_operator_norm",
+    "functional_conv_module",
     "measure_weights",
-    "operator_label",
     "radial_maximum",
+    "rule_spectrum",
     "signed_frequency_labels",
+    "spectrum_status",
 ]
 
 #: Dense true singular values are computed for layers with at most this many inputs ...
@@ -61,13 +67,16 @@ DENSE_MAX_INPUTS = 4096
 #: ... and a dense operator of at most this many entries (8 MiB in float64; its SVD takes seconds).
 DENSE_MAX_ENTRIES = 2**20
 
-_CONV_FUNCS: dict[Any, str] = {
-    torch.conv1d: "conv1d",
-    torch.conv2d: "conv2d",
-    torch.conv3d: "conv3d",
-    torch.conv_transpose1d: "conv_transpose1d",
-    torch.conv_transpose2d: "conv_transpose2d",
-    torch.conv_transpose3d: "conv_transpose3d",
+# functional conv -> (the module computing it, its positional argument names after ``input``)
+_CONV_ARGS = ("weight", "bias", "stride", "padding", "dilation", "groups")
+_TRANSPOSED_ARGS = ("weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
+_CONV_FUNCS: dict[Any, tuple[str, type[nn.Module], tuple[str, ...]]] = {
+    torch.conv1d: ("conv1d", nn.Conv1d, _CONV_ARGS),
+    torch.conv2d: ("conv2d", nn.Conv2d, _CONV_ARGS),
+    torch.conv3d: ("conv3d", nn.Conv3d, _CONV_ARGS),
+    torch.conv_transpose1d: ("conv_transpose1d", nn.ConvTranspose1d, _TRANSPOSED_ARGS),
+    torch.conv_transpose2d: ("conv_transpose2d", nn.ConvTranspose2d, _TRANSPOSED_ARGS),
+    torch.conv_transpose3d: ("conv_transpose3d", nn.ConvTranspose3d, _TRANSPOSED_ARGS),
 }
 _UPSAMPLE_FUNCS = {F.interpolate, F.upsample, F.upsample_nearest, F.upsample_bilinear}
 
@@ -77,24 +86,39 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
+def _has_weight_rule(module: nn.Module | None) -> bool:
+    """The registry gives ``module`` per-frequency weight singular values (``SpectralRule.has_weights``)."""
+    return module is not None and rule_for(module)[1].has_weights
+
+
+def _shape(t: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in t.shape[1:]) if isinstance(t, torch.Tensor) else ()
+
+
 # --------------------------------------------------------------------------------------------- discovery
 @dataclass
 class ConvCall:
-    """One conv seen in the forward pass (plumbing): a conv module, or a functional ``F.convNd`` call made
-    inside the ``forward`` of ``owner``. Shapes exclude the batch axis."""
+    """One conv seen in the forward pass (plumbing): a module (a registered weight-rule type, or a conv
+    module such as ``nn.Conv1d`` whose rule is a declared gap), or a functional ``F.convNd`` call made inside
+    the ``forward`` of ``owner``; for those ``module`` is :func:`functional_conv_module` of the call. Shapes
+    exclude the batch axis."""
 
     name: str
     owner: str
     op: str
     functional: bool
-    module: nn.Module | None
+    module: nn.Module
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     weight_shape: tuple[int, ...]
-    # functional calls: the call itself, replayed with another input (weight captured by reference)
-    replay: Callable[[torch.Tensor], torch.Tensor] | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     calls: int = 1
+
+    @property
+    def hookable(self) -> bool:
+        """A module of the user's model whose output has a per-frequency activation spectrum (a registered
+        weight rule): what ``activation_spectra`` and the tracker measure (plumbing)."""
+        return not self.functional and _has_weight_rule(self.module)
 
 
 @dataclass
@@ -105,6 +129,35 @@ class Discovery:
     upsamples: bool = False
 
 
+def functional_conv_module(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> nn.Module:
+    """The ``nn.ConvNd`` / ``nn.ConvTranspose{N}d`` whose forward is the linear part (bias dropped) of the call
+    ``func(input, *args, **kwargs)`` of a ``torch.convNd`` function, holding the call's weight (detached, not
+    copied) (plumbing). Built on the meta device first, so no random initialisation touches the global RNG."""
+    _, cls, names = _CONV_FUNCS[func]
+    bound = dict(zip(names, args))
+    bound.update({k: v for k, v in kwargs.items() if k != "input"})
+    weight = bound["weight"].detach()
+    groups = int(bound.get("groups", 1))
+    transposed = "output_padding" in names
+    if transposed:  # PyTorch layouts: (c_in, c_out / g, ...) transposed, (c_out, c_in / g, ...) otherwise
+        cin, cout = weight.shape[0], weight.shape[1] * groups
+    else:
+        cin, cout = weight.shape[1] * groups, weight.shape[0]
+    options: dict[str, Any] = {
+        "stride": bound.get("stride", 1),
+        "padding": bound.get("padding", 0),
+        "dilation": bound.get("dilation", 1),
+        "groups": groups,
+        "bias": False,
+        "device": "meta",
+    }
+    if transposed:
+        options["output_padding"] = bound.get("output_padding", 0)
+    twin = cls(int(cin), int(cout), tuple(int(k) for k in weight.shape[2:]), **options)
+    twin.weight = nn.Parameter(weight, requires_grad=False)
+    return twin.eval()
+
+
 class _ConvSpy(TorchFunctionMode):
     """Sees every ``F.conv*`` and ``F.interpolate`` call, also those made inside a module's ``forward``."""
 
@@ -112,81 +165,77 @@ class _ConvSpy(TorchFunctionMode):
         super().__init__()
         self.stack = stack
         self.found = found
-        self.seen: dict[tuple[str, str, tuple[int, ...], int], ConvCall] = {}
+        self.seen: dict[tuple[Any, ...], ConvCall] = {}
         self.functional_count: dict[str, int] = {}
+
+    def add(self, key: tuple[Any, ...], call: ConvCall) -> None:
+        """Record a new conv, or count one more call of a known one (plumbing)."""
+        if key in self.seen:
+            self.seen[key].calls += 1
+        else:
+            self.seen[key] = call
+            self.found.convs.append(call)
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         if func in _UPSAMPLE_FUNCS:
             self.found.upsamples = True
-        op = _CONV_FUNCS.get(func)
-        if op is None or not args or not isinstance(out, torch.Tensor):
+        entry = _CONV_FUNCS.get(func)
+        if entry is None or not args or not isinstance(out, torch.Tensor):
             return out
-        x, weight = args[0], args[1] if len(args) > 1 else kwargs.get("weight")
+        op = entry[0]
         owner, module, module_in = self.stack[-1] if self.stack else ("", None, ())
-        is_module_conv = isinstance(module, nn.modules.conv._ConvNd) and weight is getattr(module, "weight", None)
-        if not is_module_conv and isinstance(module, nn.modules.conv._ConvNd):
-            # a parametrized conv computes its weight first; the conv call still belongs to the module
-            is_module_conv = tuple(weight.shape) == tuple(module.weight.shape)
-        # a module conv's input is what the module received (reflect padding pads before F.conv2d)
-        in_shape = module_in if is_module_conv else tuple(int(s) for s in x.shape[1:])
-        key_id = id(module) if is_module_conv else self.functional_count.setdefault(owner, 0)
-        key = (owner, op, in_shape, key_id)
-        if key in self.seen:
-            self.seen[key].calls += 1
-            return out
+        if _has_weight_rule(module):
+            return out  # the module's own computation: its row comes from the module hooks
+        x = args[0]
+        weight = args[1] if len(args) > 1 else kwargs.get("weight")
+        assert isinstance(weight, torch.Tensor)
+        # a conv module without a weight rule (nn.Conv1d, nn.Conv3d, ...) is still a row of its own
+        is_module_conv = isinstance(module, nn.modules.conv._ConvNd) and tuple(weight.shape) == tuple(
+            module.weight.shape
+        )
         if is_module_conv:
             assert module is not None
-            name, replay, mod = owner, None, module
-        else:
-            index = self.functional_count[owner]
-            self.functional_count[owner] = index + 1
-            name = f"{owner or '<model>'}:F.{op}#{index}"
-            rest = tuple(args[2:])
-            w_ref = weight
-            kw = {k: v for k, v in kwargs.items() if k != "bias"}
-            call_rest = rest[1:] if rest else ()  # drop the bias: the replay is the linear part
-
-            def replay(z: torch.Tensor, _f: Any = func, _w: Any = w_ref, _r: Any = call_rest, _k: Any = kw) -> Any:
-                return _f(z, _w.to(z.dtype), None, *_r, **_k)
-
-            mod = None
-        call = ConvCall(
-            name=name,
-            owner=owner,
-            op=op,
-            functional=not is_module_conv,
-            module=mod,
-            input_shape=in_shape,
-            output_shape=tuple(int(s) for s in out.shape[1:]),
-            weight_shape=tuple(int(s) for s in weight.shape),
-            replay=replay,
-            device=weight.device,
-        )
-        self.seen[key] = call
-        self.found.convs.append(call)
+            call = ConvCall(owner, owner, op, False, module, module_in, _shape(out), tuple(weight.shape), weight.device)
+            self.add((owner, module_in, id(module)), call)
+            return out
+        index = self.functional_count.get(owner, 0)
+        self.functional_count[owner] = index + 1
+        name = f"{owner or '<model>'}:F.{op}#{index}"
+        twin = functional_conv_module(func, args[1:], kwargs)
+        call = ConvCall(name, owner, op, True, twin, _shape(x), _shape(out), tuple(weight.shape), weight.device)
+        self.add((name, _shape(x)), call)
         return out
 
 
 def discover_convs(model: nn.Module, example: torch.Tensor) -> Discovery:
-    """Every conv of ``model`` in call order: conv modules (by module hooks) and functional ``F.conv*``
-    calls inside any ``forward`` (by a ``torch.overrides.TorchFunctionMode``), one entry per distinct
-    (layer, input shape); also whether anything upsamples (plumbing). Runs one no-grad forward pass in
-    eval mode; the model is left exactly as found."""
+    """Every conv of ``model`` in call order (plumbing): modules whose registered rule has weights (by module
+    hooks), conv modules without such a rule, and functional ``F.conv*`` calls inside any ``forward`` (by a
+    ``torch.overrides.TorchFunctionMode``), one entry per distinct (layer, input shape); also whether anything
+    upsamples. Runs one no-grad forward pass in eval mode; the model is left exactly as found."""
     stack: list[tuple[str, nn.Module, tuple[int, ...]]] = []
     found = Discovery()
+    spy = _ConvSpy(stack, found)
     names = {m: n for n, m in model.named_modules()}
     handles = []
 
     def pre(mod: nn.Module, inputs: tuple[Any, ...]) -> None:
-        first = inputs[0] if inputs else None
-        shape = tuple(int(s) for s in first.shape[1:]) if isinstance(first, torch.Tensor) else ()
-        stack.append((names.get(mod, type(mod).__name__), mod, shape))
+        name = names.get(mod, type(mod).__name__)
+        shape = _shape(inputs[0]) if inputs else ()
+        stack.append((name, mod, shape))
+        if _has_weight_rule(mod):
+            weight = getattr(mod, "weight", None)
+            w_shape = tuple(int(s) for s in weight.shape) if isinstance(weight, torch.Tensor) else ()
+            device = next((t.device for t in mod.parameters()), torch.device("cpu"))
+            call = ConvCall(name, name, rule_for(mod)[1].kind, False, mod, shape, (), w_shape, device)
+            spy.add((name, shape, id(mod)), call)
 
     def post(mod: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-        if stack:
-            stack.pop()
+        name, _, shape = stack.pop() if stack else ("", mod, ())
+        call = spy.seen.get((name, shape, id(mod)))
+        if call is not None and not call.output_shape:
+            call.output_shape = _shape(output)
         first = inputs[0] if inputs else None
         if (
             isinstance(first, torch.Tensor)
@@ -200,7 +249,7 @@ def discover_convs(model: nn.Module, example: torch.Tensor) -> Discovery:
         handles.append(m.register_forward_pre_hook(pre))
         handles.append(m.register_forward_hook(post))
     try:
-        with evaluation_mode(model), torch.no_grad(), _ConvSpy(stack, found):
+        with evaluation_mode(model), torch.no_grad(), spy:
             model(example)
     finally:
         for h in handles:
@@ -211,10 +260,6 @@ def discover_convs(model: nn.Module, example: torch.Tensor) -> Discovery:
 # --------------------------------------------------------------------------------------------- exact operator
 def _linear_part(call: ConvCall) -> Callable[[torch.Tensor], torch.Tensor]:
     """The layer's linear part in float64 on a private copy (bias zeroed; the user's module is untouched)."""
-    if call.functional:
-        assert call.replay is not None
-        return call.replay
-    assert call.module is not None
     twin = copy.deepcopy(call.module).to(torch.float64)
     with torch.no_grad():
         bias = getattr(twin, "bias", None)
@@ -281,44 +326,46 @@ class LayerMeasurement:
     dense_singular_values: np.ndarray | None = None
 
 
-def operator_label(module: nn.Module, exact: bool) -> tuple[str, str]:
-    """``(operator, status)`` of a measured 2-D conv row: which operator its per-frequency values describe."""
-    if exact:
-        return "circular: exact", "exact"
-    geom = conv_geometry(module)
-    if geom.transposed:
-        return "transposed conv: circular model (zero insertion then circular conv), approximate", "approximate"
-    if geom.padding != (0, 0) and geom.padding_mode == "zeros":
-        return "zero padding: circulant embedding, upper bound", "upper bound"
-    if geom.padding == (0, 0):
-        return "no padding (valid, cropped): circulant embedding, upper bound", "upper bound"
-    return "circular padding, cropped output: circulant embedding, upper bound", "upper bound"
+def rule_spectrum(call: ConvCall) -> LayerSpectrum:
+    """Per-frequency singular values of one conv by its registered rule (conv_bottleneck §1.3-1.5, §5a; the
+    rule's ``layer_spectrum``), as ``weight_spectra`` computes them: a module whose ``forward`` overrides its
+    registered type is first verified on a float64 probe (``verify_forward``, linear part), then the rule
+    checks the geometry before any FFT. Raises ``ValueError`` / ``TypeError`` naming the reason otherwise."""
+    rule = rule_for(call.module)[1]
+    form, reason = verify_forward(call.module, call.input_shape, linear_only=True)
+    if form is None:  # an unverified forward is a marked gap, whatever its attributes say
+        raise ValueError(reason)
+    size = (int(call.input_shape[-2]), int(call.input_shape[-1])) if len(call.input_shape) >= 2 else (1, 1)
+    rule.check_spectrum_geometry(call.module, call.name, size)
+    return rule.layer_spectrum(call.module, size, call.name, call.output_shape[-2:], torch.float64)
+
+
+def spectrum_status(spec: LayerSpectrum) -> str:
+    """``exact``, ``upper bound`` or ``approximate``: the status column of a measured row, read from the
+    rule's own verdict (``LayerSpectrum.exact`` and its ``operator`` label) (plumbing)."""
+    if spec.exact:
+        return "exact"
+    return "upper bound" if "upper bound" in spec.operator else "approximate"
+
+
+_ATTRIBUTE_COLUMNS = ("padding", "padding_mode", "stride", "dilation", "groups")
 
 
 def _base_row(call: ConvCall) -> dict[str, Any]:
     row: dict[str, Any] = {
         "layer": call.name,
         "owner": call.owner,
-        "type": type(call.module).__name__ if call.module is not None else f"F.{call.op}",
+        "type": f"F.{call.op}" if call.functional else type(call.module).__name__,
         "op": call.op,
         "functional": call.functional,
         "calls": call.calls,
         "input_shape": list(call.input_shape),
         "output_shape": list(call.output_shape),
         "weight_shape": list(call.weight_shape),
-        "padding": None,
-        "padding_mode": None,
-        "stride": None,
-        "dilation": None,
-        "groups": None,
     }
-    m = call.module
-    if isinstance(m, nn.modules.conv._ConvNd):
-        row["padding"] = m.padding if isinstance(m.padding, str) else list(m.padding)
-        row["padding_mode"] = m.padding_mode
-        row["stride"] = list(m.stride)
-        row["dilation"] = list(m.dilation)
-        row["groups"] = int(m.groups)
+    for attr in _ATTRIBUTE_COLUMNS:  # descriptive only (user layers may have none of them)
+        value = getattr(call.module, attr, None)
+        row[attr] = list(value) if isinstance(value, tuple) else value if isinstance(value, int | str) else None
     return row
 
 
@@ -341,37 +388,27 @@ def _measure_one(
         weight_kept=None,
     )
     sv: np.ndarray | None = None
-    is_2d = call.op in ("conv2d", "conv_transpose2d") and not call.functional and call.module is not None
-    if not is_2d:
-        what = "functional call (no module to read a rule from)" if call.functional else f"{call.op} layer"
-        row.update(operator=f"skipped: no per-frequency rule for a {what}", status="skipped")
-        row["reason"] = row["operator"][len("skipped: ") :]
+    try:
+        spec = rule_spectrum(call)
+    except Exception as exc:
+        if strict:
+            raise
+        reason = _one_line(exc)
+        row.update(operator=f"skipped: {reason}", status="skipped", reason=reason)
     else:
-        assert call.module is not None
-        try:
-            spec = layer_spectrum(
-                call.module, call.input_shape[-2:], name=call.name, output_size=call.output_shape[-2:]
-            )
-        except Exception as exc:
-            if strict:
-                raise
-            reason = _one_line(exc)
-            row.update(operator=f"skipped: {reason}", status="skipped", reason=reason)
-        else:
-            sv = spec.singular_values
-            op_label, status = operator_label(call.module, spec.exact)
-            row.update(
-                operator=op_label,
-                status=status,
-                exact=bool(spec.exact),
-                note=spec.note,
-                grid=list(spec.grid),
-                values=int(sv.size),
-                bound_norm=float(sv.max()) if sv.size else 0.0,
-                weight_kept=int((sv > kept_threshold).sum()),
-            )
-            if spec.exact:
-                row.update(operator_norm=row["bound_norm"], operator_norm_method="per-frequency spectrum (exact)")
+        sv = spec.singular_values
+        row.update(
+            operator=spec.operator,
+            status=spectrum_status(spec),
+            exact=bool(spec.exact),
+            note=spec.note,
+            grid=list(spec.grid),
+            values=int(sv.size),
+            bound_norm=float(sv.max()) if sv.size else 0.0,
+            weight_kept=int((sv > kept_threshold).sum()),
+        )
+        if spec.exact:
+            row.update(operator_norm=row["bound_norm"], operator_norm_method="per-frequency spectrum (exact)")
     dense_sv: np.ndarray | None = None
     if exact_norms and not row["exact"]:
         try:

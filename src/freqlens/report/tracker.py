@@ -57,7 +57,8 @@ class FrequencyTracker:
         out: run directory (created; resumed when it holds a run with the same config).
         frequencies: signed ``(k, l)`` at which to keep all singular values (default: DC, the first
             harmonics and the Nyquist corner); taken modulo each layer's grid.
-        layers: 2-D conv module names (default: every ``nn.Conv2d`` / ``nn.ConvTranspose2d`` called).
+        layers: module names (default: every layer with a weight rule called: ``nn.Conv2d``,
+            ``nn.ConvTranspose2d`` and registered types).
         tensorboard: also write TensorBoard scalars into ``out/tensorboard``.
     """
 
@@ -91,7 +92,7 @@ class FrequencyTracker:
         self.energy_eps = energy_eps
         self.low_fraction = low_fraction
         found = measure.discover_convs(model, self.probe.example)
-        calls = [c for c in found.convs if c.op in ("conv2d", "conv_transpose2d") and not c.functional]
+        calls = [c for c in found.convs if c.hookable]
         calls = list({c.owner: c for c in reversed(calls)}.values())[::-1]  # first call of each module
         if layers is not None:
             unknown = [n for n in layers if n not in {c.owner for c in calls}]
@@ -99,7 +100,7 @@ class FrequencyTracker:
                 raise ValueError(f"layers {unknown} are not 2-D conv modules called by the model; found {calls!r:.200}")
             calls = [c for c in calls if c.owner in layers]
         if not calls:
-            raise ValueError("model has no nn.Conv2d / nn.ConvTranspose2d layer called on the probe")
+            raise ValueError("model has no nn.Conv2d / nn.ConvTranspose2d (or registered) layer called on the probe")
         self.calls = calls
         self.frequencies = [tuple(int(v) for v in f) for f in (frequencies or [(0, 0), (0, 1), (1, 0), (1, 1), (2, 2)])]
         self.out = Path(out)
