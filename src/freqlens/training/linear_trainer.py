@@ -156,13 +156,19 @@ class LinearRun:
 
 # ----------------------------------------------------------------------------------- helpers
 class _SampleStream:
-    """Per-trial sample indices: uniform draws or shuffled epochs, from fixed-size generator blocks."""
+    """Per-trial sample indices: uniform draws or shuffled epochs, from fixed-size generator blocks.
+
+    Every trial consumes the same number of indices and refills in blocks of the same size, so the
+    trials' buffers are the rows of one ``(T, L)`` tensor and a draw is one slice (no per-trial work
+    between refills); trial ``t``'s sequence is its generator's blocks in order, whatever the chunking.
+    """
 
     def __init__(self, num_samples: int, sampling: str, seed: int, trials: int) -> None:
         self.num_samples = num_samples
         self.sampling = sampling
         self.gens = [trial_generator(seed, t, stream=10) for t in range(trials)]
-        self.buffers = [torch.zeros(0, dtype=torch.int64) for _ in range(trials)]
+        self.buffer = torch.zeros(trials, 0, dtype=torch.int64)
+        self.pos = 0
 
     def _refill(self, t: int) -> torch.Tensor:
         if self.sampling == "random":
@@ -170,14 +176,14 @@ class _SampleStream:
         return torch.randperm(self.num_samples, generator=self.gens[t])
 
     def take(self, count: int) -> torch.Tensor:
-        rows = []
-        for t in range(len(self.gens)):
-            buf = self.buffers[t]
-            while buf.shape[0] < count:
-                buf = torch.cat([buf, self._refill(t)])
-            rows.append(buf[:count])
-            self.buffers[t] = buf[count:]
-        return torch.stack(rows)  # (T, count)
+        """The next ``count`` indices of every trial, ``(T, count)`` (a view of the buffer)."""
+        while self.buffer.shape[1] - self.pos < count:
+            fresh = torch.stack([self._refill(t) for t in range(len(self.gens))])
+            self.buffer = torch.cat([self.buffer[:, self.pos :], fresh], dim=1)
+            self.pos = 0
+        out = self.buffer[:, self.pos : self.pos + count]
+        self.pos += count
+        return out
 
 
 def _event_times(num_updates: int, record_every: int, snapshot_times: Sequence[int]) -> tuple[list[int], set[int]]:
@@ -459,7 +465,7 @@ class _CNNStepper:
         n_rows = t * count
         xc = torch.index_select(self.data, 0, flat, out=self.xc[:n_rows]).view(t, count, *self.data.shape[1:])
         xc_bar = torch.conj_physical(xc, out=self.xc_bar[:n_rows].view_as(xc))
-        yc = torch.index_select(self.targets, 0, flat, out=self.yc[:n_rows]).view(t, count, -1)
+        yc = torch.index_select(self.targets, 0, flat, out=self.yc[:n_rows]).view(t, count, 1, -1)  # (T, B, 1, p)
         k_bar, wr = state.K_bar, state.Wr
         w_t = wr.transpose(1, 2)
         h, h_real, err, err_t = self.h, self.h_real, self.err, self.err.transpose(1, 2)
@@ -471,7 +477,7 @@ class _CNNStepper:
                 torch.sum(prod, dim=1, keepdim=True, out=h)
             else:
                 torch.mul(k_bar, x, out=h)
-            torch.baddbmm(y.unsqueeze(1), h_real, w_t, alpha=-1.0, out=err)
+            torch.baddbmm(y, h_real, w_t, alpha=-1.0, out=err)
             torch.bmm(err, wr, out=delta_real)
             wr.baddbmm_(err_t, h_real, alpha=c)
             k_bar.addcmul_(delta, x_bar, value=c)
