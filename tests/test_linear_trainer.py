@@ -257,15 +257,28 @@ def test_bad_arguments_raise_before_training() -> None:
         trial_generator(-1, 0)
     with pytest.raises(ValueError, match="threads"):
         train_linear_cnn(problem, init, 0.1, 10, threads=0)
+    with pytest.raises(ValueError, match="record_threads"):
+        train_linear_fcnn(problem, random_fcnn_init(1, 16, 5, 3, 0.1, seed=0), 0.1, 10, record_threads=0)
 
 
-def test_thread_setting_is_restored() -> None:
+def test_thread_setting_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     x, labels = _data(n_samples=6, c=1, n=4)
     problem = LinearProblem.from_data(x, labels)
     init = random_cnn_init(1, (1, 4, 4), 3, 0.1, 0.1, seed=0)
     torch.set_num_threads(2)
     train_linear_cnn(problem, init, 0.01, 20, record_every=10)  # runs on one thread (default)
     assert torch.get_num_threads() == 2
+    moments = LinearProblem.from_data(*_data(n_samples=40, c=1, n=4))  # N > D': stacked record products
+    seen: list[int] = []
+    quadratic = type(moments.train).quadratic
+
+    def spy(self: object, end_to_end: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return quadratic(self, end_to_end)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(moments.train), "quadratic", spy)
+    train_linear_cnn(moments, init, 0.01, 20, record_every=10, record_threads=3)
+    assert seen == [3] and torch.get_num_threads() == 2  # one stacked product, on record_threads
     with pytest.raises(LinearTrainingDiverged):
         train_linear_cnn(problem, random_cnn_init(1, (1, 4, 4), 3, 1.0, 1.0, seed=0), 5.0, 2000, record_every=10)
     assert torch.get_num_threads() == 2
