@@ -181,23 +181,24 @@ def machine_peaks(dtype: torch.dtype, working_set_bytes: int, reps: int = 5) -> 
     return max(gemm), max(copy)
 
 
-def record_product_rates(problem: LinearProblem, trials: int, reps: int = 5) -> dict[int, float]:
+def record_product_rates(problem: LinearProblem, trials: int, reps: int = 9) -> dict[int, float]:
     """Seconds per end-to-end row of the loss quadratic forms (train + test) for one record's ``T p`` rows
-    and for the trainer's stack of ``_RECORD_BATCH_ROWS`` rows; best of ``reps``."""
+    and for the trainer's stack of ``_RECORD_BATCH_ROWS`` rows; best of ``reps``, the two interleaved."""
     p, d = problem.num_classes, problem.packed_dim
     g = torch.Generator().manual_seed(2)
     sets = [m for m in (problem.train, problem.test) if m is not None and m.needs_quadratic]
-    out = {}
-    for rows in (trials * p, _RECORD_BATCH_ROWS):
-        b = torch.randn(max(rows // p, 1), p, d, dtype=torch.float64, generator=g)
-        best = math.inf
-        for _ in range(reps):
+    maps = {
+        rows: torch.randn(max(rows // p, 1), p, d, dtype=torch.float64, generator=g)
+        for rows in (trials * p, _RECORD_BATCH_ROWS)
+    }
+    best = dict.fromkeys(maps, math.inf)
+    for _ in range(reps):
+        for rows, b in maps.items():
             t0 = time.perf_counter()
             for m in sets:
                 m.quadratic(b)
-            best = min(best, time.perf_counter() - t0)
-        out[rows] = best / (b.shape[0] * p)
-    return out
+            best[rows] = min(best[rows], (time.perf_counter() - t0) / (b.shape[0] * p))
+    return best
 
 
 def with_threads(threads: int, fn: Callable[[], object]) -> Callable[[], object]:

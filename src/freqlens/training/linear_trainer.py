@@ -222,9 +222,10 @@ class _Recorder:
     A record's ``A`` and the linear part of its losses are formed at once; on the moment route
     (:meth:`SetMoments.quadratic`) the quadratic term ``tr(B Σ_φφ Bᵀ)`` of the losses waits until
     ``_RECORD_BATCH_ROWS`` rows of end-to-end maps (``T p`` per record) are pending, then one matrix product
-    serves them all: the ``O(p D'²)`` work per row is the same, but a product with 320 rows runs faster
-    per row than one with the protocol's 40 (1.2-1.7x on the loaded 2-core machine: 1.23x in
-    benchmarks/linear_cnn_training.py, which prints both).
+    serves them all: the ``O(p D'²)`` work per row is the same, and a product with 320 rows usually runs
+    faster per row than one with the protocol's 40 (measured on the loaded 2-core machine: 1.2-1.7x at
+    load 7-13, none at load 15; benchmarks/linear_cnn_training.py prints both). On the CIFAR-4 protocol
+    this cut the recording time by 16-18% (interleaved with the previous per-record products, load 13).
     Divergence is then found at the first record that shows it, exactly as with immediate records; the
     records and snapshots from that update on are dropped, and non-finite parameters flush at once.
     """
