@@ -4,33 +4,42 @@ Protocol: CIFAR-10 classes 0-3, 20000 train / 4000 test images 3x32x32, training
 10 independent trials, single-sample SGD (shuffled epochs), A(t) and the train and test losses on the
 full sets every 500 updates (plus |k̂_m(t)| and the balance ratios), float32.
 
-What is timed, all in one process, interleaved so that a change of load hits every route alike:
-each of ``--repeats`` rounds runs, for 1 and for 2 torch threads, (a) the fast trainer for
-``--segment`` updates with records every 500 (training + recording), (b) the same updates through the
-trainer's stepping kernels alone (stepping only) and (c) the straightforward PyTorch route,
+What is timed, all in one process, interleaved so that a change of load hits every route alike: each
+of ``--repeats`` rounds runs every route once in each of its kept thread settings: (a) the fast trainer
+for ``--segment`` updates with records every 500 (training + recording; settings "1", "1+2" = steps on
+1 thread and the stacked record products on 2, "2"), (b) the same updates through the trainer's stepping
+kernels alone (stepping only; "1", "2") and (c) the straightforward PyTorch route,
 ``F.pad(..., mode="circular")`` with n-1 wrapped rows/columns + ``nn.Conv2d(3, 1, 32)`` + ``nn.Linear``,
-autograd, ``torch.optim.SGD``, one sample per step, for ``--naive-updates`` updates. Every route is
-quoted as the median over the rounds at its best thread count (a short untimed probe first warms up
-each route and drops a thread count more than twice as slow as the other);
-wall time is what the ratio uses, process CPU time is printed beside it (less sensitive to other jobs
-on a shared machine).
+autograd, ``torch.optim.SGD``, one sample per step, for ``--naive-updates`` updates ("1", "2"). Every
+route is quoted as the median over the rounds at its best setting (a short untimed probe first warms up
+each route and drops a setting more than twice as slow as its best); wall time is what the ratio uses,
+process CPU time is printed beside it (less sensitive to other jobs on a shared machine). The load
+average is printed before, after every round and after.
 
-Arithmetic floor of one trial-update: the real flops of the six step kernels (counted below) divided
-by the best rate each kernel reaches on this machine (the same torch kernels and per-trial shapes,
-timed back to back with the protocol's trial count and with 8x the trials, so that the per-call cost
-is amortized), summed over the kernels. It excludes Python, dispatch and the
-sample gathering.
+Two arithmetic floors of one trial-update (1 thread), both excluding Python, dispatch and the gathering
+of samples: (1) the six step kernels: their real flops (counted below) over the best rate each torch
+kernel reaches here (per-trial shapes, the protocol's trial count and 8x it); (2) a fused kernel at
+this machine's peaks: max(flops / the best single-thread float32 GEMM rate, bytes / the best copy
+bandwidth over a buffer of the trials' working-set size), with the bytes of the two passes a fused
+step needs (read K̄, x, W for h and e; read them again and write K̄, W for the updates).
 
-``--full`` also runs the whole protocol once (10 x 100000 updates, 201 records; goal <= 60 s wall).
+Records: the flops of the loss quadratic forms (``tr(B Σ_φφ Bᵀ)``, the blocked Cholesky product of
+``freqlens.training.linear_problem``) per record and their time per row for one record's 40 rows and
+for the trainer's stack of 320 rows.
+
+``--quick``: 5000 train images (all 4000 test images: both sets keep the protocol's moment route),
+2500-update segments, 30 straightforward updates.
+``--full``: also the whole protocol once (10 x 100000 updates, 201 records; goal <= 60 s wall).
 The naive network's updates are replayed by the fast trainer (one trial, same samples) to check that
 both compute the same network.
 
-Run: python benchmarks/linear_cnn_training.py [--full] [--float64] [--repeats 5] [--segment 5000]
+Run: python benchmarks/linear_cnn_training.py [--quick | --full] [--float64] [--repeats 5] [--segment 5000]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -44,7 +53,14 @@ from _common import cpu_and_wall, load_line, max_rss_mib, require_data
 from freqlens.datasets import load_cifar10
 from freqlens.training.linear_init import CNNParameters, random_cnn_init
 from freqlens.training.linear_problem import LinearProblem
-from freqlens.training.linear_trainer import _CNN_CHUNK, _CNNState, _CNNStepper, _SampleStream, train_linear_cnn
+from freqlens.training.linear_trainer import (
+    _CNN_CHUNK,
+    _RECORD_BATCH_ROWS,
+    _CNNState,
+    _CNNStepper,
+    _SampleStream,
+    train_linear_cnn,
+)
 
 LR = 5.625e-5  # the pinson-fig5 CIFAR-4 CNN learning rate
 SIGMA = 1e-4
@@ -139,23 +155,87 @@ def kernel_rates(problem: LinearProblem, trials: int, reps: int = 200) -> dict[s
     return rates
 
 
+def fused_step_bytes(c: int, r: int, p: int, itemsize: int) -> int:
+    """Bytes one trial-update moves in a fused kernel: two passes over K̄ (C R complex), x (C R complex)
+    and W (p 2R real), and one write of K̄ and W (plumbing for the floor, module doc)."""
+    k_bytes, x_bytes, w_bytes = 2 * c * r * itemsize, 2 * c * r * itemsize, 2 * p * r * itemsize
+    return 2 * (k_bytes + x_bytes + w_bytes) + k_bytes + w_bytes
+
+
+def machine_peaks(dtype: torch.dtype, working_set_bytes: int, reps: int = 5) -> tuple[float, float]:
+    """(best flop/s of a 1024^3 GEMM, best copy bytes/s over a ``working_set_bytes`` buffer), 1 thread."""
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(1024, 1024, dtype=dtype, generator=g), torch.randn(1024, 1024, dtype=dtype, generator=g)
+    out = torch.empty(1024, 1024, dtype=dtype)
+    src = torch.randn(max(working_set_bytes // 2 // a.element_size(), 1), dtype=dtype, generator=g)
+    dst = torch.empty_like(src)
+    gemm, copy = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        gemm.append(2 * 1024**3 / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        for _ in range(50):
+            dst.copy_(src)
+        copy.append(50 * 2 * src.numel() * src.element_size() / (time.perf_counter() - t0))
+    return max(gemm), max(copy)
+
+
+def record_product_rates(problem: LinearProblem, trials: int, reps: int = 9) -> dict[int, float]:
+    """Seconds per end-to-end row of the loss quadratic forms (train + test) for one record's ``T p`` rows
+    and for the trainer's stack of ``_RECORD_BATCH_ROWS`` rows; best of ``reps``, the two interleaved."""
+    p, d = problem.num_classes, problem.packed_dim
+    g = torch.Generator().manual_seed(2)
+    sets = [m for m in (problem.train, problem.test) if m is not None and m.needs_quadratic]
+    maps = {
+        rows: torch.randn(max(rows // p, 1), p, d, dtype=torch.float64, generator=g)
+        for rows in (trials * p, _RECORD_BATCH_ROWS)
+    }
+    best = dict.fromkeys(maps, math.inf)
+    for _ in range(reps):
+        for rows, b in maps.items():
+            t0 = time.perf_counter()
+            for m in sets:
+                m.quadratic(b)
+            best[rows] = min(best[rows], (time.perf_counter() - t0) / (b.shape[0] * p))
+    return best
+
+
+def with_threads(threads: int, fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run with ``threads`` torch threads (plumbing)."""
+
+    def run() -> object:
+        torch.set_num_threads(threads)
+        return fn()
+
+    return run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--float64", action="store_true", help="train in float64 (default float32)")
     ap.add_argument("--trials", type=int, default=10)
-    ap.add_argument("--segment", type=int, default=5000, help="updates per timed fast run (records every 500)")
-    ap.add_argument("--naive-updates", type=int, default=100)
+    ap.add_argument("--segment", type=int, default=None, help="updates per timed fast run (default 5000, quick 2500)")
+    ap.add_argument("--naive-updates", type=int, default=None, help="straightforward updates (default 100, quick 30)")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds (medians reported)")
-    ap.add_argument("--full", action="store_true", help="also run the whole protocol (10 x 100000) once")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="5000 train images, short segments")
+    mode.add_argument("--full", action="store_true", help="also run the whole protocol (10 x 100000) once")
     ap.add_argument("--updates", type=int, default=100_000, help="updates of the --full protocol run")
     args = ap.parse_args()
+    segment = args.segment or (2500 if args.quick else 5000)
+    naive_updates = args.naive_updates or (30 if args.quick else 100)
     dtype = torch.float64 if args.float64 else torch.float32
     root = require_data("cifar10")
-    print(f"torch {torch.__version__}, dtype {dtype}, CPU")
+    run_mode = "quick" if args.quick else "full" if args.full else "default"
+    print(f"torch {torch.__version__}, dtype {dtype}, CPU, {run_mode} mode")
     print(load_line("before"))
 
     x, labels = load_cifar10(root, "train", classes=(0, 1, 2, 3), subtract_mean=True)
     xt, lt = load_cifar10(root, "test", classes=(0, 1, 2, 3), subtract_mean=True)
+    if args.quick:  # the first 1250 training images of each class; both sets still on the moment route (N > D')
+        keep = torch.cat([torch.nonzero(labels == k).flatten()[:1250] for k in range(4)])
+        x, labels = x[keep], labels[keep]
     torch.set_num_threads(1)
     prep_wall, prep_cpu, problem = cpu_and_wall(
         lambda: LinearProblem.from_data(x, labels, xt, lt, dtype=dtype, device="cpu")
@@ -163,78 +243,95 @@ def main() -> None:
     print(f"CIFAR-4 train {tuple(x.shape)}, test {tuple(xt.shape)}; problem preparation (1 thread): "
           f"{prep_wall:.1f} s wall, {prep_cpu:.1f} s CPU")  # fmt: skip
     init = random_cnn_init(args.trials, (3, 32, 32), 4, SIGMA, SIGMA, seed=0)
-    order = _SampleStream(x.shape[0], "epochs", seed=1, trials=1).take(args.naive_updates)[0]
+    order = _SampleStream(x.shape[0], "epochs", seed=1, trials=1).take(naive_updates)[0]
     xs, ys = x[order].to(dtype), torch.eye(4, dtype=dtype)[labels][order]
-    trial_updates = args.trials * args.segment
+    trial_updates = args.trials * segment
 
-    routes: dict[str, Callable[[], object]] = {
-        "training + recording": lambda: train_linear_cnn(
-            problem, init, LR, args.segment, sampling="epochs", record_every=RECORD_EVERY, seed=1, threads=None
-        ),
-        "stepping only": lambda: stepping_only(problem, init, args.segment),
-        "straightforward": lambda: naive_run(xs, ys, init),
+    def fast(updates: int, record_threads: int | None) -> Callable[[], object]:
+        return lambda: train_linear_cnn(
+            problem, init, LR, updates, sampling="epochs", record_every=RECORD_EVERY, seed=1,
+            threads=None, record_threads=record_threads,
+        )  # fmt: skip
+
+    def settings(updates: int, naive: int) -> dict[str, dict[str, Callable[[], object]]]:
+        return {
+            "training + recording": {
+                "1": with_threads(1, fast(updates, None)),
+                "1+2": with_threads(1, fast(updates, 2)),
+                "2": with_threads(2, fast(updates, None)),
+            },
+            "stepping only": {t: with_threads(int(t), lambda: stepping_only(problem, init, updates)) for t in "12"},
+            "straightforward": {t: with_threads(int(t), lambda: naive_run(xs[:naive], ys[:naive], init)) for t in "12"},
+        }
+
+    routes = settings(segment, naive_updates)
+    per_update = {
+        "training + recording": trial_updates,
+        "stepping only": trial_updates,
+        "straightforward": naive_updates,
     }
-    per_update = {"training + recording": trial_updates, "stepping only": trial_updates}
-    # Warm-up and thread probe (short runs, untimed in the medians): a thread count more than twice as
-    # slow as the other in the probe is not repeated (on a busy machine a 2-thread round can take minutes).
-    probes: dict[str, Callable[[], object]] = {
-        "training + recording": lambda: train_linear_cnn(
-            problem, init, LR, RECORD_EVERY, sampling="epochs", record_every=RECORD_EVERY, seed=1, threads=None
-        ),
-        "stepping only": lambda: stepping_only(problem, init, RECORD_EVERY),
-        "straightforward": lambda: naive_run(xs[:5], ys[:5], init),
-    }
-    probe_s: dict[tuple[str, int], float] = {}
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        for name, fn in probes.items():
+    # Warm-up and probe (short runs, untimed in the medians): a setting more than twice as slow as the
+    # route's best in the probe is not repeated (on a busy machine a 2-thread round can take minutes).
+    probe_s: dict[tuple[str, str], float] = {}
+    for name, configs in settings(RECORD_EVERY, 5).items():
+        for label, fn in configs.items():
             fn()
-            probe_s[(name, threads)] = cpu_and_wall(fn)[0]
+            probe_s[(name, label)] = cpu_and_wall(fn)[0]
     kept = {
-        name: [t for t in (1, 2) if probe_s[(name, t)] <= 2 * min(probe_s[(name, 1)], probe_s[(name, 2)])]
-        for name in routes
+        name: [c for c in configs if probe_s[(name, c)] <= 2 * min(probe_s[(name, o)] for o in configs)]
+        for name, configs in routes.items()
     }
-    for name in routes:
-        print(f"thread probe, {name}: 1 thread {probe_s[(name, 1)]:.3f} s, 2 threads {probe_s[(name, 2)]:.3f} s; "
-              f"timed with {kept[name]}")  # fmt: skip
-    samples: dict[tuple[str, int], list[tuple[float, float]]] = {}
-    for _ in range(args.repeats):
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            for name, fn in routes.items():
-                if threads not in kept[name]:
-                    continue
-                wall, cpu, _ = cpu_and_wall(fn)
-                div = per_update.get(name, args.naive_updates)
-                samples.setdefault((name, threads), []).append((wall / div, cpu / div))
+    for name, configs in routes.items():
+        shown = ", ".join(f"{c}: {probe_s[(name, c)]:.3f} s" for c in configs)
+        print(f"probe, {name}: {shown}; timed with {kept[name]}")
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for round_ in range(args.repeats):
+        for name, configs in routes.items():
+            for label in kept[name]:
+                wall, cpu, _ = cpu_and_wall(configs[label])
+                samples.setdefault((name, label), []).append((wall / per_update[name], cpu / per_update[name]))
+        print(f"  round {round_ + 1}/{args.repeats} done; {load_line('now')}")
     torch.set_num_threads(1)
 
     med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in samples.items()}
     best = {}
     for name in routes:
-        th = min(kept[name], key=lambda t, name=name: med[(name, t)][0])
-        best[name] = (th, *med[(name, th)])
+        label = min(kept[name], key=lambda c, name=name: med[(name, c)][0])
+        best[name] = (label, *med[(name, label)])
         shown = ", ".join(
-            f"{t} thread(s) {med[(name, t)][0] * 1e6:.2f} us wall / {med[(name, t)][1] * 1e6:.2f} us CPU"
-            for t in kept[name]
+            f"{c}: {med[(name, c)][0] * 1e6:.2f} us wall / {med[(name, c)][1] * 1e6:.2f} us CPU" for c in kept[name]
         )
-        print(f"{name}, per trial-update (median of {args.repeats}): {shown}; best {th}")
+        print(f"{name}, per trial-update (median of {args.repeats}; settings = threads): {shown}; best {label}")
     train_s, step_s, naive_s = (best[k][1] for k in routes)
-    flops = step_kernel_flops(problem.image_shape[0], problem.basis.size, problem.num_classes)
+
+    c, r, p = problem.image_shape[0], problem.basis.size, problem.num_classes
+    flops = step_kernel_flops(c, r, p)
     # the best of the protocol's trial count (operands in L2) and 8x it (per-call cost amortized)
     rates_small, rates_big = kernel_rates(problem, args.trials), kernel_rates(problem, 8 * args.trials)
     rates = {k: max(rates_small[k], rates_big[k]) for k in rates_small}
-    floor_s = sum(f / rates[k] for k, f in flops.items())
-    print(
-        f"arithmetic floor of one trial-update: {sum(flops.values())} flops over the six step kernels at their "
-        f"best rates = {floor_s * 1e6:.2f} us (1 thread); stepping only / floor = {step_s / floor_s:.2f}"
-    )
+    floor_kernels = sum(f / rates[k] for k, f in flops.items())
+    itemsize = torch.finfo(dtype).bits // 8
+    step_bytes = fused_step_bytes(c, r, p, itemsize)
+    peak_flops, peak_bw = machine_peaks(dtype, args.trials * step_bytes // 2)
+    floor_fused = max(sum(flops.values()) / peak_flops, step_bytes / peak_bw)
+    print(f"arithmetic floor of one trial-update: {sum(flops.values())} flops, {step_bytes} bytes (fused, two passes)")
+    print(f"  (1) six step kernels at their best rates: {floor_kernels * 1e6:.2f} us; stepping only / floor = "
+          f"{step_s / floor_kernels:.2f}")  # fmt: skip
     for k, f in flops.items():
-        print(f"  {k}: {f} flops, {rates[k] / 1e9:.1f} GFLOP/s")
-    records = len(range(0, args.segment, RECORD_EVERY)) + 1
+        print(f"      {k}: {f} flops, {rates[k] / 1e9:.1f} GFLOP/s")
+    print(f"  (2) fused kernel at the peaks ({peak_flops / 1e9:.1f} GFLOP/s GEMM, {peak_bw / 1e9:.1f} GB/s copy): "
+          f"{floor_fused * 1e6:.2f} us; stepping only / floor = {step_s / floor_fused:.2f}")  # fmt: skip
+    records = len(range(0, segment, RECORD_EVERY)) + 1
+    sets = sum(1 for m in (problem.train, problem.test) if m is not None and m.needs_quadratic)
+    quad_flops = sets * args.trials * p * problem.packed_dim**2 * 9 // 8  # 8 column blocks: (8 + 1) / 16 of 2 p D'^2
+    per_row = record_product_rates(problem, args.trials)
+    shown = ", ".join(f"{rows} rows {s * 1e6:.1f} us/row" for rows, s in per_row.items())
+    print(f"records: loss quadratic forms {quad_flops / 1e6:.0f} Mflop per record ({sets} set(s), "
+          f"{args.trials} trials); product time (1 thread) {shown}")  # fmt: skip
     print(
         f"recording every {RECORD_EVERY} updates adds {100 * (train_s / step_s - 1):.0f}% to the stepping time "
-        f"({records} records per {args.segment}-update segment; the full protocol has 201 per 100000)"
+        f"({records} records per {segment}-update segment; the full protocol has 201 per 100000; "
+        f"training + recording best setting {best['training + recording'][0]})"
     )
     ratio_train, ratio_step = naive_s / train_s, naive_s / step_s
     print(f"RATIO per trial-update: {ratio_train:.0f} x (training + recording), {ratio_step:.0f} x (stepping only)")
@@ -244,26 +341,29 @@ def main() -> None:
     # Same network, same samples: the fast trainer reproduces the naive route.
     model = naive_run(xs, ys, init)
     one = CNNParameters(init.kernel[:1].clone(), init.weight[:1].clone())
-    check = train_linear_cnn(problem, one, LR, args.naive_updates, sampling="epochs", record_every=10**9, seed=1)
+    check = train_linear_cnn(problem, one, LR, naive_updates, sampling="epochs", record_every=10**9, seed=1)
     k_err = np.abs(check.final["kernel"][0] - model.conv.weight.detach().double().numpy()[0]).max()
     w_err = np.abs(check.final["weight"][0] - model.fc.weight.detach().double().numpy()).max()
     scale = float(np.abs(check.final["kernel"][0]).max())
-    print(f"agreement with the straightforward route after {args.naive_updates} updates: "
+    print(f"agreement with the straightforward route after {naive_updates} updates: "
           f"max|Δkernel| = {k_err:.2e} (kernel max {scale:.2e}), max|Δweight| = {w_err:.2e}")  # fmt: skip
 
     if args.full:
-        th = best["training + recording"][0]
-        torch.set_num_threads(th)
+        label = best["training + recording"][0]
+        steps_threads, rec_threads = (int(v) for v in (label.split("+") * 2)[:2])
+        torch.set_num_threads(steps_threads)
         wall, cpu, run = cpu_and_wall(
             lambda: train_linear_cnn(
-                problem, init, LR, args.updates, sampling="epochs", record_every=RECORD_EVERY, seed=1, threads=None
+                problem, init, LR, args.updates, sampling="epochs", record_every=RECORD_EVERY, seed=1,
+                threads=None, record_threads=rec_threads,
             )
-        )
+        )  # fmt: skip
         torch.set_num_threads(1)
         per = wall / (args.trials * args.updates)
-        print(f"full protocol ({args.trials} trials x {args.updates} updates, {len(run.t)} records, {th} thread(s)): "
+        print(f"full protocol ({args.trials} trials x {args.updates} updates, {len(run.t)} records, setting {label}): "
               f"preparation {prep_wall:.1f} s + training {wall:.1f} s = {prep_wall + wall:.1f} s wall (goal <= 60 s), "
               f"{(prep_cpu + cpu):.1f} s CPU; {per * 1e6:.2f} us per trial-update")  # fmt: skip
+        assert run.loss_test is not None
         print(f"final train loss (mean of trials) {run.loss_train[:, -1].mean():.4f}, "
               f"test {run.loss_test[:, -1].mean():.4f}")  # fmt: skip
     print(f"process peak RSS: {max_rss_mib():.0f} MiB")

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from freqlens import DatasetStructure
 from freqlens.datasets import sums_of_cosines
 from freqlens.models.linear import LinearCNN, LinearFCNN, mse_loss_per_class
+from freqlens.training import linear_trainer
 from freqlens.training.linear_init import (
     CNNParameters,
     FCNNParameters,
@@ -256,15 +257,28 @@ def test_bad_arguments_raise_before_training() -> None:
         trial_generator(-1, 0)
     with pytest.raises(ValueError, match="threads"):
         train_linear_cnn(problem, init, 0.1, 10, threads=0)
+    with pytest.raises(ValueError, match="record_threads"):
+        train_linear_fcnn(problem, random_fcnn_init(1, 16, 5, 3, 0.1, seed=0), 0.1, 10, record_threads=0)
 
 
-def test_thread_setting_is_restored() -> None:
+def test_thread_setting_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     x, labels = _data(n_samples=6, c=1, n=4)
     problem = LinearProblem.from_data(x, labels)
     init = random_cnn_init(1, (1, 4, 4), 3, 0.1, 0.1, seed=0)
     torch.set_num_threads(2)
     train_linear_cnn(problem, init, 0.01, 20, record_every=10)  # runs on one thread (default)
     assert torch.get_num_threads() == 2
+    moments = LinearProblem.from_data(*_data(n_samples=40, c=1, n=4))  # N > D': stacked record products
+    seen: list[int] = []
+    quadratic = type(moments.train).quadratic
+
+    def spy(self: object, end_to_end: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return quadratic(self, end_to_end)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(moments.train), "quadratic", spy)
+    train_linear_cnn(moments, init, 0.01, 20, record_every=10, record_threads=3)
+    assert seen == [3] and torch.get_num_threads() == 2  # one stacked product, on record_threads
     with pytest.raises(LinearTrainingDiverged):
         train_linear_cnn(problem, random_cnn_init(1, (1, 4, 4), 3, 1.0, 1.0, seed=0), 5.0, 2000, record_every=10)
     assert torch.get_num_threads() == 2
@@ -341,3 +355,64 @@ def test_blocked_cholesky_quadratic_form(dim: int, rows: int, trials: int, zero:
     direct = torch.einsum("tid,de,tie->t", b, sigma, b)
     factored = _lower_product_sq_norm(b.index_select(2, live), blocks)
     assert torch.allclose(factored, direct, rtol=1e-10, atol=1e-12 * float(direct.abs().max()))
+
+
+def test_stacked_records_equal_direct_evaluation_at_every_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records whose quadratic terms wait for one stacked product (3 records per product here, and a
+    remainder at the end) equal the networks evaluated on every sample, at every record (float64)."""
+    monkeypatch.setattr(linear_trainer, "_RECORD_BATCH_ROWS", 13)  # 2 trials x 3 classes = 6 rows a record
+    g = torch.Generator().manual_seed(11)
+    c, n, p = 2, 5, 3
+    x = torch.randn(120, c, n, n, generator=g, dtype=torch.float64)  # N = 120 > D' = 52: moment route
+    xt = 0.3 + torch.randn(70, c, n, n, generator=g, dtype=torch.float64)
+    labels, lt = torch.arange(120) % p, torch.arange(70) % p
+    problem = LinearProblem.from_data(x, labels, xt, lt)
+    assert problem.train.needs_quadratic and problem.test is not None and problem.test.needs_quadratic
+    init = random_cnn_init(2, (c, n, n), p, 0.3, 0.3, seed=5)
+    times = tuple(range(0, 61, 10))
+    run = train_linear_cnn(problem, init, 3e-3, 60, record_every=10, snapshot_times=times, seed=4)
+    assert run.t.tolist() == list(times) and run.snapshot_t.tolist() == list(times)
+    assert run.loss_test is not None and run.a_test is not None and run.kernel_snapshots is not None
+    assert run.weight_snapshots is not None
+    structure = DatasetStructure.from_data(x, labels)
+    for t in range(2):
+        for r in range(len(times)):
+            snap = {"kernel": run.kernel_snapshots[:, r], "weight": run.weight_snapshots[:, r]}
+            loss, pred = _direct_records(snap, t, "sum", x, labels, p)
+            loss_t, _ = _direct_records(snap, t, "sum", xt, lt, p)
+            assert run.loss_train[t, r] == pytest.approx(loss, rel=1e-10)
+            assert run.loss_test[t, r] == pytest.approx(loss_t, rel=1e-10)
+            assert np.abs(run.a_train[t, r] - structure.effective_singular_values(x, pred)).max() < 1e-10
+    monkeypatch.setattr(linear_trainer, "_RECORD_BATCH_ROWS", 1)  # every record completed at once
+    immediate = train_linear_cnn(problem, init, 3e-3, 60, record_every=10, snapshot_times=times, seed=4)
+    for key in ("loss_train", "loss_test", "a_train", "a_test", "khat_abs", "balance"):
+        assert np.allclose(getattr(run, key), getattr(immediate, key), rtol=1e-12, atol=1e-14), key
+
+
+@pytest.mark.parametrize("network", ["cnn", "fcnn"])
+def test_stacked_records_find_divergence_where_immediate_records_do(
+    network: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Divergence found in a stacked batch of records stops at the same record, with the same records and
+    snapshots kept, as when every record is completed at once."""
+    x, labels = _data(n_samples=60, c=1, n=4)  # N = 60 > D' = 20: moment route
+    problem = LinearProblem.from_data(x, labels)
+    assert problem.train.needs_quadratic
+    snaps, ret = range(0, 3001, 2), "return"
+
+    def diverging_run() -> LinearRun:
+        if network == "cnn":
+            init = random_cnn_init(2, (1, 4, 4), 3, 0.3, 0.3, seed=0)
+            return train_linear_cnn(problem, init, 0.1, 3000, record_every=1, snapshot_times=snaps, on_divergence=ret)
+        finit = random_fcnn_init(2, 16, 5, 3, 0.3, seed=0)
+        return train_linear_fcnn(problem, finit, 0.2, 3000, record_every=1, snapshot_times=snaps, on_divergence=ret)
+
+    monkeypatch.setattr(linear_trainer, "_RECORD_BATCH_ROWS", 10**6)  # one product at the end (or at NaN)
+    stacked = diverging_run()
+    monkeypatch.setattr(linear_trainer, "_RECORD_BATCH_ROWS", 1)
+    immediate = diverging_run()
+    assert immediate.diverged and stacked.diverged and stacked.message == immediate.message
+    assert 2 < immediate.t[-1] < 3000  # several records before the divergence
+    assert np.array_equal(stacked.t, immediate.t) and np.array_equal(stacked.snapshot_t, immediate.snapshot_t)
+    assert np.allclose(stacked.loss_train, immediate.loss_train, rtol=1e-12)
+    assert stacked.snapshot_t[-1] <= stacked.t[-1]  # nothing kept from the diverged record on

@@ -117,11 +117,17 @@ class SetMoments:
             factor=factor,
         )
 
-    def evaluate(self, end_to_end: torch.Tensor, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss ``(T,)`` and ``A (T, p, p)`` of the maps ``end_to_end (T, p, D')``, ``U (p, p)`` (float64 out).
+    @property
+    def needs_quadratic(self) -> bool:
+        """Whether the loss of :meth:`evaluate_linear` still lacks the quadratic term (moment route; plumbing)."""
+        return self.phi is None
 
-        The ``O(p D'²)`` quadratic form of the moment route runs in the precision of ``sigma_phi_phi``
-        (float32 for float32 problems: relative error ~1e-6 of the loss).
+    def evaluate_linear(self, end_to_end: torch.Tensor, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss without its quadratic term and ``A`` of the maps ``end_to_end (T, p, D')`` (float64 out).
+
+        Moment route: ``(E‖y‖² − 2 tr(B Σ_φy)) / p`` (module doc); :meth:`quadratic` ``/ p`` completes it.
+        Direct route (:attr:`needs_quadratic` false): the whole loss ``E‖y − B φ‖² / p`` (spec §4.1).
+        ``A = Uᵀ B Σ_φv`` (spec Eq. 5) in both.
         """
         b = end_to_end.to(torch.float64)
         p = b.shape[1]
@@ -129,15 +135,35 @@ class SetMoments:
             y_hat = torch.matmul(self.phi, b.transpose(1, 2))  # (T, N, p)
             loss = (self.targets - y_hat).pow(2).sum(dim=(1, 2)) / (self.num_samples * p)
         else:
-            assert self.sigma_phi_phi is not None
-            if self.factor is not None and self.live is not None:
-                quad = _lower_product_sq_norm(b.index_select(2, self.live), self.factor)
-            else:
-                bq = b.to(self.sigma_phi_phi.dtype)
-                quad = (torch.matmul(bq, self.sigma_phi_phi) * bq).sum(dim=(1, 2)).to(torch.float64)
             cross = (b * self.sigma_y_phi).sum(dim=(1, 2))
-            loss = (self.y_sq - 2.0 * cross + quad) / p
+            loss = (self.y_sq - 2.0 * cross) / p
         a = U.T @ torch.matmul(b, self.sigma_phi_v)
+        return loss, a
+
+    def quadratic(self, end_to_end: torch.Tensor) -> torch.Tensor:
+        """``tr(B_t Σ_φφ B_tᵀ) (T,)`` float64 for ``end_to_end (T, p, D')`` (moment route, module doc).
+
+        The ``O(T p D'²)`` product runs in the precision of ``sigma_phi_phi`` (float32 for float32 problems:
+        relative error ~1e-6). Its cost per row falls as ``T`` grows (larger matrix products), so the trainers
+        stack the maps of several records into one call.
+        """
+        if self.sigma_phi_phi is None:
+            raise ValueError("quadratic needs the moment route (sigma_phi_phi); this set uses the direct route")
+        b = end_to_end.to(torch.float64)
+        if self.factor is not None and self.live is not None:
+            return _lower_product_sq_norm(b.index_select(2, self.live), self.factor)
+        bq = b.to(self.sigma_phi_phi.dtype)
+        return (torch.matmul(bq, self.sigma_phi_phi) * bq).sum(dim=(1, 2)).to(torch.float64)
+
+    def evaluate(self, end_to_end: torch.Tensor, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss ``(T,)`` and ``A (T, p, p)`` of the maps ``end_to_end (T, p, D')``, ``U (p, p)`` (float64 out).
+
+        ``loss = (E‖y‖² − 2 tr(B Σ_φy) + tr(B Σ_φφ Bᵀ)) / p`` (module doc, spec §4.1), ``A`` as in
+        :meth:`evaluate_linear`.
+        """
+        loss, a = self.evaluate_linear(end_to_end, U)
+        if self.needs_quadratic:
+            loss = loss + self.quadratic(end_to_end) / end_to_end.shape[1]
         return loss, a
 
 
