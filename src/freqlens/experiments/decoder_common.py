@@ -52,21 +52,29 @@ def load_images(ctx: RunContext, dataset: str, count: int, offset: int = 0, spli
     own mean and std (the usual CNN input preprocessing; it removes most of the DC bin of raw ``[0, 1]``
     images; choice documented in ``docs/decoder_spectra.md``).
 
-    ``"cifar10"`` / ``"mnist"``: a random subset of the split drawn with ``ctx.rng(offset)``. ``"white"``: i.i.d.
-    standard normal images of shape :data:`WHITE_SHAPE` drawn with ``ctx.generator(offset)`` (a flat input
+    ``"cifar10"`` / ``"mnist"``: a random subset of the split drawn with
+    ``ctx.rng("<dataset>_<split>_images", legacy_offset=offset)``. ``"white"``: i.i.d. standard normal images of
+    shape :data:`WHITE_SHAPE` drawn with ``ctx.generator("white_noise_images", legacy_offset=offset)`` (a flat input
     spectrum, so only the network shapes the output spectrum; spec §5 item 11)."""
     if dataset not in DATASET_LABELS:
         raise ValueError(f"dataset must be one of {sorted(DATASET_LABELS)}, got {dataset!r}")
     if dataset == "white":
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
-        w = torch.randn(count, *WHITE_SHAPE, generator=ctx.generator(offset), dtype=torch.float64)
+        w = torch.randn(
+            count,
+            *WHITE_SHAPE,
+            generator=ctx.generator("white_noise_images", legacy_offset=offset),
+            dtype=torch.float64,
+        )
         return (w - w.mean(dim=(0, 2, 3), keepdim=True)) / w.std(dim=(0, 2, 3), keepdim=True)
     root = ctx.require_data(DATASET_LABELS[dataset])
     x = load_cifar10(root, split)[0] if dataset == "cifar10" else load_mnist(root, split)[0]
     if count < 1 or count > x.shape[0]:
         raise ValueError(f"count must lie in [1, {x.shape[0]}] for {dataset} {split}, got {count}")
-    idx = np.sort(ctx.rng(offset).choice(x.shape[0], size=count, replace=False))
+    idx = np.sort(
+        ctx.rng(f"{dataset}_{split}_images", legacy_offset=offset).choice(x.shape[0], size=count, replace=False)
+    )
     x = x[torch.from_numpy(idx)].to(torch.float64)
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = x.std(dim=(0, 2, 3), keepdim=True)

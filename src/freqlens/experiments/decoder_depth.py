@@ -105,7 +105,7 @@ def _som_per_layer(net: nn.Sequential, x: torch.Tensor) -> np.ndarray:
 def _pick_frequencies(ctx: RunContext, grid: tuple[int, int], count: int) -> np.ndarray:
     """DC, the highest frequency and ``count`` random others of ``grid``, drawn from the run seed (plumbing)."""
     m, n = grid
-    rng = ctx.rng(41)
+    rng = ctx.rng("picked_frequencies", legacy_offset=41)
     chosen = [(0, 0), (m // 2, n // 2)]
     candidates = [(u, v) for u in range(m) for v in range(n) if (u, v) not in chosen]
     idx = rng.choice(len(candidates), size=min(count, len(candidates)), replace=False)
@@ -118,7 +118,7 @@ def _single_channel(ctx: RunContext, cfg: DepthConfig, gray: torch.Tensor) -> di
     networks. Returns ``SOM(T^{(l:1)})`` per layer and per group of networks, ``(L, G, H, W)``."""
     n, groups = cfg.single_networks, cfg.single_groups
     per_group = n // groups
-    gen = torch.Generator().manual_seed(ctx.seed * 1_000_003 + 77)
+    gen = ctx.generator("single_channel_weights", legacy_offset=77)
     g_power = (torch.fft.fft2(gray).abs() ** 2).mean(dim=(0, 1)).numpy()
     som = np.zeros((cfg.single_depth, groups, *g_power.shape))
     with torch.no_grad():
@@ -189,7 +189,7 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
             for s in range(cfg.networks):
                 mode = "zeros" if variant == "paper" else "circular"
                 net = deep_network(cfg.depth, x.shape[1], cfg.width, mode, relu=variant == "paper").double().eval()
-                _init_deep(net, cfg.weight_mean, torch.Generator().manual_seed(ctx.seed * 1_000_003 + s))
+                _init_deep(net, cfg.weight_mean, ctx.generator("depth_network", legacy_offset=s))
                 som = _som_per_layer(net, x)
                 soms.append(som)
                 if s == 0:

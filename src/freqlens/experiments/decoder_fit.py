@@ -198,13 +198,18 @@ def run_fit(ctx: RunContext, cfg: FitConfig) -> ExperimentResult:
 
             def compute(kind: str = kind, s: int = s, ki: int = ki) -> dict[str, np.ndarray]:
                 with torch.random.fork_rng():
-                    torch.manual_seed(ctx.seed * 1_000_003 + 100 * ki + s)
+                    torch.manual_seed(ctx.torch_seed("fit_network", legacy_offset=100 * ki + s))
                     net = fit_network(kind, x.shape[1], cfg.depth, cfg.width, x.shape[1])
                 out = {f"init_{k}": v for k, v in _measure(net, x, cfg).items()}
                 if need_train:
                     assert x_train is not None
                     net = net.float().train()
-                    sampler = EpochSampler(x_train, x_train, cfg.batch_size, seed=ctx.seed * 7 + s)
+                    sampler = EpochSampler(
+                        x_train,
+                        x_train,
+                        cfg.batch_size,
+                        seed=ctx.sampler_seed("fit_batches", legacy_offset=s, legacy_multiplier=7),
+                    )
                     opt = torch.optim.Adam(net.parameters(), lr=cfg.train_lr)
                     hist = train(
                         net,

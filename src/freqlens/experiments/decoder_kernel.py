@@ -105,7 +105,7 @@ def _family_statistics(ctx: RunContext, cell: tuple[KernelConfig, int, str, int,
 
     def make_network(s: int) -> nn.Sequential:
         """Random net number ``s`` of this cell, seeded by (run seed, dataset, K, s) (plumbing)."""
-        seed = ctx.seed * 1_000_003 + 1000 * di + 100 * k + s
+        seed = ctx.torch_seed("kernel_network", legacy_offset=1000 * di + 100 * k + s)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             net = five_layer_network(k, cfg.padding_mode, x.shape[1], cfg.width, x.shape[1])

@@ -142,7 +142,7 @@ def run_learning(ctx: RunContext, cfg: LearningConfig) -> ExperimentResult:
     x_train = load_images(ctx, cfg.dataset, cfg.train_images, offset=70, split="train").float()
     x_eval = load_images(ctx, cfg.dataset, cfg.eval_images, offset=71).float()
     with torch.random.fork_rng():
-        torch.manual_seed(ctx.seed * 1_000_003 + 72)
+        torch.manual_seed(ctx.torch_seed("autoencoder_init", legacy_offset=72))
         model = conv_autoencoder(x_train.shape[1], cfg.widths)
     down = 2 ** len(cfg.widths)
     bottleneck = (x_train.shape[-2] // down, x_train.shape[-1] // down)
@@ -151,7 +151,12 @@ def run_learning(ctx: RunContext, cfg: LearningConfig) -> ExperimentResult:
     hist = train(
         model,
         lambda m, xb, yb: F.mse_loss(m(xb), yb),
-        EpochSampler(x_train, x_train, cfg.batch_size, seed=ctx.seed),
+        EpochSampler(
+            x_train,
+            x_train,
+            cfg.batch_size,
+            seed=ctx.sampler_seed("autoencoder_batches", legacy_offset=0, legacy_multiplier=1),
+        ),
         torch.optim.Adam(model.parameters(), lr=cfg.lr),
         steps,
         record_every=per_epoch,

@@ -105,7 +105,7 @@ def run_mean(ctx: RunContext, cfg: MeanConfig) -> ExperimentResult:
             def compute(mu: float = mu, x: torch.Tensor = x, di: int = di) -> dict[str, np.ndarray]:
                 def make_network(s: int) -> nn.Sequential:
                     net = five_layer_network(cfg.kernel_size, cfg.padding_mode, x.shape[1], cfg.width, x.shape[1])
-                    gen = torch.Generator().manual_seed(ctx.seed * 1_000_003 + 1000 * di + s)  # paired across μ
+                    gen = ctx.generator("mean_network", legacy_offset=1000 * di + s)  # paired across μ
                     init_normal_(net, mu, cfg.weight_std, bias=0.0, generator=gen)
                     return net
 

@@ -209,13 +209,18 @@ def run_upsampling(ctx: RunContext, cfg: UpsamplingConfig) -> ExperimentResult:
     x_train = load_images(ctx, cfg.dataset, cfg.train_images, offset=61, split="train").float()
     x_test = load_images(ctx, cfg.dataset, cfg.report_images, offset=62)
     with torch.random.fork_rng():
-        torch.manual_seed(ctx.seed * 1_000_003 + 63)
+        torch.manual_seed(ctx.torch_seed("autoencoder_init", legacy_offset=63))
         model = conv_autoencoder(x_train.shape[1], cfg.widths)
     steps = cfg.epochs * (cfg.train_images // cfg.batch_size)
     hist = train(
         model,
         lambda m, xb, yb: F.mse_loss(m(xb), yb),
-        EpochSampler(x_train, x_train, cfg.batch_size, seed=ctx.seed),
+        EpochSampler(
+            x_train,
+            x_train,
+            cfg.batch_size,
+            seed=ctx.sampler_seed("autoencoder_batches", legacy_offset=0, legacy_multiplier=1),
+        ),
         torch.optim.Adam(model.parameters(), lr=cfg.lr),
         steps,
         record_every=max(1, steps // 20),

@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 from ..analysis.frequency_use import input_frequency_sensitivity, shifted_frequencies
 from ..plots import show_spectrum
 from .registry import Experiment, ExperimentResult, RunContext, register
-from .uses_common import TrainedCNNConfig, cifar_subset, small_cifar_cnn, top1_accuracy, trained_cnn
+from .uses_common import TrainedCNNConfig, cifar_subset, cnn_init_seed, small_cifar_cnn, top1_accuracy, trained_cnn
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def run_sensitivity(ctx: RunContext, cfg: SensitivityConfig) -> ExperimentResult
     x_train, y_train = cifar_subset(ctx, "train", cfg.train_images, offset=1)
     x_test, y_test = cifar_subset(ctx, "test", cfg.test_images, offset=2)
     xd, yd = x_test.to(ctx.device), y_test.to(ctx.device)
-    init = small_cifar_cnn(cfg.width, cfg.first_kernel, 10, seed=ctx.seed * 7 + 1).to(ctx.device)
+    init = small_cifar_cnn(cfg.width, cfg.first_kernel, 10, seed=cnn_init_seed(ctx)).to(ctx.device)
     trained, hist = trained_cnn(ctx, cfg, x_train, y_train, "cnn_natural")
     init[0].load_state_dict(trained[0].state_dict())  # same input standardisation as the trained model
     data: dict[str, np.ndarray] = {"frequencies": shifted_frequencies(32), "train_loss": hist["train_loss"]}
