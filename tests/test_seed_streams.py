@@ -140,3 +140,12 @@ def test_decoder_experiments_refuse_cuda_clearly(name: str, monkeypatch: pytest.
 @pytest.mark.parametrize("name", USES_EXPERIMENTS)
 def test_uses_experiments_declare_cuda(name: str) -> None:
     assert "cuda" in get_experiment(name).devices
+
+
+def test_seeds_for_self_seeding_consumers_are_guarded_per_consumer(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, seed=5)
+    assert ctx.seed_for("linear_init", "cnn_trials", legacy_offset=1) == 5 * 1 + 1  # the old ``ctx.seed + 1``
+    ctx.seed_for("shapes", "train_images", legacy_offset=1)  # another consumer derives other numbers from 6
+    assert ctx.sampler_seed("batches", legacy_offset=3, legacy_multiplier=7919) == 5 * 7919 + 3
+    with pytest.raises(ValueError, match="seed collision: stream 'fcnn_trials'.*seed_for:linear_init"):
+        ctx.seed_for("linear_init", "fcnn_trials", legacy_offset=1)

@@ -150,20 +150,37 @@ class RunContext:
             value = _legacy_value(self.seed, legacy_offset, legacy_multiplier)
         return self._claim_seed(f"torch:{device}", value, stream)
 
-    def sampler_seed(
-        self, stream: str, index: int = 0, *, legacy_offset: int | None = None, legacy_multiplier: int = 1
+    def seed_for(
+        self,
+        consumer: str,
+        stream: str,
+        index: int = 0,
+        *,
+        legacy_offset: int | None = None,
+        legacy_multiplier: int = 1,
     ) -> int:
-        """The ``seed`` argument of a :class:`freqlens.training.loop.EpochSampler` (plumbing).
-
-        The sampler derives its per-epoch generators from this value itself, so sampler seeds are guarded among
-        themselves (kind ``epoch_sampler``), not against :meth:`torch_seed`. Named stream: 31 bits of
-        ``seed_sequence(stream, index)``; ``legacy_offset=o``: ``seed * legacy_multiplier + o``.
+        """The integer ``seed`` argument of a function that derives its own generators from it (plumbing):
+        ``consumer`` names that derivation (e.g. ``"epoch_sampler"``, ``"linear_init"``), and seeds are guarded
+        among requests for the same consumer (the same integer means the same numbers only there). Named stream:
+        31 bits of ``seed_sequence(stream, index)``; ``legacy_offset=o``: ``seed * legacy_multiplier + o``.
         """
+        _check_stream_name(consumer)
         if legacy_offset is None:
             value = int(self.seed_sequence(stream, index).generate_state(1, dtype=np.uint32)[0]) >> 1
         else:
+            _check_stream_name(stream)
             value = _legacy_value(self.seed, legacy_offset, legacy_multiplier)
-        return self._claim_seed("epoch_sampler", value, stream)
+        return self._claim_seed(f"seed_for:{consumer}", value, stream)
+
+    def sampler_seed(
+        self, stream: str, index: int = 0, *, legacy_offset: int | None = None, legacy_multiplier: int = 1
+    ) -> int:
+        """The ``seed`` of a :class:`freqlens.training.loop.EpochSampler`: ``seed_for("epoch_sampler", ...)``
+        (plumbing; the sampler seeds epoch ``e`` with ``seed * 1_000_003 + e`` itself, so these are guarded among
+        sampler seeds, not against :meth:`torch_seed`)."""
+        return self.seed_for(
+            "epoch_sampler", stream, index, legacy_offset=legacy_offset, legacy_multiplier=legacy_multiplier
+        )
 
     def generator(
         self,

@@ -39,6 +39,7 @@ class Standardize(nn.Module):
     std: torch.Tensor
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Keep ``mean`` and ``std`` as ``(1, C, 1, 1)`` buffers (plumbing)."""
         super().__init__()
         self.register_buffer("mean", mean.reshape(1, -1, 1, 1).clone())
         self.register_buffer("std", std.reshape(1, -1, 1, 1).clone())
@@ -143,6 +144,7 @@ def trained_cnn(
     model = model.to(ctx.device)
 
     def compute() -> dict[str, Any]:
+        """Train on ``ctx.device`` and return the history and the weights as plain arrays (plumbing)."""
         xd, yd = x.to(ctx.device), y.to(ctx.device)
         sampler = EpochSampler(
             xd, yd, cfg.batch_size, seed=ctx.sampler_seed("cnn_batches", legacy_offset=3, legacy_multiplier=7919)
@@ -150,6 +152,7 @@ def trained_cnn(
         noise_gen = ctx.generator("augmentation_noise", legacy_offset=5, legacy_multiplier=31, device=ctx.device)
 
         def loss_fn(net: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            """Cross-entropy, on Gaussian-augmented inputs when ``noise_std > 0`` (Yin et al. §4)."""
             if noise_std > 0:
                 xb = xb + noise_std * torch.randn(xb.shape, generator=noise_gen, device=xb.device, dtype=xb.dtype)
             return F.cross_entropy(net(xb), yb)
@@ -157,6 +160,7 @@ def trained_cnn(
         steps = cfg.epochs * sampler.batches_per_epoch
 
         def progress(it: Iterable[int]) -> Iterable[int]:
+            """The training progress bar (plumbing)."""
             return ctx.progress(it, total=steps, desc=f"train {key}")
 
         with cpu_threads(cfg.cpu_threads if ctx.device.type == "cpu" else 0):

@@ -43,19 +43,20 @@ def run_sensitivity(ctx: RunContext, cfg: SensitivityConfig) -> ExperimentResult
     init = small_cifar_cnn(cfg.width, cfg.first_kernel, 10, seed=cnn_init_seed(ctx)).to(ctx.device)
     trained, hist = trained_cnn(ctx, cfg, x_train, y_train, "cnn_natural")
     init[0].load_state_dict(trained[0].state_dict())  # same input standardisation as the trained model
-    data: dict[str, np.ndarray] = {"frequencies": shifted_frequencies(32), "train_loss": hist["train_loss"]}
+    # {"frequencies", "train_loss", "power", "power_radial", "init"|"trained": {"sensitivity", "radial"}}
+    data: dict[str, Any] = {"frequencies": shifted_frequencies(32), "train_loss": hist["train_loss"]}
     measured: dict[str, Any] = {}
     for name, model in (("init", init), ("trained", trained)):
 
         def compute(model: Any = model) -> dict[str, Any]:
+            """Sensitivity and power maps of ``model`` on the test images (plumbing)."""
             s = input_frequency_sensitivity(model, (xd, yd), progress=ctx.show_progress)
             return {"sensitivity": s.sensitivity, "power": s.power}
 
         arrays = ctx.stage(f"sensitivity_{name}", compute)
         sens, power = arrays["sensitivity"], arrays["power"]
-        data[f"{name}_sensitivity"] = sens
+        data[name] = {"sensitivity": sens, "radial": _radial(sens.mean(axis=0))}
         data["power"] = power
-        data[f"{name}_radial"] = _radial(sens.mean(axis=0))
         rho = spearmanr(np.log(sens.mean(axis=0)).ravel(), np.log(power.mean(axis=0)).ravel()).statistic
         measured[name] = {"spearman_log_sensitivity_vs_log_power": round(float(rho), 4)}
     data["power_radial"] = _radial(data["power"].mean(axis=0))
@@ -83,23 +84,22 @@ def run_sensitivity(ctx: RunContext, cfg: SensitivityConfig) -> ExperimentResult
     return ExperimentResult(data=data, summary=summary)
 
 
-def plot_sensitivity(
-    data: Mapping[str, np.ndarray], cfg: SensitivityConfig, summary: Mapping[str, Any]
-) -> dict[str, Figure]:
+def plot_sensitivity(data: Mapping[str, Any], cfg: SensitivityConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Sensitivity at init and trained, the data power, and their radial profiles (plumbing)."""
     fig = Figure(figsize=(11.0, 3.2), constrained_layout=True)
     axes = fig.subplots(1, 4)
     panels = (
-        ("init_sensitivity", "E|dL/dx̂| at init (log10)"),
-        ("trained_sensitivity", "E|dL/dx̂| trained (log10)"),
-        ("power", "E|x̂|² CIFAR-10 (log10)"),
+        (data["init"]["sensitivity"], "E|dL/dx̂| at init (log10)"),
+        (data["trained"]["sensitivity"], "E|dL/dx̂| trained (log10)"),
+        (data["power"], "E|x̂|² CIFAR-10 (log10)"),
     )
-    for ax, (key, title) in zip(axes, panels):
-        show_spectrum(ax, np.fft.ifftshift(data[key].mean(axis=0)), title, log=True)
+    for ax, (values, title) in zip(axes, panels):
+        show_spectrum(ax, np.fft.ifftshift(values.mean(axis=0)), title, log=True)
         fig.colorbar(ax.images[-1], ax=ax, shrink=0.7)
     ax = axes[3]
-    for key, label in (("init_radial", "sensitivity, init"), ("trained_radial", "sensitivity, trained")):
-        ax.semilogy(data[key] / data[key][0], label=label)
+    for name, label in (("init", "sensitivity, init"), ("trained", "sensitivity, trained")):
+        radial = data[name]["radial"]
+        ax.semilogy(radial / radial[0], label=label)
     ax.semilogy(data["power_radial"] / data["power_radial"][0], "k--", label="power")
     ax.set_xlabel("max(|k|, |l|)")
     ax.set_ylabel("relative to DC")
