@@ -12,23 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from freqlens.experiments import registry
-from freqlens.experiments.registry import LEGACY_MULTIPLIER, RunContext, get_experiment
+from freqlens.experiments.registry import LEGACY_MULTIPLIER, RunContext, all_experiments, get_experiment
 from freqlens.experiments.runner import plan_run
 from freqlens.io import RunDirectory
 
 EXPERIMENTS = Path(registry.__file__).parent
 #: Modules whose every seed comes from a RunContext method (the decoder-* and uses-* experiments).
 SEEDED_BY_CONTEXT = sorted([*EXPERIMENTS.glob("decoder_*.py"), *EXPERIMENTS.glob("uses_*.py")])
-DECODER_EXPERIMENTS = (
-    "decoder-depth",
-    "decoder-fit",
-    "decoder-kernel",
-    "decoder-learning",
-    "decoder-mean",
-    "decoder-padding",
-    "decoder-upsampling",
-)
-USES_EXPERIMENTS = ("uses-first-layer", "uses-heatmap", "uses-sensitivity")
+DECODER_EXPERIMENTS = [e.name for e in all_experiments() if e.name.startswith("decoder-")]
+USES_EXPERIMENTS = [e.name for e in all_experiments() if e.name.startswith("uses-")]
 
 
 def _ctx(tmp_path: Path, seed: int = 0) -> RunContext:
@@ -135,6 +127,10 @@ def test_decoder_experiments_refuse_cuda_clearly(name: str, monkeypatch: pytest.
     assert get_experiment(name).devices == ("cpu",)
     with pytest.raises(ValueError, match=rf"{name} computes on cpu only; device='cuda' is not supported"):
         plan_run(name, device="cuda", quick=True)  # refused before the data is looked for
+
+
+def test_the_experiment_families_are_found() -> None:
+    assert len(DECODER_EXPERIMENTS) == 7 and len(USES_EXPERIMENTS) == 3
 
 
 @pytest.mark.parametrize("name", USES_EXPERIMENTS)
