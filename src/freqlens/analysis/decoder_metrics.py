@@ -1,7 +1,8 @@
 """Measurements of the decoder paper (``spec/decoder_spectra.md``) on random or trained conv nets: per-layer
 ``p_low`` (§4 item 7), the second-order moment ``SOM(h) = E|H_uv|²`` per layer (§4 item 5, Thm 4.2), least-squares
 slopes of ``log SOM`` in depth, monotone trends along a setting, where Thm 4.3 puts the leak of a zero padding,
-and when each radial band of a training run first falls below an error threshold (§4 item 3).
+when each radial band of a training run first falls below an error threshold (§4 item 3), and the paper's route
+to the layer spectra and to the weight-update change of the transfer matrices (Cor. 3.3 / 3.4, Fig. 3).
 
 The ``decoder-*`` experiments call these; nothing here knows about an experiment or a run.
 """
@@ -14,10 +15,19 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..fourier import conv2d_transfer_matrices
 from ..hooks import capture_layers, select_layers
-from ..spectral.maps import low_frequency_mask, p_low, radial_frequency
+from ..spectral.conv import conv_geometry
+from ..spectral.maps import low_frequency_mask, magnitude_cosine_similarity, p_low, radial_frequency
+from ..spectral.propagation import (
+    apply_transfer,
+    assumed_circular_transfer_matrices,
+    cascade_dc_offset,
+    conv2d_weight_update_transfer_change,
+)
 from ..theory.decoder_som import zero_padding_som_gain
 
 __all__ = [
@@ -27,10 +37,12 @@ __all__ = [
     "log_som_at",
     "monotone_trend",
     "network_family_statistics",
+    "paper_route_spectra",
     "per_network_slopes",
     "radial_band_index",
     "som_per_layer",
     "spectra_statistics",
+    "weight_update_similarities",
     "zero_padding_leak_shares",
 ]
 
@@ -194,3 +206,51 @@ def first_crossings(values: np.ndarray, times: np.ndarray, threshold: float) -> 
         (a is not None and (b is None or a <= b)) or (a is None and b is None) for a, b in itertools.pairwise(crossings)
     )
     return crossings, ordered
+
+
+def paper_route_spectra(convs: list[nn.Conv2d], g: torch.Tensor) -> list[torch.Tensor]:
+    """Cor. 3.3 from the input spectrum with every layer read as circular (Assumption 3.1), ReLU ignored."""
+    size = (int(g.shape[-2]), int(g.shape[-1]))
+    ts = [assumed_circular_transfer_matrices(c, size, f"conv{i + 1}") for i, c in enumerate(convs)]
+    out = []
+    h = g
+    for l in range(len(convs)):
+        h = apply_transfer(ts[l], h)
+        beta_l = cascade_dc_offset(ts[: l + 1], [c.bias for c in convs[: l + 1]])
+        pred = h.clone()
+        pred[:, :, 0, 0] += beta_l
+        out.append(pred)
+    return out
+
+
+def weight_update_similarities(net: nn.Sequential, x: torch.Tensor, lr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cor. 3.4 / Fig. 3b. One SGD step on MSE(net(x), x): per conv layer, sim(|ΔT*|, |ΔT|) of the paper route
+    (circular reading, M×N grid) and the max relative error of the exact route (padded grid)."""
+    convs = [(n, m) for n, m in net.named_children() if isinstance(m, nn.Conv2d)]
+    saved: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+
+    def keep(name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        """Keep one conv call's input and a slot for the gradient of its output (plumbing)."""
+        grads: list[torch.Tensor] = []
+        output.register_hook(lambda grad: grads.append(grad.detach()))
+        saved[name] = (inputs[0].detach(), grads)
+
+    net.zero_grad(set_to_none=True)
+    with capture_layers(convs, keep):
+        F.mse_loss(net(x), x).backward()
+    sims, errs = [], []
+    for name, conv in convs:
+        xin, grads = saved[name]
+        assert conv.weight.grad is not None and len(grads) == 1
+        step = -lr * conv.weight.grad.detach()
+        size = (int(xin.shape[-2]), int(xin.shape[-1]))
+        pad = conv_geometry(conv, name).padding
+        real = conv2d_transfer_matrices(step, size, pad)  # ΔT* on the M×N grid (PyTorch phase)
+        paper = conv2d_weight_update_transfer_change(conv, grads[0], xin, lr, name, assume_circular=True)
+        per_d = magnitude_cosine_similarity(real.permute(2, 3, 0, 1), paper.permute(2, 3, 0, 1))
+        sims.append(float(per_d.mean()))
+        exact = conv2d_weight_update_transfer_change(conv, grads[0], xin, lr, name)
+        real_grid = conv2d_transfer_matrices(step, exact.shape[:2], pad if conv.padding_mode == "circular" else 0)
+        errs.append(float((exact - real_grid).abs().max() / real_grid.abs().max()))
+    net.zero_grad(set_to_none=True)
+    return np.array(sims), np.array(errs)

@@ -31,21 +31,12 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from ..analysis.decoder_metrics import conv_outputs
+from ..analysis.decoder_metrics import conv_outputs, paper_route_spectra, weight_update_similarities
 from ..analysis.statistics import Claim, directional_claim
-from ..fourier import conv2d_transfer_matrices
-from ..hooks import capture_layers
 from ..models.decoders import fit_network
 from ..plots import MODE_COLORS
-from ..spectral.conv import conv_geometry
 from ..spectral.maps import magnitude_cosine_similarity, mean_magnitude_map
-from ..spectral.propagation import (
-    apply_transfer,
-    assumed_circular_transfer_matrices,
-    cascade_dc_offset,
-    conv2d_weight_update_transfer_change,
-    propagate,
-)
+from ..spectral.propagation import propagate
 from ..training.loop import EpochSampler, train
 from .decoder_common import DATASET_LABELS, draw_magnitude, load_images, mean_std
 from .registry import Experiment, ExperimentResult, RunContext, register
@@ -91,54 +82,6 @@ class FitConfig:
             raise ValueError("networks and num_images must be >= 1, train_steps >= 0")
 
 
-def _paper_route_spectra(convs: list[nn.Conv2d], g: torch.Tensor) -> list[torch.Tensor]:
-    """Cor. 3.3 from the input spectrum with every layer read as circular (Assumption 3.1), ReLU ignored."""
-    size = (int(g.shape[-2]), int(g.shape[-1]))
-    ts = [assumed_circular_transfer_matrices(c, size, f"conv{i + 1}") for i, c in enumerate(convs)]
-    out = []
-    h = g
-    for l in range(len(convs)):
-        h = apply_transfer(ts[l], h)
-        beta_l = cascade_dc_offset(ts[: l + 1], [c.bias for c in convs[: l + 1]])
-        pred = h.clone()
-        pred[:, :, 0, 0] += beta_l
-        out.append(pred)
-    return out
-
-
-def _weight_update_sims(net: nn.Sequential, x: torch.Tensor, lr: float) -> tuple[np.ndarray, np.ndarray]:
-    """One SGD step on MSE(net(x), x): per conv layer, sim(|ΔT*|, |ΔT|) of the paper route (circular reading,
-    M×N grid) and the max relative error of the exact route (padded grid)."""
-    convs = [(n, m) for n, m in net.named_children() if isinstance(m, nn.Conv2d)]
-    saved: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}
-
-    def keep(name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        """Keep one conv call's input and a slot for the gradient of its output (plumbing)."""
-        grads: list[torch.Tensor] = []
-        output.register_hook(lambda grad: grads.append(grad.detach()))
-        saved[name] = (inputs[0].detach(), grads)
-
-    net.zero_grad(set_to_none=True)
-    with capture_layers(convs, keep):
-        F.mse_loss(net(x), x).backward()
-    sims, errs = [], []
-    for name, conv in convs:
-        xin, grads = saved[name]
-        assert conv.weight.grad is not None and len(grads) == 1
-        step = -lr * conv.weight.grad.detach()
-        size = (int(xin.shape[-2]), int(xin.shape[-1]))
-        pad = conv_geometry(conv, name).padding
-        real = conv2d_transfer_matrices(step, size, pad)  # ΔT* on the M×N grid (PyTorch phase)
-        paper = conv2d_weight_update_transfer_change(conv, grads[0], xin, lr, name, assume_circular=True)
-        per_d = magnitude_cosine_similarity(real.permute(2, 3, 0, 1), paper.permute(2, 3, 0, 1))
-        sims.append(float(per_d.mean()))
-        exact = conv2d_weight_update_transfer_change(conv, grads[0], xin, lr, name)
-        real_grid = conv2d_transfer_matrices(step, exact.shape[:2], pad if conv.padding_mode == "circular" else 0)
-        errs.append(float((exact - real_grid).abs().max() / real_grid.abs().max()))
-    net.zero_grad(set_to_none=True)
-    return np.array(sims), np.array(errs)
-
-
 def _measure(net: nn.Sequential, x: torch.Tensor, cfg: FitConfig) -> dict[str, np.ndarray]:
     """Similarities of measured layer spectra to the paper route (Cor. 3.3) and to exact propagation (§2.4-2.5)."""
     net = net.double().eval()
@@ -146,13 +89,13 @@ def _measure(net: nn.Sequential, x: torch.Tensor, cfg: FitConfig) -> dict[str, n
     convs = [m for m in net if isinstance(m, nn.Conv2d)]
     g = torch.fft.fft2(x)
     measured = [torch.fft.fft2(o) for o in outs]
-    paper = _paper_route_spectra(convs, g)
+    paper = paper_route_spectra(convs, g)
     sim_paper = np.stack([magnitude_cosine_similarity(h, p) for h, p in zip(measured, paper)])
     result = propagate(net, x)
     conv_steps = [s for s in result.steps if s.module_type == "Conv2d"]
     sim_exact = np.stack([magnitude_cosine_similarity(s.measured, s.predicted) for s in conv_steps])  # type: ignore[arg-type]
     err_exact = np.array([s.relative_error() for s in conv_steps])
-    dt_sim, dt_err = _weight_update_sims(net, x[: cfg.update_images], cfg.update_lr)
+    dt_sim, dt_err = weight_update_similarities(net, x[: cfg.update_images], cfg.update_lr)
     maps_meas = np.stack([mean_magnitude_map(measured[l - 1]) for l in cfg.map_layers])
     maps_paper = np.stack([mean_magnitude_map(paper[l - 1]) for l in cfg.map_layers])
     return {
