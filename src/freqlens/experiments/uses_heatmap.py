@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..analysis.frequency_bands import band_masks
 from ..analysis.frequency_use import fourier_heatmap, shifted_frequencies
 from ..plots import show_spectrum
 from .registry import Experiment, ExperimentResult, RunContext, register
@@ -42,18 +43,11 @@ class HeatmapConfig(TrainedCNNConfig):
             raise ValueError("eps must be > 0 and heatmap_images in [1, test_images]")
 
 
-def _bands(n: int, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
-    """Low and high read-out bands of a shifted ``n×n`` map by ``max(|k|, |l|)`` (plumbing)."""
-    f = np.abs(shifted_frequencies(n))
-    radius = np.maximum(f[:, None], f[None, :])
-    return radius <= low, radius >= high
-
-
 def run_heatmap(ctx: RunContext, cfg: HeatmapConfig) -> ExperimentResult:
     """Train the natural and Gaussian-augmented CNNs and measure their Fourier heat maps (module docstring)."""
     x_train, y_train = cifar_subset(ctx, "train", cfg.train_images, offset=1)
     x_test, y_test = cifar_subset(ctx, "test", cfg.test_images, offset=2)
-    low, high = _bands(32, cfg.low_radius, cfg.high_radius)
+    low, high = band_masks(32, cfg.low_radius, cfg.high_radius)
     data: dict[str, Any] = {"frequencies": shifted_frequencies(32)}  # and {model: {"heatmap", "train_loss"}}
     measured: dict[str, Any] = {}
     for name in MODELS:

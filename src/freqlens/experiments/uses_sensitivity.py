@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
+from ..analysis.frequency_bands import radial_mean
 from ..analysis.frequency_use import input_frequency_sensitivity, shifted_frequencies
 from ..plots import show_spectrum
 from .registry import Experiment, ExperimentResult, RunContext, register
@@ -26,13 +27,6 @@ from .uses_common import TrainedCNNConfig, cifar_subset, cnn_init_seed, small_ci
 @dataclass(frozen=True)
 class SensitivityConfig(TrainedCNNConfig):
     """Settings of ``uses-sensitivity`` (defaults = full run)."""
-
-
-def _radial(values: np.ndarray) -> np.ndarray:
-    """Mean over frequencies of equal ``max(|k|, |l|)`` (0..16) of a shifted 32×32 map."""
-    f = np.abs(shifted_frequencies(values.shape[-1]))
-    radius = np.maximum(f[:, None], f[None, :])
-    return np.array([values[radius == r].mean() for r in range(int(radius.max()) + 1)])
 
 
 def run_sensitivity(ctx: RunContext, cfg: SensitivityConfig) -> ExperimentResult:
@@ -55,11 +49,11 @@ def run_sensitivity(ctx: RunContext, cfg: SensitivityConfig) -> ExperimentResult
 
         arrays = ctx.stage(f"sensitivity_{name}", compute)
         sens, power = arrays["sensitivity"], arrays["power"]
-        data[name] = {"sensitivity": sens, "radial": _radial(sens.mean(axis=0))}
+        data[name] = {"sensitivity": sens, "radial": radial_mean(sens.mean(axis=0))}
         data["power"] = power
         rho = spearmanr(np.log(sens.mean(axis=0)).ravel(), np.log(power.mean(axis=0)).ravel()).statistic
         measured[name] = {"spearman_log_sensitivity_vs_log_power": round(float(rho), 4)}
-    data["power_radial"] = _radial(data["power"].mean(axis=0))
+    data["power_radial"] = radial_mean(data["power"].mean(axis=0))
     measured["trained"]["test_accuracy"] = round(top1_accuracy(trained, xd, yd), 4)
     summary = {
         "paper_claim": (
