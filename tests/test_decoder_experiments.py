@@ -128,7 +128,14 @@ def test_same_seed_same_numbers(tmp_path: Path, data_root: Path) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert np.array_equal(a[key], b[key]), key
-    assert not np.array_equal(a["white_zeros_p_low"], c["white_zeros_p_low"])
+    assert not np.array_equal(a["white__zeros__p_low"], c["white__zeros__p_low"])
+    # nested records {dataset: {"input_magnitude", padding: {p_low, p_low_no_dc, magnitude}}}, stored flat by io
+    expected = {"white__input_magnitude"} | {
+        f"white__{pad}__{key}"
+        for pad in ("zeros", "circular", "reflect")
+        for key in ("p_low", "p_low_no_dc", "magnitude")
+    }
+    assert set(a) == expected
 
 
 def test_fit_exact_route_and_circular_net_are_exact(tmp_path: Path, data_root: Path) -> None:

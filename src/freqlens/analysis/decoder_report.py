@@ -121,6 +121,7 @@ class DecoderLayerRecord:
 
 
 def _finite_or_none(value: float) -> float | None:
+    """``value`` as a float, ``None`` when NaN or infinite (JSON has no NaN) (plumbing)."""
     return float(value) if np.isfinite(value) else None
 
 
@@ -139,25 +140,41 @@ class DecoderReport:
         """``(layer name, reason)`` for every layer without an exact rule (plumbing)."""
         return [(layer.name, layer.gap) for layer in self.layers if layer.gap is not None]
 
-    def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
-        """Flat ``{key: array}`` for ``data.npz`` (layer ``i`` under ``{prefix}L{i}_...``) plus the names."""
-        out: dict[str, np.ndarray] = {f"{prefix}layer_names": np.array([layer.name for layer in self.layers])}
+    def to_tree(self) -> dict[str, Any]:
+        """Nested record for ``data.npz`` (plumbing): ``{"layer_names": (L,), "L<i>": {"magnitude", "power",
+        "radial_energy", "similarity" (mean, std), ["predicted_magnitude"], ["replica_positions"]}}``."""
+        tree: dict[str, Any] = {"layer_names": np.array([layer.name for layer in self.layers])}
         for i, layer in enumerate(self.layers):
-            key = f"{prefix}L{i}_"
-            out[key + "magnitude"] = layer.mean_magnitude
-            out[key + "power"] = layer.mean_power
-            out[key + "radial_energy"] = layer.radial_energy
-            out[key + "similarity"] = np.array([layer.similarity_mean, layer.similarity_std])
+            record = {
+                "magnitude": layer.mean_magnitude,
+                "power": layer.mean_power,
+                "radial_energy": layer.radial_energy,
+                "similarity": np.array([layer.similarity_mean, layer.similarity_std]),
+            }
             if layer.predicted_mean_magnitude is not None:
-                out[key + "predicted_magnitude"] = layer.predicted_mean_magnitude
+                record["predicted_magnitude"] = layer.predicted_mean_magnitude
             if layer.replica_positions is not None:
-                out[key + "replica_positions"] = layer.replica_positions
+                record["replica_positions"] = layer.replica_positions
+            tree[f"L{i}"] = record
+        return tree
+
+    def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """Flat ``{key: array}`` of :meth:`to_tree` (layer ``i`` under ``{prefix}L{i}_...``) plus the names
+        (plumbing)."""
+        out: dict[str, np.ndarray] = {}
+        for name, value in self.to_tree().items():
+            if isinstance(value, dict):
+                out.update({f"{prefix}{name}_{key}": arr for key, arr in value.items()})
+            else:
+                out[f"{prefix}{name}"] = value
         return out
 
 
 # ------------------------------------------------------------------------------------ accumulation
 @dataclass
 class _Accumulator:
+    """Running sums of one layer call across batches (plumbing)."""
+
     name: str
     module: nn.Module
     input_shape: tuple[int, int, int]
@@ -177,6 +194,8 @@ class _Accumulator:
 
 
 def _iterate_batches(data: Any, batch_size: int, max_images: int | None) -> Iterator[torch.Tensor]:
+    """The checked ``(B, C, H, W)`` batches of ``data`` (a tensor or an iterable of batches or ``(x, y)``
+    pairs), stopping after ``max_images`` (plumbing)."""
     seen = 0
     source: Iterable[Any]
     if isinstance(data, torch.Tensor):
@@ -252,47 +271,79 @@ def decoder_report(
             "model has no layer decoder_report can hook (nn.Conv2d, nn.ConvTranspose2d, nn.Upsample, "
             "ZeroInsertionUpsample); functional calls such as F.interpolate inside forward cannot be hooked"
         )
-    accs: dict[tuple[str, int], _Accumulator] = {}
-    order: list[tuple[str, int]] = []
-    calls: dict[str, int] = {}
+    measurer = _LayerMeasurer(low_fraction)
     total = 0
+    with torch.no_grad(), preserve_state(model), capture_layers(chosen, measurer.callback):
+        for batch in _iterate_batches(data, batch_size, max_images):
+            measurer.calls.clear()
+            try:
+                trace_layers(model, batch)  # a failing layer is named
+            except LayerForwardError:
+                if measurer.failures:
+                    raise measurer.failures[0] from None
+                raise
+            total += batch.shape[0]
+    if total == 0:
+        raise ValueError("data holds no images")
+    report = DecoderReport(num_images=total)
+    for key in measurer.order:
+        report.layers.append(_finish(measurer.accs[key], low_fraction))
+    return report
 
-    failures: list[Exception] = []
 
-    def callback(name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+@dataclass
+class _LayerMeasurer:
+    """The hook state of one :func:`decoder_report` run: an accumulator per (layer, call number), in call order
+    (plumbing)."""
+
+    low_fraction: float
+    accs: dict[tuple[str, int], _Accumulator] = field(default_factory=dict)
+    order: list[tuple[str, int]] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
+    failures: list[Exception] = field(default_factory=list)
+
+    def callback(self, name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        """The layer hook: measure one call; a failure is kept to be reported as itself, not as a failing forward
+        (plumbing)."""
         try:
-            measure(name, module, inputs, output)
-        except Exception as exc:  # reported as itself, not as a failing forward
-            failures.append(exc)
+            self.measure(name, module, inputs, output)
+        except Exception as exc:
+            self.failures.append(exc)
             raise
 
-    def measure(name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        x = inputs[0] if inputs else None
-        for label, t in (("input", x), ("output", output)):
-            if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.is_complex() or not t.is_floating_point():
-                raise TypeError(f"layer {name!r}: {label} is {describe(t)}, not a real (B, C, H, W) tensor")
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"layer {name!r}: non-finite values in its {label}")
-        assert x is not None
-        k = calls.get(name, 0)
-        calls[name] = k + 1
+    def accumulator(self, name: str, module: nn.Module, x: torch.Tensor, output: torch.Tensor) -> _Accumulator:
+        """The accumulator of this call of layer ``name`` (the k-th call in a batch is its own entry) (plumbing)."""
+        k = self.calls.get(name, 0)
+        self.calls[name] = k + 1
         key = (name, k)
-        label = name if k == 0 else f"{name} (call {k + 1})"
+        if key not in self.accs:
+            label = name if k == 0 else f"{name} (call {k + 1})"
+            self.accs[key] = _new_accumulator(label, module, tuple(x.shape[1:]), tuple(output.shape[1:]))
+            self.order.append(key)
+        return self.accs[key]
+
+    def measure(self, name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        """Add one layer call: mean ``|H|`` and ``|H|²`` over images and channels, ``p_low`` (§4 item 7) and, where
+        an exact rule exists, the one-layer prediction from the measured input, its cosine similarity and its
+        largest relative error. Sums are moved to the CPU before they become numpy arrays."""
+        x = inputs[0] if inputs else None
+        for what, t in (("input", x), ("output", output)):
+            if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.is_complex() or not t.is_floating_point():
+                raise TypeError(f"layer {name!r}: {what} is {describe(t)}, not a real (B, C, H, W) tensor")
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"layer {name!r}: non-finite values in its {what}")
+        assert x is not None
+        acc = self.accumulator(name, module, x, output)
         g = torch.fft.fft2(x.detach().to(torch.float64))
         h = torch.fft.fft2(output.detach().to(torch.float64))
-        acc = accs.get(key)
-        if acc is None:
-            acc = _new_accumulator(label, module, tuple(x.shape[1:]), tuple(output.shape[1:]))
-            accs[key] = acc
-            order.append(key)
         mag = h.abs()
         acc.mag_sum += mag.mean(dim=1).sum(dim=0).cpu().numpy()
         acc.pow_sum += (mag**2).mean(dim=1).sum(dim=0).cpu().numpy()
-        acc.plows.append(p_low(h, low_fraction))
-        acc.plows_no_dc.append(p_low(h, low_fraction, exclude_dc=True))
+        acc.plows.append(p_low(h, self.low_fraction))
+        acc.plows_no_dc.append(p_low(h, self.low_fraction, exclude_dc=True))
         acc.count += h.shape[0]
         if acc.gap is None:
-            pred = rule_for(module)[1].propagate(module, g, label)
+            pred = rule_for(module)[1].propagate(module, g, acc.name)
             assert acc.pred_sum is not None
             acc.pred_sum += pred.abs().mean(dim=1).sum(dim=0).cpu().numpy()
             acc.sims.append(magnitude_cosine_similarity(h, pred))
@@ -300,27 +351,12 @@ def decoder_report(
             err = float((pred - h).abs().max())
             acc.max_rel_err = max(acc.max_rel_err, err / scale if scale > 0 else err)
 
-    with torch.no_grad(), preserve_state(model), capture_layers(chosen, callback):
-        for batch in _iterate_batches(data, batch_size, max_images):
-            calls.clear()
-            try:
-                trace_layers(model, batch)  # a failing layer is named
-            except LayerForwardError:
-                if failures:
-                    raise failures[0] from None
-                raise
-            total += batch.shape[0]
-    if total == 0:
-        raise ValueError("data holds no images")
-    report = DecoderReport(num_images=total)
-    for key in order:
-        report.layers.append(_finish(accs[key], low_fraction))
-    return report
-
 
 def _new_accumulator(
     label: str, module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
 ) -> _Accumulator:
+    """A fresh accumulator for layer ``label``: its rule verdict, gap, upsampling factor and replica rule; the
+    rule is probed once on a zero batch (on the layer's device) so geometry errors become a marked gap (plumbing)."""
     spectral_rule = rule_for(module)[1]
     rule = layer_verdict(module, label, tuple(in_shape))
     gap = None if rule.predicts else rule.statement
@@ -339,7 +375,8 @@ def _new_accumulator(
         gap = str(exc)
     if gap is None:
         try:  # probe the rule once on a tiny batch so geometry errors become a marked gap up front
-            probe = torch.zeros(1, *in_shape, dtype=torch.complex128)
+            device = next(iter(module.parameters()), torch.empty(0)).device
+            probe = torch.zeros(1, *in_shape, dtype=torch.complex128, device=device)
             spectral_rule.propagate(module, probe, label)
         except (NoExactRuleError, ValueError) as exc:
             gap = str(exc)
@@ -366,6 +403,8 @@ def _mean_of_defined(parts: list[np.ndarray]) -> float:
 
 
 def _finish(acc: _Accumulator, low_fraction: float) -> DecoderLayerRecord:
+    """The layer record of a full accumulator: means over images, radial energy profile of the mean power and,
+    for an upsampling layer, the magnitude over DC at Thm 4.4's DC replicas and whether each is a local peak."""
     n = acc.count
     mag = acc.mag_sum / n
     power = acc.pow_sum / n

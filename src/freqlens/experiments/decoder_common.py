@@ -7,34 +7,37 @@ the experiments use CIFAR-10 (32×32 RGB) and MNIST (28×28 grey) instead (``doc
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.patches import Patch
-from torch import nn
 
 from ..analysis.statistics import Claim, Direction, directional_claim
 from ..datasets import load_cifar10, load_mnist
-from ..hooks import capture_layers, select_layers
 from ..plots import MODE_COLORS
-from ..spectral.maps import clip_dc_for_display, mean_magnitude_map, p_low
+from ..spectral.maps import clip_dc_for_display
+from .cells import map_stages
 from .registry import RunContext
 
 __all__ = [
     "DATASET_LABELS",
     "DC_LEGEND",
+    "FAMILY_KEYS",
+    "FamilyCell",
+    "FamilySweep",
+    "compare_family_p_low",
     "compare_output_p_low",
-    "conv_outputs",
+    "draw_family_row",
     "draw_magnitude",
     "draw_p_low_bars",
-    "linear_fit",
+    "family_summary",
     "load_images",
     "log_display",
     "mean_std",
-    "network_family_statistics",
-    "spectra_statistics",
+    "sweep_network_families",
 ]
 
 DATASET_LABELS = {"cifar10": "CIFAR-10", "mnist": "MNIST", "white": "white noise 64x64"}
@@ -52,51 +55,33 @@ def load_images(ctx: RunContext, dataset: str, count: int, offset: int = 0, spli
     own mean and std (the usual CNN input preprocessing; it removes most of the DC bin of raw ``[0, 1]``
     images; choice documented in ``docs/decoder_spectra.md``).
 
-    ``"cifar10"`` / ``"mnist"``: a random subset of the split drawn with ``ctx.rng(offset)``. ``"white"``: i.i.d.
-    standard normal images of shape :data:`WHITE_SHAPE` drawn with ``ctx.generator(offset)`` (a flat input
+    ``"cifar10"`` / ``"mnist"``: a random subset of the split drawn with
+    ``ctx.rng("<dataset>_<split>_images", legacy_offset=offset)``. ``"white"``: i.i.d. standard normal images of
+    shape :data:`WHITE_SHAPE` drawn with ``ctx.generator("white_noise_images", legacy_offset=offset)`` (a flat input
     spectrum, so only the network shapes the output spectrum; spec §5 item 11)."""
     if dataset not in DATASET_LABELS:
         raise ValueError(f"dataset must be one of {sorted(DATASET_LABELS)}, got {dataset!r}")
     if dataset == "white":
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
-        w = torch.randn(count, *WHITE_SHAPE, generator=ctx.generator(offset), dtype=torch.float64)
+        w = torch.randn(
+            count,
+            *WHITE_SHAPE,
+            generator=ctx.generator("white_noise_images", legacy_offset=offset),
+            dtype=torch.float64,
+        )
         return (w - w.mean(dim=(0, 2, 3), keepdim=True)) / w.std(dim=(0, 2, 3), keepdim=True)
     root = ctx.require_data(DATASET_LABELS[dataset])
     x = load_cifar10(root, split)[0] if dataset == "cifar10" else load_mnist(root, split)[0]
     if count < 1 or count > x.shape[0]:
         raise ValueError(f"count must lie in [1, {x.shape[0]}] for {dataset} {split}, got {count}")
-    idx = np.sort(ctx.rng(offset).choice(x.shape[0], size=count, replace=False))
+    idx = np.sort(
+        ctx.rng(f"{dataset}_{split}_images", legacy_offset=offset).choice(x.shape[0], size=count, replace=False)
+    )
     x = x[torch.from_numpy(idx)].to(torch.float64)
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = x.std(dim=(0, 2, 3), keepdim=True)
     return (x - mean) / std
-
-
-def conv_outputs(model: nn.Sequential, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Run a model once; return the (pre-activation) output of every ``nn.Conv2d`` call and the input it
-    received, in call order (no grad). Layers are seen through :func:`freqlens.hooks.capture_layers`."""
-    outs: list[torch.Tensor] = []
-    ins: list[torch.Tensor] = []
-
-    def record(name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        ins.append(inputs[0])
-        outs.append(output)
-
-    with torch.no_grad(), capture_layers(select_layers(model, types=(nn.Conv2d,)), record):
-        model(x)
-    return outs, ins
-
-
-def linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Least-squares line ``y ≈ a x + b``: returns ``(slope a, intercept b, R²)``."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    a, b = np.polyfit(x, y, 1)
-    resid = y - (a * x + b)
-    ss = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float((resid**2).sum()) / ss if ss > 0 else 1.0
-    return float(a), float(b), r2
 
 
 def mean_std(values: Sequence[float] | np.ndarray) -> dict[str, float]:
@@ -147,65 +132,129 @@ def draw_magnitude(
     return im
 
 
-def channel_mean_magnitude(spectrum: torch.Tensor) -> np.ndarray:
-    """``E_{b,c}|H|`` of a complex spectrum ``(B, C, H, W)``: float64 ``(H, W)`` (unshifted)."""
-    return mean_magnitude_map(spectrum)
+#: The arrays of one network family that experiments store and plot (see :func:`network_family_statistics`).
+FAMILY_KEYS = ("p_low", "p_low_no_dc", "magnitude")
 
 
-def spectra_statistics(
-    model: nn.Sequential, x: torch.Tensor, batch_size: int = 64, low_fraction: float = 1 / 8
-) -> dict[str, np.ndarray]:
-    """Per conv layer of a sequential net on images ``x``: ``p_low`` and ``p_low`` without DC (mean over
-    images, §4 item 7) and the mean magnitude map ``E_{b,c}|H|`` of the last conv output.
+@dataclass(frozen=True)
+class FamilyCell:
+    """One cell of :func:`sweep_network_families`: the dataset (number and name), the setting's record path
+    (e.g. ``("zeros",)`` or ``("default", "K3")``) and the dataset's images ``(N, C, H, W)`` float64 (plumbing)."""
 
-    ``p_low`` is undefined for an image whose layer output is identically zero (e.g. every ReLU dead): such
-    images are left out of that layer's mean and **counted** in ``undefined_images`` (never silently 0).
-    The forward pass runs in the model's dtype; spectra are taken in float64. Returns
-    ``{"p_low": (L,), "p_low_no_dc": (L,), "undefined_images": (L,), "output_magnitude": (H, W)}``."""
-    sums: dict[str, Any] = {}
-    count = 0
-    for i in range(0, x.shape[0], batch_size):
-        xb = x[i : i + batch_size].to(next(model.parameters()).dtype)
-        outs, _ = conv_outputs(model, xb)
-        specs = [torch.fft.fft2(o.to(torch.float64)) for o in outs]
-        pl = np.stack([p_low(h, low_fraction) for h in specs])  # (L, B)
-        pn = np.stack([p_low(h, low_fraction, exclude_dc=True) for h in specs])
-        mag = specs[-1].abs().mean(dim=1).sum(dim=0).numpy()
-        parts = {
-            "p_low_sum": np.nansum(pl, axis=1),
-            "p_low_n": np.isfinite(pl).sum(axis=1),
-            "p_low_no_dc_sum": np.nansum(pn, axis=1),
-            "p_low_no_dc_n": np.isfinite(pn).sum(axis=1),
-            "output_magnitude": mag,
-        }
-        for key, val in parts.items():
-            sums[key] = val if key not in sums else sums[key] + val
-        count += xb.shape[0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return {
-            "p_low": np.where(sums["p_low_n"] > 0, sums["p_low_sum"] / np.maximum(sums["p_low_n"], 1), np.nan),
-            "p_low_no_dc": np.where(
-                sums["p_low_no_dc_n"] > 0, sums["p_low_no_dc_sum"] / np.maximum(sums["p_low_no_dc_n"], 1), np.nan
-            ),
-            "undefined_images": count - sums["p_low_n"],
-            "output_magnitude": sums["output_magnitude"] / count,
-        }
+    dataset_index: int
+    dataset: str
+    setting: tuple[str, ...]
+    images: np.ndarray
 
 
-def network_family_statistics(
-    make_network: Callable[[int], nn.Sequential], networks: int, x: torch.Tensor, low_fraction: float
-) -> dict[str, np.ndarray]:
-    """:func:`spectra_statistics` of ``networks`` random nets ``make_network(0), make_network(1), ...`` on
-    the same images: ``p_low`` / ``p_low_no_dc`` / ``undefined_images`` stacked ``(networks, L)``, and the
-    output ``magnitude`` map averaged over the nets."""
-    stats = [spectra_statistics(make_network(s).eval(), x.float(), low_fraction=low_fraction) for s in range(networks)]
+#: A sweep's cell function: module level (picklable), ``measure(ctx, (cfg, cell)) -> {name: array}``.
+FamilyMeasure = Callable[[RunContext, tuple[Any, FamilyCell]], Mapping[str, Any]]
+
+
+@dataclass
+class FamilySweep:
+    """What :func:`sweep_network_families` measured: the images per dataset and the family statistics per
+    ``(dataset, setting)`` (plumbing)."""
+
+    images: dict[str, torch.Tensor]
+    families: dict[tuple[str, tuple[str, ...]], dict[str, np.ndarray]]
+
+    def tree(self) -> dict[str, Any]:
+        """The nested record ``{dataset: {"input_magnitude": (H, W), setting...: {p_low, p_low_no_dc,
+        magnitude}}}`` that ``data.npz`` stores and ``plot`` reads (plumbing)."""
+        tree: dict[str, Any] = {}
+        for ds, x in self.images.items():
+            tree[ds] = {"input_magnitude": torch.fft.fft2(x).abs().mean(dim=(0, 1)).numpy()}
+        for (ds, setting), res in self.families.items():
+            node = tree[ds]
+            for level in setting[:-1]:
+                node = node.setdefault(level, {})
+            node[setting[-1]] = {key: res[key] for key in FAMILY_KEYS}
+        return tree
+
+
+def sweep_network_families(
+    ctx: RunContext,
+    cfg: Any,
+    stage: str,
+    image_offset: int,
+    settings: Sequence[tuple[str, ...]],
+    measure: FamilyMeasure,
+    workers: int = 1,
+) -> FamilySweep:
+    """The sweep of decoder-padding, -mean and -kernel (plumbing): for every dataset ``cfg.datasets[di]``
+    (``cfg.num_images`` images drawn at ``image_offset + di``) and every setting, one resumable stage
+    ``{stage}_{dataset}_{setting...}`` computing ``measure(ctx, (cfg, FamilyCell(...)))``, on ``workers``
+    processes (:func:`freqlens.experiments.cells.map_stages`; the same numbers for any count)."""
+    images = {ds: load_images(ctx, ds, cfg.num_images, offset=image_offset + di) for di, ds in enumerate(cfg.datasets)}
+    cells = [
+        ("_".join((stage, ds, *setting)), (cfg, FamilyCell(di, ds, setting, images[ds].numpy())))
+        for di, ds in enumerate(cfg.datasets)
+        for setting in settings
+    ]
+    results = map_stages(ctx, cells, measure, workers=workers)
+    families = {(payload[1].dataset, payload[1].setting): res for (_, payload), res in zip(cells, results)}
+    return FamilySweep(images, families)
+
+
+def family_summary(family: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """``summary.json`` entry of one network family: output ``p_low`` with and without DC (mean ± std over
+    networks, §4 item 7) and how many all-zero outputs were left out (plumbing)."""
     return {
-        "p_low": np.stack([st["p_low"] for st in stats]),
-        "p_low_no_dc": np.stack([st["p_low_no_dc"] for st in stats]),
-        "magnitude": np.mean([st["output_magnitude"] for st in stats], axis=0),
-        "undefined_images": np.stack([st["undefined_images"] for st in stats]),
+        "output_p_low": mean_std(family["p_low"][:, -1]),
+        "output_p_low_no_dc": mean_std(family["p_low_no_dc"][:, -1]),
+        "images_with_all_zero_output_left_out": int(family["undefined_images"][:, -1].sum()),
     }
 
+
+def compare_family_p_low(
+    statement: str,
+    paper: str,
+    first: Mapping[str, np.ndarray],
+    second: Mapping[str, np.ndarray],
+    expected: Direction,
+    paired: bool,
+) -> list[Claim]:
+    """The claim "output ``p_low`` of family ``first`` is ``expected`` (greater/less) than of ``second``",
+    judged over networks for ``p_low`` with DC (the paper's definition) and without DC (§4 item 7).
+
+    ``first["p_low"]``, ``first["p_low_no_dc"]`` (and the same for ``second``): ``(networks, L)`` arrays as
+    :func:`network_family_statistics` returns them; the last layer is compared. ``paired=True`` (same weights
+    or normal draws in both settings): paired t, ``df = n - 1``; ``paired=False`` (different networks): Welch's
+    t with the Welch-Satterthwaite df. Verdict by :func:`freqlens.analysis.statistics.directional_claim`
+    (two-sided 5%; fewer than 3 networks: no verdict). One shared comparison for decoder-padding/-mean/-kernel."""
+    claims = []
+    for key, what in (("p_low", "p_low with DC"), ("p_low_no_dc", "p_low without DC")):
+        claims.append(
+            directional_claim(
+                f"{statement} ({what})",
+                paper,
+                np.asarray(first[key])[:, -1],
+                expected,
+                other=np.asarray(second[key])[:, -1],
+                paired=paired,
+                note=f"measured = mean difference of output {what} over networks (first - second)",
+            )
+        )
+    return claims
+
+
+def draw_family_row(
+    axes: Sequence[Axes],
+    dataset_tree: Mapping[str, Any],
+    dataset: str,
+    records: Sequence[Mapping[str, np.ndarray]],
+    titles: Sequence[str],
+    tick_labels: Sequence[str],
+) -> None:
+    """One figure row of a family sweep (plumbing): the dataset's input magnitude map, the mean output map of
+    every setting's record, and the paired ``p_low`` bars (:func:`draw_p_low_bars`) in the last axes."""
+    draw_magnitude(axes[0], dataset_tree["input_magnitude"], f"{DATASET_LABELS[dataset]} input")
+    for ax, record, title in zip(axes[1:], records, titles):
+        draw_magnitude(ax, record["magnitude"], title)
+    draw_p_low_bars(
+        axes[-1], {key: [rec[key][:, -1] for rec in records] for key in ("p_low", "p_low_no_dc")}, tick_labels
+    )
 
 def compare_output_p_low(
     statement: str,
@@ -216,31 +265,17 @@ def compare_output_p_low(
     expected: Direction,
     paired: bool,
 ) -> list[Claim]:
-    """The claim "output ``p_low`` of setting ``first`` is ``expected`` (greater/less) than of ``second``",
-    judged over networks for ``p_low`` with DC (the paper's definition) and without DC (§4 item 7).
-
-    ``data[f"{first}_p_low"]``, ``data[f"{first}_p_low_no_dc"]`` (and the same for ``second``): ``(networks,
-    L)`` arrays as :func:`network_family_statistics` returns them; the last layer is compared.
-    ``paired=True`` (same weights or normal draws in both settings): paired t, ``df = n - 1``;
-    ``paired=False`` (different networks): Welch's t with the Welch-Satterthwaite df. Verdict by
-    :func:`freqlens.analysis.statistics.directional_claim` (two-sided 5%; fewer than 3 networks: no verdict).
-    One shared comparison for decoder-padding/-mean/-kernel."""
-    claims = []
-    for key, what in (("p_low", "p_low with DC"), ("p_low_no_dc", "p_low without DC")):
-        a = np.asarray(data[f"{first}_{key}"])[:, -1]
-        b = np.asarray(data[f"{second}_{key}"])[:, -1]
-        claims.append(
-            directional_claim(
-                f"{statement} ({what})",
-                paper,
-                a,
-                expected,
-                other=b,
-                paired=paired,
-                note=f"measured = mean difference of output {what} over networks (first - second)",
-            )
-        )
-    return claims
+    """:func:`compare_family_p_low` for flat results keyed ``f"{first}_p_low"``, ``f"{first}_p_low_no_dc"``
+    (and the same for ``second``) (plumbing; decoder-padding/-mean/-kernel pass nested records instead)."""
+    keys = ("p_low", "p_low_no_dc")
+    return compare_family_p_low(
+        statement,
+        paper,
+        {k: data[f"{first}_{k}"] for k in keys},
+        {k: data[f"{second}_{k}"] for k in keys},
+        expected,
+        paired,
+    )
 
 
 def draw_p_low_bars(ax: Axes, values: Mapping[str, Sequence[np.ndarray]], tick_labels: Sequence[str]) -> None:

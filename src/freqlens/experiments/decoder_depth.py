@@ -20,6 +20,7 @@ at high frequency. "SOM increases with depth" holds only where the per-layer fac
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,12 +31,13 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
+from ..analysis.decoder_metrics import conv_outputs, linear_fit, log_som_at, per_network_slopes, som_per_layer
 from ..analysis.statistics import Claim, directional_claim, equality_claim
 from ..fourier import signed_frequencies
 from ..models.decoders import deep_network, init_normal_
 from ..plots import MODE_COLORS
 from ..theory.decoder_som import log_som_per_layer, log_som_slope, som_multichannel_eq32
-from .decoder_common import DATASET_LABELS, draw_magnitude, linear_fit, load_images
+from .decoder_common import DATASET_LABELS, draw_magnitude, load_images
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 VARIANTS = ("paper", "linear_circular")
@@ -90,22 +92,10 @@ def _init_deep(net: nn.Sequential, mean: float, gen: torch.Generator) -> None:
             init_normal_(m, mean, _he_std(m.in_channels), bias=0.0, generator=gen)
 
 
-def _som_per_layer(net: nn.Sequential, x: torch.Tensor) -> np.ndarray:
-    """``E_{b,c}|H|²`` after every conv layer: float64 ``(L, H, W)`` (computed on the fly)."""
-    soms = []
-    h = x
-    with torch.no_grad():
-        for layer in net:
-            h = layer(h)
-            if isinstance(layer, nn.Conv2d):
-                soms.append((torch.fft.fft2(h).abs() ** 2).mean(dim=(0, 1)).numpy())
-    return np.stack(soms)
-
-
 def _pick_frequencies(ctx: RunContext, grid: tuple[int, int], count: int) -> np.ndarray:
     """DC, the highest frequency and ``count`` random others of ``grid``, drawn from the run seed (plumbing)."""
     m, n = grid
-    rng = ctx.rng(41)
+    rng = ctx.rng("picked_frequencies", legacy_offset=41)
     chosen = [(0, 0), (m // 2, n // 2)]
     candidates = [(u, v) for u in range(m) for v in range(n) if (u, v) not in chosen]
     idx = rng.choice(len(candidates), size=min(count, len(candidates)), replace=False)
@@ -118,7 +108,7 @@ def _single_channel(ctx: RunContext, cfg: DepthConfig, gray: torch.Tensor) -> di
     networks. Returns ``SOM(T^{(l:1)})`` per layer and per group of networks, ``(L, G, H, W)``."""
     n, groups = cfg.single_networks, cfg.single_groups
     per_group = n // groups
-    gen = torch.Generator().manual_seed(ctx.seed * 1_000_003 + 77)
+    gen = ctx.generator("single_channel_weights", legacy_offset=77)
     g_power = (torch.fft.fft2(gray).abs() ** 2).mean(dim=(0, 1)).numpy()
     som = np.zeros((cfg.single_depth, groups, *g_power.shape))
     with torch.no_grad():
@@ -133,23 +123,10 @@ def _single_channel(ctx: RunContext, cfg: DepthConfig, gray: torch.Tensor) -> di
     return {"som_t_groups": som / g_power, "input_power": g_power}
 
 
-def _log_som_at(som_nets: np.ndarray, freqs: np.ndarray) -> np.ndarray:
-    """``log SOM`` per network, layer and chosen frequency, ``(networks, L, F)``; ``-inf`` (a zero SOM) -> NaN."""
-    with np.errstate(divide="ignore"):
-        out = np.log(som_nets[:, :, freqs[:, 0], freqs[:, 1]])
-    return np.where(np.isfinite(out), out, np.nan)
-
-
 def _paper_net_claims(log_som: np.ndarray, layers: np.ndarray) -> list[Claim]:
     """Fig. 5's two claims on the zero-padding ReLU nets, judged over networks: the per-network slope of
     ``log SOM`` in depth at DC is > 0 (growth), and exceeds the slope at the highest frequency (paired t)."""
-
-    def slopes(j: int) -> np.ndarray:
-        return np.array(
-            [linear_fit(layers, net[:, j])[0] if np.isfinite(net[:, j]).all() else np.nan for net in log_som]
-        )
-
-    dc, highest = slopes(0), slopes(1)
+    dc, highest = per_network_slopes(log_som, layers, 0), per_network_slopes(log_som, layers, 1)
     return [
         directional_claim(
             "Fig. 5: log SOM(h) at DC grows with depth (slope > 0), zero padding + ReLU",
@@ -170,87 +147,86 @@ def _paper_net_claims(log_som: np.ndarray, layers: np.ndarray) -> list[Claim]:
     ]
 
 
-def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
-    """Per-layer ``log SOM`` at the picked frequencies for the three variants, fitted slopes vs Thm 4.2 / Eq. 32."""
-    x = load_images(ctx, cfg.dataset, cfg.num_images, offset=50)
-    grid = (int(x.shape[-2]), int(x.shape[-1]))
-    freqs = _pick_frequencies(ctx, grid, cfg.num_frequencies)
-    layers = np.arange(1, cfg.depth + 1)
-    data: dict[str, np.ndarray] = {"frequencies": freqs, "layers": layers, "map_layers": np.array(cfg.map_layers)}
-    data["input_magnitude"] = torch.fft.fft2(x).abs().mean(dim=(0, 1)).numpy()
-    measured: dict[str, Any] = {}
-    per_network_log_som: dict[str, np.ndarray] = {}
-    claims: list[Claim] = []
-    sigmas = [_he_std(x.shape[1])] + [_he_std(cfg.width)] * (cfg.depth - 1)
-    for variant in VARIANTS:
+def _frequency_label(grid: tuple[int, int], u: int, v: int) -> str:
+    """``"(k,l)"``: the signed frequency of DFT bin ``(u, v)`` on ``grid`` (plumbing)."""
+    return f"({signed_frequencies(grid[0])[u]},{signed_frequencies(grid[1])[v]})"
 
-        def compute(variant: str = variant) -> dict[str, np.ndarray]:
-            soms, maps = [], []
-            for s in range(cfg.networks):
-                mode = "zeros" if variant == "paper" else "circular"
-                net = deep_network(cfg.depth, x.shape[1], cfg.width, mode, relu=variant == "paper").double().eval()
-                _init_deep(net, cfg.weight_mean, torch.Generator().manual_seed(ctx.seed * 1_000_003 + s))
-                som = _som_per_layer(net, x)
-                soms.append(som)
-                if s == 0:
-                    outs = []
-                    h = x
-                    with torch.no_grad():
-                        for layer in net:
-                            h = layer(h)
-                            if isinstance(layer, nn.Conv2d):
-                                outs.append(h)
-                    maps = [torch.fft.fft2(outs[l - 1]).abs().mean(dim=(0, 1)).numpy() for l in cfg.map_layers]
-            return {"som": np.mean(soms, axis=0), "som_nets": np.stack(soms), "maps": np.stack(maps)}
 
-        res = ctx.stage(f"depth_{variant}", compute)
-        per_network_log_som[variant] = _log_som_at(res["som_nets"], freqs)
-        log_som = np.log(res["som"][:, freqs[:, 0], freqs[:, 1]])  # (L, F)
-        data[f"{variant}_log_som"] = log_som
-        data[f"{variant}_maps"] = res["maps"]
-        fits = [linear_fit(layers, log_som[:, j]) for j in range(len(freqs))]
-        entry: dict[str, Any] = {}
-        if variant == "linear_circular":
-            chans = [x.shape[1]] + [cfg.width] * cfg.depth
-            eq32 = som_multichannel_eq32([cfg.weight_mean] * cfg.depth, sigmas, chans, 3, grid)
-            log_eq32 = np.log(eq32[:, freqs[:, 0], freqs[:, 1]])
-            data["eq32_log_som"] = log_eq32
-        for j, (u, v) in enumerate(freqs):
-            a, _, r2 = fits[j]
-            key = f"({signed_frequencies(grid[0])[u]},{signed_frequencies(grid[1])[v]})"
-            item: dict[str, Any] = {"fitted_slope": round(a, 4), "r2": round(r2, 4)}
-            if variant == "linear_circular":
-                item["eq32_theory_slope"] = round(linear_fit(layers, data["eq32_log_som"][:, j])[0], 4)
-            entry[key] = item
-        measured[variant] = {
-            "label": VARIANT_LABELS[variant],
-            "per_frequency": entry,
-            "min_r2": round(float(min(f[2] for f in fits)), 4),
-            "slope_at_dc": round(fits[0][0], 4),
-            "slope_at_highest_frequency": round(fits[1][0], 4),
-        }
+def _variant_networks(ctx: RunContext, payload: tuple[DepthConfig, str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """One variant's ``cfg.networks`` deep nets: ``SOM`` per layer (mean and per network) and the magnitude
+    maps of network 0 at ``cfg.map_layers`` (plumbing; the same weight draws for both variants)."""
+    cfg, variant, x = payload
+    soms, maps = [], []
+    for s in range(cfg.networks):
+        mode = "zeros" if variant == "paper" else "circular"
+        net = deep_network(cfg.depth, x.shape[1], cfg.width, mode, relu=variant == "paper").double().eval()
+        _init_deep(net, cfg.weight_mean, ctx.generator("depth_network", legacy_offset=s))
+        soms.append(som_per_layer(net, x))
+        if s == 0:
+            outs, _ = conv_outputs(net, x)
+            maps = [torch.fft.fft2(outs[l - 1]).abs().mean(dim=(0, 1)).numpy() for l in cfg.map_layers]
+    return {"som": np.mean(soms, axis=0), "som_nets": np.stack(soms), "maps": np.stack(maps)}
 
-    # Thm 4.2 in its own setting: single-channel linear circular stacks
-    gray = x.mean(dim=1, keepdim=True)[: cfg.single_images]
-    single = ctx.stage("depth_single_channel", lambda: _single_channel(ctx, cfg, gray))
+
+def _variant_record(
+    res: Mapping[str, np.ndarray], variant: str, cfg: DepthConfig, x: torch.Tensor, freqs: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The stored record of one variant: ``log SOM`` per layer at the picked frequencies ``(L, F)`` and the
+    maps; for the circular linear net also the Eq. 32 recursion's ``log SOM`` (approximate, §7.8)."""
+    record = {"log_som": np.log(res["som"][:, freqs[:, 0], freqs[:, 1]]), "maps": res["maps"]}
+    if variant == "linear_circular":
+        grid = (int(x.shape[-2]), int(x.shape[-1]))
+        sigmas = [_he_std(x.shape[1])] + [_he_std(cfg.width)] * (cfg.depth - 1)
+        chans = [x.shape[1]] + [cfg.width] * cfg.depth
+        eq32 = som_multichannel_eq32([cfg.weight_mean] * cfg.depth, sigmas, chans, 3, grid)
+        record["eq32_log_som"] = np.log(eq32[:, freqs[:, 0], freqs[:, 1]])
+    return record
+
+
+def _variant_measured(
+    record: Mapping[str, np.ndarray], variant: str, freqs: np.ndarray, layers: np.ndarray, grid: tuple[int, int]
+) -> dict[str, Any]:
+    """``summary.json`` entry of one variant: the fitted slope and ``R²`` of ``log SOM`` in depth per picked
+    frequency (with the Eq. 32 slope next to it for the circular linear net) (Fig. 5 read-out)."""
+    log_som = record["log_som"]
+    fits = [linear_fit(layers, log_som[:, j]) for j in range(len(freqs))]
+    entry: dict[str, Any] = {}
+    for j, (u, v) in enumerate(freqs):
+        a, _, r2 = fits[j]
+        item: dict[str, Any] = {"fitted_slope": round(a, 4), "r2": round(r2, 4)}
+        if "eq32_log_som" in record:
+            item["eq32_theory_slope"] = round(linear_fit(layers, record["eq32_log_som"][:, j])[0], 4)
+        entry[_frequency_label(grid, u, v)] = item
+    return {
+        "label": VARIANT_LABELS[variant],
+        "per_frequency": entry,
+        "min_r2": round(float(min(f[2] for f in fits)), 4),
+        "slope_at_dc": round(fits[0][0], 4),
+        "slope_at_highest_frequency": round(fits[1][0], 4),
+    }
+
+
+def _single_channel_check(
+    single: Mapping[str, np.ndarray], cfg: DepthConfig, freqs: np.ndarray, grid: tuple[int, int]
+) -> tuple[dict[str, np.ndarray], dict[str, Any], list[Claim]]:
+    """Thm 4.2 in its own setting: per picked frequency the slope of the measured ``log SOM(T)`` in depth
+    against ``log(|μR_uv|² + K²σ²)``, standard error from the groups of networks. Returns the stored
+    record, the per-frequency ``summary.json`` entries (and ``max_abs_z``) and one equality claim per frequency."""
     s_layers = np.arange(1, cfg.single_depth + 1)
     groups = single["som_t_groups"][:, :, freqs[:, 0], freqs[:, 1]]  # (L, G, F)
     log_meas = np.log(groups.mean(axis=1))  # (L, F)
     theory_log = log_som_per_layer([cfg.single_mean] * cfg.single_depth, [cfg.single_std] * cfg.single_depth, 3, grid)
-    theory_log = theory_log[:, freqs[:, 0], freqs[:, 1]]
     theory_slope = log_som_slope(cfg.single_mean, cfg.single_std, 3, grid)[freqs[:, 0], freqs[:, 1]]
-    data["single_log_som"] = log_meas
-    data["single_theory_log_som"] = theory_log
-    data["single_layers"] = s_layers
-    single_entry: dict[str, Any] = {}
-    zs = []
+    record = {"log_som": log_meas, "theory_log_som": theory_log[:, freqs[:, 0], freqs[:, 1]], "layers": s_layers}
+    entries: dict[str, Any] = {}
+    claims: list[Claim] = []
+    max_abs_z = 0.0
     for j, (u, v) in enumerate(freqs):
         a = linear_fit(s_layers, log_meas[:, j])[0]
         group_slopes = [linear_fit(s_layers, np.log(groups[:, gi, j]))[0] for gi in range(groups.shape[1])]
         se = float(np.std(group_slopes, ddof=1) / np.sqrt(len(group_slopes)))
         z = (a - float(theory_slope[j])) / se if se > 0 else float("inf")
-        zs.append(abs(z))
-        key = f"({signed_frequencies(grid[0])[u]},{signed_frequencies(grid[1])[v]})"
+        key = _frequency_label(grid, u, v)
         claims.append(
             equality_claim(
                 f"Thm 4.2 (single channel, linear circular): slope of log SOM(T) in depth at {key} equals "
@@ -260,26 +236,36 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
                 note=f"samples = slopes of {len(group_slopes)} independent groups of networks",
             )
         )
-        single_entry[key] = {
+        entries[key] = {
             "fitted_slope": round(a, 4),
             "slope_standard_error": round(se, 4),
             "theory_slope": round(float(theory_slope[j]), 4),
             "z": round(z, 2),
         }
-    measured["single_channel"] = {
+        max_abs_z = max(max_abs_z, abs(z))
+    entries["max_abs_z"] = round(float(max_abs_z), 2)
+    return record, entries, claims
+
+
+def _single_channel_measured(cfg: DepthConfig, entries: Mapping[str, Any]) -> dict[str, Any]:
+    """``summary.json`` entry of the single-channel check (plumbing)."""
+    return {
         "label": VARIANT_LABELS["single_channel"],
         "setting": (
             f"{cfg.single_networks} single-channel stacks, {cfg.single_depth} layers, 3x3 circular, weights "
             f"N({cfg.single_mean:g}, {cfg.single_std:g}^2), {cfg.single_images} grey "
             f"{DATASET_LABELS[cfg.dataset]} image(s)"
         ),
-        "per_frequency": single_entry,
-        "max_abs_z": round(float(max(zs)), 2),
+        "per_frequency": {k: v for k, v in entries.items() if k != "max_abs_z"},
+        "max_abs_z": entries["max_abs_z"],
     }
+
+
+def _depth_summary(cfg: DepthConfig, measured: Mapping[str, Any], claims: list[Claim]) -> dict[str, Any]:
+    """``summary.json`` of decoder-depth: the claim, the setting, what was measured and judged (plumbing)."""
     lc = measured["linear_circular"]["per_frequency"]
     rel = [abs(v["fitted_slope"] - v["eq32_theory_slope"]) / abs(v["eq32_theory_slope"]) for v in lc.values()]
-    claims += _paper_net_claims(per_network_log_som["paper"], layers)
-    summary = {
+    return {
         "paper_claim": (
             "Fig. 5 / Thm 4.2: log SOM(h^(uv)) increases linearly with depth (exponential growth), faster at low "
             "frequencies (per-layer term log(|mu R_uv|^2 + K^2 sigma^2), larger where |R_uv| is large)."
@@ -289,7 +275,7 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
             f"N({cfg.weight_mean:g}, sigma_l^2), sigma_l = sqrt(2/(C_in K^2)) (He), biases 0 [choice]; "
             f"{cfg.networks} nets"
         ),
-        "measured": measured,
+        "measured": dict(measured),
         "linear_circular_max_relative_slope_deviation_from_eq32": round(float(max(rel)), 4),
         "claims": claims,
         "claims_note": (
@@ -297,20 +283,43 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
             "so the circular no-ReLU net is compared with it as a number, not judged"
         ),
     }
-    return ExperimentResult(data=data, summary=summary)
 
 
-def plot_depth(data: Mapping[str, np.ndarray], cfg: DepthConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
+    """Per-layer ``log SOM`` at the picked frequencies for the three variants, fitted slopes vs Thm 4.2 / Eq. 32."""
+    x = load_images(ctx, cfg.dataset, cfg.num_images, offset=50)
+    grid = (int(x.shape[-2]), int(x.shape[-1]))
+    freqs = _pick_frequencies(ctx, grid, cfg.num_frequencies)
+    layers = np.arange(1, cfg.depth + 1)
+    data: dict[str, Any] = {"frequencies": freqs, "layers": layers, "map_layers": np.array(cfg.map_layers)}
+    data["input_magnitude"] = torch.fft.fft2(x).abs().mean(dim=(0, 1)).numpy()
+    measured: dict[str, Any] = {}
+    per_network_log_som: dict[str, np.ndarray] = {}
+    for variant in VARIANTS:
+        res = ctx.stage(f"depth_{variant}", functools.partial(_variant_networks, ctx, (cfg, variant, x)))
+        per_network_log_som[variant] = log_som_at(res["som_nets"], freqs)
+        data[variant] = _variant_record(res, variant, cfg, x, freqs)
+        measured[variant] = _variant_measured(data[variant], variant, freqs, layers, grid)
+    gray = x.mean(dim=1, keepdim=True)[: cfg.single_images]
+    single = ctx.stage("depth_single_channel", lambda: _single_channel(ctx, cfg, gray))
+    data["single_channel"], entries, claims = _single_channel_check(single, cfg, freqs, grid)
+    measured["single_channel"] = _single_channel_measured(cfg, entries)
+    claims += _paper_net_claims(per_network_log_som["paper"], layers)
+    return ExperimentResult(data=data, summary=_depth_summary(cfg, measured, claims))
+
+
+def plot_depth(data: Mapping[str, Any], cfg: DepthConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw decoder-depth: ``log SOM`` against layer per variant, measured and theory lines (plumbing)."""
     freqs = data["frequencies"]
     h, w = data["input_magnitude"].shape
     labels = [f"({signed_frequencies(h)[u]},{signed_frequencies(w)[v]})" for u, v in freqs]
     fig = Figure(figsize=(10.5, 3.2), constrained_layout=True)
     axes = fig.subplots(1, 3)
+    sc, lc = data["single_channel"], data["linear_circular"]
     panels = (
-        ("single_channel", data["single_layers"], data["single_log_som"], data["single_theory_log_som"]),
-        ("linear_circular", data["layers"], data["linear_circular_log_som"], data["eq32_log_som"]),
-        ("paper", data["layers"], data["paper_log_som"], None),
+        ("single_channel", sc["layers"], sc["log_som"], sc["theory_log_som"]),
+        ("linear_circular", data["layers"], lc["log_som"], lc["eq32_log_som"]),
+        ("paper", data["layers"], data["paper"]["log_som"], None),
     )
     for ax, (variant, layers, meas, theory) in zip(axes, panels):
         for j in range(len(freqs)):
@@ -334,7 +343,7 @@ def plot_depth(data: Mapping[str, np.ndarray], cfg: DepthConfig, summary: Mappin
     for r, variant in enumerate(VARIANTS):
         draw_magnitude(grid[r, 0], data["input_magnitude"], f"{DATASET_LABELS[cfg.dataset]} input")
         for j, l in enumerate(ml, start=1):
-            draw_magnitude(grid[r, j], data[f"{variant}_maps"][j - 1], f"layer {l}")
+            draw_magnitude(grid[r, j], data[variant]["maps"][j - 1], f"layer {l}")
         grid[r, 0].set_ylabel(VARIANT_LABELS[variant], fontsize=7)
     fig_m.suptitle("Fig. 4a: magnitude maps by depth (log10, DC clipped, DC at centre)", fontsize=8)
     return {"fig5_log_som_vs_depth": fig, "fig4a_depth_maps": fig_m}

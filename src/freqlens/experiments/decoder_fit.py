@@ -20,7 +20,8 @@ training of the same net as an auto-encoder (the paper does not say whether its 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,22 +31,14 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
+from ..analysis.decoder_metrics import conv_outputs, paper_route_spectra, weight_update_similarities
 from ..analysis.statistics import Claim, directional_claim
-from ..fourier import conv2d_transfer_matrices
-from ..hooks import capture_layers
 from ..models.decoders import fit_network
 from ..plots import MODE_COLORS
-from ..spectral.conv import conv_geometry
 from ..spectral.maps import magnitude_cosine_similarity, mean_magnitude_map
-from ..spectral.propagation import (
-    apply_transfer,
-    assumed_circular_transfer_matrices,
-    cascade_dc_offset,
-    conv2d_weight_update_transfer_change,
-    propagate,
-)
+from ..spectral.propagation import propagate
 from ..training.loop import EpochSampler, train
-from .decoder_common import DATASET_LABELS, conv_outputs, draw_magnitude, load_images, mean_std
+from .decoder_common import DATASET_LABELS, draw_magnitude, load_images, mean_std
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 KIND_LABELS = {
@@ -89,53 +82,6 @@ class FitConfig:
             raise ValueError("networks and num_images must be >= 1, train_steps >= 0")
 
 
-def _paper_route_spectra(convs: list[nn.Conv2d], g: torch.Tensor) -> list[torch.Tensor]:
-    """Cor. 3.3 from the input spectrum with every layer read as circular (Assumption 3.1), ReLU ignored."""
-    size = (int(g.shape[-2]), int(g.shape[-1]))
-    ts = [assumed_circular_transfer_matrices(c, size, f"conv{i + 1}") for i, c in enumerate(convs)]
-    out = []
-    h = g
-    for l in range(len(convs)):
-        h = apply_transfer(ts[l], h)
-        beta_l = cascade_dc_offset(ts[: l + 1], [c.bias for c in convs[: l + 1]])
-        pred = h.clone()
-        pred[:, :, 0, 0] += beta_l
-        out.append(pred)
-    return out
-
-
-def _weight_update_sims(net: nn.Sequential, x: torch.Tensor, lr: float) -> tuple[np.ndarray, np.ndarray]:
-    """One SGD step on MSE(net(x), x): per conv layer, sim(|ΔT*|, |ΔT|) of the paper route (circular reading,
-    M×N grid) and the max relative error of the exact route (padded grid)."""
-    convs = [(n, m) for n, m in net.named_children() if isinstance(m, nn.Conv2d)]
-    saved: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}
-
-    def keep(name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        grads: list[torch.Tensor] = []
-        output.register_hook(lambda grad: grads.append(grad.detach()))
-        saved[name] = (inputs[0].detach(), grads)
-
-    net.zero_grad(set_to_none=True)
-    with capture_layers(convs, keep):
-        F.mse_loss(net(x), x).backward()
-    sims, errs = [], []
-    for name, conv in convs:
-        xin, grads = saved[name]
-        assert conv.weight.grad is not None and len(grads) == 1
-        step = -lr * conv.weight.grad.detach()
-        size = (int(xin.shape[-2]), int(xin.shape[-1]))
-        pad = conv_geometry(conv, name).padding
-        real = conv2d_transfer_matrices(step, size, pad)  # ΔT* on the M×N grid (PyTorch phase)
-        paper = conv2d_weight_update_transfer_change(conv, grads[0], xin, lr, name, assume_circular=True)
-        per_d = magnitude_cosine_similarity(real.permute(2, 3, 0, 1), paper.permute(2, 3, 0, 1))
-        sims.append(float(per_d.mean()))
-        exact = conv2d_weight_update_transfer_change(conv, grads[0], xin, lr, name)
-        real_grid = conv2d_transfer_matrices(step, exact.shape[:2], pad if conv.padding_mode == "circular" else 0)
-        errs.append(float((exact - real_grid).abs().max() / real_grid.abs().max()))
-    net.zero_grad(set_to_none=True)
-    return np.array(sims), np.array(errs)
-
-
 def _measure(net: nn.Sequential, x: torch.Tensor, cfg: FitConfig) -> dict[str, np.ndarray]:
     """Similarities of measured layer spectra to the paper route (Cor. 3.3) and to exact propagation (§2.4-2.5)."""
     net = net.double().eval()
@@ -143,13 +89,13 @@ def _measure(net: nn.Sequential, x: torch.Tensor, cfg: FitConfig) -> dict[str, n
     convs = [m for m in net if isinstance(m, nn.Conv2d)]
     g = torch.fft.fft2(x)
     measured = [torch.fft.fft2(o) for o in outs]
-    paper = _paper_route_spectra(convs, g)
+    paper = paper_route_spectra(convs, g)
     sim_paper = np.stack([magnitude_cosine_similarity(h, p) for h, p in zip(measured, paper)])
     result = propagate(net, x)
     conv_steps = [s for s in result.steps if s.module_type == "Conv2d"]
     sim_exact = np.stack([magnitude_cosine_similarity(s.measured, s.predicted) for s in conv_steps])  # type: ignore[arg-type]
     err_exact = np.array([s.relative_error() for s in conv_steps])
-    dt_sim, dt_err = _weight_update_sims(net, x[: cfg.update_images], cfg.update_lr)
+    dt_sim, dt_err = weight_update_similarities(net, x[: cfg.update_images], cfg.update_lr)
     maps_meas = np.stack([mean_magnitude_map(measured[l - 1]) for l in cfg.map_layers])
     maps_paper = np.stack([mean_magnitude_map(paper[l - 1]) for l in cfg.map_layers])
     return {
@@ -187,80 +133,81 @@ def _fit_claims(per_kind: Mapping[str, list[dict[str, np.ndarray]]], cfg: FitCon
     return claims
 
 
-def run_fit(ctx: RunContext, cfg: FitConfig) -> ExperimentResult:
-    """Per network kind and seed, ``_measure`` at initialisation (and after training), then means (Fig. 3a/3b)."""
-    x = load_images(ctx, cfg.dataset, cfg.num_images, offset=1)
-    need_train = cfg.train_steps > 0
-    x_train = load_images(ctx, cfg.dataset, cfg.train_images, offset=2, split="train").float() if need_train else None
-    per_kind: dict[str, list[dict[str, np.ndarray]]] = {k: [] for k in cfg.kinds}
-    for ki, kind in enumerate(cfg.kinds):
-        for s in range(cfg.networks):
+def _fit_cell(
+    ctx: RunContext, payload: tuple[FitConfig, int, str, int, torch.Tensor, torch.Tensor | None]
+) -> dict[str, np.ndarray]:
+    """One network of kind ``kind`` (number ``ki``), seed index ``s``: :func:`_measure` at initialisation and,
+    when ``x_train`` is given, after ``cfg.train_steps`` Adam steps on MSE (auto-encoding) (plumbing)."""
+    cfg, ki, kind, s, x, x_train = payload
+    with torch.random.fork_rng():
+        torch.manual_seed(ctx.torch_seed("fit_network", legacy_offset=100 * ki + s))
+        net = fit_network(kind, x.shape[1], cfg.depth, cfg.width, x.shape[1])
+    out = {f"init_{k}": v for k, v in _measure(net, x, cfg).items()}
+    if x_train is None:
+        return out
+    net = net.float().train()
+    sampler = EpochSampler(
+        x_train, x_train, cfg.batch_size, seed=ctx.sampler_seed("fit_batches", legacy_offset=s, legacy_multiplier=7)
+    )
+    hist = train(
+        net,
+        lambda m, xb, yb: F.mse_loss(m(xb), yb),
+        sampler,
+        torch.optim.Adam(net.parameters(), lr=cfg.train_lr),
+        cfg.train_steps,
+        record_every=max(1, cfg.train_steps // 10),
+        checkpoint=ctx.checkpoint_path(f"fit_{kind}_{s}"),
+        progress=lambda it: ctx.progress(it, total=cfg.train_steps, desc=f"train {kind} #{s}"),
+    )
+    out.update({f"trained_{k}": v for k, v in _measure(net, x, cfg).items()})
+    out["train_loss"] = np.asarray(hist.as_arrays().get("train_loss", np.zeros(0)))
+    return out
 
-            def compute(kind: str = kind, s: int = s, ki: int = ki) -> dict[str, np.ndarray]:
-                with torch.random.fork_rng():
-                    torch.manual_seed(ctx.seed * 1_000_003 + 100 * ki + s)
-                    net = fit_network(kind, x.shape[1], cfg.depth, cfg.width, x.shape[1])
-                out = {f"init_{k}": v for k, v in _measure(net, x, cfg).items()}
-                if need_train:
-                    assert x_train is not None
-                    net = net.float().train()
-                    sampler = EpochSampler(x_train, x_train, cfg.batch_size, seed=ctx.seed * 7 + s)
-                    opt = torch.optim.Adam(net.parameters(), lr=cfg.train_lr)
-                    hist = train(
-                        net,
-                        lambda m, xb, yb: F.mse_loss(m(xb), yb),
-                        sampler,
-                        opt,
-                        cfg.train_steps,
-                        record_every=max(1, cfg.train_steps // 10),
-                        checkpoint=ctx.checkpoint_path(f"fit_{kind}_{s}"),
-                        progress=lambda it: ctx.progress(it, total=cfg.train_steps, desc=f"train {kind} #{s}"),
-                    )
-                    out.update({f"trained_{k}": v for k, v in _measure(net, x, cfg).items()})
-                    out["train_loss"] = np.asarray(hist.as_arrays().get("train_loss", np.zeros(0)))
-                return out
 
-            per_kind[kind].append(ctx.stage(f"fit_{kind}_s{s}", compute))
+def _state_record(runs: Sequence[Mapping[str, np.ndarray]], st: str) -> dict[str, np.ndarray]:
+    """The stored record of one kind in state ``st``: similarity per layer (mean, std over networks × images)
+    of the paper route and the exact rules, of the weight-update change of T, and network 0's maps (Fig. 3)."""
+    sim_p = np.concatenate([r[f"{st}_sim_paper"] for r in runs], axis=1)  # (L, nets*images)
+    sim_e = np.concatenate([r[f"{st}_sim_exact"] for r in runs], axis=1)
+    dt = np.stack([r[f"{st}_dT_sim_paper"] for r in runs])  # (nets, L)
+    return {
+        "sim_paper_mean": sim_p.mean(axis=1),
+        "sim_paper_std": sim_p.std(axis=1),
+        "sim_exact_mean": sim_e.mean(axis=1),
+        "sim_exact_std": sim_e.std(axis=1),
+        "dT_sim_mean": dt.mean(axis=0),
+        "dT_sim_std": dt.std(axis=0),
+        "maps_measured": runs[0][f"{st}_maps_measured"],
+        "maps_paper": runs[0][f"{st}_maps_paper"],
+    }
 
-    states = [st for st in STATES if st == "init" or need_train]
-    data: dict[str, np.ndarray] = {"layers": np.arange(1, cfg.depth + 1), "map_layers": np.array(cfg.map_layers)}
-    summary_kinds: dict[str, Any] = {}
-    for kind in cfg.kinds:
-        runs = per_kind[kind]
-        entry: dict[str, Any] = {"label": KIND_LABELS[kind]}
-        for st in states:
-            sim_p = np.concatenate([r[f"{st}_sim_paper"] for r in runs], axis=1)  # (L, nets*images)
-            sim_e = np.concatenate([r[f"{st}_sim_exact"] for r in runs], axis=1)
-            dt = np.stack([r[f"{st}_dT_sim_paper"] for r in runs])  # (nets, L)
-            data[f"{kind}_{st}_sim_paper_mean"] = sim_p.mean(axis=1)
-            data[f"{kind}_{st}_sim_paper_std"] = sim_p.std(axis=1)
-            data[f"{kind}_{st}_sim_exact_mean"] = sim_e.mean(axis=1)
-            data[f"{kind}_{st}_sim_exact_std"] = sim_e.std(axis=1)
-            data[f"{kind}_{st}_dT_sim_mean"] = dt.mean(axis=0)
-            data[f"{kind}_{st}_dT_sim_std"] = dt.std(axis=0)
-            data[f"{kind}_{st}_maps_measured"] = runs[0][f"{st}_maps_measured"]
-            data[f"{kind}_{st}_maps_paper"] = runs[0][f"{st}_maps_paper"]
-            entry[st] = {
-                "similarity_paper_route_per_layer": np.round(sim_p.mean(axis=1), 4).tolist(),
-                "similarity_paper_route_min_over_layers": round(float(sim_p.mean(axis=1).min()), 4),
-                "similarity_exact_rules_per_layer": np.round(sim_e.mean(axis=1), 6).tolist(),
-                "exact_rules_max_relative_error": float(np.max([r[f"{st}_err_exact"] for r in runs])),
-                "weight_update_similarity_paper_route_per_layer": np.round(dt.mean(axis=0), 4).tolist(),
-                "weight_update_similarity_min_over_layers": round(float(dt.mean(axis=0).min()), 4),
-                "weight_update_exact_route_max_relative_error": float(np.max([r[f"{st}_dT_err_exact"] for r in runs])),
-            }
-        if need_train:
-            entry["final_train_loss"] = mean_std([float(r["train_loss"][-1]) for r in runs])
-        summary_kinds[kind] = entry
-    summary = {
+
+def _state_measured(
+    runs: Sequence[Mapping[str, np.ndarray]], st: str, record: Mapping[str, np.ndarray]
+) -> dict[str, Any]:
+    """``summary.json`` entry of one kind in state ``st`` (plumbing)."""
+    return {
+        "similarity_paper_route_per_layer": np.round(record["sim_paper_mean"], 4).tolist(),
+        "similarity_paper_route_min_over_layers": round(float(record["sim_paper_mean"].min()), 4),
+        "similarity_exact_rules_per_layer": np.round(record["sim_exact_mean"], 6).tolist(),
+        "exact_rules_max_relative_error": float(np.max([r[f"{st}_err_exact"] for r in runs])),
+        "weight_update_similarity_paper_route_per_layer": np.round(record["dT_sim_mean"], 4).tolist(),
+        "weight_update_similarity_min_over_layers": round(float(record["dT_sim_mean"].min()), 4),
+        "weight_update_exact_route_max_relative_error": float(np.max([r[f"{st}_dT_err_exact"] for r in runs])),
+    }
+
+
+def _fit_summary(cfg: FitConfig, measured: Mapping[str, Any], claims: list[Claim]) -> dict[str, Any]:
+    """``summary.json`` of decoder-fit (plumbing)."""
+    return {
         "paper_claim": (
             "Fig. 3a: the similarity between real and derived (Cor. 3.3) spectra is large for all three 10-layer "
             "networks (> 0.8 is already significant, App. C.6); Fig. 3b: the similarity of the real and derived "
             "(Cor. 3.4) weight-update change of T is > 0.88 for all three."
         ),
         "dataset": f"{DATASET_LABELS[cfg.dataset]} (replaces Tiny-ImageNet/Broden)",
-        "measured": summary_kinds,
-        "claims": _fit_claims(per_kind, cfg),
+        "measured": dict(measured),
+        "claims": claims,
         "claims_note": (
             "judged at initialisation (Assumption 4.1: early epochs) on the paper route = Cor. 3.3/3.4 with every "
             "layer read as circular and ReLU ignored; the exact route (padded-grid zero padding, restart after each "
@@ -269,13 +216,37 @@ def run_fit(ctx: RunContext, cfg: FitConfig) -> ExperimentResult:
         "networks_per_kind": cfg.networks,
         "images": cfg.num_images,
     }
-    return ExperimentResult(data=data, summary=summary)
 
 
-def plot_fit(data: Mapping[str, np.ndarray], cfg: FitConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def run_fit(ctx: RunContext, cfg: FitConfig) -> ExperimentResult:
+    """Per network kind and seed, ``_measure`` at initialisation (and after training), then means (Fig. 3a/3b)."""
+    x = load_images(ctx, cfg.dataset, cfg.num_images, offset=1)
+    need_train = cfg.train_steps > 0
+    x_train = load_images(ctx, cfg.dataset, cfg.train_images, offset=2, split="train").float() if need_train else None
+    per_kind = {
+        kind: [
+            ctx.stage(f"fit_{kind}_s{s}", functools.partial(_fit_cell, ctx, (cfg, ki, kind, s, x, x_train)))
+            for s in range(cfg.networks)
+        ]
+        for ki, kind in enumerate(cfg.kinds)
+    }
+    states = [st for st in STATES if st == "init" or need_train]
+    data: dict[str, Any] = {"layers": np.arange(1, cfg.depth + 1), "map_layers": np.array(cfg.map_layers)}
+    measured: dict[str, Any] = {}
+    for kind, runs in per_kind.items():
+        data[kind] = {st: _state_record(runs, st) for st in states}  # {kind: {state: {sim_paper_mean, ...}}}
+        entry: dict[str, Any] = {"label": KIND_LABELS[kind]}
+        entry.update({st: _state_measured(runs, st, data[kind][st]) for st in states})
+        if need_train:
+            entry["final_train_loss"] = mean_std([float(r["train_loss"][-1]) for r in runs])
+        measured[kind] = entry
+    return ExperimentResult(data=data, summary=_fit_summary(cfg, measured, _fit_claims(per_kind, cfg)))
+
+
+def plot_fit(data: Mapping[str, Any], cfg: FitConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw decoder-fit: Fig. 3a forward and Fig. 3b weight-update similarities per layer (plumbing)."""
     layers = data["layers"]
-    states = [st for st in STATES if f"{cfg.kinds[0]}_{st}_sim_paper_mean" in data]
+    states = [st for st in STATES if st in data[cfg.kinds[0]]]
     figs: dict[str, Figure] = {}
     for key, title, suffix in (
         ("fig3a_forward_similarity", "Fig. 3a: sim(real, derived) spectra per layer", "sim_paper"),
@@ -286,12 +257,12 @@ def plot_fit(data: Mapping[str, np.ndarray], cfg: FitConfig, summary: Mapping[st
         for ax, st in zip(axes, states):
             for i, kind in enumerate(cfg.kinds):
                 col = MODE_COLORS[i]
-                mean = data[f"{kind}_{st}_{suffix}_mean"]
-                std = data[f"{kind}_{st}_{suffix}_std"]
+                record = data[kind][st]
+                mean, std = record[f"{suffix}_mean"], record[f"{suffix}_std"]
                 ax.plot(layers, mean, "-o", ms=3, color=col, label=KIND_LABELS[kind])
                 ax.fill_between(layers, mean - std, mean + std, color=col, alpha=0.2, lw=0)
                 if suffix == "sim_paper":
-                    ax.plot(layers, data[f"{kind}_{st}_sim_exact_mean"], ":", color=col, lw=1.0)
+                    ax.plot(layers, record["sim_exact_mean"], ":", color=col, lw=1.0)
             ax.axhline(0.8 if suffix == "sim_paper" else 0.88, color="grey", lw=0.8, ls="--")
             ax.set_xlabel("layer")
             ax.set_ylabel("similarity")
@@ -311,8 +282,7 @@ def plot_fit(data: Mapping[str, np.ndarray], cfg: FitConfig, summary: Mapping[st
     fig = Figure(figsize=(1.45 * 2 * len(ml) + 0.6, 1.6 * len(cfg.kinds) + 0.5), constrained_layout=True)
     grid = fig.subplots(len(cfg.kinds), 2 * len(ml), squeeze=False)
     for r, kind in enumerate(cfg.kinds):
-        meas = data[f"{kind}_init_maps_measured"]
-        pap = data[f"{kind}_init_maps_paper"]
+        meas, pap = data[kind]["init"]["maps_measured"], data[kind]["init"]["maps_paper"]
         for j, l in enumerate(ml):
             draw_magnitude(grid[r, 2 * j], meas[j], f"layer {l} measured")
             draw_magnitude(grid[r, 2 * j + 1], pap[j], f"layer {l} derived")

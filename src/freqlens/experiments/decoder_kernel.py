@@ -14,7 +14,6 @@ of the output (mean over images, then over random networks). Two initialisations
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,18 +23,19 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from ..analysis.decoder_metrics import monotone_trend, network_family_statistics
 from ..analysis.statistics import Claim
 from ..models.decoders import five_layer_network, init_normal_
 from ..theory.decoder_som import power_share_low, som_single_channel
-from .cells import check_workers, map_stages
+from .cells import check_workers
 from .decoder_common import (
     DATASET_LABELS,
-    compare_output_p_low,
-    draw_magnitude,
-    draw_p_low_bars,
-    load_images,
-    mean_std,
-    network_family_statistics,
+    FamilyCell,
+    FamilySweep,
+    compare_family_p_low,
+    draw_family_row,
+    family_summary,
+    sweep_network_families,
 )
 from .registry import Experiment, ExperimentResult, RunContext, register
 
@@ -71,41 +71,32 @@ class KernelConfig:
         check_workers(self.workers)
 
 
-def _trend(values: list[float]) -> str:
-    """Whether ``values`` increase, decrease or are not monotone along the kernel sizes (plumbing)."""
-    if all(b > a for a, b in itertools.pairwise(values)):
-        return "increases with K"
-    if all(b < a for a, b in itertools.pairwise(values)):
-        return "decreases with K"
-    return "not monotone in K"
-
-
-def _kernel_claims(data: Mapping[str, np.ndarray], ds: str, init: str, cfg: KernelConfig) -> list[Claim]:
+def _kernel_claims(init_tree: Mapping[str, Any], ds: str, init: str, cfg: KernelConfig) -> list[Claim]:
     """Fig. 4d's claim on one dataset and init: output ``p_low`` at the largest K < at the smallest K, Welch's
     t over networks (each K has its own random networks)."""
     k_small, k_large = min(cfg.kernel_sizes), max(cfg.kernel_sizes)
     if k_small == k_large:
         return []
-    return compare_output_p_low(
+    return compare_family_p_low(
         f"Fig. 4d, {DATASET_LABELS[ds]}, {init} init: output p_low at K={k_large} < at K={k_small}",
         "a smaller kernel size K gives a higher p_low",
-        data,
-        f"{ds}_{init}_K{k_large}",
-        f"{ds}_{init}_K{k_small}",
+        init_tree[f"K{k_large}"],
+        init_tree[f"K{k_small}"],
         "less",
         paired=False,
     )
 
 
-def _family_statistics(ctx: RunContext, cell: tuple[KernelConfig, int, str, int, np.ndarray]) -> dict[str, np.ndarray]:
-    """One cell of :func:`run_kernel`: :func:`network_family_statistics` of ``cfg.networks`` random nets with
-    kernel size ``k`` and initialisation ``init`` on the images of dataset number ``di`` (plumbing)."""
-    cfg, di, init, k, images = cell
-    x = torch.from_numpy(images)
+def _kernel_family(ctx: RunContext, payload: tuple[KernelConfig, FamilyCell]) -> dict[str, np.ndarray]:
+    """One cell: ``cfg.networks`` random nets with the cell's kernel size ``K`` and initialisation (plumbing)."""
+    cfg, cell = payload
+    init, k_name = cell.setting
+    k = int(k_name.removeprefix("K"))
+    x = torch.from_numpy(cell.images)
 
     def make_network(s: int) -> nn.Sequential:
         """Random net number ``s`` of this cell, seeded by (run seed, dataset, K, s) (plumbing)."""
-        seed = ctx.seed * 1_000_003 + 1000 * di + 100 * k + s
+        seed = ctx.torch_seed("kernel_network", legacy_offset=1000 * cell.dataset_index + 100 * k + s)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             net = five_layer_network(k, cfg.padding_mode, x.shape[1], cfg.width, x.shape[1])
@@ -117,77 +108,68 @@ def _family_statistics(ctx: RunContext, cell: tuple[KernelConfig, int, str, int,
     return network_family_statistics(make_network, cfg.networks, x, cfg.low_fraction)
 
 
-def run_kernel(ctx: RunContext, cfg: KernelConfig) -> ExperimentResult:
-    """``p_low`` of 5-layer ReLU outputs per dataset, init and kernel size K, next to Thm 4.2 (decoder §4 item 7)."""
-    data: dict[str, np.ndarray] = {"kernel_sizes": np.array(cfg.kernel_sizes)}
-    measured: dict[str, Any] = {}
-    claims: list[Claim] = []
-    trends: dict[str, dict[str, str]] = {}
-    images = {ds: load_images(ctx, ds, cfg.num_images, offset=30 + di) for di, ds in enumerate(cfg.datasets)}
-    # One cell per (dataset, init, K), each a resumable stage; `workers` > 1 runs them on a process pool.
-    cells = [
-        (f"kernel_{ds}_{init}_K{k}", (cfg, di, init, k, images[ds].numpy()))
-        for di, ds in enumerate(cfg.datasets)
+def _kernel_measured(sweep: FamilySweep, ds: str, cfg: KernelConfig) -> dict[str, Any]:
+    """``summary.json`` entry of one dataset: per init and K the family summary (plumbing)."""
+    return {
+        init: {f"K={k}": family_summary(sweep.families[(ds, (init, f"K{k}"))]) for k in cfg.kernel_sizes}
         for init in cfg.inits
-        for k in cfg.kernel_sizes
-    ]
-    families = dict(zip((key for key, _ in cells), map_stages(ctx, cells, _family_statistics, workers=cfg.workers)))
+    }
+
+
+def _kernel_trends(sweep: FamilySweep, cfg: KernelConfig) -> dict[str, dict[str, str]]:
+    """Per dataset and init: the trend in K of the mean output ``p_low`` with and without DC (Fig. 4d read-out)."""
+    trends = {}
     for ds in cfg.datasets:
-        x = images[ds]
-        data[f"{ds}_input_magnitude"] = torch.fft.fft2(x).abs().mean(dim=(0, 1)).numpy()
-        per_ds: dict[str, Any] = {}
         for init in cfg.inits:
-            per_init: dict[str, Any] = {}
-            trend_vals, trend_dc = [], []
-            for k in cfg.kernel_sizes:
-                res = families[f"kernel_{ds}_{init}_K{k}"]
-                for key in ("p_low", "p_low_no_dc", "magnitude"):
-                    data[f"{ds}_{init}_K{k}_{key}"] = res[key]
-                trend_vals.append(float(np.nanmean(res["p_low_no_dc"][:, -1])))
-                trend_dc.append(float(np.nanmean(res["p_low"][:, -1])))
-                per_init[f"K={k}"] = {
-                    "output_p_low": mean_std(res["p_low"][:, -1]),
-                    "output_p_low_no_dc": mean_std(res["p_low_no_dc"][:, -1]),
-                    "images_with_all_zero_output_left_out": int(res["undefined_images"][:, -1].sum()),
-                }
-            per_ds[init] = per_init
+            fams = [sweep.families[(ds, (init, f"K{k}"))] for k in cfg.kernel_sizes]
             trends[f"{DATASET_LABELS[ds]}, {init} init"] = {
-                "p_low_with_dc": _trend(trend_dc),
-                "p_low_without_dc": _trend(trend_vals),
+                key: monotone_trend([float(np.nanmean(f[name][:, -1])) for f in fams])
+                for key, name in (("p_low_with_dc", "p_low"), ("p_low_without_dc", "p_low_no_dc"))
             }
-            claims.extend(_kernel_claims(data, ds, init, cfg))
-        measured[DATASET_LABELS[ds]] = per_ds
+    return trends
+
+
+def _kernel_theory(cfg: KernelConfig) -> dict[str, Any]:
+    """Thm 4.2's single-channel ``p_low`` per K on a white 64×64 input, and its trend in K (spec §7.7)."""
     grid = (64, 64)
     theory = {
         f"K={k}": round(power_share_low(som_single_channel([cfg.normal_mean] * 5, [cfg.normal_std] * 5, k, grid)), 4)
         for k in cfg.kernel_sizes
     }
-    theory_trend = _trend(list(theory.values()))
+    return {
+        "setting": f"linear, circular, white input 64x64, L=5, weights N({cfg.normal_mean:g}, {cfg.normal_std:g}^2)",
+        "p_low": theory,
+        "trend": monotone_trend(list(theory.values())),
+        "note": (
+            "the paper's own formula contradicts conclusion (5) at fixed (mu, sigma): K=1 gives a frequency-flat "
+            "SOM (R = 1) and p_low grows with K (spec §7.7)"
+        ),
+    }
+
+
+def run_kernel(ctx: RunContext, cfg: KernelConfig) -> ExperimentResult:
+    """``p_low`` of 5-layer ReLU outputs per dataset, init and kernel size K, next to Thm 4.2 (decoder §4 item 7)."""
+    settings = [(init, f"K{k}") for init in cfg.inits for k in cfg.kernel_sizes]
+    sweep = sweep_network_families(ctx, cfg, "kernel", 30, settings, _kernel_family, workers=cfg.workers)
+    data: dict[str, Any] = {"kernel_sizes": np.array(cfg.kernel_sizes)}
+    data.update(sweep.tree())  # {dataset: {"input_magnitude", init: {"K<k>": {p_low, p_low_no_dc, magnitude}}}}
     summary = {
         "paper_claim": (
             "Fig. 4d / Thm 4.2 conclusion (5) / App. B.3: a smaller kernel size K gives a higher p_low (the decoder is "
             "less likely to learn high frequencies)."
         ),
-        "theory_thm_4_2_single_channel": {
-            "setting": (
-                f"linear, circular, white input 64x64, L=5, weights N({cfg.normal_mean:g}, {cfg.normal_std:g}^2)"
-            ),
-            "p_low": theory,
-            "trend": theory_trend,
-            "note": (
-                "the paper's own formula contradicts conclusion (5) at fixed (mu, sigma): K=1 gives a frequency-flat "
-                "SOM (R = 1) and p_low grows with K (spec §7.7)"
-            ),
-        },
+        "theory_thm_4_2_single_channel": _kernel_theory(cfg),
         "setup": (
             f"5 conv layers, {cfg.width} kernels (3 in the last), ReLU, {cfg.padding_mode} padding; "
             f"inits {list(cfg.inits)}; {cfg.networks} networks x {cfg.num_images} images"
         ),
         "datasets": [DATASET_LABELS[d] for d in cfg.datasets],
         "datasets_note": "CIFAR-10 and MNIST replace Broden/Tiny-ImageNet; white noise (64x64) isolates the network",
-        "measured": measured,
-        "trend_of_mean_p_low_in_K": trends,
-        "claims": claims,
+        "measured": {DATASET_LABELS[ds]: _kernel_measured(sweep, ds, cfg) for ds in cfg.datasets},
+        "trend_of_mean_p_low_in_K": _kernel_trends(sweep, cfg),
+        "claims": [
+            c for ds in cfg.datasets for init in cfg.inits for c in _kernel_claims(data[ds][init], ds, init, cfg)
+        ],
         "claims_note": (
             "p_low with DC is the paper's definition; with random networks it is dominated by the DC bin (input "
             "mean and biases), so the version without DC is judged next to it"
@@ -196,7 +178,7 @@ def run_kernel(ctx: RunContext, cfg: KernelConfig) -> ExperimentResult:
     return ExperimentResult(data=data, summary=summary)
 
 
-def plot_kernel(data: Mapping[str, np.ndarray], cfg: KernelConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_kernel(data: Mapping[str, Any], cfg: KernelConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw decoder-kernel: input and output magnitude maps per K and the ``p_low`` bars (plumbing)."""
     ks = list(cfg.kernel_sizes)
     rows = [(ds, init) for ds in cfg.datasets for init in cfg.inits]
@@ -205,12 +187,12 @@ def plot_kernel(data: Mapping[str, np.ndarray], cfg: KernelConfig, summary: Mapp
     axes = fig.subplots(len(rows), ncol, squeeze=False)
     init_label = {"default": "default init", "normal": f"N({cfg.normal_mean:g}, {cfg.normal_std:g}²)"}
     for r, (ds, init) in enumerate(rows):
-        draw_magnitude(axes[r, 0], data[f"{ds}_input_magnitude"], f"{DATASET_LABELS[ds]} input")
-        for j, k in enumerate(ks, start=1):
-            draw_magnitude(axes[r, j], data[f"{ds}_{init}_K{k}_magnitude"], f"output K={k}, {init_label[init]}")
-        draw_p_low_bars(
-            axes[r, -1],
-            {key: [data[f"{ds}_{init}_K{k}_{key}"][:, -1] for k in ks] for key in ("p_low", "p_low_no_dc")},
+        draw_family_row(
+            axes[r],
+            data[ds],
+            ds,
+            [data[ds][init][f"K{k}"] for k in ks],
+            [f"output K={k}, {init_label[init]}" for k in ks],
             [f"K={k}" for k in ks],
         )
     theory = summary.get("theory_thm_4_2_single_channel", {}).get("p_low", {})

@@ -13,7 +13,6 @@ the same ratio for the target; 1 means no more periodic peaks than the data itse
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +24,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from torch import nn
 
+from ..analysis.decoder_metrics import first_crossings, radial_band_index
 from ..analysis.statistics import Claim, no_verdict_claim, not_reached_claim
 from ..models.decoders import conv_autoencoder
 from ..plots import MODE_COLORS
-from ..spectral.maps import radial_frequency
 from ..theory.decoder_som import dc_replica_positions
 from ..training.loop import EpochSampler, train
 from .decoder_common import DATASET_LABELS, draw_magnitude, load_images
@@ -62,18 +61,11 @@ class LearningConfig:
             raise ValueError("train_images must be >= batch_size")
 
 
-def _band_index(grid: tuple[int, int], edges: tuple[float, ...]) -> np.ndarray:
-    """The radial band of every frequency of ``grid`` between consecutive ``edges`` (decoder §4 item 3)."""
-    rho = radial_frequency(grid)
-    idx = np.searchsorted(np.asarray(edges), rho, side="right") - 1
-    return np.clip(idx, 0, len(edges) - 2)
-
-
 def _make_recorder(x_eval: torch.Tensor, cfg: LearningConfig, bottleneck: tuple[int, int]) -> Any:
     """Per-epoch recorder: output magnitude map, relative error per radial band, DC-replica excess (§4 item 3)."""
     target = torch.fft.fft2(x_eval.to(torch.float64))
     grid = (int(x_eval.shape[-2]), int(x_eval.shape[-1]))
-    bands = _band_index(grid, cfg.band_edges)
+    bands = radial_band_index(grid, cfg.band_edges)
     nb = len(cfg.band_edges) - 1
     t_power = (target.abs() ** 2).mean(dim=(0, 1)).numpy()
     t_band = np.array([t_power[bands == b].sum() for b in range(nb)])
@@ -91,6 +83,7 @@ def _make_recorder(x_eval: torch.Tensor, cfg: LearningConfig, bottleneck: tuple[
     target_peakiness = peakiness(t_mag)
 
     def recorder(step: int, model: nn.Module) -> dict[str, Any]:
+        """The record of one evaluation step (plumbing)."""
         out = torch.fft.fft2(model(x_eval).to(torch.float64))
         err = ((out - target).abs() ** 2).mean(dim=(0, 1)).numpy()
         mag = out.abs().mean(dim=(0, 1)).numpy()
@@ -142,7 +135,7 @@ def run_learning(ctx: RunContext, cfg: LearningConfig) -> ExperimentResult:
     x_train = load_images(ctx, cfg.dataset, cfg.train_images, offset=70, split="train").float()
     x_eval = load_images(ctx, cfg.dataset, cfg.eval_images, offset=71).float()
     with torch.random.fork_rng():
-        torch.manual_seed(ctx.seed * 1_000_003 + 72)
+        torch.manual_seed(ctx.torch_seed("autoencoder_init", legacy_offset=72))
         model = conv_autoencoder(x_train.shape[1], cfg.widths)
     down = 2 ** len(cfg.widths)
     bottleneck = (x_train.shape[-2] // down, x_train.shape[-1] // down)
@@ -151,7 +144,12 @@ def run_learning(ctx: RunContext, cfg: LearningConfig) -> ExperimentResult:
     hist = train(
         model,
         lambda m, xb, yb: F.mse_loss(m(xb), yb),
-        EpochSampler(x_train, x_train, cfg.batch_size, seed=ctx.seed),
+        EpochSampler(
+            x_train,
+            x_train,
+            cfg.batch_size,
+            seed=ctx.sampler_seed("autoencoder_batches", legacy_offset=0, legacy_multiplier=1),
+        ),
         torch.optim.Adam(model.parameters(), lr=cfg.lr),
         steps,
         record_every=per_epoch,
@@ -172,20 +170,26 @@ def run_learning(ctx: RunContext, cfg: LearningConfig) -> ExperimentResult:
         "grid_ratio": rec["grid_ratio"],
         "eval_mse": rec["eval_mse"],
     }
-    first_below: dict[str, Any] = {}
-    crossings = []
-    for b in range(rel.shape[1]):
-        below = np.flatnonzero(rel[:, b] < cfg.threshold)
-        e = float(epochs[below[0]]) if below.size else None
-        crossings.append(e)
-        first_below[f"[{cfg.band_edges[b]:g}, {cfg.band_edges[b + 1]:g})"] = e
+    crossings, ordered = first_crossings(rel, epochs, cfg.threshold)
+    return ExperimentResult(data=data, summary=_learning_summary(cfg, rec, epochs, crossings, ordered, bottleneck))
+
+
+def _learning_summary(
+    cfg: LearningConfig,
+    rec: Mapping[str, np.ndarray],
+    epochs: np.ndarray,
+    crossings: list[float | None],
+    ordered: bool,
+    bottleneck: tuple[int, int],
+) -> dict[str, Any]:
+    """``summary.json`` of decoder-learning: band errors at the shown epochs, first crossings, the grid-pattern
+    excess and the two claims (plumbing)."""
+    rel = rec["band_relative_error"]
+    band_names = [f"[{cfg.band_edges[b]:g}, {cfg.band_edges[b + 1]:g})" for b in range(rel.shape[1])]
+    first_below = dict(zip(band_names, crossings))
     reached = [c for c in crossings if c is not None]
-    ordered = all(
-        (a is not None and (b is None or a <= b)) or (a is None and b is None) for a, b in itertools.pairwise(crossings)
-    )
     show = [int(np.argmin(np.abs(epochs - e))) for e in cfg.show_epochs if e <= epochs.max()]
-    band_names = list(first_below)
-    summary = {
+    return {
         "paper_claim": (
             "Fig. 1a / App. C.1: the auto-encoder learns low frequencies first and high frequencies later; in the "
             "first epochs it removes the grid-pattern noise of upsampling (Fig. 7)."
@@ -212,7 +216,6 @@ def run_learning(ctx: RunContext, cfg: LearningConfig) -> ExperimentResult:
         "low_band_error_below_high_band_error_at_every_epoch_after_init": bool(np.all(rel[1:, 0] < rel[1:, -1])),
         "claims": _learning_claims(crossings, ordered, rec["grid_ratio"], cfg.threshold),
     }
-    return ExperimentResult(data=data, summary=summary)
 
 
 def plot_learning(data: Mapping[str, np.ndarray], cfg: LearningConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:

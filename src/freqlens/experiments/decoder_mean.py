@@ -21,17 +21,18 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from ..analysis.decoder_metrics import network_family_statistics
 from ..analysis.statistics import Claim
 from ..models.decoders import five_layer_network, init_normal_
 from ..theory.decoder_som import power_share_low, som_multichannel_eq32, som_single_channel
 from .decoder_common import (
     DATASET_LABELS,
-    compare_output_p_low,
-    draw_magnitude,
-    draw_p_low_bars,
-    load_images,
-    mean_std,
-    network_family_statistics,
+    FamilyCell,
+    FamilySweep,
+    compare_family_p_low,
+    draw_family_row,
+    family_summary,
+    sweep_network_families,
 )
 from .registry import Experiment, ExperimentResult, RunContext, register
 
@@ -72,57 +73,57 @@ def _theory(cfg: MeanConfig, mu: float, grid: tuple[int, int], channels: int) ->
     }
 
 
-def _mean_claims(data: Mapping[str, np.ndarray], ds: str, cfg: MeanConfig) -> list[Claim]:
+def _mean_claims(dataset_tree: Mapping[str, Any], ds: str, cfg: MeanConfig) -> list[Claim]:
     """Fig. 4b's claim on one dataset, step by step in ``|μ|``: output ``p_low`` at the next larger ``|μ|`` >
     at the smaller one, paired over networks (the same normal draws for every ``μ``)."""
     order = [int(i) for i in np.argsort(np.abs(cfg.weight_means))]
     claims: list[Claim] = []
     for lo, hi in itertools.pairwise(order):
-        claims += compare_output_p_low(
+        claims += compare_family_p_low(
             f"Fig. 4b, {DATASET_LABELS[ds]}: output p_low at mu={cfg.weight_means[hi]:g} > at "
             f"mu={cfg.weight_means[lo]:g}",
             "the output low-frequency magnitude increases with |mu|",
-            data,
-            f"{ds}_mu{hi}",
-            f"{ds}_mu{lo}",
+            dataset_tree[f"mu{hi}"],
+            dataset_tree[f"mu{lo}"],
             "greater",
             paired=True,
         )
     return claims
 
 
+def _mean_family(ctx: RunContext, payload: tuple[MeanConfig, FamilyCell]) -> dict[str, np.ndarray]:
+    """One cell: ``cfg.networks`` random 5-layer nets with weights ``N(μ, σ²)`` of the cell's ``μ`` (plumbing)."""
+    cfg, cell = payload
+    mu = cfg.weight_means[int(cell.setting[0].removeprefix("mu"))]
+    x = torch.from_numpy(cell.images)
+
+    def make_network(s: int) -> nn.Sequential:
+        """Random net ``s``: the same normal draws for every ``μ`` (paired across μ) (plumbing)."""
+        net = five_layer_network(cfg.kernel_size, cfg.padding_mode, x.shape[1], cfg.width, x.shape[1])
+        gen = ctx.generator("mean_network", legacy_offset=1000 * cell.dataset_index + s)
+        init_normal_(net, mu, cfg.weight_std, bias=0.0, generator=gen)
+        return net
+
+    return network_family_statistics(make_network, cfg.networks, x, cfg.low_fraction)
+
+
+def _mean_measured(sweep: FamilySweep, ds: str, cfg: MeanConfig) -> dict[str, Any]:
+    """``summary.json`` entry of one dataset: per ``μ`` the family summary and the linear circular theory on the
+    dataset's grid (plumbing)."""
+    x = sweep.images[ds]
+    return {
+        f"mu={mu:g}": family_summary(sweep.families[(ds, (f"mu{mi}",))])
+        | {"theory_linear_circular_white_input": _theory(cfg, mu, (x.shape[-2], x.shape[-1]), x.shape[1])}
+        for mi, mu in enumerate(cfg.weight_means)
+    }
+
+
 def run_mean(ctx: RunContext, cfg: MeanConfig) -> ExperimentResult:
     """``p_low`` of 5-layer 9×9 ReLU outputs per weight mean μ (paired draws), next to Thm 4.2 / Eq. 32."""
-    data: dict[str, np.ndarray] = {"weight_means": np.array(cfg.weight_means)}
-    measured: dict[str, Any] = {}
-    claims: list[Claim] = []
-    for di, ds in enumerate(cfg.datasets):
-        x = load_images(ctx, ds, cfg.num_images, offset=20 + di)
-        data[f"{ds}_input_magnitude"] = torch.fft.fft2(x).abs().mean(dim=(0, 1)).numpy()
-        per_ds: dict[str, Any] = {}
-        for mi, mu in enumerate(cfg.weight_means):
-
-            def compute(mu: float = mu, x: torch.Tensor = x, di: int = di) -> dict[str, np.ndarray]:
-                def make_network(s: int) -> nn.Sequential:
-                    net = five_layer_network(cfg.kernel_size, cfg.padding_mode, x.shape[1], cfg.width, x.shape[1])
-                    gen = torch.Generator().manual_seed(ctx.seed * 1_000_003 + 1000 * di + s)  # paired across μ
-                    init_normal_(net, mu, cfg.weight_std, bias=0.0, generator=gen)
-                    return net
-
-                return network_family_statistics(make_network, cfg.networks, x, cfg.low_fraction)
-
-            res = ctx.stage(f"mean_{ds}_{mi}", compute)
-            data[f"{ds}_mu{mi}_p_low"] = res["p_low"]
-            data[f"{ds}_mu{mi}_p_low_no_dc"] = res["p_low_no_dc"]
-            data[f"{ds}_mu{mi}_magnitude"] = res["magnitude"]
-            per_ds[f"mu={mu:g}"] = {
-                "output_p_low": mean_std(res["p_low"][:, -1]),
-                "output_p_low_no_dc": mean_std(res["p_low_no_dc"][:, -1]),
-                "images_with_all_zero_output_left_out": int(res["undefined_images"][:, -1].sum()),
-                "theory_linear_circular_white_input": _theory(cfg, mu, (x.shape[-2], x.shape[-1]), x.shape[1]),
-            }
-        measured[DATASET_LABELS[ds]] = per_ds
-        claims.extend(_mean_claims(data, ds, cfg))
+    settings = [(f"mu{mi}",) for mi in range(len(cfg.weight_means))]
+    sweep = sweep_network_families(ctx, cfg, "mean", 20, settings, _mean_family)
+    data: dict[str, Any] = {"weight_means": np.array(cfg.weight_means)}
+    data.update(sweep.tree())  # {dataset: {"input_magnitude", "mu<i>": {p_low, p_low_no_dc, magnitude}}}
     summary = {
         "paper_claim": "Fig. 4b / App. C.5: the output low-frequency magnitude increases with the weight mean |mu|.",
         "setup": (
@@ -132,25 +133,25 @@ def run_mean(ctx: RunContext, cfg: MeanConfig) -> ExperimentResult:
         ),
         "datasets": [DATASET_LABELS[d] for d in cfg.datasets],
         "datasets_note": "CIFAR-10 and MNIST replace Broden/Tiny-ImageNet; white noise (64x64) isolates the network",
-        "measured": measured,
-        "claims": claims,
+        "measured": {DATASET_LABELS[ds]: _mean_measured(sweep, ds, cfg) for ds in cfg.datasets},
+        "claims": [c for ds in cfg.datasets for c in _mean_claims(data[ds], ds, cfg)],
     }
     return ExperimentResult(data=data, summary=summary)
 
 
-def plot_mean(data: Mapping[str, np.ndarray], cfg: MeanConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_mean(data: Mapping[str, Any], cfg: MeanConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw decoder-mean: input and output magnitude maps per μ and the ``p_low`` bars (plumbing)."""
     mus = list(cfg.weight_means)
     ncol = 1 + len(mus) + 1
     fig = Figure(figsize=(2.0 * ncol + 0.5, 2.2 * len(cfg.datasets) + 0.4), constrained_layout=True)
     axes = fig.subplots(len(cfg.datasets), ncol, squeeze=False)
     for r, ds in enumerate(cfg.datasets):
-        draw_magnitude(axes[r, 0], data[f"{ds}_input_magnitude"], f"{DATASET_LABELS[ds]} input")
-        for j, mu in enumerate(mus, start=1):
-            draw_magnitude(axes[r, j], data[f"{ds}_mu{j - 1}_magnitude"], f"output, N({mu:g}, {cfg.weight_std:g}²)")
-        draw_p_low_bars(
-            axes[r, -1],
-            {key: [data[f"{ds}_mu{i}_{key}"][:, -1] for i in range(len(mus))] for key in ("p_low", "p_low_no_dc")},
+        draw_family_row(
+            axes[r],
+            data[ds],
+            ds,
+            [data[ds][f"mu{i}"] for i in range(len(mus))],
+            [f"output, N({mu:g}, {cfg.weight_std:g}²)" for mu in mus],
             [f"μ={m:g}" for m in mus],
         )
     fig.suptitle(

@@ -20,18 +20,17 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from ..analysis.decoder_metrics import network_family_statistics, zero_padding_leak_shares
 from ..analysis.statistics import Claim
 from ..models.decoders import five_layer_network
-from ..spectral.maps import low_frequency_mask
-from ..theory.decoder_som import zero_padding_som_gain
 from .decoder_common import (
     DATASET_LABELS,
-    compare_output_p_low,
-    draw_magnitude,
-    draw_p_low_bars,
-    load_images,
-    mean_std,
-    network_family_statistics,
+    FamilyCell,
+    FamilySweep,
+    compare_family_p_low,
+    draw_family_row,
+    family_summary,
+    sweep_network_families,
 )
 from .registry import Experiment, ExperimentResult, RunContext, register
 
@@ -61,22 +60,7 @@ class PaddingConfig:
             raise ValueError("networks and num_images must be >= 1")
 
 
-def _leak_shares(size: tuple[int, ...], pad: int, cfg: PaddingConfig) -> dict[str, float]:
-    """Where Thm 4.3's leak ``a²τ_uv²`` of one zero padding ``M → M + 2p`` lands: share on the axes
-    (``u = 0`` or ``v = 0``) and share inside ``Ω_low`` (i.i.d. pixels; the theorem's own setting)."""
-    m, n = int(size[0]), int(size[1])
-    gain = zero_padding_som_gain(1.0, (m, n), (m + 2 * pad, n + 2 * pad))
-    axes = np.zeros_like(gain, dtype=bool)
-    axes[0, :] = True
-    axes[:, 0] = True
-    total = float(gain.sum())
-    return {
-        "share_on_axes": round(float(gain[axes].sum()) / total, 4),
-        "share_in_omega_low": round(float(gain[low_frequency_mask((m, n), cfg.low_fraction)].sum()) / total, 4),
-    }
-
-
-def _padding_claims(data: Mapping[str, np.ndarray], ds: str, cfg: PaddingConfig) -> list[Claim]:
+def _padding_claims(dataset_tree: Mapping[str, Any], ds: str, cfg: PaddingConfig) -> list[Claim]:
     """Fig. 4c's two claims on one dataset: zero > circular and mirror > circular in output ``p_low``,
     paired over networks (the same weights in every padding mode)."""
     claims: list[Claim] = []
@@ -86,52 +70,53 @@ def _padding_claims(data: Mapping[str, np.ndarray], ds: str, cfg: PaddingConfig)
     ):
         if a_pad not in cfg.paddings or b_pad not in cfg.paddings:
             continue
-        claims += compare_output_p_low(
+        claims += compare_family_p_low(
             f"Fig. 4c, {DATASET_LABELS[ds]}: output p_low with {PADDING_LABELS[a_pad]} padding > with {b_pad}",
             paper,
-            data,
-            f"{ds}_{a_pad}",
-            f"{ds}_{b_pad}",
+            dataset_tree[a_pad],
+            dataset_tree[b_pad],
             "greater",
             paired=True,
         )
     return claims
 
 
+def _padding_family(ctx: RunContext, payload: tuple[PaddingConfig, FamilyCell]) -> dict[str, np.ndarray]:
+    """One cell: ``cfg.networks`` random 5-layer nets with the cell's padding mode on its images (plumbing)."""
+    cfg, cell = payload
+    (pad,) = cell.setting
+    x = torch.from_numpy(cell.images)
+
+    def make_network(s: int) -> nn.Sequential:
+        """Random net ``s``: the same weights for every padding (paired), from a named stream, so network 10
+        no longer reuses the white-noise images' seed (seed * 1_000_003 + 10) as the old arithmetic did."""
+        with torch.random.fork_rng():
+            torch.manual_seed(ctx.torch_seed("padding_network", 1000 * cell.dataset_index + s))
+            return five_layer_network(cfg.kernel_size, pad, x.shape[1], cfg.width, x.shape[1])
+
+    return network_family_statistics(make_network, cfg.networks, x, cfg.low_fraction)
+
+
+def _padding_measured(sweep: FamilySweep, ds: str, cfg: PaddingConfig) -> dict[str, Any]:
+    """``summary.json`` entry of one dataset: per padding the family summary and ``p_low`` without DC per
+    layer, then Thm 4.3's leak shares of one zero padding on its grid (plumbing)."""
+    entry: dict[str, Any] = {}
+    for pad in cfg.paddings:
+        res = sweep.families[(ds, (pad,))]
+        entry[pad] = family_summary(res) | {
+            "p_low_no_dc_per_layer": np.round(res["p_low_no_dc"].mean(axis=0), 4).tolist()
+        }
+    grid = tuple(sweep.images[ds].shape[-2:])
+    entry["theory_thm_4_3_one_zero_padding"] = zero_padding_leak_shares(grid, cfg.kernel_size // 2, cfg.low_fraction)
+    return entry
+
+
 def run_padding(ctx: RunContext, cfg: PaddingConfig) -> ExperimentResult:
     """``p_low`` per layer of 5-layer ReLU nets per padding mode, same weights (paired t), Thm 4.3 next to it."""
-    data: dict[str, np.ndarray] = {}
-    measured: dict[str, Any] = {}
-    claims: list[Claim] = []
-    for di, ds in enumerate(cfg.datasets):
-        x = load_images(ctx, ds, cfg.num_images, offset=10 + di)
-        data[f"{ds}_input_magnitude"] = torch.fft.fft2(x).abs().mean(dim=(0, 1)).numpy()
-        per_ds: dict[str, Any] = {}
-        for pad in cfg.paddings:
-
-            def compute(pad: str = pad, x: torch.Tensor = x, di: int = di) -> dict[str, np.ndarray]:
-                def make_network(s: int) -> nn.Sequential:
-                    with torch.random.fork_rng():
-                        # same weights for every padding; a named stream, so network 10 no longer reuses the
-                        # white-noise images' seed (seed * 1_000_003 + 10), as the old arithmetic did
-                        torch.manual_seed(ctx.torch_seed("padding_network", 1000 * di + s))
-                        return five_layer_network(cfg.kernel_size, pad, x.shape[1], cfg.width, x.shape[1])
-
-                return network_family_statistics(make_network, cfg.networks, x, cfg.low_fraction)
-
-            res = ctx.stage(f"padding_{ds}_{pad}", compute)
-            data[f"{ds}_{pad}_p_low"] = res["p_low"]  # (networks, layers)
-            data[f"{ds}_{pad}_p_low_no_dc"] = res["p_low_no_dc"]
-            data[f"{ds}_{pad}_magnitude"] = res["magnitude"]
-            per_ds[pad] = {
-                "output_p_low": mean_std(res["p_low"][:, -1]),
-                "output_p_low_no_dc": mean_std(res["p_low_no_dc"][:, -1]),
-                "images_with_all_zero_output_left_out": int(res["undefined_images"][:, -1].sum()),
-                "p_low_no_dc_per_layer": np.round(res["p_low_no_dc"].mean(axis=0), 4).tolist(),
-            }
-        per_ds["theory_thm_4_3_one_zero_padding"] = _leak_shares(tuple(x.shape[-2:]), cfg.kernel_size // 2, cfg)
-        measured[DATASET_LABELS[ds]] = per_ds
-        claims.extend(_padding_claims(data, ds, cfg))
+    sweep = sweep_network_families(ctx, cfg, "padding", 10, [(pad,) for pad in cfg.paddings], _padding_family)
+    data = sweep.tree()  # {dataset: {"input_magnitude", padding: {p_low, p_low_no_dc, magnitude}}}
+    measured = {DATASET_LABELS[ds]: _padding_measured(sweep, ds, cfg) for ds in cfg.datasets}
+    claims = [c for ds in cfg.datasets for c in _padding_claims(data[ds], ds, cfg)]
     summary = {
         "paper_claim": (
             "Fig. 4c / App. C.3: zero padding encodes more significant low-frequency components than circular "
@@ -151,18 +136,18 @@ def run_padding(ctx: RunContext, cfg: PaddingConfig) -> ExperimentResult:
     return ExperimentResult(data=data, summary=summary)
 
 
-def plot_padding(data: Mapping[str, np.ndarray], cfg: PaddingConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_padding(data: Mapping[str, Any], cfg: PaddingConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw decoder-padding: input and output magnitude maps per padding and the ``p_low`` bars (plumbing)."""
     ncol = 1 + len(cfg.paddings) + 1
     fig = Figure(figsize=(2.0 * ncol + 0.5, 2.2 * len(cfg.datasets) + 0.4), constrained_layout=True)
     axes = fig.subplots(len(cfg.datasets), ncol, squeeze=False)
     for r, ds in enumerate(cfg.datasets):
-        draw_magnitude(axes[r, 0], data[f"{ds}_input_magnitude"], f"{DATASET_LABELS[ds]} input")
-        for j, pad in enumerate(cfg.paddings, start=1):
-            draw_magnitude(axes[r, j], data[f"{ds}_{pad}_magnitude"], f"{PADDING_LABELS[pad]} padding: output")
-        draw_p_low_bars(
-            axes[r, -1],
-            {key: [data[f"{ds}_{p}_{key}"][:, -1] for p in cfg.paddings] for key in ("p_low", "p_low_no_dc")},
+        draw_family_row(
+            axes[r],
+            data[ds],
+            ds,
+            [data[ds][pad] for pad in cfg.paddings],
+            [f"{PADDING_LABELS[pad]} padding: output" for pad in cfg.paddings],
             [PADDING_LABELS[p].split(" ")[0] for p in cfg.paddings],
         )
     fig.suptitle(

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from torch import nn
 
 from ..analysis.decoder_report import DecoderReport, decoder_report
 from ..analysis.statistics import (
@@ -177,65 +178,56 @@ def _upsampling_claims(
     return claims
 
 
-def run_upsampling(ctx: RunContext, cfg: UpsamplingConfig) -> ExperimentResult:
-    """(a) cascaded upsampling chains against Thm 4.4 / §2.6, (b) ``decoder_report`` on a trained AE."""
-    data: dict[str, np.ndarray] = {}
-    summary: dict[str, Any] = {
-        "paper_claim": (
-            "Thm 4.4 / Fig. 1b / App. C.2: upsampling (zero insertion, up-convolution) repeats the spectrum, so the "
-            "strong DC signal reappears at every multiple [s*M0, t*N0] of the input size; in a trained "
-            "auto-encoder's decoder such periodic peaks appear in the up-conv layers."
-        ),
-        "dataset": f"{DATASET_LABELS[cfg.dataset]} (replaces Tiny-ImageNet / Broden)",
-    }
-    # (a) cascaded upsampling chains
+def _chain_spectra(ctx: RunContext, cfg: UpsamplingConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(a) Cascaded upsampling chains of every mode on ``cfg.chain_images`` images: the stored record
+    ``{"input_magnitude", mode: {"L<i>": {"magnitude"}}}`` and the ``summary.json`` entry (Thm 4.4 / §2.6)."""
     x_chain = load_images(ctx, cfg.dataset, cfg.chain_images, offset=60)
     base = (int(x_chain.shape[-2]), int(x_chain.shape[-1]))
-    data["chain_input_magnitude"] = torch.fft.fft2(x_chain).abs().mean(dim=(0, 1)).numpy()
+    record: dict[str, Any] = {"input_magnitude": torch.fft.fft2(x_chain).abs().mean(dim=(0, 1)).numpy()}
     chains: dict[str, Any] = {}
     for mode in cfg.chain_modes:
         report = decoder_report(upsampling_chain(cfg.chain_steps, mode), x_chain, batch_size=4)
-        for i, layer in enumerate(report.layers):
-            data[f"chain_{mode}_L{i}_magnitude"] = layer.mean_magnitude.astype(np.float32)
+        record[mode] = {
+            f"L{i}": {"magnitude": layer.mean_magnitude.astype(np.float32)} for i, layer in enumerate(report.layers)
+        }
         chains[mode] = _chain_summary(report, base)
-    summary["cascaded_upsampling"] = {
+    first_step = dc_replica_positions(base, (2 * base[0], 2 * base[1]))[1:].tolist()
+    entry = {
         "sizes": [base[0] * 2**s for s in range(cfg.chain_steps + 1)],
-        "predicted_dc_replica_positions_of_the_first_step": dc_replica_positions(base, (2 * base[0], 2 * base[1]))[
-            1:
-        ].tolist(),
+        "predicted_dc_replica_positions_of_the_first_step": first_step,
         "per_mode": chains,
     }
-    # (b) trained auto-encoder + decoder_report
+    return record, entry
+
+
+def _trained_autoencoder(ctx: RunContext, cfg: UpsamplingConfig) -> tuple[nn.Module, dict[str, np.ndarray]]:
+    """The conv auto-encoder trained with Adam on MSE (resumable checkpoint), in float64 eval mode, and its
+    training curve (plumbing)."""
     x_train = load_images(ctx, cfg.dataset, cfg.train_images, offset=61, split="train").float()
-    x_test = load_images(ctx, cfg.dataset, cfg.report_images, offset=62)
     with torch.random.fork_rng():
-        torch.manual_seed(ctx.seed * 1_000_003 + 63)
+        torch.manual_seed(ctx.torch_seed("autoencoder_init", legacy_offset=63))
         model = conv_autoencoder(x_train.shape[1], cfg.widths)
     steps = cfg.epochs * (cfg.train_images // cfg.batch_size)
+    batches = ctx.sampler_seed("autoencoder_batches", legacy_offset=0, legacy_multiplier=1)
     hist = train(
         model,
         lambda m, xb, yb: F.mse_loss(m(xb), yb),
-        EpochSampler(x_train, x_train, cfg.batch_size, seed=ctx.seed),
+        EpochSampler(x_train, x_train, cfg.batch_size, seed=batches),
         torch.optim.Adam(model.parameters(), lr=cfg.lr),
         steps,
         record_every=max(1, steps // 20),
         checkpoint=ctx.checkpoint_path("autoencoder"),
         progress=lambda it: ctx.progress(it, total=steps, desc="train auto-encoder"),
     )
-    model = model.double().eval()
-    with torch.no_grad():
-        recon = model(x_test[:8])
-        test_mse = float(F.mse_loss(model(x_test), x_test))
-    report = decoder_report(model, x_test, batch_size=64)
-    data.update(report.to_arrays("ae_"))
-    data["ae_examples"] = x_test[:8].numpy()
-    data["ae_reconstructions"] = recon.numpy()
-    curve = hist.as_arrays()
-    data["ae_train_step"] = curve["step"]
-    data["ae_train_loss"] = curve.get("train_loss", np.zeros(0))
+    return model.double().eval(), hist.as_arrays()
+
+
+def _autoencoder_summary(cfg: UpsamplingConfig, report: DecoderReport, test_mse: float) -> dict[str, Any]:
+    """``summary.json`` entry of the trained auto-encoder: one-layer prediction quality, gaps and the
+    replica read-out of every upsampling layer (plumbing)."""
     layers = report.summary()
     up_layers = [entry for entry in layers if "upsampling" in entry]
-    summary["autoencoder"] = {
+    return {
         "architecture": (
             f"encoder conv3x3 + {len(cfg.widths)} strided conv4x4 (widths {list(cfg.widths)}), decoder "
             f"{len(cfg.widths)} ConvTranspose2d(K=4, s=2, P=1) + BN + ReLU, conv3x3 output; zero padding"
@@ -249,32 +241,52 @@ def run_upsampling(ctx: RunContext, cfg: UpsamplingConfig) -> ExperimentResult:
         ),
         "gaps": report.gaps(),
         "upsampling_layers": [
-            {
-                "layer": e["layer"],
-                "input_to_output": [e["input_shape"][1:], e["output_shape"][1:]],
-                **e["upsampling"],
-            }
+            {"layer": e["layer"], "input_to_output": [e["input_shape"][1:], e["output_shape"][1:]], **e["upsampling"]}
             for e in up_layers
         ],
         "layers": layers,
     }
+
+
+def run_upsampling(ctx: RunContext, cfg: UpsamplingConfig) -> ExperimentResult:
+    """(a) cascaded upsampling chains against Thm 4.4 / §2.6, (b) ``decoder_report`` on a trained AE."""
+    summary: dict[str, Any] = {
+        "paper_claim": (
+            "Thm 4.4 / Fig. 1b / App. C.2: upsampling (zero insertion, up-convolution) repeats the spectrum, so the "
+            "strong DC signal reappears at every multiple [s*M0, t*N0] of the input size; in a trained "
+            "auto-encoder's decoder such periodic peaks appear in the up-conv layers."
+        ),
+        "dataset": f"{DATASET_LABELS[cfg.dataset]} (replaces Tiny-ImageNet / Broden)",
+    }
+    chain_record, summary["cascaded_upsampling"] = _chain_spectra(ctx, cfg)
+    x_test = load_images(ctx, cfg.dataset, cfg.report_images, offset=62)
+    model, curve = _trained_autoencoder(ctx, cfg)
+    with torch.no_grad():
+        recon = model(x_test[:8])
+        test_mse = float(F.mse_loss(model(x_test), x_test))
+    report = decoder_report(model, x_test, batch_size=64)
+    ae_record: dict[str, Any] = report.to_tree()  # {"layer_names", "L<i>": {magnitude, power, ...}}
+    ae_record["examples"] = x_test[:8].numpy()
+    ae_record["reconstructions"] = recon.numpy()
+    ae_record["train_step"] = curve["step"]
+    ae_record["train_loss"] = curve.get("train_loss", np.zeros(0))
+    summary["autoencoder"] = _autoencoder_summary(cfg, report, test_mse)
+    chains = summary["cascaded_upsampling"]["per_mode"]
     summary["claims"] = _upsampling_claims(chains, summary["autoencoder"]["upsampling_layers"], cfg)
-    return ExperimentResult(data=data, summary=summary)
+    return ExperimentResult(data={"chain": chain_record, "ae": ae_record}, summary=summary)
 
 
-def plot_upsampling(
-    data: Mapping[str, np.ndarray], cfg: UpsamplingConfig, summary: Mapping[str, Any]
-) -> dict[str, Figure]:
-    """Draw decoder-upsampling: magnitude maps per chain step with the predicted replicas marked (plumbing)."""
-    figs: dict[str, Figure] = {}
-    base = data["chain_input_magnitude"].shape
+def _draw_chains(data: Mapping[str, Any], cfg: UpsamplingConfig) -> Figure:
+    """App. C.2 Fig. 8: magnitude maps per chain step with Thm 4.4's replicas marked (plumbing)."""
+    chain = data["chain"]
+    base = chain["input_magnitude"].shape
     ncol = cfg.chain_steps + 1
     fig = Figure(figsize=(2.15 * ncol + 0.3, 2.2 * len(cfg.chain_modes) + 0.4), constrained_layout=True)
     axes = fig.subplots(len(cfg.chain_modes), ncol, squeeze=False)
     for r, mode in enumerate(cfg.chain_modes):
-        draw_magnitude(axes[r, 0], data["chain_input_magnitude"], f"input {base[0]}x{base[1]}")
+        draw_magnitude(axes[r, 0], chain["input_magnitude"], f"input {base[0]}x{base[1]}")
         for s in range(cfg.chain_steps):
-            mag = data[f"chain_{mode}_L{s}_magnitude"].astype(np.float64)
+            mag = chain[mode][f"L{s}"]["magnitude"].astype(np.float64)
             marks = None
             if mode == "zero_insertion":  # only there do the replicas exist (nearest cancels them, bilinear: no rule)
                 marks = dc_replica_positions(base, mag.shape)
@@ -286,46 +298,62 @@ def plot_upsampling(
         f"[s·{base[0]}, t·{base[1]}] (zero insertion only: nearest cancels them, bilinear has no rule)",
         fontsize=8,
     )
-    figs["fig8_cascaded_upsampling"] = fig
+    return fig
 
-    names = [str(n) for n in data["ae_layer_names"]]
+
+def _draw_decoder_layers(data: Mapping[str, Any], summary: Mapping[str, Any]) -> Figure:
+    """Fig. 1b / Fig. 9: the trained auto-encoder's decoder layers, measured and one-layer predicted (plumbing)."""
+    ae_data = data["ae"]
+    names = [str(n) for n in ae_data["layer_names"]]
     ae = summary.get("autoencoder", {})
     up_names = {e["layer"]: e for e in ae.get("upsampling_layers", [])}
     dec = [i for i, n in enumerate(names) if n.startswith("decoder")]
-    fig2 = Figure(figsize=(2.2 * len(dec) + 0.3, 4.8), constrained_layout=True)
-    grid = fig2.subplots(2, len(dec), squeeze=False)
+    fig = Figure(figsize=(2.2 * len(dec) + 0.3, 4.8), constrained_layout=True)
+    grid = fig.subplots(2, len(dec), squeeze=False)
     for j, i in enumerate(dec):
-        mag = data[f"ae_L{i}_magnitude"]
+        layer = ae_data[f"L{i}"]
+        mag = layer["magnitude"]
         up_marks = None
         if names[i] in up_names:
             up_marks = np.array(up_names[names[i]]["predicted_dc_replica_positions"])
         sim = next((e["similarity_mean"] for e in ae.get("layers", []) if e["layer"] == names[i]), None)
         title = f"{names[i]} {mag.shape[0]}x{mag.shape[1]}" + (f"\nsim={sim:.4f}" if sim is not None else "")
         draw_magnitude(grid[0, j], mag, title, marks=up_marks)
-        pred = data.get(f"ae_L{i}_predicted_magnitude")
-        if pred is not None:
-            draw_magnitude(grid[1, j], pred, "one-layer exact prediction")
+        if "predicted_magnitude" in layer:
+            draw_magnitude(grid[1, j], layer["predicted_magnitude"], "one-layer exact prediction")
         else:
             grid[1, j].axis("off")
-    fig2.suptitle(
+    fig.suptitle(
         "Fig. 1b / Fig. 9: trained auto-encoder decoder layers, E|H| (log10, DC clipped); circles: predicted DC "
         "replicas (multiples of the up-conv input size)",
         fontsize=8,
     )
-    figs["fig9_autoencoder_decoder_spectra"] = fig2
+    return fig
 
-    ex = data["ae_examples"]
-    rec = data["ae_reconstructions"]
+
+def _draw_reconstructions(data: Mapping[str, Any], summary: Mapping[str, Any]) -> Figure:
+    """Test images and their auto-encoder reconstructions on one grey scale (plumbing)."""
+    ex = data["ae"]["examples"]
+    rec = data["ae"]["reconstructions"]
     n = ex.shape[0]
-    fig3 = Figure(figsize=(1.1 * n + 0.3, 2.6), constrained_layout=True)
-    g3 = fig3.subplots(2, n, squeeze=False)
+    fig = Figure(figsize=(1.1 * n + 0.3, 2.6), constrained_layout=True)
+    grid = fig.subplots(2, n, squeeze=False)
     lo, hi = float(ex.min()), float(ex.max())
     for k in range(n):
-        show_image(g3[0, k], (ex[k] - lo) / (hi - lo), "input" if k == 0 else None)
-        show_image(g3[1, k], (rec[k] - lo) / (hi - lo), "reconstruction" if k == 0 else None)
-    fig3.suptitle(f"auto-encoder test reconstructions (test MSE {ae.get('test_mse_standardised_pixels')})", fontsize=8)
-    figs["autoencoder_reconstructions"] = fig3
-    return figs
+        show_image(grid[0, k], (ex[k] - lo) / (hi - lo), "input" if k == 0 else None)
+        show_image(grid[1, k], (rec[k] - lo) / (hi - lo), "reconstruction" if k == 0 else None)
+    mse = summary.get("autoencoder", {}).get("test_mse_standardised_pixels")
+    fig.suptitle(f"auto-encoder test reconstructions (test MSE {mse})", fontsize=8)
+    return fig
+
+
+def plot_upsampling(data: Mapping[str, Any], cfg: UpsamplingConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw decoder-upsampling: the chains (Fig. 8), the decoder layers (Fig. 9), reconstructions (plumbing)."""
+    return {
+        "fig8_cascaded_upsampling": _draw_chains(data, cfg),
+        "fig9_autoencoder_decoder_spectra": _draw_decoder_layers(data, summary),
+        "autoencoder_reconstructions": _draw_reconstructions(data, summary),
+    }
 
 
 register(

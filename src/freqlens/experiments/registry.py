@@ -35,6 +35,38 @@ __all__ = [
 
 I = TypeVar("I")
 
+#: The multiplier of the pre-stream seed arithmetic ``seed * 1_000_003 + offset`` (legacy offsets).
+LEGACY_MULTIPLIER = 1_000_003
+
+
+def _check_stream_name(stream: Any) -> None:
+    """A stream name is a non-empty string (plumbing)."""
+    if not isinstance(stream, str) or not stream:
+        raise TypeError(f"stream must be a non-empty name, got {stream!r}")
+
+
+def _check_offset(name: str, value: Any) -> int:
+    """A legacy offset or multiplier is an integer (plumbing)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _legacy_value(seed: int, offset: Any, multiplier: Any) -> int:
+    """The pre-stream derived seed ``seed * multiplier + offset`` (plumbing)."""
+    return int(seed) * _check_offset("legacy_multiplier", multiplier) + _check_offset("legacy_offset", offset)
+
+
+def _legacy_call(stream: str | int, legacy_offset: int | None) -> tuple[str, int | None]:
+    """``(stream name, legacy offset)`` of a generator call; a bare integer is the unnamed legacy form (plumbing)."""
+    if isinstance(stream, str):
+        _check_stream_name(stream)
+        return stream, legacy_offset
+    offset = _check_offset("offset", stream)
+    if legacy_offset is not None:
+        raise TypeError(f"give a stream name with legacy_offset, got offset {stream!r} and legacy_offset too")
+    return f"offset {offset}", offset
+
 
 @dataclass
 class ExperimentResult:
@@ -57,6 +89,9 @@ class RunContext:
     fingerprint: str
     show_progress: bool = True
     scale: str = "full"
+    #: ``(generator kind, seed) -> stream name`` of every seed derived in this run (the collision guard). Shared
+    #: by ``dataclasses.replace`` copies; a pooled worker checks its own copy (its cells only).
+    seed_owners: dict[tuple[str, int], str] = field(default_factory=dict, repr=False, compare=False)
 
     def progress(
         self, iterable: Iterable[I], total: int | None = None, desc: str | None = None, unit: str = "it"
@@ -86,31 +121,106 @@ class RunContext:
         two uses can only share random numbers when they use the same name and index: e.g.
         ``("white_noise", 0)`` and ``("network", 10)`` never collide, unlike ``seed * c + offset`` arithmetic.
         """
-        if not isinstance(stream, str) or not stream:
-            raise TypeError(f"stream must be a non-empty name, got {stream!r}")
+        _check_stream_name(stream)
         if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
             raise ValueError(f"index must be an integer >= 0, got {index!r}")
         return np.random.SeedSequence(int(self.seed), spawn_key=(zlib.crc32(stream.encode()), int(index)))
 
-    def torch_seed(self, stream: str, index: int = 0) -> int:
-        """A 63-bit seed for ``torch.manual_seed`` / ``torch.Generator`` from stream ``(stream, index)``."""
-        hi, lo = (int(v) for v in self.seed_sequence(stream, index).generate_state(2, dtype=np.uint32))
-        return ((hi << 32) | lo) & (2**63 - 1)
+    def torch_seed(
+        self,
+        stream: str,
+        index: int = 0,
+        *,
+        legacy_offset: int | None = None,
+        legacy_multiplier: int = LEGACY_MULTIPLIER,
+        device: str = "cpu",
+    ) -> int:
+        """A seed for ``torch.manual_seed`` / a ``torch.Generator`` on ``device`` (plumbing).
 
-    def generator(self, offset: int | str = 0, index: int = 0) -> torch.Generator:
-        """A CPU ``torch.Generator``: ``generator("name", i)`` draws named stream ``(name, i)`` (see
-        :meth:`seed_sequence`); an integer ``offset`` keeps the original ``seed * 1_000_003 + offset`` seeding, so
-        earlier runs stay bit-identical."""
-        if isinstance(offset, str):
-            return torch.Generator().manual_seed(self.torch_seed(offset, index))
-        return torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(offset))
+        Named stream (default): 63 bits of ``seed_sequence(stream, index)``. ``legacy_offset=o``: the
+        pre-stream arithmetic ``seed * legacy_multiplier + o`` (kept so that earlier runs stay bit-identical),
+        still requested under ``stream``: when two different streams derive the same seed for the same kind
+        of generator within this run, a ``ValueError`` names both (the collision guard).
+        """
+        if legacy_offset is None:
+            _check_stream_name(stream)
+            hi, lo = (int(v) for v in self.seed_sequence(stream, index).generate_state(2, dtype=np.uint32))
+            value = ((hi << 32) | lo) & (2**63 - 1)
+        else:
+            value = _legacy_value(self.seed, legacy_offset, legacy_multiplier)
+        return self._claim_seed(f"torch:{device}", value, stream)
 
-    def rng(self, offset: int | str = 0, index: int = 0) -> np.random.Generator:
-        """A numpy generator: ``rng("name", i)`` draws named stream ``(name, i)`` (see :meth:`seed_sequence`); an
-        integer ``offset`` keeps the original ``default_rng([seed, offset])`` seeding."""
-        if isinstance(offset, str):
-            return np.random.default_rng(self.seed_sequence(offset, index))
-        return np.random.default_rng([int(self.seed), int(offset)])
+    def seed_for(
+        self,
+        consumer: str,
+        stream: str,
+        index: int = 0,
+        *,
+        legacy_offset: int | None = None,
+        legacy_multiplier: int = 1,
+    ) -> int:
+        """The integer ``seed`` argument of a function that derives its own generators from it (plumbing):
+        ``consumer`` names that derivation (e.g. ``"epoch_sampler"``, ``"linear_init"``), and seeds are guarded
+        among requests for the same consumer (the same integer means the same numbers only there). Named stream:
+        31 bits of ``seed_sequence(stream, index)``; ``legacy_offset=o``: ``seed * legacy_multiplier + o``.
+        """
+        _check_stream_name(consumer)
+        if legacy_offset is None:
+            value = int(self.seed_sequence(stream, index).generate_state(1, dtype=np.uint32)[0]) >> 1
+        else:
+            _check_stream_name(stream)
+            value = _legacy_value(self.seed, legacy_offset, legacy_multiplier)
+        return self._claim_seed(f"seed_for:{consumer}", value, stream)
+
+    def sampler_seed(
+        self, stream: str, index: int = 0, *, legacy_offset: int | None = None, legacy_multiplier: int = 1
+    ) -> int:
+        """The ``seed`` of a :class:`freqlens.training.loop.EpochSampler`: ``seed_for("epoch_sampler", ...)``
+        (plumbing; the sampler seeds epoch ``e`` with ``seed * 1_000_003 + e`` itself, so these are guarded among
+        sampler seeds, not against :meth:`torch_seed`)."""
+        return self.seed_for(
+            "epoch_sampler", stream, index, legacy_offset=legacy_offset, legacy_multiplier=legacy_multiplier
+        )
+
+    def generator(
+        self,
+        stream: str | int = 0,
+        index: int = 0,
+        *,
+        legacy_offset: int | None = None,
+        legacy_multiplier: int = LEGACY_MULTIPLIER,
+        device: torch.device | str = "cpu",
+    ) -> torch.Generator:
+        """A ``torch.Generator`` on ``device`` seeded by :meth:`torch_seed` (plumbing): ``generator("name", i)``
+        draws named stream ``(name, i)``; ``generator("name", legacy_offset=o)`` the original
+        ``seed * 1_000_003 + o`` seeding. A bare integer ``generator(o)`` is the unnamed legacy form (still
+        guarded, as stream ``"offset o"``)."""
+        name, legacy_offset = _legacy_call(stream, legacy_offset)
+        dev = torch.device(device)
+        seed = self.torch_seed(
+            name, index, legacy_offset=legacy_offset, legacy_multiplier=legacy_multiplier, device=dev.type
+        )
+        return torch.Generator(device=dev).manual_seed(seed)
+
+    def rng(self, stream: str | int = 0, index: int = 0, *, legacy_offset: int | None = None) -> np.random.Generator:
+        """A numpy generator (plumbing): ``rng("name", i)`` draws named stream ``(name, i)`` (see
+        :meth:`seed_sequence`); ``rng("name", legacy_offset=o)`` (or the unnamed ``rng(o)``) keeps the original
+        ``default_rng([seed, o])`` seeding, guarded against another stream asking for the same ``o``."""
+        name, legacy_offset = _legacy_call(stream, legacy_offset)
+        if legacy_offset is None:
+            return np.random.default_rng(self.seed_sequence(name, index))
+        self._claim_seed("numpy", int(legacy_offset), name)
+        return np.random.default_rng([int(self.seed), int(legacy_offset)])
+
+    def _claim_seed(self, kind: str, value: int, stream: str) -> int:
+        """Record that ``stream`` uses seed ``value`` for generators of ``kind``; refuse a second stream (plumbing)."""
+        owner = self.seed_owners.setdefault((kind, int(value)), stream)
+        if owner != stream:
+            raise ValueError(
+                f"seed collision: stream {stream!r} derives {kind} seed {value}, which stream {owner!r} already "
+                "uses in this run; give one of them a named stream (no legacy_offset) or another legacy offset"
+            )
+        return int(value)
 
     def require_data(self, what: str) -> Path:
         """The user's data directory; a clear error when ``--data`` was not given."""

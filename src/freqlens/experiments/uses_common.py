@@ -21,7 +21,15 @@ from ..training.loop import EpochSampler, train
 from .cbn_common import cpu_threads
 from .registry import RunContext
 
-__all__ = ["Standardize", "TrainedCNNConfig", "cifar_subset", "small_cifar_cnn", "top1_accuracy", "trained_cnn"]
+__all__ = [
+    "Standardize",
+    "TrainedCNNConfig",
+    "cifar_subset",
+    "cnn_init_seed",
+    "small_cifar_cnn",
+    "top1_accuracy",
+    "trained_cnn",
+]
 
 
 class Standardize(nn.Module):
@@ -31,6 +39,7 @@ class Standardize(nn.Module):
     std: torch.Tensor
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Keep ``mean`` and ``std`` as ``(1, C, 1, 1)`` buffers (plumbing)."""
         super().__init__()
         self.register_buffer("mean", mean.reshape(1, -1, 1, 1).clone())
         self.register_buffer("std", std.reshape(1, -1, 1, 1).clone())
@@ -95,10 +104,19 @@ class TrainedCNNConfig:
             raise ValueError(f"batch_size must be <= train_images, got {self.batch_size} > {self.train_images}")
 
 
+def cnn_init_seed(ctx: RunContext) -> int:
+    """The seed of :func:`small_cifar_cnn`'s initial weights in a run: the legacy ``seed * 7 + 1`` (plumbing; the
+    untrained and the trained CNN of one run start from the same weights, so they share this stream)."""
+    return ctx.torch_seed("cnn_init", legacy_offset=1, legacy_multiplier=7)
+
+
 def cifar_subset(ctx: RunContext, split: str, count: int, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` CIFAR-10 images of ``split`` in ``[0, 1]`` (float32) drawn with ``ctx.rng(offset)``."""
+    """``count`` CIFAR-10 images of ``split`` in ``[0, 1]`` (float32) drawn with
+    ``ctx.rng("cifar10_<split>_images", legacy_offset=offset)``."""
     x, y = load_cifar10(ctx.require_data("CIFAR-10"), split)
-    idx = torch.from_numpy(np.sort(ctx.rng(offset).choice(x.shape[0], size=count, replace=False)))
+    idx = torch.from_numpy(
+        np.sort(ctx.rng(f"cifar10_{split}_images", legacy_offset=offset).choice(x.shape[0], size=count, replace=False))
+    )
     return x[idx], y[idx]
 
 
@@ -122,15 +140,19 @@ def trained_cnn(
     ``ctx.device``, eval mode) and the stage's history (``step``, ``train_loss``). Weights are stored as plain
     arrays in the stage file and loaded back on a rerun."""
     mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
-    model = small_cifar_cnn(cfg.width, cfg.first_kernel, 10, seed=ctx.seed * 7 + 1, mean=mean, std=std)
+    model = small_cifar_cnn(cfg.width, cfg.first_kernel, 10, seed=cnn_init_seed(ctx), mean=mean, std=std)
     model = model.to(ctx.device)
 
     def compute() -> dict[str, Any]:
+        """Train on ``ctx.device`` and return the history and the weights as plain arrays (plumbing)."""
         xd, yd = x.to(ctx.device), y.to(ctx.device)
-        sampler = EpochSampler(xd, yd, cfg.batch_size, seed=ctx.seed * 7919 + 3)
-        noise_gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed * 31 + 5)
+        sampler = EpochSampler(
+            xd, yd, cfg.batch_size, seed=ctx.sampler_seed("cnn_batches", legacy_offset=3, legacy_multiplier=7919)
+        )
+        noise_gen = ctx.generator("augmentation_noise", legacy_offset=5, legacy_multiplier=31, device=ctx.device)
 
         def loss_fn(net: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            """Cross-entropy, on Gaussian-augmented inputs when ``noise_std > 0`` (Yin et al. §4)."""
             if noise_std > 0:
                 xb = xb + noise_std * torch.randn(xb.shape, generator=noise_gen, device=xb.device, dtype=xb.dtype)
             return F.cross_entropy(net(xb), yb)
@@ -138,6 +160,7 @@ def trained_cnn(
         steps = cfg.epochs * sampler.batches_per_epoch
 
         def progress(it: Iterable[int]) -> Iterable[int]:
+            """The training progress bar (plumbing)."""
             return ctx.progress(it, total=steps, desc=f"train {key}")
 
         with cpu_threads(cfg.cpu_threads if ctx.device.type == "cpu" else 0):

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from ..analysis.first_layer_energy import first_layer_energy_profile, linear_energy_prediction
 from .registry import Experiment, ExperimentResult, RunContext, register
-from .uses_common import TrainedCNNConfig, cifar_subset, small_cifar_cnn, top1_accuracy, trained_cnn
+from .uses_common import TrainedCNNConfig, cifar_subset, cnn_init_seed, small_cifar_cnn, top1_accuracy, trained_cnn
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def run_first_layer(ctx: RunContext, cfg: FirstLayerConfig) -> ExperimentResult:
     x_train, y_train = cifar_subset(ctx, "train", cfg.train_images, offset=1)
     x_test, y_test = cifar_subset(ctx, "test", cfg.test_images, offset=2)
     xd, yd = x_test.to(ctx.device), y_test.to(ctx.device)
-    init = small_cifar_cnn(cfg.width, cfg.first_kernel, 10, seed=ctx.seed * 7 + 1).to(ctx.device)
+    init = small_cifar_cnn(cfg.width, cfg.first_kernel, 10, seed=cnn_init_seed(ctx)).to(ctx.device)
     trained, hist = trained_cnn(ctx, cfg, x_train, y_train, "cnn_natural")
     # the trained model standardises with the training statistics; give the init model the same so both see
     # identical patches

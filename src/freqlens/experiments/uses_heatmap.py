@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..analysis.frequency_bands import band_masks
 from ..analysis.frequency_use import fourier_heatmap, shifted_frequencies
 from ..plots import show_spectrum
 from .registry import Experiment, ExperimentResult, RunContext, register
@@ -42,19 +43,12 @@ class HeatmapConfig(TrainedCNNConfig):
             raise ValueError("eps must be > 0 and heatmap_images in [1, test_images]")
 
 
-def _bands(n: int, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
-    """Low and high read-out bands of a shifted ``n×n`` map by ``max(|k|, |l|)`` (plumbing)."""
-    f = np.abs(shifted_frequencies(n))
-    radius = np.maximum(f[:, None], f[None, :])
-    return radius <= low, radius >= high
-
-
 def run_heatmap(ctx: RunContext, cfg: HeatmapConfig) -> ExperimentResult:
     """Train the natural and Gaussian-augmented CNNs and measure their Fourier heat maps (module docstring)."""
     x_train, y_train = cifar_subset(ctx, "train", cfg.train_images, offset=1)
     x_test, y_test = cifar_subset(ctx, "test", cfg.test_images, offset=2)
-    low, high = _bands(32, cfg.low_radius, cfg.high_radius)
-    data: dict[str, np.ndarray] = {"frequencies": shifted_frequencies(32)}
+    low, high = band_masks(32, cfg.low_radius, cfg.high_radius)
+    data: dict[str, Any] = {"frequencies": shifted_frequencies(32)}  # and {model: {"heatmap", "train_loss"}}
     measured: dict[str, Any] = {}
     for name in MODELS:
         noise = cfg.noise_std if name == "gaussian" else 0.0
@@ -62,6 +56,7 @@ def run_heatmap(ctx: RunContext, cfg: HeatmapConfig) -> ExperimentResult:
         xd, yd = x_test.to(ctx.device), y_test.to(ctx.device)
 
         def compute(model: Any = model, xd: Any = xd, yd: Any = yd) -> dict[str, Any]:
+            """The Fourier heat map of ``model`` on the first ``heatmap_images`` test images (plumbing)."""
             hm = fourier_heatmap(
                 model, (xd[: cfg.heatmap_images], yd[: cfg.heatmap_images]), eps=cfg.eps, progress=ctx.show_progress
             )
@@ -70,8 +65,7 @@ def run_heatmap(ctx: RunContext, cfg: HeatmapConfig) -> ExperimentResult:
         hm_arrays = ctx.stage(f"heatmap_{name}", compute)
         n = min(cfg.heatmap_images, cfg.test_images)
         values = hm_arrays["values"]
-        data[f"{name}_heatmap"] = values
-        data[f"{name}_train_loss"] = hist["train_loss"]
+        data[name] = {"heatmap": values, "train_loss": hist["train_loss"]}
         measured[name] = {
             "test_accuracy": round(top1_accuracy(model, xd, yd), 4),
             "unperturbed_error": round(float(hm_arrays["baseline"]), 4),
@@ -107,14 +101,14 @@ def run_heatmap(ctx: RunContext, cfg: HeatmapConfig) -> ExperimentResult:
     return ExperimentResult(data=data, summary=summary)
 
 
-def plot_heatmap(data: Mapping[str, np.ndarray], cfg: HeatmapConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_heatmap(data: Mapping[str, Any], cfg: HeatmapConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """The two heat maps side by side on one colour scale (plumbing)."""
     fig = Figure(figsize=(8.0, 3.6), constrained_layout=True)
     axes = fig.subplots(1, len(MODELS))
-    vmin = min(float(data[f"{m}_heatmap"].min()) for m in MODELS)
-    vmax = max(float(data[f"{m}_heatmap"].max()) for m in MODELS)
+    vmin = min(float(data[m]["heatmap"].min()) for m in MODELS)
+    vmax = max(float(data[m]["heatmap"].max()) for m in MODELS)
     for ax, name in zip(axes, MODELS):
-        show_spectrum(ax, np.fft.ifftshift(data[f"{name}_heatmap"]), f"{name} training")
+        show_spectrum(ax, np.fft.ifftshift(data[name]["heatmap"]), f"{name} training")
         ax.images[-1].set_clim(vmin, vmax)
     fig.colorbar(axes[-1].images[-1], ax=list(axes), shrink=0.8, label="test error")
     fig.suptitle(f"Fourier heat maps, eps = {cfg.eps:g} (DC at centre)", fontsize=9)

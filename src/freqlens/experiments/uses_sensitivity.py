@@ -17,10 +17,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
+from ..analysis.frequency_bands import radial_mean
 from ..analysis.frequency_use import input_frequency_sensitivity, shifted_frequencies
 from ..plots import show_spectrum
 from .registry import Experiment, ExperimentResult, RunContext, register
-from .uses_common import TrainedCNNConfig, cifar_subset, small_cifar_cnn, top1_accuracy, trained_cnn
+from .uses_common import TrainedCNNConfig, cifar_subset, cnn_init_seed, small_cifar_cnn, top1_accuracy, trained_cnn
 
 
 @dataclass(frozen=True)
@@ -28,37 +29,31 @@ class SensitivityConfig(TrainedCNNConfig):
     """Settings of ``uses-sensitivity`` (defaults = full run)."""
 
 
-def _radial(values: np.ndarray) -> np.ndarray:
-    """Mean over frequencies of equal ``max(|k|, |l|)`` (0..16) of a shifted 32×32 map."""
-    f = np.abs(shifted_frequencies(values.shape[-1]))
-    radius = np.maximum(f[:, None], f[None, :])
-    return np.array([values[radius == r].mean() for r in range(int(radius.max()) + 1)])
-
-
 def run_sensitivity(ctx: RunContext, cfg: SensitivityConfig) -> ExperimentResult:
     """Sensitivity and power maps of the CNN at init and after training, with rank correlations (module docstring)."""
     x_train, y_train = cifar_subset(ctx, "train", cfg.train_images, offset=1)
     x_test, y_test = cifar_subset(ctx, "test", cfg.test_images, offset=2)
     xd, yd = x_test.to(ctx.device), y_test.to(ctx.device)
-    init = small_cifar_cnn(cfg.width, cfg.first_kernel, 10, seed=ctx.seed * 7 + 1).to(ctx.device)
+    init = small_cifar_cnn(cfg.width, cfg.first_kernel, 10, seed=cnn_init_seed(ctx)).to(ctx.device)
     trained, hist = trained_cnn(ctx, cfg, x_train, y_train, "cnn_natural")
     init[0].load_state_dict(trained[0].state_dict())  # same input standardisation as the trained model
-    data: dict[str, np.ndarray] = {"frequencies": shifted_frequencies(32), "train_loss": hist["train_loss"]}
+    # {"frequencies", "train_loss", "power", "power_radial", "init"|"trained": {"sensitivity", "radial"}}
+    data: dict[str, Any] = {"frequencies": shifted_frequencies(32), "train_loss": hist["train_loss"]}
     measured: dict[str, Any] = {}
     for name, model in (("init", init), ("trained", trained)):
 
         def compute(model: Any = model) -> dict[str, Any]:
+            """Sensitivity and power maps of ``model`` on the test images (plumbing)."""
             s = input_frequency_sensitivity(model, (xd, yd), progress=ctx.show_progress)
             return {"sensitivity": s.sensitivity, "power": s.power}
 
         arrays = ctx.stage(f"sensitivity_{name}", compute)
         sens, power = arrays["sensitivity"], arrays["power"]
-        data[f"{name}_sensitivity"] = sens
+        data[name] = {"sensitivity": sens, "radial": radial_mean(sens.mean(axis=0))}
         data["power"] = power
-        data[f"{name}_radial"] = _radial(sens.mean(axis=0))
         rho = spearmanr(np.log(sens.mean(axis=0)).ravel(), np.log(power.mean(axis=0)).ravel()).statistic
         measured[name] = {"spearman_log_sensitivity_vs_log_power": round(float(rho), 4)}
-    data["power_radial"] = _radial(data["power"].mean(axis=0))
+    data["power_radial"] = radial_mean(data["power"].mean(axis=0))
     measured["trained"]["test_accuracy"] = round(top1_accuracy(trained, xd, yd), 4)
     summary = {
         "paper_claim": (
@@ -83,23 +78,22 @@ def run_sensitivity(ctx: RunContext, cfg: SensitivityConfig) -> ExperimentResult
     return ExperimentResult(data=data, summary=summary)
 
 
-def plot_sensitivity(
-    data: Mapping[str, np.ndarray], cfg: SensitivityConfig, summary: Mapping[str, Any]
-) -> dict[str, Figure]:
+def plot_sensitivity(data: Mapping[str, Any], cfg: SensitivityConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Sensitivity at init and trained, the data power, and their radial profiles (plumbing)."""
     fig = Figure(figsize=(11.0, 3.2), constrained_layout=True)
     axes = fig.subplots(1, 4)
     panels = (
-        ("init_sensitivity", "E|dL/dx̂| at init (log10)"),
-        ("trained_sensitivity", "E|dL/dx̂| trained (log10)"),
-        ("power", "E|x̂|² CIFAR-10 (log10)"),
+        (data["init"]["sensitivity"], "E|dL/dx̂| at init (log10)"),
+        (data["trained"]["sensitivity"], "E|dL/dx̂| trained (log10)"),
+        (data["power"], "E|x̂|² CIFAR-10 (log10)"),
     )
-    for ax, (key, title) in zip(axes, panels):
-        show_spectrum(ax, np.fft.ifftshift(data[key].mean(axis=0)), title, log=True)
+    for ax, (values, title) in zip(axes, panels):
+        show_spectrum(ax, np.fft.ifftshift(values.mean(axis=0)), title, log=True)
         fig.colorbar(ax.images[-1], ax=ax, shrink=0.7)
     ax = axes[3]
-    for key, label in (("init_radial", "sensitivity, init"), ("trained_radial", "sensitivity, trained")):
-        ax.semilogy(data[key] / data[key][0], label=label)
+    for name, label in (("init", "sensitivity, init"), ("trained", "sensitivity, trained")):
+        radial = data[name]["radial"]
+        ax.semilogy(radial / radial[0], label=label)
     ax.semilogy(data["power_radial"] / data["power_radial"][0], "k--", label="power")
     ax.set_xlabel("max(|k|, |l|)")
     ax.set_ylabel("relative to DC")
