@@ -31,7 +31,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -222,22 +222,30 @@ def _openblas_thread_controls() -> list[tuple[Callable[[], int], Callable[[int],
             paths = []
         for path in paths:
             try:
-                lib = ctypes.CDLL(path)
+                controls = _thread_functions(ctypes.CDLL(path))
             except OSError:
                 continue
-            for prefix in ("scipy_openblas_", "openblas_"):
-                for suffix in ("64_", ""):
-                    get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
-                    put = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
-                    if get is not None and put is not None:
-                        get.restype = ctypes.c_int
-                        found.append((get, lambda n, put=put: put(ctypes.c_int(n))))
-                        break
-                else:
-                    continue
-                break
+            if controls is not None:
+                found.append(controls)
         _OPENBLAS = found
     return _OPENBLAS
+
+
+def _thread_functions(lib: ctypes.CDLL) -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    """``(get, set)`` of one OpenBLAS build: NumPy's wheels prefix the symbols with ``scipy_`` (plumbing)."""
+    for prefix in ("scipy_openblas_", "openblas_"):
+        for suffix in ("64_", ""):
+            get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype = ctypes.c_int
+                setter = put
+
+                def set_threads(n: int, setter: Any = setter) -> None:
+                    setter(ctypes.c_int(n))
+
+                return (lambda get=get: int(get())), set_threads
+    return None
 
 
 def _svdvals_at_representatives(
