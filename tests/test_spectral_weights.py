@@ -19,6 +19,7 @@ from freqlens.analysis.cbn import kept_by_threshold
 from freqlens.fourier import conjugate_index, dft_matrix_1d, downsample_spectrum, self_conjugate_mask
 from freqlens.hooks import LayerForwardError
 from freqlens.models.circular_cnn import CircularCNN, CircularConv2d
+from freqlens.spectral import weights as weights_module
 from freqlens.spectral.conv import module_transfer_matrices
 from freqlens.spectral.weights import (
     layer_operator_blocks,
@@ -126,6 +127,10 @@ def test_circular_layer_spectrum_equals_dense_svd(n, k, cin, cout, stride, seed)
     norm = float((mat**2).sum())
     assert np.isclose(spec.operator_norm_sq, norm, rtol=1e-10)
     assert np.isclose(norm, (n // stride) ** 2 * float(conv.weight.pow(2).sum()), rtol=1e-10)
+    # frequency by frequency (conjugate half, real self-conjugate blocks, Gram route and its guard): the SVD
+    # of every block, with its phases, from the stride-1 multiplier of the FFT route
+    every = np.linalg.svd(layer_operator_blocks(conv, (n, n)).numpy(), compute_uv=False)
+    assert np.abs(spec.singular_values - every).max() <= 1e-12 * max(1.0, every.max())
 
 
 @pytest.mark.parametrize(("n", "stride"), [(8, 2), (6, 2), (9, 3), (6, 3)])
@@ -353,3 +358,134 @@ def test_kernel_larger_than_grid_is_rejected_before_any_svd(monkeypatch):
     with pytest.raises((ValueError, LayerForwardError), match="'1'"):
         weight_spectra(net, (1, 4, 4))
     assert not calls
+
+
+# --------------------------------------------------------------------------- fast routes (issue 14) vs dense / SVD
+
+
+def _ill_conditioned_blocks(count: int, rows: int, cols: int, smallest: float, seed: int) -> torch.Tensor:
+    """Complex blocks ``U diag(σ) Vᴴ`` with σ spread log-uniformly from 1 down to ``smallest``."""
+    rng = np.random.default_rng(seed)
+    r = min(rows, cols)
+    out = []
+    for _ in range(count):
+        u, _ = np.linalg.qr(rng.standard_normal((rows, r)) + 1j * rng.standard_normal((rows, r)))
+        v, _ = np.linalg.qr(rng.standard_normal((cols, r)) + 1j * rng.standard_normal((cols, r)))
+        out.append((u * np.logspace(0, np.log10(smallest), r)) @ v.conj().T)
+    return torch.from_numpy(np.stack(out))
+
+
+def _route_values(blocks: torch.Tensor) -> torch.Tensor:
+    """The engine on a (1, count) grid without conjugate pairing: every block through its route and guard."""
+    count, rows, cols = blocks.shape
+    return weights_module._svdvals_at_representatives(
+        (1, count), (rows, cols), torch.float64, blocks.device, lambda idx: blocks[idx], conjugate_symmetric=False
+    )[0]
+
+
+@pytest.mark.parametrize(("k", "tap", "stride"), [(1, (0, 0), 1), (1, (0, 0), 2), (3, (0, 2), 1), (3, (2, 1), 2)])
+def test_single_tap_shortcut_is_one_svd_and_matches_dense(monkeypatch, k, tap, stride):
+    conv = nn.Conv2d(3, 4, k, stride=stride, padding=k // 2, padding_mode="circular", bias=False).double()
+    with torch.no_grad():
+        mask = torch.zeros_like(conv.weight)
+        mask[:, :, tap[0], tap[1]] = 1
+        conv.weight.mul_(mask)
+    seen = []
+    real = weights_module._lapack_svdvals
+    monkeypatch.setattr(weights_module, "_lapack_svdvals", lambda b: seen.append(b.shape[0]) or real(b))
+    monkeypatch.setattr(weights_module, "_gram_eigenvalues", lambda b: pytest.fail("no Gram for one tap"))
+    spec = layer_spectrum(conv, (6, 6))
+    assert seen == [1]  # one SVD for all 36 / 9 frequencies
+    dense = sorted_sv(dense_operator(conv, 3, 6, 6))
+    assert np.allclose(union_sv(spec.singular_values, dense.size), dense, atol=1e-12 * dense[0])
+
+
+def test_frequency_independent_blocks_cost_one_decomposition(monkeypatch):
+    w = torch.randn(5, 3, dtype=torch.float64)
+    blocks = w.expand(4, 6, 5, 3)
+    seen = []
+    real = weights_module._gram_eigenvalues
+    monkeypatch.setattr(weights_module, "_gram_eigenvalues", lambda b: seen.append(b.shape[0]) or real(b))
+    sv = singular_values_by_frequency(blocks)
+    assert seen == [1]
+    expected = np.linalg.svd(w.numpy(), compute_uv=False)
+    assert np.allclose(sv.numpy(), expected[None, None], atol=1e-13 * expected[0])
+
+
+@given(
+    rows=st.integers(1, 24),
+    cols=st.integers(1, 24),
+    count=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_gram_route_agrees_with_svd_to_1e10_in_float64(rows, cols, count, seed):
+    gen = torch.Generator().manual_seed(seed)
+    blocks = torch.randn(count, rows, cols, dtype=torch.complex128, generator=gen)
+    fast = _route_values(blocks).numpy()
+    ref = np.linalg.svd(blocks.numpy(), compute_uv=False)
+    assert weights_module._uses_gram(rows, cols, torch.float64) == (min(rows, cols) > 1)
+    assert np.abs(fast - ref).max() <= 1e-10 * ref.max()
+
+
+def test_gram_guard_falls_back_to_svd_on_an_ill_conditioned_block(monkeypatch):
+    blocks = torch.cat([_ill_conditioned_blocks(1, 48, 64, 1e-9, 0), _ill_conditioned_blocks(2, 48, 64, 0.1, 1)])
+    ref = np.linalg.svd(blocks.numpy(), compute_uv=False)
+    fallbacks = []
+    real = weights_module._lapack_svdvals
+    monkeypatch.setattr(weights_module, "_lapack_svdvals", lambda b: fallbacks.append(b.shape[0]) or real(b))
+    guarded = _route_values(blocks).numpy()
+    assert fallbacks == [1]  # only the ill-conditioned block is decomposed again
+    assert np.abs(guarded - ref).max() <= 1e-10 * ref.max()
+    # without the guard the Gram values of that block miss the 1e-10 target: the guard is what keeps it
+    monkeypatch.setitem(weights_module._GUARD_TOL, torch.float64, float("inf"))
+    unguarded = _route_values(blocks).numpy()
+    assert np.abs(unguarded[0] - ref[0]).max() > 1e-10 * ref.max()
+    assert np.abs(unguarded[1:] - ref[1:]).max() <= 1e-10 * ref.max()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_float32_spectra_against_dense_float64(stride):
+    torch.manual_seed(3)
+    conv = CircularConv2d(6, 8, 3, stride=stride).double()
+    dense = sorted_sv(dense_operator(conv, 6, 8, 8))
+    spec32 = layer_spectrum(conv, (8, 8), dtype=torch.float32)
+    # documented accuracy of dtype=torch.float32: within 1e-5 of the layer's largest singular value
+    assert np.abs(union_sv(spec32.singular_values, dense.size) - dense).max() <= 1e-5 * dense[0]
+
+
+def test_weight_spectra_is_deterministic_and_holds_openblas_to_the_callers_threads(monkeypatch):
+    net = CircularCNN(3, 4, 2, 3, 8, downsample_at=(2,), generator=torch.Generator().manual_seed(2)).double()
+    controls = weights_module._openblas_thread_controls()
+    assert controls, "NumPy's OpenBLAS was not found: the thread cap would be a no-op"
+    blas_before = [get() for get, _ in controls]
+    for _, set_threads in controls:
+        set_threads(2)
+    seen = []
+    real = weights_module._gram_eigenvalues
+
+    def spy(b):
+        seen.append([get() for get, _ in controls])
+        return real(b)
+
+    monkeypatch.setattr(weights_module, "_gram_eigenvalues", spy)
+    try:
+        first = weight_spectra(net, (3, 8, 8))  # the autouse fixture set torch to 1 thread
+        after = [get() for get, _ in controls]
+    finally:
+        for (_, set_threads), n in zip(controls, blas_before):
+            set_threads(n)
+    second = weight_spectra(net, (3, 8, 8))
+    assert all(np.array_equal(a.singular_values, b.singular_values) for a, b in zip(first.layers, second.layers))
+    assert torch.get_num_threads() == 1
+    assert seen and all(n == 1 for call in seen for n in call)  # held to torch's 1 thread during the call
+    assert after == [2] * len(controls)  # and given back afterwards
+
+
+def test_geometry_errors_come_before_any_lapack_call(monkeypatch):
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular"), nn.Conv2d(2, 2, 7, padding=3, padding_mode="circular")
+    ).double()
+    for name in ("_lapack_svdvals", "_gram_eigenvalues"):
+        monkeypatch.setattr(weights_module, name, lambda b: pytest.fail("LAPACK before validation"))
+    with pytest.raises((ValueError, LayerForwardError), match="'1'"):
+        weight_spectra(net, (1, 4, 4))
