@@ -44,7 +44,7 @@ def test_cbn_fig3_and_fig4_run_replot_and_are_deterministic(tmp_path):
     _check_rank_block(s1["cbn_rank"])
     assert s1["cbn_rank"] == s2["cbn_rank"] and s1["op_norm"] == s2["op_norm"]  # same seed, same numbers
     d1, d2 = np.load(p1 / "data.npz"), np.load(p2 / "data.npz")
-    assert np.array_equal(d1["weight_sv_02"], d2["weight_sv_02"])
+    assert np.array_equal(d1["weight_sv__02"], d2["weight_sv__02"])
     assert (p1 / "fig3_spectra.png").is_file() and (p1 / "training.png").is_file()
     assert replot(p1)
     over4 = {**TINY, "n_train": 32, "n_eval": 24, "width": 3, "depth": 3, "phase_layer": 2}

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
@@ -115,7 +114,7 @@ def run_fig1(ctx: RunContext, cfg: Fig1Config) -> ExperimentResult:
         with torch.no_grad():
             test_acc = float((model(x_eval.double()).argmax(1) == y_eval).double().mean())
             train_acc = float((model(x_train[:5000].double()).argmax(1) == y_train[:5000]).double().mean())  # ≤ 5000
-    data.update(history)
+    data["training"] = history
     fc_rank = int((data["fc_sv"] > cfg.threshold).sum())
     summary = {
         "paper": PAPER_STATEMENT,
@@ -136,10 +135,10 @@ def run_fig1(ctx: RunContext, cfg: Fig1Config) -> ExperimentResult:
     return ExperimentResult(data=data, summary=summary)
 
 
-def plot_fig1(data: Mapping[str, np.ndarray], cfg: Fig1Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_fig1(data: Mapping[str, Any], cfg: Fig1Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw cbn-fig1: per-layer spectra of ``MW_ℓ`` and of the activations, and the kept sets (plumbing)."""
-    w_layers = read_layers(data, "weight_sv")
-    a_layers = read_layers(data, "act_sv")
+    w_layers = read_layers(data["weight_sv"])
+    a_layers = read_layers(data["act_sv"])
     rank = summary["cbn_rank"]
     fig = Figure(figsize=(11.5, 7.2), constrained_layout=True)
     gs = fig.add_gridspec(2, 2, width_ratios=[1.6, 1.0])
@@ -160,7 +159,10 @@ def plot_fig1(data: Mapping[str, np.ndarray], cfg: Fig1Config, summary: Mapping[
         f"{rank_caption(rank, 'weights')}\n{rank_caption(rank, 'activations')}",
         fontsize=8,
     )
-    return {"fig1_spectra": fig, "training": draw_training(data, "cbn-fig1 training", {"loss": "cross-entropy"})}
+    return {
+        "fig1_spectra": fig,
+        "training": draw_training(data["training"], "cbn-fig1 training", {"loss": "cross-entropy"}),
+    }
 
 
 register(

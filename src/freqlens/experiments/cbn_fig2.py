@@ -179,10 +179,10 @@ def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
         data, summary, _, _ = analyse_bottleneck(model, x_eval, cfg.threshold, cfg.thresholds, cfg.eps)
         with torch.no_grad():
             recon = float(regression_loss(model, x_eval.double(), x_eval.double()))
-            w_sv = data[f"weight_sv_{cfg.perturb_layer:02d}"]
+            w_sv = read_layers(data["weight_sv"])[cfg.perturb_layer - 1]
             panel, info = _perturbation_panel(model, x_eval[: cfg.perturb_examples].double(), cfg, w_sv)
     data.update(panel)
-    data.update(history)
+    data["training"] = history
     summary = {
         "paper": PAPER_STATEMENT,
         "cbn_rank": summary,
@@ -197,10 +197,10 @@ def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
     return ExperimentResult(data=data, summary=summary)
 
 
-def plot_fig2(data: Mapping[str, np.ndarray], cfg: Fig2Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_fig2(data: Mapping[str, Any], cfg: Fig2Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw cbn-fig2: (a) per-layer spectra and kept sets, (b) the decoded perturbations (plumbing)."""
-    w_layers = read_layers(data, "weight_sv")
-    a_layers = read_layers(data, "act_sv")
+    w_layers = read_layers(data["weight_sv"])
+    a_layers = read_layers(data["act_sv"])
     rank = summary["cbn_rank"]
     fig = Figure(figsize=(11.5, 7.2), constrained_layout=True)
     gs = fig.add_gridspec(2, 2, width_ratios=[1.6, 1.0])
@@ -216,7 +216,16 @@ def plot_fig2(data: Mapping[str, np.ndarray], cfg: Fig2Config, summary: Mapping[
         f"{rank_caption(rank, 'activations')}",
         fontsize=8,
     )
+    return {
+        "fig2a_spectra": fig,
+        "fig2b_perturbations": _perturbation_figure(data, cfg),
+        "training": draw_training(data["training"], "cbn-fig2 training"),
+    }
 
+
+def _perturbation_figure(data: Mapping[str, Any], cfg: Fig2Config) -> Figure:
+    """Fig. 2b: per kept direction, the inputs and their decodings after multiplying the hidden representation
+    along it by each factor of :data:`FACTORS` (plumbing)."""
     out = data["perturb_outputs"]
     omegas = data["perturb_omega"]
     inputs = data["perturb_inputs"]
@@ -258,7 +267,7 @@ def plot_fig2(data: Mapping[str, np.ndarray], cfg: Fig2Config, summary: Mapping[
         "(and its conjugate at −ω), decoded by the remaining layers; ±i only for non-constant ω",
         fontsize=8,
     )
-    return {"fig2a_spectra": fig, "fig2b_perturbations": figp, "training": draw_training(data, "cbn-fig2 training")}
+    return figp
 
 
 register(

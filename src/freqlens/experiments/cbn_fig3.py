@@ -140,7 +140,7 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
         with torch.no_grad():
             recon = model(x_eval[:4].double()).numpy()[:, 0]
             err = float(regression_loss(model, x_eval.double(), x_eval.double()))
-    data.update(history)
+    data["training"] = history
     data["examples"] = x_eval[:4, 0].numpy()
     data["reconstructions"] = recon
     data["mean_input_spectrum"] = np.abs(np.fft.fft2(x_eval[:, 0].double().numpy())).mean(axis=0)
@@ -160,7 +160,7 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
     return ExperimentResult(data=data, summary=summary)
 
 
-def plot_fig3(data: Mapping[str, np.ndarray], cfg: Fig3Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_fig3(data: Mapping[str, Any], cfg: Fig3Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw cbn-fig3: examples and reconstructions, per-layer spectra and kept sets (plumbing)."""
     rank = summary["cbn_rank"]
     fig = Figure(figsize=(11.5, 8.6), constrained_layout=True)
@@ -174,10 +174,10 @@ def plot_fig3(data: Mapping[str, np.ndarray], cfg: Fig3Config, summary: Mapping[
         )
     show_spectrum(fig.add_subplot(top[0, 8]), data["mean_input_spectrum"], "mean |x̂| (inputs)")
     ax = fig.add_subplot(gs[1, 0])
-    m = draw_layer_spectra(ax, read_layers(data, "weight_sv"), "singular values of $MW_\\ell$", cfg.threshold)
+    m = draw_layer_spectra(ax, read_layers(data["weight_sv"]), "singular values of $MW_\\ell$", cfg.threshold)
     fig.colorbar(m, ax=ax, label="|ω|", shrink=0.85)
     ax2 = fig.add_subplot(gs[2, 0])
-    draw_activation_spectra(fig, ax2, read_layers(data, "act_sv"), "activation spectra (pre-activations)")
+    draw_activation_spectra(fig, ax2, read_layers(data["act_sv"]), "activation spectra (pre-activations)")
     draw_kept_maps(fig, (gs[1, 1], gs[2, 1]), data, cfg.threshold, cfg.eps)
     fig.suptitle(
         f"cbn-fig3: low-frequency shapes × ω={tuple(cfg.carrier)} pattern, {cfg.n}×{cfg.n} autoencoder "
@@ -185,7 +185,7 @@ def plot_fig3(data: Mapping[str, np.ndarray], cfg: Fig3Config, summary: Mapping[
         f"{rank_caption(rank, 'weights')}\n{rank_caption(rank, 'activations')}",
         fontsize=8,
     )
-    return {"fig3_spectra": fig, "training": draw_training(data, "cbn-fig3 training")}
+    return {"fig3_spectra": fig, "training": draw_training(data["training"], "cbn-fig3 training")}
 
 
 register(
