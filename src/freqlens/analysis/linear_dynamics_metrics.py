@@ -60,10 +60,11 @@ def half_times(
             if not len(hit):
                 continue
             i = int(hit[0])
+            where = (*lead, alpha)
             if interpolate and i > 0:
-                out[lead + (alpha,)] = np.interp(s[alpha] / 2, [curve[i - 1], curve[i]], [t[i - 1], t[i]])
+                out[where] = np.interp(s[alpha] / 2, [curve[i - 1], curve[i]], [t[i - 1], t[i]])
             else:
-                out[lead + (alpha,)] = t[i]
+                out[where] = t[i]
     return out
 
 

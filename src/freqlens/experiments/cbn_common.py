@@ -41,10 +41,13 @@ __all__ = [
     "classification_loss",
     "cpu_threads",
     "draw_activation_spectra",
+    "draw_bottleneck_panels",
     "draw_kept_map",
     "draw_kept_maps",
     "draw_layer_spectra",
     "layer_arrays",
+    "rank_caption",
+    "rank_captions",
     "read_layers",
     "regression_loss",
     "train_in_phases",
@@ -450,6 +453,33 @@ def draw_kept_maps(
         data["kept_map_acts"],
         f"kept (ω, j){where}: activations, 1−{eps:g} energy",
     )
+
+
+def draw_bottleneck_panels(
+    fig: Figure,
+    slots: tuple[Any, Any, Any, Any],
+    data: Mapping[str, Any],
+    threshold: float,
+    eps: float,
+    titles: tuple[str, str],
+    per_layer: bool = False,
+    extra: np.ndarray | None = None,
+    colorbar_label: str = "|ω|",
+) -> Axes:
+    """The four Fig. 2a-style panels of an ``analyse_bottleneck`` record in the grid ``slots`` (weight spectra
+    with ``τ`` and an optional FC head ``extra``, activation spectra, and the two kept-direction maps); ``titles``
+    of the two spectra panels. Returns the weight-spectra axes (plumbing)."""
+    ax = fig.add_subplot(slots[0])
+    mappable = draw_layer_spectra(ax, read_layers(data["weight_sv"]), titles[0], threshold, extra=extra)
+    fig.colorbar(mappable, ax=ax, label=colorbar_label, shrink=0.85)
+    draw_activation_spectra(fig, fig.add_subplot(slots[1]), read_layers(data["act_sv"]), titles[1])
+    draw_kept_maps(fig, (slots[2], slots[3]), data, threshold, eps, per_layer=per_layer)
+    return ax
+
+
+def rank_captions(summary: Mapping[str, Any]) -> str:
+    """Two lines: :func:`rank_caption` of the weights and of the activations (plumbing)."""
+    return f"{rank_caption(summary, 'weights')}\n{rank_caption(summary, 'activations')}"
 
 
 def rank_caption(summary: Mapping[str, Any], key: str, max_items: int = 14) -> str:

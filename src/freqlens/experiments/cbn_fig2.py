@@ -26,11 +26,9 @@ from .cbn_common import (
     analyse_bottleneck,
     build_cnn,
     cpu_threads,
-    draw_activation_spectra,
-    draw_kept_maps,
-    draw_layer_spectra,
+    draw_bottleneck_panels,
     draw_training,
-    rank_caption,
+    rank_captions,
     read_layers,
     regression_loss,
     train_in_phases,
@@ -199,21 +197,19 @@ def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
 
 def plot_fig2(data: Mapping[str, Any], cfg: Fig2Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw cbn-fig2: (a) per-layer spectra and kept sets, (b) the decoded perturbations (plumbing)."""
-    w_layers = read_layers(data["weight_sv"])
-    a_layers = read_layers(data["act_sv"])
     rank = summary["cbn_rank"]
     fig = Figure(figsize=(11.5, 7.2), constrained_layout=True)
     gs = fig.add_gridspec(2, 2, width_ratios=[1.6, 1.0])
-    ax = fig.add_subplot(gs[0, 0])
-    mappable = draw_layer_spectra(ax, w_layers, "(a) singular values of $MW_\\ell$ by layer", cfg.threshold)
-    fig.colorbar(mappable, ax=ax, label="|ω|", shrink=0.85)
-    ax2 = fig.add_subplot(gs[1, 0])
-    draw_activation_spectra(fig, ax2, a_layers, "activation spectra $\\varsigma_{\\ell,\\omega,j}$ (pre-activations)")
-    draw_kept_maps(fig, (gs[0, 1], gs[1, 1]), data, cfg.threshold, cfg.eps, per_layer=True)
+    titles = (
+        "(a) singular values of $MW_\\ell$ by layer",
+        "activation spectra $\\varsigma_{\\ell,\\omega,j}$ (pre-activations)",
+    )
+    draw_bottleneck_panels(
+        fig, (gs[0, 0], gs[1, 0], gs[0, 1], gs[1, 1]), data, cfg.threshold, cfg.eps, titles, per_layer=True
+    )
     fig.suptitle(
         f"cbn-fig2: autoencoder on MNIST zeros {cfg.size}×{cfg.size} (L={cfg.depth}, c={cfg.width}, "
-        f"λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})\n{rank_caption(rank, 'weights')}\n"
-        f"{rank_caption(rank, 'activations')}",
+        f"λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})\n{rank_captions(rank)}",
         fontsize=8,
     )
     return {

@@ -23,12 +23,9 @@ from .cbn_common import (
     analyse_bottleneck,
     build_cnn,
     cpu_threads,
-    draw_activation_spectra,
-    draw_kept_maps,
-    draw_layer_spectra,
+    draw_bottleneck_panels,
     draw_training,
-    rank_caption,
-    read_layers,
+    rank_captions,
     regression_loss,
     train_in_phases,
 )
@@ -173,16 +170,12 @@ def plot_fig3(data: Mapping[str, Any], cfg: Fig3Config, summary: Mapping[str, An
             fig.add_subplot(top[0, 4 + i]), data["reconstructions"][i], "output" if i == 0 else None, cmap="RdBu_r"
         )
     show_spectrum(fig.add_subplot(top[0, 8]), data["mean_input_spectrum"], "mean |x̂| (inputs)")
-    ax = fig.add_subplot(gs[1, 0])
-    m = draw_layer_spectra(ax, read_layers(data["weight_sv"]), "singular values of $MW_\\ell$", cfg.threshold)
-    fig.colorbar(m, ax=ax, label="|ω|", shrink=0.85)
-    ax2 = fig.add_subplot(gs[2, 0])
-    draw_activation_spectra(fig, ax2, read_layers(data["act_sv"]), "activation spectra (pre-activations)")
-    draw_kept_maps(fig, (gs[1, 1], gs[2, 1]), data, cfg.threshold, cfg.eps)
+    titles = ("singular values of $MW_\\ell$", "activation spectra (pre-activations)")
+    draw_bottleneck_panels(fig, (gs[1, 0], gs[2, 0], gs[1, 1], gs[2, 1]), data, cfg.threshold, cfg.eps, titles)
     fig.suptitle(
         f"cbn-fig3: low-frequency shapes × ω={tuple(cfg.carrier)} pattern, {cfg.n}×{cfg.n} autoencoder "
         f"(L={cfg.depth}, c={cfg.width}, λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})\n"
-        f"{rank_caption(rank, 'weights')}\n{rank_caption(rank, 'activations')}",
+        f"{rank_captions(rank)}",
         fontsize=8,
     )
     return {"fig3_spectra": fig, "training": draw_training(data["training"], "cbn-fig3 training")}

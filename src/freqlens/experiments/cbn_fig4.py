@@ -27,12 +27,9 @@ from .cbn_common import (
     analyse_bottleneck,
     build_cnn,
     cpu_threads,
-    draw_activation_spectra,
-    draw_kept_maps,
-    draw_layer_spectra,
+    draw_bottleneck_panels,
     draw_training,
-    rank_caption,
-    read_layers,
+    rank_captions,
     regression_loss,
     train_in_phases,
 )
@@ -219,16 +216,11 @@ def plot_fig4(data: Mapping[str, Any], cfg: Fig4Config, summary: Mapping[str, An
     rank = summary["cbn_rank"]
     fig = Figure(figsize=(11.5, 7.2), constrained_layout=True)
     gs = fig.add_gridspec(2, 2, width_ratios=[1.6, 1.0])
-    ax = fig.add_subplot(gs[0, 0])
-    m = draw_layer_spectra(ax, read_layers(data["weight_sv"]), "(a) singular values of $MW_\\ell$", cfg.threshold)
-    fig.colorbar(m, ax=ax, label="|ω|", shrink=0.85)
-    ax2 = fig.add_subplot(gs[1, 0])
-    draw_activation_spectra(fig, ax2, read_layers(data["act_sv"]), "activation spectra (pre-activations)")
-    draw_kept_maps(fig, (gs[0, 1], gs[1, 1]), data, cfg.threshold, cfg.eps)
+    titles = ("(a) singular values of $MW_\\ell$", "activation spectra (pre-activations)")
+    draw_bottleneck_panels(fig, (gs[0, 0], gs[1, 0], gs[0, 1], gs[1, 1]), data, cfg.threshold, cfg.eps, titles)
     fig.suptitle(
         f"cbn-fig4: ball under gravity on a {cfg.n}×{cfg.n} torus, 4 frames → next 4 (L={cfg.depth}, c={cfg.width}, "
-        f"λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})\n{rank_caption(rank, 'weights')}\n"
-        f"{rank_caption(rank, 'activations')}",
+        f"λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})\n{rank_captions(rank)}",
         fontsize=8,
     )
     return {
