@@ -168,7 +168,9 @@ def _fig3_theory(cfg: Fig3Config, st: DatasetStructure, cnn: LinearRun, fcnn: Li
     return {"nu": nu, "a_cnn_theory_trials": th_c, "a_fcnn_theory_trials": th_f}
 
 
-def _fig3_data(x: Any, st: DatasetStructure, cnn: LinearRun, fcnn: LinearRun, th: Mapping[str, np.ndarray]) -> dict:
+def _fig3_data(
+    x: Any, st: DatasetStructure, cnn: LinearRun, fcnn: LinearRun, th: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """The arrays of pinson-fig3's main run: ``a_α(t)`` of both nets, their Eq. 22 theory, ``A``, losses (plumbing)."""
     return {
         "t": cnn.t,
