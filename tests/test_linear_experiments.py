@@ -87,6 +87,8 @@ def test_fig5_and_fig6_tiny(tmp_path: Path, cifar_root: Path) -> None:
     )
     assert data6["linear__A"].shape == (1, 3, 10, 10) and data6["relu__loss_test"].shape == (1, 3)
     assert set(summary6["measured"]) == {"linear", "relu"}
+    record = {k for k in data6 if k.startswith("relu__")}
+    assert record == {f"relu__{k}" for k in ("batches", "A", "loss_train", "loss_test")}
 
 
 def test_config_validation() -> None:
