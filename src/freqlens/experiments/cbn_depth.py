@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..analysis.bottleneck_metrics import r1_jacobian_bound
 from ..analysis.cbn import check_lower_bound, estimate_cbn_rank, jacobian_singular_values
 from ..analysis.statistics import Claim, claim_records, slope_equals_claim
 from ..datasets.bottleneck_tasks import low_frequency_shapes
@@ -81,12 +82,6 @@ class DepthConfig(CBNConfig):
             // 2
         )
         return 1 + 2 * pairs
-
-
-def _r1_jacobian_bound(sv: np.ndarray, rank: int) -> float:
-    """``2 Σ_{i ≤ R⁽⁰⁾} log s_i(Jf(x))`` (spec §2.5, [FC-mem]: a lower bound on R⁽¹⁾ when rank Jf = R⁽⁰⁾)."""
-    top = np.sort(sv)[::-1][:rank]
-    return float(2.0 * np.log(np.clip(top, 1e-300, None)).sum())
 
 
 def _depth_slope_claim(data: Mapping[str, np.ndarray]) -> Claim:
@@ -155,7 +150,7 @@ def _train_and_measure(ctx: RunContext, cell: tuple[DepthConfig, int, int, bool]
             "c9_max_bound": float(check.bounds.max()),
             "c9_max_ratio": check.max_ratio,
             "weight_rank": est.rank,
-            "r1_jacobian_bound": _r1_jacobian_bound(sv, cfg.expected_rank),
+            "r1_jacobian_bound": r1_jacobian_bound(sv, cfg.expected_rank),
             "jacobian_rank": int((sv > 1e-3 * sv.max()).sum()),
             "c9_holds": bool(check.holds),
         }

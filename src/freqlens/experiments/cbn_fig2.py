@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..analysis.bottleneck_metrics import centroid_shift
 from ..analysis.perturbation import kept_directions, perturb_along
 from ..datasets.bottleneck_tasks import mnist_digit_downscaled
 from ..models.circular_cnn import CircularCNN
@@ -111,7 +112,7 @@ def _perturbation_panel(
             if f == 0:
                 base = outputs[j, 0]
             elif complex(gamma).imag != 0 and base is not None:
-                shifts[str(gamma)] = _centroid_shift(base, outputs[j, f])
+                shifts[str(gamma)] = centroid_shift(base, outputs[j, f])
         info.append(
             {"omega": list(omega), "index": i, "singular_value": round(s, 4), "centroid_shift_rows_cols": shifts}
         )
@@ -123,25 +124,6 @@ def _perturbation_panel(
         "perturb_inputs": examples[:, 0].detach().cpu().numpy(),
     }
     return data, info
-
-
-def _circular_centroid(img: np.ndarray) -> np.ndarray:
-    """Centre of mass on the torus (circular mean of row and column), positive part of the image."""
-    mass = np.clip(img, 0.0, None)
-    out = []
-    for axis, n in ((0, img.shape[-2]), (1, img.shape[-1])):
-        coords = np.exp(2j * np.pi * np.arange(n) / n)
-        weights = mass.sum(axis=-1 if axis == 0 else -2)
-        out.append(np.angle((weights * coords).sum(axis=-1)) * n / (2 * np.pi))
-    return np.stack(out, axis=-1)
-
-
-def _centroid_shift(before: np.ndarray, after: np.ndarray) -> list[float]:
-    """Mean torus shift (rows, cols) in pixels of the decoded digit, over the examples."""
-    n = np.array(before.shape[-2:], dtype=np.float64)
-    d = _circular_centroid(after) - _circular_centroid(before)
-    d = (d + n / 2) % n - n / 2
-    return [round(float(v), 3) for v in d.mean(axis=0)]
 
 
 def _resize(cfg: Fig2Config) -> Literal["area", "bilinear"]:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..analysis.bottleneck_metrics import claimed_directions, expected_kept_frequencies, match_kept_frequencies
 from ..analysis.statistics import Claim, no_verdict_claim, not_reached_claim
 from ..datasets.bottleneck_tasks import lowfreq_shapes_times_pattern
 from ..plots import show_image, show_spectrum
@@ -63,23 +64,7 @@ class Fig3Config(CBNConfig):
 
 def _expected_frequencies(cfg: Fig3Config) -> list[list[int]]:
     """The paper's kept set: representatives of ``‖ω‖₁ ≤ max_l1`` plus the carrier (conv_bottleneck §4.3)."""
-    out = []
-    for k in range(-cfg.max_l1, cfg.max_l1 + 1):
-        for l in range(-cfg.max_l1, cfg.max_l1 + 1):
-            if abs(k) + abs(l) <= cfg.max_l1 and (k, l) >= (-k, -l):
-                out.append([k, l])
-    return [*out, list(cfg.carrier)]
-
-
-def _match(found: list[dict[str, Any]], expected: list[list[int]]) -> dict[str, Any]:
-    """Which expected frequencies the measured kept set found, missed, or added (conv_bottleneck §4.3)."""
-    got = {tuple(f["omega"]) for f in found}
-    exp = {tuple(e) for e in expected}
-    return {
-        "expected_found": sorted(list(e) for e in exp & got),
-        "expected_missing": sorted(list(e) for e in exp - got),
-        "unexpected": sorted(list(g) for g in got - exp),
-    }
+    return expected_kept_frequencies(cfg.max_l1, cfg.carrier)
 
 
 #: A kept set more than this many times the claimed one means the bottleneck has not formed (claim not reached).
@@ -88,7 +73,7 @@ NOT_FORMED_FACTOR = 2
 
 def _claimed_directions(cfg: Fig3Config) -> int:
     """Directions of the claimed set: 1 per self-conjugate frequency (``2ω ≡ 0 mod n``), 2 per conjugate pair."""
-    return sum(1 if (2 * k) % cfg.n == 0 and (2 * l) % cfg.n == 0 else 2 for k, l in _expected_frequencies(cfg))
+    return claimed_directions(_expected_frequencies(cfg), cfg.n)
 
 
 def _fig3_claims(rank: Mapping[str, Any], matches: Mapping[str, Mapping[str, Any]], cfg: Fig3Config) -> list[Claim]:
@@ -142,7 +127,7 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
     data["reconstructions"] = recon
     data["mean_input_spectrum"] = np.abs(np.fft.fft2(x_eval[:, 0].double().numpy())).mean(axis=0)
     expected = _expected_frequencies(cfg)
-    matches = {key: _match(rank[key]["frequencies"], expected) for key in ("weights", "activations")}
+    matches = {key: match_kept_frequencies(rank[key]["frequencies"], expected) for key in ("weights", "activations")}
     summary = {
         "paper": PAPER_STATEMENT,
         "cbn_rank": rank,
