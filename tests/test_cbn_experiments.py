@@ -44,7 +44,11 @@ def test_cbn_fig3_and_fig4_run_replot_and_are_deterministic(tmp_path):
     _check_rank_block(s1["cbn_rank"])
     assert s1["cbn_rank"] == s2["cbn_rank"] and s1["op_norm"] == s2["op_norm"]  # same seed, same numbers
     d1, d2 = np.load(p1 / "data.npz"), np.load(p2 / "data.npz")
-    assert np.array_equal(d1["weight_sv_02"], d2["weight_sv_02"])
+    assert np.array_equal(d1["weight_sv__02"], d2["weight_sv__02"])
+    # nested records: layers under weight_sv/act_sv, the training history under training/<phase>
+    assert sorted(k for k in d1.files if k.startswith("act_sv__")) == [f"act_sv__{i:02d}" for i in range(1, 5)]
+    assert {"training__adam__step", "training__adam__op_norm", "training__gd__train_loss"} <= set(d1.files)
+    assert not any(k.startswith(("adam_", "gd_", "warmup_")) for k in d1.files)
     assert (p1 / "fig3_spectra.png").is_file() and (p1 / "training.png").is_file()
     assert replot(p1)
     over4 = {**TINY, "n_train": 32, "n_eval": 24, "width": 3, "depth": 3, "phase_layer": 2}
@@ -54,6 +58,11 @@ def test_cbn_fig3_and_fig4_run_replot_and_are_deterministic(tmp_path):
     for axis in ("x", "y"):
         assert 0.0 <= s4["phase_readout"][axis]["position_fit"]["resultant"] <= 1.0
     assert (p4 / "fig4b_phases.png").is_file()
+    d4 = np.load(p4 / "data.npz")
+    for axis in ("x", "y"):
+        rec = {k.split("__")[-1] for k in d4.files if k.startswith(f"phase_readout__{axis}__")}
+        assert rec == {"phase1", "dphase", "position", "velocity", "singular_values"}
+        assert d4[f"phase_readout__{axis}__phase1"].shape == d4[f"phase_readout__{axis}__position"].shape == (24,)
 
 
 def test_cbn_depth_fits_and_checks_c9_on_every_net(tmp_path):
@@ -67,6 +76,10 @@ def test_cbn_depth_fits_and_checks_c9_on_every_net(tmp_path):
     fit = np.polyfit(data["depth"], data["op_norm"], 1)
     assert np.allclose([a, b], fit)
     assert (path / "depth_fit.png").is_file()
+    # the deepest net's record: its 4 layer spectra and its training history
+    deepest = sorted(k for k in data.files if k.startswith("deepest__weight_sv__"))
+    assert deepest == [f"deepest__weight_sv__{i:02d}" for i in range(1, 5)]
+    assert "deepest__training__adam__op_norm" in data.files
 
 
 def test_resume_reuses_the_trained_stage(tmp_path, monkeypatch):
@@ -90,6 +103,7 @@ def test_cbn_fig1_and_fig2_on_mnist(tmp_path, mnist_root):
     s1 = _summary(p1)
     _check_rank_block(s1["cbn_rank"])
     assert len(s1["fc_head_singular_values"]) == 3 and s1["layer_grids"] == [[14, 14], [14, 14], [7, 7]]
+    assert "training__warmup__train_loss" in np.load(p1 / "data.npz").files
     over2 = {**TINY, "n_train": 32, "n_eval": 8, "width": 3, "depth": 6, "perturb_examples": 1, "threshold": 0.0}
     p2 = run_experiment("cbn-fig2", tmp_path, quick=True, data_dir=data_dir, overrides=over2, show_progress=False)
     s2 = _summary(p2)

@@ -66,7 +66,7 @@ def test_figS5_shapes(tmp_path: Path) -> None:
         "pinson-figS5", tmp_path, trials=1, updates=2000, snapshot_times=(1000, 2000), lr_cnn=1e-3, theory=True
     )
     assert data["row_index"].tolist() == [2, 4]
-    assert data["theory_A_cnn"].shape == data["A_cnn"].shape
+    assert data["theory__A_cnn"].shape == data["A_cnn"].shape
     assert len(summary["measured"]["corr_khat_vs_max_vhat_of_discovered_modes"]) == 2
     assert (out / "figS5_kernel_vs_singular_vectors.png").is_file()
 
@@ -79,14 +79,16 @@ def test_fig5_and_fig6_tiny(tmp_path: Path, cifar_root: Path) -> None:
         cifar_train_per_class=60, cifar_test_per_class=20, cifar_updates=1000, cifar_snapshot_times=(500,),
         cifar_hidden_fcnn=64,
     )  # fmt: skip
-    assert data["cifar_A_cnn"].shape[-1] == 3  # mean subtracted: 3 modes
-    assert int(data["cifar_num_train"]) == 240 and int(data["cifar_num_test"]) == 80
+    assert data["cifar__A_cnn"].shape[-1] == 3  # mean subtracted: 3 modes
+    assert int(data["cifar__num_train"]) == 240 and int(data["cifar__num_test"]) == 80
     assert "cifar4_fcnn_test_loss" in summary["measured"]
     _, data6, summary6 = _run(
         "pinson-fig6", tmp_path, data_dir, train_images=64, test_images=32, eval_images=32, record_every=4
     )
-    assert data6["linear_A"].shape == (1, 3, 10, 10) and data6["relu_loss_test"].shape == (1, 3)
+    assert data6["linear__A"].shape == (1, 3, 10, 10) and data6["relu__loss_test"].shape == (1, 3)
     assert set(summary6["measured"]) == {"linear", "relu"}
+    record = {k for k in data6 if k.startswith("relu__")}
+    assert record == {f"relu__{k}" for k in ("batches", "A", "loss_train", "loss_test")}
 
 
 def test_config_validation() -> None:

@@ -41,10 +41,14 @@ __all__ = [
     "classification_loss",
     "cpu_threads",
     "draw_activation_spectra",
+    "draw_bottleneck_panels",
     "draw_kept_map",
     "draw_kept_maps",
     "draw_layer_spectra",
     "layer_arrays",
+    "rank_caption",
+    "rank_captions",
+    "read_layers",
     "regression_loss",
     "train_in_phases",
 ]
@@ -134,6 +138,73 @@ def classification_loss(model: torch.nn.Module, xb: torch.Tensor, yb: torch.Tens
     return F.cross_entropy(model(xb), yb)
 
 
+#: The optimisation phases of :func:`train_in_phases`, in order.
+PHASES = ("warmup", "adam", "gd")
+
+
+def _optimisation_phases(
+    model: CircularCNN, settings: TrainSettings
+) -> list[tuple[str, torch.optim.Optimizer, int, float]]:
+    """``(name, optimizer, steps, λ)`` of each phase that runs: an Adam warm-up without L2 (if
+    ``warmup_steps``), Adam with L2, then plain SGD with L2 (if ``gd_steps``) (conv_bottleneck §4.0)."""
+    lam = settings.weight_decay
+    phases: list[tuple[str, torch.optim.Optimizer, int, float]] = []
+    if settings.warmup_steps > 0:  # fit first, so that L2 does not collapse a deep net to θ = 0
+        phases.append(("warmup", torch.optim.Adam(model.parameters(), lr=settings.adam_lr), settings.warmup_steps, 0.0))
+    phases.append(("adam", torch.optim.Adam(model.parameters(), lr=settings.adam_lr), settings.adam_steps, lam))
+    if settings.gd_steps > 0:
+        phases.append(("gd", torch.optim.SGD(model.parameters(), lr=settings.gd_lr), settings.gd_steps, lam))
+    return phases
+
+
+def _norm_recorder(step: int, net: torch.nn.Module) -> dict[str, float]:
+    """``‖θ‖²_op`` and ``‖b‖²`` of the net at a record (conv_bottleneck §4.0; plumbing)."""
+    assert isinstance(net, CircularCNN)
+    return {"op_norm": float(net.operator_norm_sq().detach()), "bias_norm": float(net.bias_norm_sq().detach())}
+
+
+def _train_phases_stage(
+    ctx: RunContext,
+    model: CircularCNN,
+    data: tuple[torch.Tensor, torch.Tensor, int],
+    loss_fn: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+    settings: TrainSettings,
+    key: str,
+) -> dict[str, Any]:
+    """Run every phase on ``loss + λ Σ‖θ‖²`` over ``data = (x, y, sampler_seed)`` with resumable checkpoints; the
+    stage's flat arrays: the history as ``{phase}_{name}`` and the trained weights as ``state_names`` and
+    ``state_{i:03d}`` (plumbing)."""
+    x, y, sampler_seed = data
+    batch = settings.batch_size if settings.batch_size < x.shape[0] else None
+    sampler = EpochSampler(x, y, batch, seed=ctx.seed * 7919 + sampler_seed)
+    out: dict[str, Any] = {}
+    for name, opt, steps, l2 in _optimisation_phases(model, settings):
+
+        def progress(it: Iterable[int], _name: str = name, _steps: int = steps) -> Iterable[int]:
+            """A progress bar for this phase (plumbing)."""
+            return ctx.progress(it, total=_steps, desc=f"{key} {_name}")
+
+        history = train(
+            model,
+            loss_fn,
+            sampler,
+            opt,
+            steps,
+            l2=l2,
+            record_every=settings.record_every,
+            recorder=_norm_recorder,
+            checkpoint=ctx.checkpoint_path(f"{key}_{name}"),
+            progress=progress,
+        ).as_arrays()
+        for k, v in history.items():
+            out[f"{name}_{k}"] = v
+    names = list(model.state_dict())
+    out["state_names"] = np.array(names, dtype=str)
+    for i, v in enumerate(model.state_dict().values()):
+        out[f"state_{i:03d}"] = v.detach().cpu().numpy()
+    return out
+
+
 def train_in_phases(
     ctx: RunContext,
     model: CircularCNN,
@@ -143,71 +214,33 @@ def train_in_phases(
     settings: TrainSettings,
     key: str,
     sampler_seed: int = 0,
-) -> dict[str, np.ndarray]:
+) -> dict[str, dict[str, np.ndarray]]:
     """(Optional Adam warm-up without L2,) Adam, then (optionally) SGD on ``loss + λ Σ‖θ‖²``; a resumable run
-    stage named ``key``.
+    stage named ``key`` (conv_bottleneck §4.0).
 
-    Returns the training history (``{phase}_step``, ``{phase}_train_loss``, ``{phase}_op_norm`` for the phases
-    ``warmup``, ``adam``, ``gd``) and loads the
-    trained weights into ``model`` (also when the stage is reloaded from an earlier run).
+    Returns the training history as a record ``{phase: {"step", "train_loss", "op_norm", "bias_norm"}}`` for
+    the phases of :data:`PHASES` that ran, and loads the trained weights into ``model`` (also when the stage is
+    reloaded from an earlier run).
     """
-    def recorder(step: int, net: torch.nn.Module) -> dict[str, float]:
-        assert isinstance(net, CircularCNN)
-        return {"op_norm": float(net.operator_norm_sq().detach()), "bias_norm": float(net.bias_norm_sq().detach())}
-
-    def compute() -> dict[str, Any]:
-        batch = settings.batch_size if settings.batch_size < x.shape[0] else None
-        sampler = EpochSampler(x, y, batch, seed=ctx.seed * 7919 + sampler_seed)
-        out: dict[str, Any] = {}
-        lam = settings.weight_decay
-        phases: list[tuple[str, torch.optim.Optimizer, int, float]] = []
-        if settings.warmup_steps > 0:  # fit first, so that L2 does not collapse a deep net to θ = 0
-            phases.append(
-                ("warmup", torch.optim.Adam(model.parameters(), lr=settings.adam_lr), settings.warmup_steps, 0.0)
-            )
-        phases.append(("adam", torch.optim.Adam(model.parameters(), lr=settings.adam_lr), settings.adam_steps, lam))
-        if settings.gd_steps > 0:
-            phases.append(("gd", torch.optim.SGD(model.parameters(), lr=settings.gd_lr), settings.gd_steps, lam))
-        for name, opt, steps, l2 in phases:
-
-            def progress(it: Iterable[int], _name: str = name, _steps: int = steps) -> Iterable[int]:
-                return ctx.progress(it, total=_steps, desc=f"{key} {_name}")
-
-            history = train(
-                model,
-                loss_fn,
-                sampler,
-                opt,
-                steps,
-                l2=l2,
-                record_every=settings.record_every,
-                recorder=recorder,
-                checkpoint=ctx.checkpoint_path(f"{key}_{name}"),
-                progress=progress,
-            ).as_arrays()
-            for k, v in history.items():
-                out[f"{name}_{k}"] = v
-        names = list(model.state_dict())
-        out["state_names"] = np.array(names, dtype=str)
-        for i, v in enumerate(model.state_dict().values()):
-            out[f"state_{i:03d}"] = v.detach().cpu().numpy()
-        return out
-
-    arrays = ctx.stage(key, compute)
+    arrays = ctx.stage(key, lambda: _train_phases_stage(ctx, model, (x, y, sampler_seed), loss_fn, settings, key))
     names = [str(n) for n in arrays["state_names"]]
     model.load_state_dict({n: torch.from_numpy(np.asarray(arrays[f"state_{i:03d}"])) for i, n in enumerate(names)})
-    return {k: v for k, v in arrays.items() if not k.startswith("state_")}
+    return {
+        phase: {k[len(phase) + 1 :]: v for k, v in arrays.items() if k.startswith(f"{phase}_")}
+        for phase in PHASES
+        if f"{phase}_step" in arrays
+    }
 
 
-def layer_arrays(prefix: str, spectra: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-layer arrays under ``{prefix}_{ℓ:02d}`` (1-based), for ``data.npz``."""
-    return {f"{prefix}_{i + 1:02d}": np.asarray(sv) for i, sv in enumerate(spectra)}
+def layer_arrays(spectra: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-layer arrays as a record ``{"01": ..., "02": ...}`` (1-based layer ``ℓ``, two digits), for ``data.npz``
+    (plumbing)."""
+    return {f"{i + 1:02d}": np.asarray(sv) for i, sv in enumerate(spectra)}
 
 
-def read_layers(data: Mapping[str, np.ndarray], prefix: str) -> list[np.ndarray]:
-    """The per-layer arrays ``<prefix>_01, <prefix>_02, …`` of ``data.npz``, in layer order (plumbing)."""
-    keys = sorted(k for k in data if k.startswith(prefix + "_") and k[len(prefix) + 1 :].isdigit())
-    return [np.asarray(data[k]) for k in keys]
+def read_layers(layers: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """The arrays of a :func:`layer_arrays` record, in layer order (plumbing)."""
+    return [np.asarray(layers[k]) for k in sorted(layers, key=int)]
 
 
 def analyse_bottleneck(
@@ -217,10 +250,11 @@ def analyse_bottleneck(
     thresholds: Sequence[float],
     eps: float,
     edge: int = 1,
-) -> tuple[dict[str, np.ndarray], dict[str, Any], CBNRankEstimate, CBNRankEstimate]:
+) -> tuple[dict[str, Any], dict[str, Any], CBNRankEstimate, CBNRankEstimate]:
     """Weight spectra (§5a), activation spectra (§5b, pre-activations) and the CBN rank from both.
 
-    Returns ``(data arrays, summary dict, weight estimate, activation estimate)``.
+    Returns ``(data record, summary dict, weight estimate, activation estimate)``; the record holds the per-layer
+    spectra as ``"weight_sv"`` and ``"act_sv"`` records (:func:`layer_arrays`).
     """
     model = model.double().eval()
     shape = (int(x_eval.shape[1]), *model.input_grid)
@@ -231,9 +265,9 @@ def analyse_bottleneck(
     est_w = estimate_cbn_rank(w_sv, threshold=threshold, thresholds=thresholds, edge=edge)
     est_a = estimate_cbn_rank(a_sv, threshold=None, eps=eps, thresholds=(eps / 10,), edge=edge)
     gaps = [largest_log_gap_count(sv)[0] for sv in w_sv]
-    data: dict[str, np.ndarray] = {
-        **layer_arrays("weight_sv", w_sv),
-        **layer_arrays("act_sv", a_sv),
+    data: dict[str, Any] = {
+        "weight_sv": layer_arrays(w_sv),
+        "act_sv": layer_arrays(a_sv),
         "weight_counts": np.array(est_w.per_layer_counts),
         "act_counts": np.array(est_a.per_layer_counts),
         "gap_counts": np.array(gaps),
@@ -272,6 +306,46 @@ def _frequency_radius(grid: tuple[int, int]) -> np.ndarray:
     return np.sqrt(kh[:, None] ** 2 + kw[None, :] ** 2)
 
 
+def _scatter_layer(ax: Axes, ell: int, sv: np.ndarray, norm: mcolors.Normalize, cmap: str, floor: float) -> Any:
+    """One layer's column of Fig. 2a: its singular values at x = ``ell``, spread by frequency and coloured by
+    ``|ω|``, values below ``floor ×`` the layer's largest left out (plumbing)."""
+    radius = _frequency_radius(sv.shape[:2])
+    order = np.argsort(radius.reshape(-1), kind="stable")
+    offsets = np.linspace(-0.32, 0.32, order.size)
+    xpos = np.empty(order.size)
+    xpos[order] = offsets
+    vals = sv.reshape(order.size, -1)
+    xs = np.repeat(xpos[:, None], vals.shape[1], axis=1) + ell
+    cs = np.repeat(radius.reshape(-1)[:, None], vals.shape[1], axis=1)
+    keep = vals > floor * max(float(vals.max()), 1e-300)
+    ordering = np.argsort(cs[keep])[::-1]  # low frequencies drawn last (on top)
+    return ax.scatter(
+        xs[keep][ordering],
+        vals[keep][ordering],
+        c=cs[keep][ordering],
+        s=4,
+        cmap=cmap,
+        norm=norm,
+        linewidths=0,
+        rasterized=True,
+    )
+
+
+def _threshold_line(ax: Axes, threshold: float) -> None:
+    """The CBN-rank threshold ``τ`` as a dashed line with its label (plumbing)."""
+    ax.axhline(threshold, color="0.4", lw=0.8, ls="--")
+    ax.text(
+        0.45,
+        threshold * 0.94,
+        f"τ = {threshold:g}",
+        color="0.3",
+        fontsize=7,
+        ha="left",
+        va="top",
+        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5},
+    )
+
+
 def draw_layer_spectra(
     ax: Axes,
     spectra: Sequence[np.ndarray],
@@ -284,48 +358,20 @@ def draw_layer_spectra(
     """Fig. 2a style: every singular value of every layer at x = layer, coloured by ``|ω|`` (±ω share a colour).
 
     Values are spread horizontally by frequency so each layer reads as a column of frequency streaks.
-    ``extra``: singular values of a final FC head (ω = 0), drawn as one more layer. Returns the mappable.
+    ``extra``: singular values of a final FC head (ω = 0), drawn as one more layer. Returns the mappable
+    (plumbing).
     """
     rmax = max(float(_frequency_radius(sv.shape[:2]).max()) for sv in spectra) or 1.0
     norm = mcolors.Normalize(0.0, rmax)
     cmap = "viridis"
     mappable = None
     for ell, sv in enumerate(spectra, start=1):
-        radius = _frequency_radius(sv.shape[:2])
-        order = np.argsort(radius.reshape(-1), kind="stable")
-        offsets = np.linspace(-0.32, 0.32, order.size)
-        xpos = np.empty(order.size)
-        xpos[order] = offsets
-        vals = sv.reshape(order.size, -1)
-        xs = np.repeat(xpos[:, None], vals.shape[1], axis=1) + ell
-        cs = np.repeat(radius.reshape(-1)[:, None], vals.shape[1], axis=1)
-        keep = vals > floor * max(float(vals.max()), 1e-300)
-        ordering = np.argsort(cs[keep])[::-1]  # low frequencies drawn last (on top)
-        mappable = ax.scatter(
-            xs[keep][ordering],
-            vals[keep][ordering],
-            c=cs[keep][ordering],
-            s=4,
-            cmap=cmap,
-            norm=norm,
-            linewidths=0,
-            rasterized=True,
-        )
+        mappable = _scatter_layer(ax, ell, sv, norm, cmap, floor)
     if extra is not None:
         ax.scatter(np.full(extra.size, len(spectra) + 1), extra, c=[0.0] * extra.size, s=10, cmap=cmap, norm=norm)
     n_layers = len(spectra) + (1 if extra is not None else 0)
     if threshold is not None:
-        ax.axhline(threshold, color="0.4", lw=0.8, ls="--")
-        ax.text(
-            0.45,
-            threshold * 0.94,
-            f"τ = {threshold:g}",
-            color="0.3",
-            fontsize=7,
-            ha="left",
-            va="top",
-            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5},
-        )
+        _threshold_line(ax, threshold)
     ax.set_yscale("log")
     ax.set_xticks(range(1, n_layers + 1))
     if extra is not None:
@@ -409,6 +455,33 @@ def draw_kept_maps(
     )
 
 
+def draw_bottleneck_panels(
+    fig: Figure,
+    slots: tuple[Any, Any, Any, Any],
+    data: Mapping[str, Any],
+    threshold: float,
+    eps: float,
+    titles: tuple[str, str],
+    per_layer: bool = False,
+    extra: np.ndarray | None = None,
+    colorbar_label: str = "|ω|",
+) -> Axes:
+    """The four Fig. 2a-style panels of an ``analyse_bottleneck`` record in the grid ``slots`` (weight spectra
+    with ``τ`` and an optional FC head ``extra``, activation spectra, and the two kept-direction maps); ``titles``
+    of the two spectra panels. Returns the weight-spectra axes (plumbing)."""
+    ax = fig.add_subplot(slots[0])
+    mappable = draw_layer_spectra(ax, read_layers(data["weight_sv"]), titles[0], threshold, extra=extra)
+    fig.colorbar(mappable, ax=ax, label=colorbar_label, shrink=0.85)
+    draw_activation_spectra(fig, fig.add_subplot(slots[1]), read_layers(data["act_sv"]), titles[1])
+    draw_kept_maps(fig, (slots[2], slots[3]), data, threshold, eps, per_layer=per_layer)
+    return ax
+
+
+def rank_captions(summary: Mapping[str, Any]) -> str:
+    """Two lines: :func:`rank_caption` of the weights and of the activations (plumbing)."""
+    return f"{rank_caption(summary, 'weights')}\n{rank_caption(summary, 'activations')}"
+
+
 def rank_caption(summary: Mapping[str, Any], key: str, max_items: int = 14) -> str:
     """One line: rank, split and (at most ``max_items``) frequencies of ``summary[key]`` (weights/activations)."""
     est = summary[key]
@@ -420,21 +493,25 @@ def rank_caption(summary: Mapping[str, Any], key: str, max_items: int = 14) -> s
     )
 
 
-def draw_training(data: Mapping[str, np.ndarray], title: str, extra: Mapping[str, str] | None = None) -> Figure:
-    """Training curves of the warm-up / Adam / SGD phases: data loss and ``‖θ‖²_op`` against the step."""
+def draw_training(
+    history: Mapping[str, Mapping[str, np.ndarray]], title: str, extra: Mapping[str, str] | None = None
+) -> Figure:
+    """Training curves of the warm-up / Adam / SGD phases of a :func:`train_in_phases` record: data loss and
+    ``‖θ‖²_op`` against the step (plumbing)."""
     fig = Figure(figsize=(8.0, 2.8), constrained_layout=True)
     axes = fig.subplots(1, 2)
     offset = 0
     colours = {"warmup": "#999999", "adam": "#0072B2", "gd": "#D55E00"}
-    for phase in ("warmup", "adam", "gd"):
-        if f"{phase}_step" not in data:
+    for phase in PHASES:
+        if phase not in history:
             continue
-        steps = np.asarray(data[f"{phase}_step"]) + offset
-        if f"{phase}_train_loss" in data and np.asarray(data[f"{phase}_train_loss"]).size:
-            loss = np.asarray(data[f"{phase}_train_loss"])
+        rec = history[phase]
+        steps = np.asarray(rec["step"]) + offset
+        if "train_loss" in rec and np.asarray(rec["train_loss"]).size:
+            loss = np.asarray(rec["train_loss"])
             axes[0].plot(steps[-loss.size :], loss, color=colours[phase], label=phase)
-        if f"{phase}_op_norm" in data:
-            axes[1].plot(steps, data[f"{phase}_op_norm"], color=colours[phase], label=phase)
+        if "op_norm" in rec:
+            axes[1].plot(steps, rec["op_norm"], color=colours[phase], label=phase)
         offset = int(steps[-1]) if steps.size else offset
     axes[0].set_yscale("log")
     axes[0].set_xlabel("step")

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..analysis.bottleneck_metrics import r1_jacobian_bound
 from ..analysis.cbn import check_lower_bound, estimate_cbn_rank, jacobian_singular_values
 from ..analysis.statistics import Claim, claim_records, slope_equals_claim
 from ..datasets.bottleneck_tasks import low_frequency_shapes
+from ..io import flatten_tree, unflatten_tree
 from ..spectral.weights import weight_spectra
 from ..theory.bottleneck import fit_depth_slope
 from .cbn_common import (
@@ -80,12 +82,6 @@ class DepthConfig(CBNConfig):
             // 2
         )
         return 1 + 2 * pairs
-
-
-def _r1_jacobian_bound(sv: np.ndarray, rank: int) -> float:
-    """``2 Σ_{i ≤ R⁽⁰⁾} log s_i(Jf(x))`` (spec §2.5, [FC-mem]: a lower bound on R⁽¹⁾ when rank Jf = R⁽⁰⁾)."""
-    top = np.sort(sv)[::-1][:rank]
-    return float(2.0 * np.log(np.clip(top, 1e-300, None)).sum())
 
 
 def _depth_slope_claim(data: Mapping[str, np.ndarray]) -> Claim:
@@ -154,13 +150,13 @@ def _train_and_measure(ctx: RunContext, cell: tuple[DepthConfig, int, int, bool]
             "c9_max_bound": float(check.bounds.max()),
             "c9_max_ratio": check.max_ratio,
             "weight_rank": est.rank,
-            "r1_jacobian_bound": _r1_jacobian_bound(sv, cfg.expected_rank),
+            "r1_jacobian_bound": r1_jacobian_bound(sv, cfg.expected_rank),
             "jacobian_rank": int((sv > 1e-3 * sv.max()).sum()),
             "c9_holds": bool(check.holds),
         }
-        if keep_spectra:
-            out.update(layer_arrays("deepest_weight_sv", [lay.singular_values for lay in spectra.layers]))
-            out.update({f"deepest_{k}": v for k, v in history.items()})
+        if keep_spectra:  # a stage holds flat arrays: the record is flattened here, rebuilt in run_depth
+            deepest = {"weight_sv": layer_arrays([lay.singular_values for lay in spectra.layers]), "training": history}
+            out.update(flatten_tree({"deepest": deepest}))
     return out
 
 
@@ -178,11 +174,11 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
         k: [int(m[k]) if k in INT_ROWS else float(m[k]) for m in measured] for k in ROW_KEYS
     }
     c9_all = all(bool(m["c9_holds"]) for m in measured)
-    deepest = {k: v for k, v in measured[-cfg.seeds].items() if k.startswith("deepest_")}  # (max depth, seed 0)
+    deepest = unflatten_tree({k: v for k, v in measured[-cfg.seeds].items() if k.startswith("deepest__")})
     with cpu_threads(cfg.cpu_threads):
         x = low_frequency_shapes(cfg.n_train, cfg.n, cfg.max_l1, seed=ctx.seed)
-    data = {k: np.asarray(v) for k, v in rows.items()}
-    data.update(deepest)
+    data: dict[str, Any] = {k: np.asarray(v) for k, v in rows.items()}
+    data.update(deepest)  # the record of the deepest net (max depth, seed 0)
     fit = fit_depth_slope(data["depth"], data["op_norm"])
     fit_bias = fit_depth_slope(data["depth"], data["op_norm_with_bias"])
     data["fit_ab"] = np.array([fit.a, fit.b])
@@ -210,7 +206,7 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
     return ExperimentResult(data=data, summary=summary)
 
 
-def plot_depth(data: Mapping[str, np.ndarray], cfg: DepthConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_depth(data: Mapping[str, Any], cfg: DepthConfig, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw cbn-depth: ``‖θ‖²_op`` and the C9 bound against depth with the fit, and the ranks (plumbing)."""
     fig = Figure(figsize=(12.0, 3.8), constrained_layout=True)
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.1, 1.0, 1.3]})
@@ -257,7 +253,7 @@ def plot_depth(data: Mapping[str, np.ndarray], cfg: DepthConfig, summary: Mappin
     ax.set_ylabel("bound / ‖θ‖²_op")
     holds = "holds" if summary["c9_lower_bound_holds_on_every_net"] else "VIOLATED"
     ax.set_title(f"C9 lower bound {holds} on all {summary['nets']} nets")
-    deep = read_layers(data, "deepest_weight_sv")
+    deep = read_layers(data["deepest"]["weight_sv"]) if "deepest" in data else []
     if deep:
         m = draw_layer_spectra(axes[2], deep, f"spectra of the deepest net (L={int(depth.max())})", cfg.threshold)
         fig.colorbar(m, ax=axes[2], label="|ω|", shrink=0.85)

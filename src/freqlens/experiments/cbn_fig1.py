@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
@@ -26,12 +25,9 @@ from .cbn_common import (
     build_cnn,
     classification_loss,
     cpu_threads,
-    draw_activation_spectra,
-    draw_kept_maps,
-    draw_layer_spectra,
+    draw_bottleneck_panels,
     draw_training,
-    rank_caption,
-    read_layers,
+    rank_captions,
     train_in_phases,
 )
 from .registry import Experiment, ExperimentResult, RunContext, register
@@ -115,7 +111,7 @@ def run_fig1(ctx: RunContext, cfg: Fig1Config) -> ExperimentResult:
         with torch.no_grad():
             test_acc = float((model(x_eval.double()).argmax(1) == y_eval).double().mean())
             train_acc = float((model(x_train[:5000].double()).argmax(1) == y_train[:5000]).double().mean())  # ≤ 5000
-    data.update(history)
+    data["training"] = history
     fc_rank = int((data["fc_sv"] > cfg.threshold).sum())
     summary = {
         "paper": PAPER_STATEMENT,
@@ -136,31 +132,29 @@ def run_fig1(ctx: RunContext, cfg: Fig1Config) -> ExperimentResult:
     return ExperimentResult(data=data, summary=summary)
 
 
-def plot_fig1(data: Mapping[str, np.ndarray], cfg: Fig1Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_fig1(data: Mapping[str, Any], cfg: Fig1Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw cbn-fig1: per-layer spectra of ``MW_ℓ`` and of the activations, and the kept sets (plumbing)."""
-    w_layers = read_layers(data, "weight_sv")
-    a_layers = read_layers(data, "act_sv")
     rank = summary["cbn_rank"]
     fig = Figure(figsize=(11.5, 7.2), constrained_layout=True)
     gs = fig.add_gridspec(2, 2, width_ratios=[1.6, 1.0])
-    ax = fig.add_subplot(gs[0, 0])
-    m = draw_layer_spectra(
-        ax, w_layers, "singular values of $MW_\\ell$ (FC head at ω = 0)", cfg.threshold, extra=data.get("fc_sv")
-    )
-    fig.colorbar(m, ax=ax, label="|ω| on the layer's output grid", shrink=0.85)
+    ax = draw_bottleneck_panels(
+        fig, (gs[0, 0], gs[1, 0], gs[0, 1], gs[1, 1]), data, cfg.threshold, cfg.eps,
+        ("singular values of $MW_\\ell$ (FC head at ω = 0)", "activation spectra (pre-activations, test images)"),
+        per_layer=True, extra=data.get("fc_sv"), colorbar_label="|ω| on the layer's output grid",
+    )  # fmt: skip
     for ell in cfg.downsample_at:
         ax.axvline(ell + 0.5, color="0.75", lw=0.6, ls=":")
-    ax2 = fig.add_subplot(gs[1, 0])
-    draw_activation_spectra(fig, ax2, a_layers, "activation spectra (pre-activations, test images)")
-    draw_kept_maps(fig, (gs[0, 1], gs[1, 1]), data, cfg.threshold, cfg.eps, per_layer=True)
     fig.suptitle(
         f"cbn-fig1: MNIST classification {cfg.input_size}×{cfg.input_size}, ↓2 at layers "
         f"{','.join(map(str, cfg.downsample_at))}, GAP+FC (L={cfg.depth}, c={cfg.width}, λ={cfg.weight_decay:g}, "
         f"β={cfg.bias_multiplier:g}); test accuracy {summary['test_accuracy']:.3f}\n"
-        f"{rank_caption(rank, 'weights')}\n{rank_caption(rank, 'activations')}",
+        f"{rank_captions(rank)}",
         fontsize=8,
     )
-    return {"fig1_spectra": fig, "training": draw_training(data, "cbn-fig1 training", {"loss": "cross-entropy"})}
+    return {
+        "fig1_spectra": fig,
+        "training": draw_training(data["training"], "cbn-fig1 training", {"loss": "cross-entropy"}),
+    }
 
 
 register(

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..analysis.bottleneck_metrics import centroid_shift
 from ..analysis.perturbation import kept_directions, perturb_along
 from ..datasets.bottleneck_tasks import mnist_digit_downscaled
 from ..models.circular_cnn import CircularCNN
@@ -26,11 +27,9 @@ from .cbn_common import (
     analyse_bottleneck,
     build_cnn,
     cpu_threads,
-    draw_activation_spectra,
-    draw_kept_maps,
-    draw_layer_spectra,
+    draw_bottleneck_panels,
     draw_training,
-    rank_caption,
+    rank_captions,
     read_layers,
     regression_loss,
     train_in_phases,
@@ -113,7 +112,7 @@ def _perturbation_panel(
             if f == 0:
                 base = outputs[j, 0]
             elif complex(gamma).imag != 0 and base is not None:
-                shifts[str(gamma)] = _centroid_shift(base, outputs[j, f])
+                shifts[str(gamma)] = centroid_shift(base, outputs[j, f])
         info.append(
             {"omega": list(omega), "index": i, "singular_value": round(s, 4), "centroid_shift_rows_cols": shifts}
         )
@@ -125,25 +124,6 @@ def _perturbation_panel(
         "perturb_inputs": examples[:, 0].detach().cpu().numpy(),
     }
     return data, info
-
-
-def _circular_centroid(img: np.ndarray) -> np.ndarray:
-    """Centre of mass on the torus (circular mean of row and column), positive part of the image."""
-    mass = np.clip(img, 0.0, None)
-    out = []
-    for axis, n in ((0, img.shape[-2]), (1, img.shape[-1])):
-        coords = np.exp(2j * np.pi * np.arange(n) / n)
-        weights = mass.sum(axis=-1 if axis == 0 else -2)
-        out.append(np.angle((weights * coords).sum(axis=-1)) * n / (2 * np.pi))
-    return np.stack(out, axis=-1)
-
-
-def _centroid_shift(before: np.ndarray, after: np.ndarray) -> list[float]:
-    """Mean torus shift (rows, cols) in pixels of the decoded digit, over the examples."""
-    n = np.array(before.shape[-2:], dtype=np.float64)
-    d = _circular_centroid(after) - _circular_centroid(before)
-    d = (d + n / 2) % n - n / 2
-    return [round(float(v), 3) for v in d.mean(axis=0)]
 
 
 def _resize(cfg: Fig2Config) -> Literal["area", "bilinear"]:
@@ -179,10 +159,10 @@ def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
         data, summary, _, _ = analyse_bottleneck(model, x_eval, cfg.threshold, cfg.thresholds, cfg.eps)
         with torch.no_grad():
             recon = float(regression_loss(model, x_eval.double(), x_eval.double()))
-            w_sv = data[f"weight_sv_{cfg.perturb_layer:02d}"]
+            w_sv = read_layers(data["weight_sv"])[cfg.perturb_layer - 1]
             panel, info = _perturbation_panel(model, x_eval[: cfg.perturb_examples].double(), cfg, w_sv)
     data.update(panel)
-    data.update(history)
+    data["training"] = history
     summary = {
         "paper": PAPER_STATEMENT,
         "cbn_rank": summary,
@@ -197,26 +177,33 @@ def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
     return ExperimentResult(data=data, summary=summary)
 
 
-def plot_fig2(data: Mapping[str, np.ndarray], cfg: Fig2Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_fig2(data: Mapping[str, Any], cfg: Fig2Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw cbn-fig2: (a) per-layer spectra and kept sets, (b) the decoded perturbations (plumbing)."""
-    w_layers = read_layers(data, "weight_sv")
-    a_layers = read_layers(data, "act_sv")
     rank = summary["cbn_rank"]
     fig = Figure(figsize=(11.5, 7.2), constrained_layout=True)
     gs = fig.add_gridspec(2, 2, width_ratios=[1.6, 1.0])
-    ax = fig.add_subplot(gs[0, 0])
-    mappable = draw_layer_spectra(ax, w_layers, "(a) singular values of $MW_\\ell$ by layer", cfg.threshold)
-    fig.colorbar(mappable, ax=ax, label="|ω|", shrink=0.85)
-    ax2 = fig.add_subplot(gs[1, 0])
-    draw_activation_spectra(fig, ax2, a_layers, "activation spectra $\\varsigma_{\\ell,\\omega,j}$ (pre-activations)")
-    draw_kept_maps(fig, (gs[0, 1], gs[1, 1]), data, cfg.threshold, cfg.eps, per_layer=True)
+    titles = (
+        "(a) singular values of $MW_\\ell$ by layer",
+        "activation spectra $\\varsigma_{\\ell,\\omega,j}$ (pre-activations)",
+    )
+    draw_bottleneck_panels(
+        fig, (gs[0, 0], gs[1, 0], gs[0, 1], gs[1, 1]), data, cfg.threshold, cfg.eps, titles, per_layer=True
+    )
     fig.suptitle(
         f"cbn-fig2: autoencoder on MNIST zeros {cfg.size}×{cfg.size} (L={cfg.depth}, c={cfg.width}, "
-        f"λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})\n{rank_caption(rank, 'weights')}\n"
-        f"{rank_caption(rank, 'activations')}",
+        f"λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})\n{rank_captions(rank)}",
         fontsize=8,
     )
+    return {
+        "fig2a_spectra": fig,
+        "fig2b_perturbations": _perturbation_figure(data, cfg),
+        "training": draw_training(data["training"], "cbn-fig2 training"),
+    }
 
+
+def _perturbation_figure(data: Mapping[str, Any], cfg: Fig2Config) -> Figure:
+    """Fig. 2b: per kept direction, the inputs and their decodings after multiplying the hidden representation
+    along it by each factor of :data:`FACTORS` (plumbing)."""
     out = data["perturb_outputs"]
     omegas = data["perturb_omega"]
     inputs = data["perturb_inputs"]
@@ -258,7 +245,7 @@ def plot_fig2(data: Mapping[str, np.ndarray], cfg: Fig2Config, summary: Mapping[
         "(and its conjugate at −ω), decoded by the remaining layers; ±i only for non-constant ω",
         fontsize=8,
     )
-    return {"fig2a_spectra": fig, "fig2b_perturbations": figp, "training": draw_training(data, "cbn-fig2 training")}
+    return figp
 
 
 register(

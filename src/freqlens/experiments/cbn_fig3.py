@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..analysis.bottleneck_metrics import claimed_directions, expected_kept_frequencies, match_kept_frequencies
 from ..analysis.statistics import Claim, no_verdict_claim, not_reached_claim
 from ..datasets.bottleneck_tasks import lowfreq_shapes_times_pattern
 from ..plots import show_image, show_spectrum
@@ -23,12 +24,9 @@ from .cbn_common import (
     analyse_bottleneck,
     build_cnn,
     cpu_threads,
-    draw_activation_spectra,
-    draw_kept_maps,
-    draw_layer_spectra,
+    draw_bottleneck_panels,
     draw_training,
-    rank_caption,
-    read_layers,
+    rank_captions,
     regression_loss,
     train_in_phases,
 )
@@ -66,23 +64,7 @@ class Fig3Config(CBNConfig):
 
 def _expected_frequencies(cfg: Fig3Config) -> list[list[int]]:
     """The paper's kept set: representatives of ``‖ω‖₁ ≤ max_l1`` plus the carrier (conv_bottleneck §4.3)."""
-    out = []
-    for k in range(-cfg.max_l1, cfg.max_l1 + 1):
-        for l in range(-cfg.max_l1, cfg.max_l1 + 1):
-            if abs(k) + abs(l) <= cfg.max_l1 and (k, l) >= (-k, -l):
-                out.append([k, l])
-    return [*out, list(cfg.carrier)]
-
-
-def _match(found: list[dict[str, Any]], expected: list[list[int]]) -> dict[str, Any]:
-    """Which expected frequencies the measured kept set found, missed, or added (conv_bottleneck §4.3)."""
-    got = {tuple(f["omega"]) for f in found}
-    exp = {tuple(e) for e in expected}
-    return {
-        "expected_found": sorted(list(e) for e in exp & got),
-        "expected_missing": sorted(list(e) for e in exp - got),
-        "unexpected": sorted(list(g) for g in got - exp),
-    }
+    return expected_kept_frequencies(cfg.max_l1, cfg.carrier)
 
 
 #: A kept set more than this many times the claimed one means the bottleneck has not formed (claim not reached).
@@ -91,7 +73,7 @@ NOT_FORMED_FACTOR = 2
 
 def _claimed_directions(cfg: Fig3Config) -> int:
     """Directions of the claimed set: 1 per self-conjugate frequency (``2ω ≡ 0 mod n``), 2 per conjugate pair."""
-    return sum(1 if (2 * k) % cfg.n == 0 and (2 * l) % cfg.n == 0 else 2 for k, l in _expected_frequencies(cfg))
+    return claimed_directions(_expected_frequencies(cfg), cfg.n)
 
 
 def _fig3_claims(rank: Mapping[str, Any], matches: Mapping[str, Mapping[str, Any]], cfg: Fig3Config) -> list[Claim]:
@@ -140,12 +122,12 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
         with torch.no_grad():
             recon = model(x_eval[:4].double()).numpy()[:, 0]
             err = float(regression_loss(model, x_eval.double(), x_eval.double()))
-    data.update(history)
+    data["training"] = history
     data["examples"] = x_eval[:4, 0].numpy()
     data["reconstructions"] = recon
     data["mean_input_spectrum"] = np.abs(np.fft.fft2(x_eval[:, 0].double().numpy())).mean(axis=0)
     expected = _expected_frequencies(cfg)
-    matches = {key: _match(rank[key]["frequencies"], expected) for key in ("weights", "activations")}
+    matches = {key: match_kept_frequencies(rank[key]["frequencies"], expected) for key in ("weights", "activations")}
     summary = {
         "paper": PAPER_STATEMENT,
         "cbn_rank": rank,
@@ -160,7 +142,7 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
     return ExperimentResult(data=data, summary=summary)
 
 
-def plot_fig3(data: Mapping[str, np.ndarray], cfg: Fig3Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_fig3(data: Mapping[str, Any], cfg: Fig3Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw cbn-fig3: examples and reconstructions, per-layer spectra and kept sets (plumbing)."""
     rank = summary["cbn_rank"]
     fig = Figure(figsize=(11.5, 8.6), constrained_layout=True)
@@ -173,19 +155,15 @@ def plot_fig3(data: Mapping[str, np.ndarray], cfg: Fig3Config, summary: Mapping[
             fig.add_subplot(top[0, 4 + i]), data["reconstructions"][i], "output" if i == 0 else None, cmap="RdBu_r"
         )
     show_spectrum(fig.add_subplot(top[0, 8]), data["mean_input_spectrum"], "mean |x̂| (inputs)")
-    ax = fig.add_subplot(gs[1, 0])
-    m = draw_layer_spectra(ax, read_layers(data, "weight_sv"), "singular values of $MW_\\ell$", cfg.threshold)
-    fig.colorbar(m, ax=ax, label="|ω|", shrink=0.85)
-    ax2 = fig.add_subplot(gs[2, 0])
-    draw_activation_spectra(fig, ax2, read_layers(data, "act_sv"), "activation spectra (pre-activations)")
-    draw_kept_maps(fig, (gs[1, 1], gs[2, 1]), data, cfg.threshold, cfg.eps)
+    titles = ("singular values of $MW_\\ell$", "activation spectra (pre-activations)")
+    draw_bottleneck_panels(fig, (gs[1, 0], gs[2, 0], gs[1, 1], gs[2, 1]), data, cfg.threshold, cfg.eps, titles)
     fig.suptitle(
         f"cbn-fig3: low-frequency shapes × ω={tuple(cfg.carrier)} pattern, {cfg.n}×{cfg.n} autoencoder "
         f"(L={cfg.depth}, c={cfg.width}, λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})\n"
-        f"{rank_caption(rank, 'weights')}\n{rank_caption(rank, 'activations')}",
+        f"{rank_captions(rank)}",
         fontsize=8,
     )
-    return {"fig3_spectra": fig, "training": draw_training(data, "cbn-fig3 training")}
+    return {"fig3_spectra": fig, "training": draw_training(data["training"], "cbn-fig3 training")}
 
 
 register(

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..analysis.perturbation import frequency_coefficients, kept_directions, phase_fit
@@ -26,12 +27,9 @@ from .cbn_common import (
     analyse_bottleneck,
     build_cnn,
     cpu_threads,
-    draw_activation_spectra,
-    draw_kept_maps,
-    draw_layer_spectra,
+    draw_bottleneck_panels,
     draw_training,
-    rank_caption,
-    read_layers,
+    rank_captions,
     regression_loss,
     train_in_phases,
 )
@@ -72,14 +70,17 @@ class Fig4Config(CBNConfig):
 
 def _phase_readout(
     model: CircularCNN, x: torch.Tensor, positions: np.ndarray, velocities: np.ndarray, cfg: Fig4Config
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """``arg z₁`` against position and ``arg z₂ − arg z₁`` against velocity, circular fits (conv_bottleneck §4.4)."""
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """``arg z₁`` against position and ``arg z₂ − arg z₁`` against velocity, circular fits (conv_bottleneck §4.4).
+
+    The record holds, per axis ``"x"``/``"y"``: ``phase1`` (``arg z₁``), ``dphase`` (``arg z₂ − arg z₁``),
+    ``position`` and ``velocity`` in the last input frame, and the block's ``singular_values`` at ``ω``."""
     layer = cfg.phase_layer
     conv = model.convs[layer - 1]
     grid = model.grids[layer - 1]
     with torch.no_grad():
         alpha = model.hidden(x.double(), layer)
-    data: dict[str, np.ndarray] = {}
+    data: dict[str, dict[str, np.ndarray]] = {}
     summary: dict[str, Any] = {"layer": layer}
     last = 3  # the last input frame
     for axis_name, omega, coord in (("x", (0, 1), 1), ("y", (1, 0), 0)):
@@ -92,15 +93,7 @@ def _phase_readout(
         dphase = np.angle(z2 * np.conj(z1))
         fit_p = phase_fit(phase1, pos, cfg.n, POSITION_SLOPES)
         fit_v = phase_fit(dphase, vel, cfg.n, VELOCITY_SLOPES)
-        data.update(
-            {
-                f"phase1_{axis_name}": phase1,
-                f"dphase_{axis_name}": dphase,
-                f"position_{axis_name}": pos,
-                f"velocity_{axis_name}": vel,
-                f"sv_at_{axis_name}": s,
-            }
-        )
+        data[axis_name] = {"phase1": phase1, "dphase": dphase, "position": pos, "velocity": vel, "singular_values": s}
         summary[axis_name] = {
             "omega": list(omega),
             "singular_values_at_omega": [round(float(v), 4) for v in s[:4]],
@@ -140,8 +133,8 @@ def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
         with torch.no_grad():
             pred = model(eval_set.inputs[:2].double()).numpy()
             err = float(regression_loss(model, eval_set.inputs.double(), eval_set.targets.double()))
-    data.update(history)
-    data.update(phase_data)
+    data["training"] = history
+    data["phase_readout"] = phase_data
     data["example_inputs"] = eval_set.inputs[:2].numpy()
     data["example_targets"] = eval_set.targets[:2].numpy()
     data["example_predictions"] = pred
@@ -164,51 +157,33 @@ def _phase_fit_title(what: str, fit: Mapping[str, Any], unit: str) -> str:
     return text + ("\n(flat: the phase does not depend on it)" if slope == 0 else "")
 
 
-def plot_fig4(data: Mapping[str, np.ndarray], cfg: Fig4Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
-    """Draw cbn-fig4: (a) per-layer spectra and kept sets, (b) phases against position and velocity (plumbing)."""
-    rank = summary["cbn_rank"]
-    fig = Figure(figsize=(11.5, 7.2), constrained_layout=True)
-    gs = fig.add_gridspec(2, 2, width_ratios=[1.6, 1.0])
-    ax = fig.add_subplot(gs[0, 0])
-    m = draw_layer_spectra(ax, read_layers(data, "weight_sv"), "(a) singular values of $MW_\\ell$", cfg.threshold)
-    fig.colorbar(m, ax=ax, label="|ω|", shrink=0.85)
-    ax2 = fig.add_subplot(gs[1, 0])
-    draw_activation_spectra(fig, ax2, read_layers(data, "act_sv"), "activation spectra (pre-activations)")
-    draw_kept_maps(fig, (gs[0, 1], gs[1, 1]), data, cfg.threshold, cfg.eps)
-    fig.suptitle(
-        f"cbn-fig4: ball under gravity on a {cfg.n}×{cfg.n} torus, 4 frames → next 4 (L={cfg.depth}, c={cfg.width}, "
-        f"λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})\n{rank_caption(rank, 'weights')}\n"
-        f"{rank_caption(rank, 'activations')}",
-        fontsize=8,
-    )
+def _phase_scatter(ax: Axes, xs: np.ndarray, phases: np.ndarray, fit: Mapping[str, Any], n: int, color: str) -> None:
+    """Phases against a variable with the circular-linear fit ``arg exp(i(2π slope x / n + offset))`` (plumbing)."""
+    ax.scatter(xs, phases, s=4, color=color)
+    xline = np.linspace(float(np.min(xs)), float(np.max(xs)), 400)
+    line = np.angle(np.exp(1j * (2 * np.pi * fit["slope_cycles_per_n"] * xline / n + fit.get("offset", 0.0))))
+    ax.scatter(xline, line, s=0.6, color="k", alpha=0.6, label="circular-linear fit")
+    ax.set_ylim(-np.pi, np.pi)
+    ax.set_yticks([-np.pi, 0, np.pi])
+    ax.set_yticklabels(["−π", "0", "π"])
 
-    ph = summary["phase_readout"]
+
+def _phase_figure(readout: Mapping[str, Mapping[str, np.ndarray]], cfg: Fig4Config, ph: Mapping[str, Any]) -> Figure:
+    """Fig. 4b: per axis, ``arg z₁`` against position and ``arg z₂ − arg z₁`` against velocity (plumbing)."""
     figb = Figure(figsize=(9.5, 5.6), constrained_layout=True)
     axes = figb.subplots(2, 2)
     for row, axis_name in enumerate(("x", "y")):
-        info = ph[axis_name]
+        info, rec = ph[axis_name], readout[axis_name]
         a = axes[row, 0]
-        a.scatter(data[f"position_{axis_name}"], data[f"phase1_{axis_name}"], s=4, color="#0072B2")
+        _phase_scatter(a, rec["position"], rec["phase1"], info["position_fit"], cfg.n, "#0072B2")
         a.set_xlabel(f"{axis_name}-position in frame 4 (pixels)")
         a.set_ylabel(f"arg $z_1$ at ω={tuple(info['omega'])}")
         a.set_title(_phase_fit_title("position", info["position_fit"], f"turns/{cfg.n} px"), fontsize=8)
         b = axes[row, 1]
-        b.scatter(data[f"velocity_{axis_name}"], data[f"dphase_{axis_name}"], s=4, color="#D55E00")
+        _phase_scatter(b, rec["velocity"], rec["dphase"], info["velocity_fit"], cfg.n, "#D55E00")
         b.set_xlabel(f"{axis_name}-velocity in frame 4 (pixels/frame)")
         b.set_ylabel("arg $z_2$ − arg $z_1$")
         b.set_title(_phase_fit_title("velocity", info["velocity_fit"], f"turns/{cfg.n} px/frame"), fontsize=8)
-        for axx, fit, xs in (
-            (a, info["position_fit"], data[f"position_{axis_name}"]),
-            (b, info["velocity_fit"], data[f"velocity_{axis_name}"]),
-        ):
-            xline = np.linspace(float(np.min(xs)), float(np.max(xs)), 400)
-            line = np.angle(
-                np.exp(1j * (2 * np.pi * fit["slope_cycles_per_n"] * xline / cfg.n + fit.get("offset", 0.0)))
-            )
-            axx.scatter(xline, line, s=0.6, color="k", alpha=0.6, label="circular-linear fit")
-            axx.set_ylim(-np.pi, np.pi)
-            axx.set_yticks([-np.pi, 0, np.pi])
-            axx.set_yticklabels(["−π", "0", "π"])
     # below the panels, not over the points
     figb.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", frameon=False, fontsize=7,
                 markerscale=6)  # fmt: skip
@@ -218,7 +193,11 @@ def plot_fig4(data: Mapping[str, np.ndarray], cfg: Fig4Config, summary: Mapping[
         "not a correlation; a slope of 0 means the phase does not follow the variable",
         fontsize=8,
     )
+    return figb
 
+
+def _examples_figure(data: Mapping[str, Any]) -> Figure:
+    """Two test trajectories: input frames, target frames and predictions (plumbing)."""
     figc = Figure(figsize=(8.0, 3.2), constrained_layout=True)
     grid = figc.add_gridspec(2, 12)
     for t in range(4):
@@ -229,11 +208,26 @@ def plot_fig4(data: Mapping[str, np.ndarray], cfg: Fig4Config, summary: Mapping[
         show_image(figc.add_subplot(grid[1, 4 + t]), data["example_targets"][1, t])
         show_image(figc.add_subplot(grid[1, 8 + t]), data["example_predictions"][1, t])
     figc.suptitle("two test trajectories: input frames, target frames, predictions", fontsize=9)
+    return figc
+
+
+def plot_fig4(data: Mapping[str, Any], cfg: Fig4Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+    """Draw cbn-fig4: (a) per-layer spectra and kept sets, (b) phases against position and velocity (plumbing)."""
+    rank = summary["cbn_rank"]
+    fig = Figure(figsize=(11.5, 7.2), constrained_layout=True)
+    gs = fig.add_gridspec(2, 2, width_ratios=[1.6, 1.0])
+    titles = ("(a) singular values of $MW_\\ell$", "activation spectra (pre-activations)")
+    draw_bottleneck_panels(fig, (gs[0, 0], gs[1, 0], gs[0, 1], gs[1, 1]), data, cfg.threshold, cfg.eps, titles)
+    fig.suptitle(
+        f"cbn-fig4: ball under gravity on a {cfg.n}×{cfg.n} torus, 4 frames → next 4 (L={cfg.depth}, c={cfg.width}, "
+        f"λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})\n{rank_captions(rank)}",
+        fontsize=8,
+    )
     return {
         "fig4a_spectra": fig,
-        "fig4b_phases": figb,
-        "fig4_examples": figc,
-        "training": draw_training(data, "cbn-fig4 training"),
+        "fig4b_phases": _phase_figure(data["phase_readout"], cfg, summary["phase_readout"]),
+        "fig4_examples": _examples_figure(data),
+        "training": draw_training(data["training"], "cbn-fig4 training"),
     }
 
 

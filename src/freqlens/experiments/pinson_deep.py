@@ -11,9 +11,9 @@ generic loop :func:`freqlens.training.loop.train` (deterministic batches, checkp
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 from torch import nn
 
+from ..analysis.linear_dynamics_metrics import effective_singular_values, half_times
 from ..analysis.statistics import Claim, directional_claim, not_reached_claim
 from ..datasets import load_cifar10
 from ..plots import MODE_COLORS
@@ -47,6 +48,7 @@ class PinsonDeepCNN(nn.Module):
         init_scale: float = 1.0,
         image_shape: tuple[int, int, int] = (3, 32, 32),
     ) -> None:
+        """Build the layers and draw the scaled, truncated Glorot-normal weights (spec §9 App. K)."""
         super().__init__()
         c, h, w = image_shape
         self.nonlinear = nonlinear
@@ -126,29 +128,36 @@ def _subset(x: torch.Tensor, y: torch.Tensor, count: int, seed: int) -> tuple[to
     return x[idx], y[idx]
 
 
-def run_fig6(ctx: RunContext, cfg: Fig6Config) -> ExperimentResult:
-    """Train the deep linear and ReLU CNNs on CIFAR-10, recording losses and ``A = Uᵀ Σ_ŷx V`` (spec Eq. 5, §9 K)."""
-    root = ctx.require_data("CIFAR-10")
-    x, labels = load_cifar10(root, "train")
-    xt, lt = load_cifar10(root, "test")
-    x, labels = _subset(x, labels, cfg.train_images, ctx.seed)
-    xt, lt = _subset(xt, lt, cfg.test_images, ctx.seed + 1)
-    st = DatasetStructure.from_data(x, labels, num_classes=10, compute_sigma_xx=False)
-    p = st.num_classes
-    eye = torch.eye(p)
-    y, yt = eye[labels], eye[lt]
-    xe, ye = _subset(x, y, cfg.eval_images, ctx.seed + 2)
-    xte, yte = _subset(xt, yt, cfg.eval_images, ctx.seed + 3)
-    dev = ctx.device
-    u = torch.from_numpy(st.U).float().to(dev)
-    v = torch.from_numpy(st.V).float().to(dev)
-    xe_d, ye_d, xte_d, yte_d = xe.to(dev), ye.to(dev), xte.to(dev), yte.to(dev)
+class DeepRunRecord(TypedDict):
+    """The record of one deep CNN kind over its trials (``data["linear"]``, ``data["relu"]``; plumbing):
+    ``batches (R,)`` record times, ``A (trials, R, p, p)`` = ``Uᵀ Σ_ŷx V`` (spec Eq. 5), train- and test-subset
+    losses ``(trials, R)``."""
+
+    batches: np.ndarray
+    A: np.ndarray
+    loss_train: np.ndarray
+    loss_test: np.ndarray
+
+
+def _fig6_recorder(
+    st: DatasetStructure,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+) -> Callable[[int, nn.Module], dict[str, Any]]:
+    """The recorder of :func:`freqlens.training.loop.train`: MSE on the train and test subsets and
+    ``A = Uᵀ Σ_ŷx V`` on the train subset (spec Eq. 5), ``U, V`` of the full training set."""
+    u = torch.from_numpy(st.U).float().to(device)
+    v = torch.from_numpy(st.V).float().to(device)
+    xe_d, ye_d, xte_d, yte_d = train[0].to(device), train[1].to(device), test[0].to(device), test[1].to(device)
     xv = xe_d.reshape(xe_d.shape[0], -1) @ v  # (N_eval, p): Vᵀ x
 
     def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """The model's outputs on ``images`` in chunks of 500 (plumbing)."""
         return torch.cat([model(images[i : i + 500]) for i in range(0, images.shape[0], 500)])
 
     def recorder(step: int, model: nn.Module) -> dict[str, Any]:
+        """Subset losses and ``A`` of ``model`` at ``step`` (spec Eq. 5)."""
         yh = predict(model, xe_d)
         yh_t = predict(model, xte_d)
         a = u.T @ (yh.T @ xv / xe_d.shape[0])  # Uᵀ Σ_ŷx V on the train subset
@@ -158,117 +167,165 @@ def run_fig6(ctx: RunContext, cfg: Fig6Config) -> ExperimentResult:
             "A": a.cpu().numpy().astype(np.float64),
         }
 
+    return recorder
+
+
+def _train_deep_cnn(
+    ctx: RunContext,
+    cfg: Fig6Config,
+    kind: str,
+    trial: int,
+    train_set: tuple[torch.Tensor, torch.Tensor],
+    recorder: Callable[[int, nn.Module], dict[str, Any]],
+    batches: int,
+) -> dict[str, np.ndarray]:
+    """One trial of one network kind (``"linear"`` or ``"relu"``), MSE and plain SGD, as a resumable stage
+    (spec §9 App. K); returns its training history."""
+    x, y = train_set
+    dev = ctx.device
+
+    def compute() -> dict[str, np.ndarray]:
+        """Build, seed and train the network; its recorded history (plumbing)."""
+        torch.manual_seed(ctx.seed * 1000 + trial)
+        model = PinsonDeepCNN(
+            kind == "relu", cfg.kernel_size, cfg.channels, cfg.hidden, y.shape[1], cfg.pool, cfg.init_scale
+        ).to(dev)
+        sampler = EpochSampler(x.to(dev), y.to(dev), cfg.batch_size, seed=ctx.seed * 1000 + trial)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+        history = train(
+            model, lambda m, xb, yb: F.mse_loss(m(xb), yb), sampler, opt, batches,
+            record_every=cfg.record_every, recorder=recorder,
+            checkpoint=ctx.checkpoint_path(f"{kind}_{trial}"), checkpoint_every=cfg.record_every,
+            progress=lambda it: ctx.progress(it, total=batches, desc=f"{kind} trial {trial}", unit="batch"),
+        )  # fmt: skip
+        return history.as_arrays()
+
+    return ctx.stage(f"{kind}_{trial}", compute)
+
+
+def _deep_run_record(runs: list[dict[str, np.ndarray]]) -> DeepRunRecord:
+    """The trials of one network kind stacked into its record (plumbing)."""
+    return {
+        "batches": runs[0]["step"],
+        "A": np.stack([r["A"] for r in runs]),  # (trials, R, p, p)
+        "loss_train": np.stack([r["loss_train_subset"] for r in runs]),
+        "loss_test": np.stack([r["loss_test_subset"] for r in runs]),
+    }
+
+
+def _deep_measured(rec: DeepRunRecord, s: np.ndarray, half: np.ndarray) -> dict[str, Any]:
+    """Half-times of the trial-mean and per-trial ``a_α`` (``a_α ≥ s_α/2``), final losses and ``a_α / s_α`` of one
+    network kind (spec §9 App. K, Fig. 6)."""
+    diag = effective_singular_values(rec["A"])  # (trials, R, p)
+    mean_half = half_times(rec["batches"], effective_singular_values(rec["A"].mean(axis=0)), s)
+    return {
+        "half_time_batches_per_mode": mean_half.tolist(),
+        "half_time_batches_per_mode_per_trial": half.tolist(),
+        "modes_reached_half": int(np.isfinite(mean_half).sum()),
+        "final_loss_train_subset": float(rec["loss_train"][:, -1].mean()),
+        "final_loss_test_subset": float(rec["loss_test"][:, -1].mean()),
+        "final_a_over_s": (diag.mean(axis=0)[-1] / s).tolist(),
+    }
+
+
+#: What the paper says of Fig. 6, stored with the measurements.
+_FIG6_PAPER_CLAIMS = {
+    "stages": "both deep CNNs discover the dataset's modes in order, with stage-like transitions",
+    "delay": "the non-linear CNN's effective singular values are delayed w.r.t. the linear CNN",
+    "loss": "the non-linear CNN reaches a lower loss although both end with the same a_α",
+}
+
+
+def run_fig6(ctx: RunContext, cfg: Fig6Config) -> ExperimentResult:
+    """Train the deep linear and ReLU CNNs on CIFAR-10, recording losses and ``A = Uᵀ Σ_ŷx V`` (spec Eq. 5, §9 K).
+
+    ``data``: ``{"s": S, "linear": DeepRunRecord, "relu": DeepRunRecord}``."""
+    root = ctx.require_data("CIFAR-10")
+    x, labels = load_cifar10(root, "train")
+    xt, lt = load_cifar10(root, "test")
+    x, labels = _subset(x, labels, cfg.train_images, ctx.seed)
+    xt, lt = _subset(xt, lt, cfg.test_images, ctx.seed + 1)
+    st = DatasetStructure.from_data(x, labels, num_classes=10, compute_sigma_xx=False)
+    eye = torch.eye(st.num_classes)
+    y, yt = eye[labels], eye[lt]
+    train_eval = _subset(x, y, cfg.eval_images, ctx.seed + 2)
+    test_eval = _subset(xt, yt, cfg.eval_images, ctx.seed + 3)
+    recorder = _fig6_recorder(st, train_eval, test_eval, ctx.device)
     batches = cfg.epochs * (x.shape[0] // cfg.batch_size)
-    results: dict[str, list[dict[str, np.ndarray]]] = {"linear": [], "relu": []}
-    for kind in ("linear", "relu"):
-        for trial in range(cfg.trials):
-
-            def compute(kind: str = kind, trial: int = trial) -> dict[str, np.ndarray]:
-                torch.manual_seed(ctx.seed * 1000 + trial)
-                model = PinsonDeepCNN(
-                    kind == "relu", cfg.kernel_size, cfg.channels, cfg.hidden, p, cfg.pool, cfg.init_scale
-                ).to(dev)
-                sampler = EpochSampler(x.to(dev), y.to(dev), cfg.batch_size, seed=ctx.seed * 1000 + trial)
-                opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-                history = train(
-                    model, lambda m, xb, yb: F.mse_loss(m(xb), yb), sampler, opt, batches,
-                    record_every=cfg.record_every, recorder=recorder,
-                    checkpoint=ctx.checkpoint_path(f"{kind}_{trial}"), checkpoint_every=cfg.record_every,
-                    progress=lambda it: ctx.progress(it, total=batches, desc=f"{kind} trial {trial}", unit="batch"),
-                )  # fmt: skip
-                return history.as_arrays()
-
-            results[kind].append(ctx.stage(f"{kind}_{trial}", compute))
-    data: dict[str, np.ndarray] = {"s": st.S}
-    for kind, runs in results.items():
-        data[f"{kind}_batches"] = runs[0]["step"]
-        data[f"{kind}_A"] = np.stack([r["A"] for r in runs])  # (trials, R, p, p)
-        data[f"{kind}_loss_train"] = np.stack([r["loss_train_subset"] for r in runs])
-        data[f"{kind}_loss_test"] = np.stack([r["loss_test_subset"] for r in runs])
+    records = {
+        kind: _deep_run_record(
+            [_train_deep_cnn(ctx, cfg, kind, i, (x, y), recorder, batches) for i in range(cfg.trials)]
+        )
+        for kind in ("linear", "relu")
+    }
+    half = {
+        kind: half_times(rec["batches"], effective_singular_values(rec["A"]), st.S) for kind, rec in records.items()
+    }
     summary: dict[str, Any] = {
         "batches": batches,
-        "paper_claims": {
-            "stages": "both deep CNNs discover the dataset's modes in order, with stage-like transitions",
-            "delay": "the non-linear CNN's effective singular values are delayed w.r.t. the linear CNN",
-            "loss": "the non-linear CNN reaches a lower loss although both end with the same a_α",
-        },
-        "measured": {},
+        "paper_claims": _FIG6_PAPER_CLAIMS,
+        "measured": {kind: _deep_measured(rec, st.S, half[kind]) for kind, rec in records.items()},
+        "claims": _fig6_claims(half, records["linear"]["loss_train"][:, -1], records["relu"]["loss_train"][:, -1]),
     }
-    half_times = {kind: _half_times(data[f"{kind}_batches"], data[f"{kind}_A"], st.S) for kind in ("linear", "relu")}
-    for kind in ("linear", "relu"):
-        diag = np.diagonal(data[f"{kind}_A"], axis1=-2, axis2=-1).mean(axis=0)  # (R, p)
-        mean_half = _half_times(data[f"{kind}_batches"], data[f"{kind}_A"].mean(axis=0, keepdims=True), st.S)[0]
-        summary["measured"][kind] = {
-            "half_time_batches_per_mode": mean_half.tolist(),
-            "half_time_batches_per_mode_per_trial": half_times[kind].tolist(),
-            "modes_reached_half": int(np.isfinite(mean_half).sum()),
-            "final_loss_train_subset": float(data[f"{kind}_loss_train"][:, -1].mean()),
-            "final_loss_test_subset": float(data[f"{kind}_loss_test"][:, -1].mean()),
-            "final_a_over_s": (diag[-1] / st.S).tolist(),
-        }
-    summary["claims"] = _fig6_claims(half_times, data["linear_loss_train"][:, -1], data["relu_loss_train"][:, -1])
-    return ExperimentResult(data=data, summary=summary)
+    return ExperimentResult(data={"s": st.S, **records}, summary=summary)
 
 
-def _half_times(batches: np.ndarray, a: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """First recorded batch at which ``a_α ≥ s_α / 2`` per trial and mode, ``(trials, p)`` (``inf``: never)."""
-    diag = np.diagonal(a, axis1=-2, axis2=-1)  # (trials, R, p)
-    reached = diag >= s / 2
-    first = np.where(reached.any(axis=1), reached.argmax(axis=1), -1)
-    return np.where(first >= 0, batches.astype(float)[np.maximum(first, 0)], np.inf)
-
-
-def _fig6_claims(half: Mapping[str, np.ndarray], loss_linear: np.ndarray, loss_relu: np.ndarray) -> list[Claim]:
-    """The three Fig. 6 claims over trials. Stages: per trial, the Spearman correlation of half-time with the
-    mode index over the modes it reached, > 0 (one-sample t, ``df = trials - 1``); "not reached" unless every
-    trial of both nets reached >= 2 modes. Delay: ReLU half-time > linear on the modes every trial of both nets
-    reached (Welch t on log half-times). Loss: final train loss ReLU < linear (Welch t), "not reached" unless
-    both nets reached a mode."""
-    claims: list[Claim] = []
-    trials = int(half["linear"].shape[0])
-    for kind in ("linear", "relu"):
-        statement = f"Fig. 6 ({kind} CNN): the modes are discovered in order (stage-like transitions)"
-        reached = np.isfinite(half[kind]).sum(axis=1)
-        if reached.min() < 2:
-            reason = (
-                f"fewer than 2 modes reached a_alpha >= s_alpha/2 in some trial (reached per trial: {reached.tolist()})"
-            )
-            claims.append(not_reached_claim(statement, "in order", int(reached.min()), trials, reason))
-            continue
-        rhos = []
-        for row in half[kind]:
-            idx = np.flatnonzero(np.isfinite(row))
-            rhos.append(float(stats.spearmanr(idx, row[idx]).statistic))
-        claims.append(
-            directional_claim(
-                statement,
-                "in order",
-                rhos,
-                "greater",
-                note="samples = per-trial Spearman correlation of half-time with mode index (reached modes)",
-            )
+def _stages_claim(kind: str, half: np.ndarray) -> Claim:
+    """Fig. 6 stages for one net: per trial, the Spearman correlation of half-time with the mode index over the
+    modes it reached, > 0 (one-sample t, ``df = trials - 1``); "not reached" unless every trial reached >= 2
+    modes."""
+    statement = f"Fig. 6 ({kind} CNN): the modes are discovered in order (stage-like transitions)"
+    reached = np.isfinite(half).sum(axis=1)
+    if reached.min() < 2:
+        reason = (
+            f"fewer than 2 modes reached a_alpha >= s_alpha/2 in some trial (reached per trial: {reached.tolist()})"
         )
+        return not_reached_claim(statement, "in order", int(reached.min()), int(half.shape[0]), reason)
+    rhos = []
+    for row in half:
+        idx = np.flatnonzero(np.isfinite(row))
+        rhos.append(float(stats.spearmanr(idx, row[idx]).statistic))
+    return directional_claim(
+        statement,
+        "in order",
+        rhos,
+        "greater",
+        note="samples = per-trial Spearman correlation of half-time with mode index (reached modes)",
+    )
+
+
+def _delay_claims(half: Mapping[str, np.ndarray]) -> list[Claim]:
+    """Fig. 6 delay: ReLU half-time > linear, per mode every trial of both nets reached (Welch t on log
+    half-times over trials); "not reached" if there is no such mode."""
     both = np.isfinite(half["linear"]).all(axis=0) & np.isfinite(half["relu"]).all(axis=0)
     statement = "Fig. 6: the ReLU CNN's effective singular values are delayed w.r.t. the linear CNN"
     if not both.any():
         reason = "no mode reached a_alpha >= s_alpha/2 in every trial of both networks"
-        claims.append(not_reached_claim(statement, "delayed", None, trials, reason))
-    for alpha in np.flatnonzero(both):
-        claims.append(
-            directional_claim(
-                f"{statement} (mode {alpha})",
-                "delayed",
-                np.log(half["relu"][:, alpha]),
-                "greater",
-                other=np.log(half["linear"][:, alpha]),
-                paired=False,
-                note="measured = mean log half-time ReLU - linear (Welch t over trials)",
-            )
+        return [not_reached_claim(statement, "delayed", None, int(half["linear"].shape[0]), reason)]
+    return [
+        directional_claim(
+            f"{statement} (mode {alpha})",
+            "delayed",
+            np.log(half["relu"][:, alpha]),
+            "greater",
+            other=np.log(half["linear"][:, alpha]),
+            paired=False,
+            note="measured = mean log half-time ReLU - linear (Welch t over trials)",
         )
+        for alpha in np.flatnonzero(both)
+    ]
+
+
+def _fig6_claims(half: Mapping[str, np.ndarray], loss_linear: np.ndarray, loss_relu: np.ndarray) -> list[Claim]:
+    """The three Fig. 6 claims over trials: stages per net (:func:`_stages_claim`), the ReLU delay
+    (:func:`_delay_claims`) and the loss: final train loss ReLU < linear (Welch t), "not reached" unless both
+    nets reached a mode."""
+    claims = [_stages_claim(kind, half[kind]) for kind in ("linear", "relu")]
+    claims.extend(_delay_claims(half))
     statement = "Fig. 6: the ReLU CNN reaches a lower final train loss than the linear CNN"
     if not (np.isfinite(half["linear"]).any() and np.isfinite(half["relu"]).any()):
         reason = "a network reached no mode (a_alpha >= s_alpha/2): training too short to compare end states"
-        claims.append(not_reached_claim(statement, "lower", None, trials, reason))
+        claims.append(not_reached_claim(statement, "lower", None, int(half["linear"].shape[0]), reason))
     else:
         claims.append(
             directional_claim(
@@ -284,24 +341,23 @@ def _fig6_claims(half: Mapping[str, np.ndarray], loss_linear: np.ndarray, loss_r
     return claims
 
 
-def plot_fig6(data: Mapping[str, np.ndarray], cfg: Fig6Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_fig6(data: Mapping[str, Any], cfg: Fig6Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw pinson-fig6: train/test losses and ``a_α(t)`` of the linear and ReLU CNNs (plumbing)."""
     s = data["s"]
     fig = Figure(figsize=(14.0, 4.0), constrained_layout=True)
     ax_l, ax_a, ax_b = fig.subplots(1, 3)
     for kind, col in (("linear", "#0072B2"), ("relu", "#D55E00")):
-        t = data[f"{kind}_batches"]
-        ax_l.plot(t, data[f"{kind}_loss_train"].mean(axis=0), color=col, lw=1.8, label=f"{kind} CNN, train subset")
-        ax_l.plot(
-            t, data[f"{kind}_loss_test"].mean(axis=0), color=col, lw=1.2, ls="--", label=f"{kind} CNN, test subset"
-        )
+        rec = data[kind]
+        t = rec["batches"]
+        ax_l.plot(t, rec["loss_train"].mean(axis=0), color=col, lw=1.8, label=f"{kind} CNN, train subset")
+        ax_l.plot(t, rec["loss_test"].mean(axis=0), color=col, lw=1.2, ls="--", label=f"{kind} CNN, test subset")
     ax_l.set_xlabel("batches")
     ax_l.set_ylabel("MSE loss (1/p), mean of trials")
     ax_l.set_title("(a) loss")
     ax_l.legend(fontsize=7)
     for ax, kind, title in ((ax_a, "linear", "(b) deep linear CNN"), (ax_b, "relu", "(c) deep ReLU CNN")):
-        t = data[f"{kind}_batches"]
-        diag = np.diagonal(data[f"{kind}_A"], axis1=-2, axis2=-1)  # (trials, R, p)
+        t = data[kind]["batches"]
+        diag = effective_singular_values(data[kind]["A"])  # (trials, R, p)
         for alpha in range(len(s)):
             col = MODE_COLORS[alpha % len(MODE_COLORS)]
             ax.plot(t, diag[:, :, alpha].mean(axis=0), color=col, lw=1.5, label=f"α={alpha}")
@@ -311,7 +367,7 @@ def plot_fig6(data: Mapping[str, np.ndarray], cfg: Fig6Config, summary: Mapping[
         ax.set_ylabel("$a_\\alpha$ (mean of trials; dotted: $s_\\alpha$; symlog)")
         ax.set_title(title)
         ax.legend(fontsize=6, ncol=2)
-    ntr = data["linear_A"].shape[0]
+    ntr = data["linear"]["A"].shape[0]
     fig.suptitle(f"CIFAR-10, deep CNNs, batch {cfg.batch_size}, {ntr} trial(s) (Pinson et al., Fig. 6)")
     return {"fig6_deep_cnns": fig}
 

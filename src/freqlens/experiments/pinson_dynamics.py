@@ -22,6 +22,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
+from ..analysis.linear_dynamics_metrics import (
+    balance_ratios,
+    balanced_from,
+    effective_singular_values,
+    energy_on_winners,
+    half_times,
+    max_mean_deviation,
+)
 from ..datasets import pure_cosines, sums_of_cosines
 from ..fourier import conjugate_index, frequency_pairs, vec2d_dft
 from ..plots import MODE_COLORS, show_image, show_spectrum
@@ -54,7 +62,7 @@ def _color(alpha: int) -> str:
 
 def _diag(a: np.ndarray) -> np.ndarray:
     """``(..., p, p) -> (..., p)``."""
-    return np.diagonal(a, axis1=-2, axis2=-1).copy()
+    return effective_singular_values(a).copy()
 
 
 def _progress(ctx: RunContext, desc: str) -> Any:
@@ -160,32 +168,17 @@ def _fig3_theory(cfg: Fig3Config, st: DatasetStructure, cnn: LinearRun, fcnn: Li
     return {"nu": nu, "a_cnn_theory_trials": th_c, "a_fcnn_theory_trials": th_f}
 
 
-def _half_time(t: np.ndarray, a: np.ndarray, s: float) -> float:
-    """First time the curve reaches s/2 (linear interpolation)."""
-    above = np.flatnonzero(a >= s / 2)
-    if not len(above):
-        return float("nan")
-    i = int(above[0])
-    if i == 0:
-        return float(t[0])
-    return float(np.interp(s / 2, [a[i - 1], a[i]], [t[i - 1], t[i]]))
-
-
-def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
-    """Pure cosines: CNN and FCNN ``a_α(t)`` vs the Eq. 22 sigmoids, CNN/FCNN half-time ratios (spec §6, Fig. 3)."""
-    x, labels = pure_cosines(cfg.n, cfg.freqs, cfg.amplitudes)
-    problem = LinearProblem.from_data(x, labels, device=ctx.device)
-    st = problem.structure
-    cnn, fcnn = _fig3_train(ctx, cfg, problem, cfg.sampling, "main")
-    th = _fig3_theory(cfg, st, cnn, fcnn)
-    a_cnn, a_fcnn = _diag(cnn.a_train), _diag(fcnn.a_train)
-    data: dict[str, np.ndarray] = {
+def _fig3_data(
+    x: Any, st: DatasetStructure, cnn: LinearRun, fcnn: LinearRun, th: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The arrays of pinson-fig3's main run: ``a_α(t)`` of both nets, their Eq. 22 theory, ``A``, losses (plumbing)."""
+    return {
         "t": cnn.t,
         "s": st.S,
         "nu": th["nu"],
         "class_images": x[:, 0].numpy(),
-        "a_cnn": a_cnn,
-        "a_fcnn": a_fcnn,
+        "a_cnn": _diag(cnn.a_train),
+        "a_fcnn": _diag(fcnn.a_train),
         "a_cnn_theory": th["a_cnn_theory_trials"].mean(axis=0),
         "a_fcnn_theory": th["a_fcnn_theory_trials"].mean(axis=0),
         "a_cnn_theory_trials": th["a_cnn_theory_trials"],
@@ -195,54 +188,78 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
         "loss_cnn": cnn.loss_train,
         "loss_fcnn": fcnn.loss_train,
     }
-    s0 = float(st.S[0])
 
-    def deviation(a: np.ndarray, theory: np.ndarray) -> float:
-        return float(np.abs(a.mean(axis=0) - theory).max() / s0)
 
-    measured: dict[str, Any] = {
-        "cnn_mean_vs_theory_max_abs_over_s0": deviation(a_cnn, data["a_cnn_theory"]),
-        "fcnn_mean_vs_theory_max_abs_over_s0": deviation(a_fcnn, data["a_fcnn_theory"]),
-        "cnn_final_max_abs_A_minus_S_over_s0": float(np.abs(cnn.a_train[:, -1] - np.diag(st.S)).max() / s0),
-        "fcnn_final_max_abs_A_minus_S_over_s0": float(np.abs(fcnn.a_train[:, -1] - np.diag(st.S)).max() / s0),
-    }
-    t = cnn.t.astype(float)
-    halves: dict[str, dict[str, Any]] = {
+def _fig3_half_times(cfg: Fig3Config, st: DatasetStructure, data: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Per mode: ``ν_α`` and the interpolated half-times of the trial-mean CNN and FCNN ``a_α(t)`` with their
+    ratio (spec §6.3: ``1/ν_α`` for the CNN's rate ``n ν_α``)."""
+    t = data["t"].astype(float)
+    cnn = half_times(t, data["a_cnn"].mean(axis=0), st.S, interpolate=True, never=np.nan)
+    fcnn = half_times(t, data["a_fcnn"].mean(axis=0), st.S, interpolate=True, never=np.nan)
+    return {
         f"mode_{a}": {
             "freq": list(cfg.freqs[a]) if a < len(cfg.freqs) else None,
-            "nu": float(th["nu"][a]),
-            "cnn_half_time_mean": _half_time(t, a_cnn.mean(axis=0)[:, a], st.S[a]),
-            "fcnn_half_time_mean": _half_time(t, a_fcnn.mean(axis=0)[:, a], st.S[a]),
+            "nu": float(data["nu"][a]),
+            "cnn_half_time_mean": float(cnn[a]),
+            "fcnn_half_time_mean": float(fcnn[a]),
+            "cnn_over_fcnn_half_time": float(cnn[a]) / float(fcnn[a]),
         }
         for a in range(st.num_classes)
     }
-    for v in halves.values():
-        v["cnn_over_fcnn_half_time"] = float(v["cnn_half_time_mean"]) / float(v["fcnn_half_time_mean"])
+
+
+def _fig3_uniform(
+    ctx: RunContext, cfg: Fig3Config, problem: LinearProblem, data: dict[str, Any], measured: dict[str, Any]
+) -> None:
+    """The same runs with a class drawn uniformly for every update: their ``a_α(t)``, theory and deviations are
+    added to ``data`` and ``measured`` (spec §9 I.1, the sampling choice of :class:`Fig3Config`)."""
+    st = problem.structure
+    cnn_u, fcnn_u = _fig3_train(ctx, cfg, problem, "random", "uniform")
+    th_u = _fig3_theory(cfg, st, cnn_u, fcnn_u)
+    data.update(
+        a_cnn_uniform=_diag(cnn_u.a_train),
+        a_fcnn_uniform=_diag(fcnn_u.a_train),
+        a_cnn_uniform_theory=th_u["a_cnn_theory_trials"].mean(axis=0),
+        a_fcnn_uniform_theory=th_u["a_fcnn_theory_trials"].mean(axis=0),
+    )
+    s0 = float(st.S[0])
+    for net in ("cnn", "fcnn"):
+        measured[f"uniform_sampling_{net}_mean_vs_theory_max_abs_over_s0"] = max_mean_deviation(
+            data[f"a_{net}_uniform"], data[f"a_{net}_uniform_theory"], s0
+        )
+
+
+#: What the paper says of Fig. 3, stored with the measurements.
+_FIG3_PAPER_CLAIMS = {
+    "theory_matches_experiment": "theoretical predictions from the same initial conditions exactly match the "
+    "experimental trajectories",
+    "dc_overlap": "with λ_FCNN = n λ_CNN the (0,0) mode trajectories of CNN and FCNN overlap",
+    "delay": "the other CNN modes are delayed (factor |v̂| < 1); freqlens' verified rate is n ν, "
+    "so the CNN/FCNN half-time ratio is 1/ν = √2 for generic frequencies",
+}
+
+
+def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
+    """Pure cosines: CNN and FCNN ``a_α(t)`` vs the Eq. 22 sigmoids, CNN/FCNN half-time ratios (spec §6, Fig. 3)."""
+    x, labels = pure_cosines(cfg.n, cfg.freqs, cfg.amplitudes)
+    problem = LinearProblem.from_data(x, labels, device=ctx.device)
+    st = problem.structure
+    cnn, fcnn = _fig3_train(ctx, cfg, problem, cfg.sampling, "main")
+    data = _fig3_data(x, st, cnn, fcnn, _fig3_theory(cfg, st, cnn, fcnn))
+    s0 = float(st.S[0])
+    measured: dict[str, Any] = {
+        "cnn_mean_vs_theory_max_abs_over_s0": max_mean_deviation(data["a_cnn"], data["a_cnn_theory"], s0),
+        "fcnn_mean_vs_theory_max_abs_over_s0": max_mean_deviation(data["a_fcnn"], data["a_fcnn_theory"], s0),
+        "cnn_final_max_abs_A_minus_S_over_s0": float(np.abs(cnn.a_train[:, -1] - np.diag(st.S)).max() / s0),
+        "fcnn_final_max_abs_A_minus_S_over_s0": float(np.abs(fcnn.a_train[:, -1] - np.diag(st.S)).max() / s0),
+    }
+    halves = _fig3_half_times(cfg, st, data)
     if cfg.compare_uniform_sampling and cfg.sampling != "random":
-        cnn_u, fcnn_u = _fig3_train(ctx, cfg, problem, "random", "uniform")
-        th_u = _fig3_theory(cfg, st, cnn_u, fcnn_u)
-        data.update(
-            a_cnn_uniform=_diag(cnn_u.a_train),
-            a_fcnn_uniform=_diag(fcnn_u.a_train),
-            a_cnn_uniform_theory=th_u["a_cnn_theory_trials"].mean(axis=0),
-            a_fcnn_uniform_theory=th_u["a_fcnn_theory_trials"].mean(axis=0),
-        )
-        measured["uniform_sampling_cnn_mean_vs_theory_max_abs_over_s0"] = deviation(
-            data["a_cnn_uniform"], data["a_cnn_uniform_theory"]
-        )
-        measured["uniform_sampling_fcnn_mean_vs_theory_max_abs_over_s0"] = deviation(
-            data["a_fcnn_uniform"], data["a_fcnn_uniform_theory"]
-        )
+        _fig3_uniform(ctx, cfg, problem, data, measured)
     summary = {
         "singular_values": st.S.tolist(),
         "learning_rates": {"cnn": cfg.lr_cnn, "fcnn": cfg.lr_fcnn_factor * cfg.lr_cnn},
-        "paper_claims": {
-            "theory_matches_experiment": "theoretical predictions from the same initial conditions exactly match the "
-            "experimental trajectories",
-            "dc_overlap": "with λ_FCNN = n λ_CNN the (0,0) mode trajectories of CNN and FCNN overlap",
-            "delay": "the other CNN modes are delayed (factor |v̂| < 1); freqlens' verified rate is n ν, "
-            "so the CNN/FCNN half-time ratio is 1/ν = √2 for generic frequencies",
-        },
+        "paper_claims": _FIG3_PAPER_CLAIMS,
         "measured": measured,
         "half_times": halves,
         "acceptance": {
@@ -395,19 +412,63 @@ class SumsConfig:
 @dataclass(frozen=True)
 class Fig4Config(SumsConfig):
     """The sums-of-cosines runs as configured for pinson-fig4 (spec §7, §9 I.2)."""
+
     pass
 
 
 @dataclass(frozen=True)
 class FigS1Config(SumsConfig):
     """The sums-of-cosines runs as configured for pinson-figS1 (spec §8.3, Fig. S.1)."""
+
     pass
 
 
 @dataclass(frozen=True)
 class FigS2Config(SumsConfig):
     """The sums-of-cosines runs as configured for pinson-figS2 (spec §8.3, Fig. S.2)."""
+
     pass
+
+
+def _sums_theory(
+    cfg: SumsConfig, x: Any, labels: Any, st: DatasetStructure, init: Any, t: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The averaged flow (spec §4.2) integrated from every trial's initial kernel and weights: ``A(t)``,
+    ``|k̂_m(t)|`` and ``|W̄_αm(t)|`` at the recorded times ``t``."""
+    p, n = st.num_classes, cfg.n
+    xs = x.reshape(p, -1).numpy()
+    y = np.eye(p)[labels.numpy()]
+    dyn = AveragedCNNDynamics.from_moments(
+        y.T @ xs / p, xs.T @ xs / p, (1, n, n), 1.0, st.U, st.V, tau_from_learning_rate(cfg.lr_cnn, p)
+    )
+    w_hat = vec2d_dft(init.weight.numpy().reshape(cfg.trials, p, n, n))
+    k_hat = np.conj(vec2d_dft(init.kernel.numpy()))  # convolution form of the correlation kernel
+    sol = dyn.integrate(w_hat, k_hat, t.astype(float), rtol=1e-8, atol=1e-14)
+    return {"A": sol["A"], "khat_abs": sol["khat_abs"], "wbar_abs": sol["wbar_abs"]}
+
+
+def _sums_fcnn(ctx: RunContext, cfg: SumsConfig, problem: LinearProblem) -> dict[str, np.ndarray]:
+    """FCNN trials on the sums of cosines from small random init: ``A(t)`` and four final ``W1`` rows (spec §9 I.2)."""
+    p, n = problem.structure.num_classes, cfg.n
+    fin = random_fcnn_init(cfg.trials, n * n, n * n, p, cfg.sigma, seed=ctx.seed + 100)
+    f_arr = ctx.stage(
+        "fcnn",
+        lambda: train_linear_fcnn(
+            problem,
+            fin,
+            cfg.lr_fcnn,
+            cfg.updates,
+            sampling=cfg.sampling,  # type: ignore[arg-type]
+            record_every=cfg.record_every,
+            snapshot_times=(cfg.updates,),
+            snapshot_rows=4,
+            seed=ctx.seed + 2,
+            progress=_progress(ctx, "FCNN"),
+        ).arrays(include_final=False),
+    )
+    fcnn = LinearRun.from_arrays(f_arr, "fcnn", cfg.sampling)
+    rows = fcnn.w1_snapshots[0, -1, :, 0] if fcnn.w1_snapshots is not None else np.zeros(0)
+    return {"A_fcnn": fcnn.a_train, "w1_rows_final": rows}
 
 
 def _sums_runs(ctx: RunContext, cfg: SumsConfig, with_fcnn: bool) -> dict[str, np.ndarray]:
@@ -420,41 +481,21 @@ def _sums_runs(ctx: RunContext, cfg: SumsConfig, with_fcnn: bool) -> dict[str, n
     cnn_arr = ctx.stage(
         "cnn",
         lambda: train_linear_cnn(
-            problem,
-            init,
-            cfg.lr_cnn,
-            cfg.updates,
-            sampling=cfg.sampling,  # type: ignore[arg-type]
-            record_every=cfg.record_every,
-            snapshot_times=(cfg.updates,),
-            record_wbar=True,
-            seed=ctx.seed + 1,
+            problem, init, cfg.lr_cnn, cfg.updates, sampling=cfg.sampling,  # type: ignore[arg-type]
+            record_every=cfg.record_every, snapshot_times=(cfg.updates,), record_wbar=True, seed=ctx.seed + 1,
             progress=_progress(ctx, "CNN"),
         ).arrays(),
-    )
+    )  # fmt: skip
     cnn = LinearRun.from_arrays(cnn_arr, "cnn", cfg.sampling)
-
-    def theory() -> dict[str, np.ndarray]:
-        xs = x.reshape(p, -1).numpy()
-        y = np.eye(p)[labels.numpy()]
-        dyn = AveragedCNNDynamics.from_moments(
-            y.T @ xs / p, xs.T @ xs / p, (1, n, n), 1.0, st.U, st.V, tau_from_learning_rate(cfg.lr_cnn, p)
-        )
-        w_hat = vec2d_dft(init.weight.numpy().reshape(cfg.trials, p, n, n))
-        k_hat = np.conj(vec2d_dft(init.kernel.numpy()))  # convolution form of the correlation kernel
-        sol = dyn.integrate(w_hat, k_hat, cnn.t.astype(float), rtol=1e-8, atol=1e-14)
-        return {"A": sol["A"], "khat_abs": sol["khat_abs"], "wbar_abs": sol["wbar_abs"]}
-
-    th = ctx.stage("cnn_theory", theory)
+    th = ctx.stage("cnn_theory", lambda: _sums_theory(cfg, x, labels, st, init, cnn.t))
     supports = mode_supports(st)
-    winners = wta_winners(np.abs(st.v_hat[:, 0, :]), supports)
     out = {
         "t": cnn.t,
         "s": st.S,
         "class_images": x[:, 0].numpy(),
         "v_hat_abs": np.abs(st.v_hat[:, 0, :]),
         "supports": supports,
-        "winners": winners,
+        "winners": wta_winners(np.abs(st.v_hat[:, 0, :]), supports),
         "A_cnn": cnn.a_train,
         "loss_cnn": cnn.loss_train,
         "khat_abs": cnn.khat_abs[:, :, 0] if cnn.khat_abs is not None else np.zeros(0),
@@ -465,32 +506,8 @@ def _sums_runs(ctx: RunContext, cfg: SumsConfig, with_fcnn: bool) -> dict[str, n
         "wbar_abs_theory": th["wbar_abs"],
     }
     if with_fcnn:
-        fin = random_fcnn_init(cfg.trials, n * n, n * n, p, cfg.sigma, seed=ctx.seed + 100)
-        f_arr = ctx.stage(
-            "fcnn",
-            lambda: train_linear_fcnn(
-                problem,
-                fin,
-                cfg.lr_fcnn,
-                cfg.updates,
-                sampling=cfg.sampling,  # type: ignore[arg-type]
-                record_every=cfg.record_every,
-                snapshot_times=(cfg.updates,),
-                snapshot_rows=4,
-                seed=ctx.seed + 2,
-                progress=_progress(ctx, "FCNN"),
-            ).arrays(include_final=False),
-        )
-        fcnn = LinearRun.from_arrays(f_arr, "fcnn", cfg.sampling)
-        out["A_fcnn"] = fcnn.a_train
-        out["w1_rows_final"] = fcnn.w1_snapshots[0, -1, :, 0] if fcnn.w1_snapshots is not None else np.zeros(0)
+        out.update(_sums_fcnn(ctx, cfg, problem))
     return out
-
-
-def _energy_on_winners(khat_abs: np.ndarray, supports: np.ndarray, winners: np.ndarray) -> np.ndarray:
-    """``(T, p)``: ``Σ_{winners} |k̂_m|² / Σ_{m∈M̄_α} |k̂_m|²`` of the final kernels ``khat_abs (T, n²)``."""
-    e = khat_abs**2
-    return np.stack([(e * winners[a]).sum(axis=1) / (e * supports[a]).sum(axis=1) for a in range(len(supports))], 1)
 
 
 def _freq_label(n: int, m: int) -> str:
@@ -504,8 +521,8 @@ def _freq_label(n: int, m: int) -> str:
 def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
     """Sums of cosines: does the kernel keep only each mode's dominant frequency (sWTA, spec §7, Eqs. 23-24)?"""
     data = _sums_runs(ctx, cfg, with_fcnn=True)
-    frac = _energy_on_winners(data["khat_abs"][:, -1], data["supports"], data["winners"])
-    frac_theory = _energy_on_winners(data["khat_abs_theory"][:, -1], data["supports"], data["winners"])
+    frac = energy_on_winners(data["khat_abs"][:, -1], data["supports"], data["winners"])
+    frac_theory = energy_on_winners(data["khat_abs_theory"][:, -1], data["supports"], data["winners"])
     data["energy_on_winners"] = frac
     n = cfg.n
     summary = {
@@ -675,23 +692,14 @@ register(
 
 
 # ---------------------------------------------------------------------------------------- Fig. S.2
-def _balance_ratios(wbar_abs: np.ndarray, khat_abs: np.ndarray, supports: np.ndarray) -> list[np.ndarray]:
-    """Per mode α: ``(T, R, |M̄_α|)`` ratios ``|W̄_αm| / |k̂_m|``."""
-    return [wbar_abs[:, :, a, supports[a]] / khat_abs[:, :, supports[a]] for a in range(len(supports))]
-
-
 def run_figS2(ctx: RunContext, cfg: FigS2Config) -> ExperimentResult:
     """Sums of cosines: when ``|W̄_αm| / |k̂_m|`` reaches 1 (within 10 %) mode by mode (spec §8.3, Fig. S.2)."""
     data = _sums_runs(ctx, cfg, with_fcnn=False)
-    ratios = _balance_ratios(data["wbar_abs"], data["khat_abs"], data["supports"])
+    ratios = balance_ratios(data["wbar_abs"], data["khat_abs"], data["supports"])
     t = data["t"]
-    s = data["s"]
-    balanced_at = []
-    for r in ratios:
-        close = np.all(np.abs(np.log(r)) < np.log(1.1), axis=(0, 2))  # every trial and frequency within 10%
-        stays = np.flatnonzero(close[::-1].cumprod()[::-1])  # from then on
-        balanced_at.append(float(t[stays[0]]) if len(stays) else float("nan"))
-    learned_at = [_half_time(t.astype(float), data["A_cnn"][:, :, a, a].mean(axis=0), s[a]) for a in range(len(s))]
+    balanced_at = [balanced_from(t, r, tolerance=0.1) for r in ratios]  # every trial and frequency within 10%
+    a_mean = effective_singular_values(data["A_cnn"]).mean(axis=0)
+    learned_at = half_times(t.astype(float), a_mean, data["s"], interpolate=True, never=np.nan).tolist()
     summary = {
         "paper_claim": "|W̄_αm|/|k̂_m| -> 1 in a cascade: mode 0's frequencies balance first, mode 1's after mode 0 "
         "is learned",
@@ -708,8 +716,8 @@ def run_figS2(ctx: RunContext, cfg: FigS2Config) -> ExperimentResult:
 def plot_figS2(data: Mapping[str, np.ndarray], cfg: FigS2Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw pinson-figS2: balancedness ratios over time, measured and theory, per mode (plumbing)."""
     t = data["t"]
-    ratios = _balance_ratios(data["wbar_abs"], data["khat_abs"], data["supports"])
-    ratios_th = _balance_ratios(data["wbar_abs_theory"], data["khat_abs_theory"], data["supports"])
+    ratios = balance_ratios(data["wbar_abs"], data["khat_abs"], data["supports"])
+    ratios_th = balance_ratios(data["wbar_abs_theory"], data["khat_abs_theory"], data["supports"])
     fig = Figure(figsize=(7.5, 4.2), constrained_layout=True)
     ax = fig.subplots()
     for a, (r, r_th) in enumerate(zip(ratios, ratios_th)):

@@ -19,6 +19,16 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from ..analysis.linear_dynamics_metrics import (
+    cascade_index,
+    effective_singular_values,
+    half_times,
+    kernel_energy_in_top,
+    loss_stats,
+    max_mean_deviation,
+    modes_in_order,
+    spectrum_alignment,
+)
 from ..datasets import CIFAR10_CLASSES, SHAPES, geometric_shapes, load_cifar10
 from ..fourier import vec2d_dft
 from ..plots import MODE_COLORS, show_image, signed_image
@@ -32,51 +42,6 @@ from .registry import Experiment, ExperimentResult, RunContext, register
 def _progress(ctx: RunContext, desc: str) -> Any:
     """A progress callback for the trainers, labelled ``desc`` (plumbing)."""
     return lambda it: ctx.progress(it, desc=desc, unit="rec")
-
-
-def _half_times(t: np.ndarray, a: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """``(T, p)`` first recorded time with ``a_αα ≥ s_α/2`` (``inf`` if never) from ``a (T, R, p, p)``."""
-    diag = np.diagonal(a, axis1=-2, axis2=-1)  # (T, R, p)
-    out = np.full(diag.shape[0::2], np.inf)
-    for i in range(diag.shape[0]):
-        for alpha in range(diag.shape[2]):
-            hit = np.flatnonzero(diag[i, :, alpha] >= s[alpha] / 2)
-            if len(hit):
-                out[i, alpha] = t[hit[0]]
-    return out
-
-
-def _ordered(half: np.ndarray) -> np.ndarray:
-    """Per trial: the discovered modes appear in order of decreasing ``s_α`` (undiscovered ones last)."""
-    ok = []
-    for row in half:
-        found = row[np.isfinite(row)]
-        ok.append(bool(np.all(np.diff(found) > 0)) and bool(np.all(np.isfinite(row[: len(found)]))))
-    return np.asarray(ok)
-
-
-def _cascade_index(t: np.ndarray, khat: np.ndarray, half: np.ndarray) -> int:
-    """A frequency whose ``|k̂_m|`` grows in two separate mode discoveries (trial-0 curves ``khat (R, M)``).
-
-    Growth of ``log|k̂_m|`` over the window before each discovery time; the score of ``m`` is the best
-    ``min(G_α, G_β)`` over mode pairs ``α < β`` (spec §5 of the paper: "cascaded trajectory")."""
-    times = [float(h) for h in half if np.isfinite(h)]
-    if len(times) < 2:
-        return int(np.argmax(khat[-1]))
-    logk = np.log(np.maximum(khat, 1e-300))
-    growth = []
-    start = 0.0
-    for tau in times:
-        i0 = int(np.searchsorted(t, start))
-        i1 = min(int(np.searchsorted(t, tau)), len(t) - 1)
-        growth.append(logk[i1] - logk[i0])
-        start = tau
-    g = np.stack(growth)  # (modes, M)
-    best = np.full(g.shape[1], -np.inf)
-    for a in range(len(times)):
-        for b in range(a + 1, len(times)):
-            best = np.maximum(best, np.minimum(g[a], g[b]))
-    return int(np.argmax(best))
 
 
 # ================================================================================== shapes runs
@@ -127,8 +92,41 @@ class ShapesConfig:
             )
 
 
-def _shapes_runs(ctx: RunContext, cfg: ShapesConfig) -> dict[str, np.ndarray]:
-    """Linear CNN and FCNN trials on the geometric shapes from small random init (spec §9 I.3)."""
+def _shapes_theory(
+    cfg: ShapesConfig, x: torch.Tensor, labels: torch.Tensor, st: Any, init: Any, fin: Any, t: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The averaged CNN and FCNN flows (spec §4.2) integrated from every trial's initial condition: ``A(t)`` and
+    the loss at the recorded times ``t``."""
+    p, n = st.num_classes, cfg.n
+    xs = x.reshape(p, -1).numpy()
+    y = np.eye(p)[labels.numpy()]
+    sigma_yx, sigma_xx = y.T @ xs / p, xs.T @ xs / p
+    t_eval = t.astype(float)
+    dyn = AveragedCNNDynamics.from_moments(
+        sigma_yx, sigma_xx, (1, n, n), 1.0, st.U, st.V, tau_from_learning_rate(cfg.lr_cnn, p)
+    )
+    w_hat = vec2d_dft(init.weight.numpy().reshape(cfg.trials, p, n, n))
+    k_hat = np.conj(vec2d_dft(init.kernel.numpy()))  # convolution form of the correlation kernel
+    sol = dyn.integrate(w_hat, k_hat, t_eval)
+    fsol = integrate_averaged_fcnn(
+        fin.w1.numpy(), fin.w2.numpy(), sigma_yx, sigma_xx, 1.0, st.U, st.V,
+        tau_from_learning_rate(cfg.lr_fcnn_factor * cfg.lr_cnn, p), t_eval,
+    )  # fmt: skip
+    return {"A_cnn": sol["A"], "loss_cnn": sol["loss"], "A_fcnn": fsol["A"], "loss_fcnn": fsol["loss"]}
+
+
+def _add_discoveries(data: dict[str, Any]) -> None:
+    """Add the CNN and FCNN half-times (``a_α ≥ s_α/2``, per trial) and trial 0's cascaded frequency to a run's
+    record (spec §9 I.3-I.4, Fig. 5 i/j)."""
+    t = data["t"]
+    for net in ("cnn", "fcnn"):
+        data[f"half_{net}"] = half_times(t, effective_singular_values(data[f"A_{net}"]), data["s"])
+    data["cascade_index"] = np.asarray(cascade_index(t.astype(float), data["khat_abs"][0], data["half_cnn"][0]))
+
+
+def _shapes_runs(ctx: RunContext, cfg: ShapesConfig) -> dict[str, Any]:
+    """Linear CNN and FCNN trials on the geometric shapes from small random init (spec §9 I.3); with
+    ``cfg.theory`` the averaged flows under ``"theory"``."""
     x, labels = geometric_shapes(cfg.n, cfg.shapes)
     problem = LinearProblem.from_data(x, labels, device=ctx.device)
     st = problem.structure
@@ -158,7 +156,7 @@ def _shapes_runs(ctx: RunContext, cfg: ShapesConfig) -> dict[str, np.ndarray]:
         ),
         "fcnn", cfg.sampling,
     )  # fmt: skip
-    data: dict[str, np.ndarray] = {
+    data: dict[str, Any] = {
         "t": cnn.t,
         "s": st.S,
         "class_images": x[:, 0].numpy(),
@@ -174,30 +172,8 @@ def _shapes_runs(ctx: RunContext, cfg: ShapesConfig) -> dict[str, np.ndarray]:
         "w1_snapshots": fcnn.w1_snapshots[0, :, :, 0] if fcnn.w1_snapshots is not None else np.zeros(0),
     }
     if cfg.theory:
-
-        def theory() -> dict[str, np.ndarray]:
-            xs = x.reshape(p, -1).numpy()
-            y = np.eye(p)[labels.numpy()]
-            sigma_yx, sigma_xx = y.T @ xs / p, xs.T @ xs / p
-            t_eval = cnn.t.astype(float)
-            dyn = AveragedCNNDynamics.from_moments(
-                sigma_yx, sigma_xx, (1, n, n), 1.0, st.U, st.V, tau_from_learning_rate(cfg.lr_cnn, p)
-            )
-            w_hat = vec2d_dft(init.weight.numpy().reshape(cfg.trials, p, n, n))
-            k_hat = np.conj(vec2d_dft(init.kernel.numpy()))  # convolution form of the correlation kernel
-            sol = dyn.integrate(w_hat, k_hat, t_eval)
-            fsol = integrate_averaged_fcnn(
-                fin.w1.numpy(), fin.w2.numpy(), sigma_yx, sigma_xx, 1.0, st.U, st.V,
-                tau_from_learning_rate(lr_f, p), t_eval,
-            )  # fmt: skip
-            return {"A_cnn": sol["A"], "loss_cnn": sol["loss"], "A_fcnn": fsol["A"], "loss_fcnn": fsol["loss"]}
-
-        th = ctx.stage("shapes_theory", theory)
-        data.update({f"theory_{k}": v for k, v in th.items()})
-    half_c = _half_times(data["t"], data["A_cnn"], st.S)
-    half_f = _half_times(data["t"], data["A_fcnn"], st.S)
-    data["half_cnn"], data["half_fcnn"] = half_c, half_f
-    data["cascade_index"] = np.asarray(_cascade_index(data["t"].astype(float), data["khat_abs"][0], half_c[0]))
+        data["theory"] = ctx.stage("shapes_theory", lambda: _shapes_theory(cfg, x, labels, st, init, fin, cnn.t))
+    _add_discoveries(data)
     return data
 
 
@@ -314,24 +290,8 @@ def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, np.ndarray]:
         "num_train": np.asarray(problem.num_samples),
         "num_test": np.asarray(problem.test.num_samples if problem.test is not None else 0),
     }
-    half_c = _half_times(data["t"], data["A_cnn"], data["s"])
-    data["half_cnn"], data["half_fcnn"] = half_c, _half_times(data["t"], data["A_fcnn"], data["s"])
-    data["cascade_index"] = np.asarray(_cascade_index(data["t"].astype(float), data["khat_abs"][0], half_c[0]))
+    _add_discoveries(data)
     return data
-
-
-def _loss_stats(t: np.ndarray, loss: np.ndarray) -> dict[str, float]:
-    """Minimum, its time, value at 18000 samples and final value of the trial-mean loss (spec §9 I.4)."""
-    mean = loss.mean(axis=0)
-    i = int(np.argmin(mean))
-    at_18000 = float(np.interp(18000.0, t, mean)) if t[-1] >= 18000 else float("nan")
-    return {
-        "min": float(mean[i]),
-        "argmin_samples": float(t[i]),
-        "at_18000": at_18000,
-        "final": float(mean[-1]),
-        "final_minus_min": float(mean[-1] - mean[i]),
-    }
 
 
 #: Matches that were tuned to the paper (so they are calibrations, not independent predictions).
@@ -404,45 +364,64 @@ class Fig5Config:
         self.cifar_config().validate()
 
 
-def run_fig5(ctx: RunContext, cfg: Fig5Config) -> ExperimentResult:
-    """Shapes and CIFAR-4 runs; half-times and mode order of the CNN and FCNN (spec §9 I.3-I.4, Fig. 5)."""
-    shapes = _shapes_runs(ctx, cfg.shapes_config())
-    cifar = _cifar_runs(ctx, cfg.cifar_config())
-    data = {f"shapes_{k}": v for k, v in shapes.items()}
-    data.update({f"cifar_{k}": v for k, v in cifar.items()})
-    summary: dict[str, Any] = {"paper_claims": {}, "measured": {}}
-    for name, d in (("shapes", shapes), ("cifar4", cifar)):
-        for net in ("cnn", "fcnn"):
-            half = d[f"half_{net}"]
-            ordered = _ordered(half)
-            summary["measured"][f"{name}_{net}_discovery_half_times_median"] = np.median(half, axis=0).tolist()
-            summary["measured"][f"{name}_{net}_modes_in_order_of_s_every_trial"] = bool(ordered.all())
-            summary["measured"][f"{name}_{net}_trials_in_order"] = int(ordered.sum())
-            summary["measured"][f"{name}_{net}_modes_discovered_min_over_trials"] = int(
-                np.isfinite(half).sum(axis=1).min()
-            )
-        summary["measured"][f"{name}_singular_values"] = d["s"].tolist()
-    summary["paper_claims"] = {
-        "order": "both networks discover the modes in order of decreasing s_α with stage-like transitions",
-        "shapes_cnn_times": "CNN discovers mode 0 by ≈2000 samples, 1 by ≈9000, 2 by ≈16000, 3 by ≈55000 (App. J)",
-        "cifar4_fcnn": "the FCNN has found all modes after ≈18000 samples at train and test loss ≈0.21, then overfits",
-        "cifar4_cnn": "the CNN needs many more samples to find all modes but does not overfit",
-    }
-    if "shapes_theory_A_cnn" in data:
-        s0 = float(shapes["s"][0])
-        for net in ("cnn", "fcnn"):
-            dev = np.abs(shapes[f"A_{net}"].mean(axis=0) - shapes[f"theory_A_{net}"].mean(axis=0)).max() / s0
-            summary["measured"][f"shapes_{net}_mean_A_vs_averaged_flow_max_abs_over_s0"] = float(dev)
+def _discovery_summary(name: str, d: Mapping[str, np.ndarray], measured: dict[str, Any]) -> None:
+    """Median half-times, mode order per trial and modes discovered, for both nets of one dataset (spec §9
+    I.3-I.4), added to ``measured`` under ``{name}_{net}_...``."""
+    for net in ("cnn", "fcnn"):
+        half = d[f"half_{net}"]
+        ordered = modes_in_order(half)
+        measured[f"{name}_{net}_discovery_half_times_median"] = np.median(half, axis=0).tolist()
+        measured[f"{name}_{net}_modes_in_order_of_s_every_trial"] = bool(ordered.all())
+        measured[f"{name}_{net}_trials_in_order"] = int(ordered.sum())
+        measured[f"{name}_{net}_modes_discovered_min_over_trials"] = int(np.isfinite(half).sum(axis=1).min())
+    measured[f"{name}_singular_values"] = d["s"].tolist()
+
+
+def _cifar_loss_summary(cifar: Mapping[str, np.ndarray], measured: dict[str, Any]) -> None:
+    """Train and test loss landmarks of both nets on CIFAR-4 and whether the test loss rises after its minimum
+    (overfitting, spec §9 I.4), added to ``measured``."""
     t = cifar["t"].astype(float)
     for net in ("cnn", "fcnn"):
-        summary["measured"][f"cifar4_{net}_train_loss"] = _loss_stats(t, cifar[f"loss_{net}"])
+        measured[f"cifar4_{net}_train_loss"] = loss_stats(t, cifar[f"loss_{net}"])
         if cifar[f"loss_test_{net}"].size:
-            stats = _loss_stats(t, cifar[f"loss_test_{net}"])
+            stats: dict[str, Any] = dict(loss_stats(t, cifar[f"loss_test_{net}"]))
             stats["rises_after_min"] = bool(stats["final_minus_min"] > 1e-3)
-            summary["measured"][f"cifar4_{net}_test_loss"] = stats
-    summary["measured"]["cifar4_images"] = {"train": int(cifar["num_train"]), "test": int(cifar["num_test"])}
-    summary["calibrated_matches"] = [_SHAPES_CALIBRATION, _CIFAR4_CALIBRATION]
-    return ExperimentResult(data=data, summary=summary)
+            measured[f"cifar4_{net}_test_loss"] = stats
+    measured["cifar4_images"] = {"train": int(cifar["num_train"]), "test": int(cifar["num_test"])}
+
+
+#: What the paper says of Fig. 5, stored with the measurements.
+_FIG5_PAPER_CLAIMS = {
+    "order": "both networks discover the modes in order of decreasing s_α with stage-like transitions",
+    "shapes_cnn_times": "CNN discovers mode 0 by ≈2000 samples, 1 by ≈9000, 2 by ≈16000, 3 by ≈55000 (App. J)",
+    "cifar4_fcnn": "the FCNN has found all modes after ≈18000 samples at train and test loss ≈0.21, then overfits",
+    "cifar4_cnn": "the CNN needs many more samples to find all modes but does not overfit",
+}
+
+
+def run_fig5(ctx: RunContext, cfg: Fig5Config) -> ExperimentResult:
+    """Shapes and CIFAR-4 runs; half-times and mode order of the CNN and FCNN (spec §9 I.3-I.4, Fig. 5).
+
+    ``data``: the record ``{"shapes": {...}, "cifar": {...}}`` of both runs (shapes with its ``"theory"``)."""
+    shapes = _shapes_runs(ctx, cfg.shapes_config())
+    cifar = _cifar_runs(ctx, cfg.cifar_config())
+    measured: dict[str, Any] = {}
+    _discovery_summary("shapes", shapes, measured)
+    _discovery_summary("cifar4", cifar, measured)
+    if "theory" in shapes:
+        s0 = float(shapes["s"][0])
+        for net in ("cnn", "fcnn"):
+            theory = shapes["theory"][f"A_{net}"].mean(axis=0)
+            measured[f"shapes_{net}_mean_A_vs_averaged_flow_max_abs_over_s0"] = max_mean_deviation(
+                shapes[f"A_{net}"], theory, s0
+            )
+    _cifar_loss_summary(cifar, measured)
+    summary: dict[str, Any] = {
+        "paper_claims": _FIG5_PAPER_CLAIMS,
+        "measured": measured,
+        "calibrated_matches": [_SHAPES_CALIBRATION, _CIFAR4_CALIBRATION],
+    }
+    return ExperimentResult(data={"shapes": shapes, "cifar": cifar}, summary=summary)
 
 
 def _a_panel(ax: Axes, t: np.ndarray, a: np.ndarray, s: np.ndarray, ls: str, lw: float) -> None:
@@ -452,103 +431,115 @@ def _a_panel(ax: Axes, t: np.ndarray, a: np.ndarray, s: np.ndarray, ls: str, lw:
         ax.plot(t, a[:, :, alpha, alpha].mean(axis=0), color=col, ls=ls, lw=lw)
 
 
-def _dataset_figure(data: Mapping[str, np.ndarray], prefix: str, title: str, rgb: bool) -> Figure:
-    """One Fig. 5 column: ``a_α(t)``, losses, ``|k̂_m(t)|``, W1 rows and kernels at snapshots (plumbing)."""
-    d = {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
+def _effective_sv_axes(ax: Axes, d: Mapping[str, Any]) -> None:
+    """Fig. 5 (a/b): trial-mean ``a_α(t)`` of the CNN and FCNN, with the averaged flow when stored (plumbing)."""
     t, s = d["t"], d["s"]
+    _a_panel(ax, t, d["A_cnn"], s, "-", 2.0)
+    _a_panel(ax, t, d["A_fcnn"], s, "--", 1.2)
+    if "theory" in d:
+        for alpha in range(len(s)):
+            ax.plot(t, d["theory"]["A_cnn"][:, :, alpha, alpha].mean(axis=0), color="k", lw=0.7, ls=":")
+            ax.plot(t, d["theory"]["A_fcnn"][:, :, alpha, alpha].mean(axis=0), color="k", lw=0.7, ls=":")
+        ax.plot([], [], color="k", lw=0.7, ls=":", label="averaged flow (§4.2)")
+    for alpha in range(len(s)):
+        col = MODE_COLORS[alpha % len(MODE_COLORS)]
+        ax.axhline(s[alpha], color=col, lw=0.5, ls=":")
+        ax.plot([], [], color=col, lw=4, label=f"mode {alpha}, $s_{alpha}$={s[alpha]:.2f}")
+    ax.plot([], [], color="gray", lw=2.0, label="CNN")
+    ax.plot([], [], color="gray", lw=1.2, ls="--", label="FCNN")
+    ax.set_xlim(0, float(t[-1]))
+    ax.set_xlabel("samples t")
+    ax.set_ylabel("$a_\\alpha(t)$ (mean of trials)")
+    ax.set_title("(a/b) effective singular values")
+    ax.legend(fontsize=6, loc="center right", framealpha=0.85)
+
+
+def _loss_axes(ax: Axes, d: Mapping[str, Any], cifar: bool) -> None:
+    """Fig. 5 (c/d): trial-mean train (and test) losses, with the averaged flow's when stored (plumbing)."""
+    t = d["t"]
+    for net, col in (("cnn", "#0072B2"), ("fcnn", "#D55E00")):
+        ax.plot(t, d[f"loss_{net}"].mean(axis=0), color=col, lw=1.8, label=f"{net.upper()} train")
+        if d.get(f"loss_test_{net}") is not None and d[f"loss_test_{net}"].size:
+            ax.plot(t, d[f"loss_test_{net}"].mean(axis=0), color=col, lw=1.2, ls="--", label=f"{net.upper()} test")
+        if "theory" in d:
+            ax.plot(t, d["theory"][f"loss_{net}"].mean(axis=0), color="k", lw=0.7, ls=":")
+    ax.set_xlabel("samples t")
+    ax.set_ylabel("loss (1/p)‖y − ŷ‖², mean of trials")
+    ax.set_title("(c/d) loss")
+    ax.legend(fontsize=7)
+    if cifar:
+        ax.axvline(18000, color="gray", lw=0.6, ls=":")
+        lo = min(float(d["loss_fcnn"].mean(axis=0).min()), float(d["loss_cnn"].mean(axis=0).min()))
+        ax.set_ylim(lo - 0.01, 0.255)
+
+
+def _kernel_spectrum_axes(ax: Axes, d: Mapping[str, Any], rgb: bool) -> None:
+    """Fig. 5 (i/j): trial 0's ``|k̂_m(t)|``, the cascaded trajectory highlighted, CNN discoveries dotted (plumbing)."""
+    t = d["t"]
+    k0 = d["khat_abs"][0]
+    ax.plot(t, k0, color="0.6", lw=0.4, alpha=0.5)
+    m = int(d["cascade_index"])
+    ax.plot(t, k0[:, m], color="#0072B2", lw=2.2, label=f"cascaded trajectory m={m}")
+    for alpha, h in enumerate(np.median(d["half_cnn"], axis=0)):
+        if np.isfinite(h):
+            ax.axvline(h, color=MODE_COLORS[alpha % len(MODE_COLORS)], lw=0.7, ls=":")
+    ax.set_yscale("log")
+    ax.set_xlabel("samples t (dotted: CNN mode discoveries)")
+    ax.set_ylabel("$|\\hat k_m(t)|$ (trial 0" + (", norm over RGB)" if rgb else ")"))
+    ax.set_title("(i/j) all kernel Fourier coefficients")
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def _show_weights(ax: Axes, img: np.ndarray, rgb: bool) -> None:
+    """A kernel or ``W1`` row: signed RGB, or a symmetric red-blue map (plumbing)."""
+    if rgb:
+        show_image(ax, signed_image(img))
+    else:
+        lim = float(np.abs(img).max()) or 1.0
+        show_image(ax, img, cmap="RdBu_r", vmin=-lim, vmax=lim)
+
+
+def _dataset_figure(d: Mapping[str, Any], title: str, rgb: bool) -> Figure:
+    """One Fig. 5 column from one dataset's record: ``a_α(t)``, losses, ``|k̂_m(t)|``, and the FCNN ``W1`` rows
+    (e/g) and CNN kernels (f/h) of trial 0 at the snapshot times (plumbing)."""
     snaps = d["snapshot_t"]
     ns = len(snaps)
     fig = Figure(figsize=(max(13.0, 2.0 * ns + 3), 10.5), constrained_layout=True)
     grid = fig.add_gridspec(4, max(ns, 3), height_ratios=[1.5, 1.0, 1.0, 1.0])
     top = grid[0, :].subgridspec(1, 3)
     ax_a, ax_l, ax_k = (fig.add_subplot(top[0, i]) for i in range(3))
-    # (a, b) effective singular values
-    _a_panel(ax_a, t, d["A_cnn"], s, "-", 2.0)
-    _a_panel(ax_a, t, d["A_fcnn"], s, "--", 1.2)
-    if "theory_A_cnn" in d:
-        for alpha in range(len(s)):
-            ax_a.plot(t, d["theory_A_cnn"][:, :, alpha, alpha].mean(axis=0), color="k", lw=0.7, ls=":")
-            ax_a.plot(t, d["theory_A_fcnn"][:, :, alpha, alpha].mean(axis=0), color="k", lw=0.7, ls=":")
-        ax_a.plot([], [], color="k", lw=0.7, ls=":", label="averaged flow (§4.2)")
-    for alpha in range(len(s)):
-        col = MODE_COLORS[alpha % len(MODE_COLORS)]
-        ax_a.axhline(s[alpha], color=col, lw=0.5, ls=":")
-        ax_a.plot([], [], color=col, lw=4, label=f"mode {alpha}, $s_{alpha}$={s[alpha]:.2f}")
-    ax_a.plot([], [], color="gray", lw=2.0, label="CNN")
-    ax_a.plot([], [], color="gray", lw=1.2, ls="--", label="FCNN")
-    ax_a.set_xlim(0, float(t[-1]))
-    ax_a.set_xlabel("samples t")
-    ax_a.set_ylabel("$a_\\alpha(t)$ (mean of trials)")
-    ax_a.set_title("(a/b) effective singular values")
-    ax_a.legend(fontsize=6, loc="center right", framealpha=0.85)
-    # (c, d) losses
-    for net, col in (("cnn", "#0072B2"), ("fcnn", "#D55E00")):
-        ax_l.plot(t, d[f"loss_{net}"].mean(axis=0), color=col, lw=1.8, label=f"{net.upper()} train")
-        if d.get(f"loss_test_{net}") is not None and d[f"loss_test_{net}"].size:
-            ax_l.plot(t, d[f"loss_test_{net}"].mean(axis=0), color=col, lw=1.2, ls="--", label=f"{net.upper()} test")
-        if f"theory_loss_{net}" in d:
-            ax_l.plot(t, d[f"theory_loss_{net}"].mean(axis=0), color="k", lw=0.7, ls=":")
-    ax_l.set_xlabel("samples t")
-    ax_l.set_ylabel("loss (1/p)‖y − ŷ‖², mean of trials")
-    ax_l.set_title("(c/d) loss")
-    ax_l.legend(fontsize=7)
-    if prefix.startswith("cifar"):
-        ax_l.axvline(18000, color="gray", lw=0.6, ls=":")
-        lo = min(float(d["loss_fcnn"].mean(axis=0).min()), float(d["loss_cnn"].mean(axis=0).min()))
-        ax_l.set_ylim(lo - 0.01, 0.255)
-    # (i, j) kernel Fourier coefficients of trial 0, one cascaded trajectory highlighted
-    k0 = d["khat_abs"][0]
-    ax_k.plot(t, k0, color="0.6", lw=0.4, alpha=0.5)
-    m = int(d["cascade_index"])
-    ax_k.plot(t, k0[:, m], color="#0072B2", lw=2.2, label=f"cascaded trajectory m={m}")
-    for alpha, h in enumerate(np.median(d["half_cnn"], axis=0)):
-        if np.isfinite(h):
-            ax_k.axvline(h, color=MODE_COLORS[alpha % len(MODE_COLORS)], lw=0.7, ls=":")
-    ax_k.set_yscale("log")
-    ax_k.set_xlabel("samples t (dotted: CNN mode discoveries)")
-    ax_k.set_ylabel("$|\\hat k_m(t)|$ (trial 0" + (", norm over RGB)" if rgb else ")"))
-    ax_k.set_title("(i/j) all kernel Fourier coefficients")
-    ax_k.legend(fontsize=7, loc="lower right")
-    # (e/g) FCNN W1 rows and (f/h) CNN kernels at the snapshot times
+    _effective_sv_axes(ax_a, d)
+    _loss_axes(ax_l, d, cifar=rgb)
+    _kernel_spectrum_axes(ax_k, d, rgb)
     w1 = d["w1_snapshots"]  # (S, rows, [C,] n, n)
     kern = d["kernel_snapshots"]  # (S, [C,] n, n)
     for j in range(ns):
         for r in range(2):
             ax = fig.add_subplot(grid[1 + r, j])
-            img = w1[j, r]
-            if rgb:
-                show_image(ax, signed_image(img))
-            else:
-                lim = float(np.abs(img).max()) or 1.0
-                show_image(ax, img, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            _show_weights(ax, w1[j, r], rgb)
             if j == 0:
                 ax.set_ylabel(f"FCNN $W_1$ row {r}")
             if r == 0:
                 ax.set_title(f"t = {int(snaps[j])}")
         ax = fig.add_subplot(grid[3, j])
-        img = kern[j]
-        if rgb:
-            show_image(ax, signed_image(img))
-        else:
-            lim = float(np.abs(img).max()) or 1.0
-            show_image(ax, img, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        _show_weights(ax, kern[j], rgb)
         if j == 0:
             ax.set_ylabel("CNN kernel")
     fig.suptitle(title)
     return fig
 
 
-def plot_fig5(data: Mapping[str, np.ndarray], cfg: Fig5Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_fig5(data: Mapping[str, Any], cfg: Fig5Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw pinson-fig5: the shapes and CIFAR-4 figures (plumbing)."""
-    n_tr = data["shapes_A_cnn"].shape[0]
+    sh, ci = data["shapes"], data["cifar"]
     shapes = _dataset_figure(
-        data, "shapes_", f"Geometric shapes {', '.join(cfg.shapes)}: linear CNN vs FCNN, {n_tr} trials "
+        sh, f"Geometric shapes {', '.join(cfg.shapes)}: linear CNN vs FCNN, {sh['A_cnn'].shape[0]} trials "
         "(Pinson et al., Fig. 5 left; trial 0 shown in the image rows)", rgb=False,
     )  # fmt: skip
     names = ", ".join(CIFAR10_CLASSES[c] for c in (0, 1, 2, 3))
     cifar = _dataset_figure(
-        data, "cifar_", f"CIFAR-4 ({names}), mean subtracted, {int(data['cifar_num_train'])} train / "
-        f"{int(data['cifar_num_test'])} test images: linear CNN vs FCNN (Pinson et al., Fig. 5 right)", rgb=True,
+        ci, f"CIFAR-4 ({names}), mean subtracted, {int(ci['num_train'])} train / "
+        f"{int(ci['num_test'])} test images: linear CNN vs FCNN (Pinson et al., Fig. 5 right)", rgb=True,
     )  # fmt: skip
     return {"fig5_shapes": shapes, "fig5_cifar4": cifar}
 
@@ -590,24 +581,14 @@ def run_figS5(ctx: RunContext, cfg: FigS5Config) -> ExperimentResult:
     t = data["t"]
     rows = [int(np.flatnonzero(t == s)[0]) for s in cfg.snapshot_times]
     data["row_index"] = np.asarray(rows)
-    a_mean = np.diagonal(data["A_cnn"], axis1=-2, axis2=-1).mean(axis=0)  # (R, p)
+    a_mean = effective_singular_values(data["A_cnn"]).mean(axis=0)  # (R, p)
     progress = a_mean[rows] / data["s"][None]  # (rows, p): a_α / s_α of the trial mean
     # A mode is shown once it is being discovered (a_α ≥ 0.2 s_α; the title gives a_α/s_α).
     discovered = progress >= 0.2
     data["discovered"], data["progress"] = discovered, progress
     kbar = data["khat_abs"].mean(axis=0)  # (R, n²)
-    corr = []
-    for i, r in enumerate(rows):
-        modes = np.flatnonzero(discovered[i])
-        if not len(modes):
-            corr.append(float("nan"))
-            continue
-        vmax = data["v_hat_abs"][modes].max(axis=0)
-        corr.append(float(np.corrcoef(vmax, kbar[r])[0, 1]))
-    top = []
-    for r in rows:
-        order = np.argsort(-kbar[r])[:8]
-        top.append(float((kbar[r][order] ** 2).sum() / (kbar[r] ** 2).sum()))
+    corr = [spectrum_alignment(data["v_hat_abs"], kbar[r], np.flatnonzero(discovered[i])) for i, r in enumerate(rows)]
+    top = [kernel_energy_in_top(kbar[r], 8) for r in rows]
     summary = {
         "paper_claim": "at each time the kernel spectrum is a sparse mixture of the dominant frequencies of the "
         "singular vectors discovered so far (large |k̂_m| sit on large |v̂_mα|)",
