@@ -27,6 +27,8 @@ __all__ = ["ActivationSpectra", "LayerActivationSpectrum", "activation_spectra",
 
 Capture = Literal["output", "input"]
 
+_EIG_CHUNK_BYTES = 64 * 2**20  # Gram rows gathered per eigensolver call (bounds the extra copy in finish)
+
 
 @dataclass(frozen=True)
 class LayerActivationSpectrum:
@@ -110,52 +112,75 @@ class ActivationSpectra:
 
 
 class _GramAccumulator:
-    """Per-layer running Gram matrices on the conjugate-representative half-plane."""
+    """Per-layer running Gram matrices ``G(ω) = α̂(ω)ᴴ α̂(ω)`` on the ``rfft2`` half-plane, in real arithmetic.
+
+    With ``α̂(ω) = X + iY`` (``N×c``), ``G = (XᵀX + YᵀY) + i(K − Kᵀ)`` with ``K = XᵀY``: two real batched
+    matmuls per layer and batch over all ``F = H·(W//2+1)`` frequencies at once (``3Nc²`` multiply-adds
+    per frequency instead of the ``4Nc²`` of a complex product), no per-frequency loop.
+
+    Layout (why): ``rfft2`` of ``(N, c, H, W)`` gives ``(N·c, F)`` complex = ``(N·c, 2F)`` real with the
+    frequencies innermost; one 2-D transpose (a blocked copy in torch) makes it ``(F, 2, N, c)``, so every
+    frequency's ``X`` and ``Y`` are contiguous ``N×c`` blocks, and ``[X; Y]`` is one ``2N×c`` block.
+    The whole half-plane is accumulated: its ``v = 0`` and ``v = W/2`` columns hold both members of
+    ``H/2 - 1`` conjugate pairs, a ``≈ 2/W`` share of duplicate work, cheaper than gathering the exact
+    representatives (a strided copy); :meth:`finish` keeps one frequency per pair.
+    """
 
     def __init__(self, dtype: torch.dtype) -> None:
         self.dtype = dtype
-        self.gram: dict[str, torch.Tensor] = {}
-        self.energy: dict[str, float] = {}
+        self.gram_real: dict[str, torch.Tensor] = {}  # Σ XᵀX + YᵀY, (F, c, c)
+        self.gram_cross: dict[str, torch.Tensor] = {}  # K = Σ XᵀY, (F, c, c)
+        self.energy: dict[str, torch.Tensor] = {}
         self.grid: dict[str, tuple[int, int]] = {}
         self.samples: dict[str, int] = {}
-        self.index: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
 
     def add(self, name: str, act: torch.Tensor) -> None:
         if act.ndim != 4:
             raise ValueError(f"layer {name!r}: expected activations (N, C, H, W), got shape {tuple(act.shape)}")
-        a = act.detach().to(self.dtype)
+        a = act.detach().to(self.dtype).contiguous()
         n, c, h, w = a.shape
-        if name not in self.gram:
-            idx_half, idx_full = half_plane_representatives((h, w))
-            cdtype = torch.complex128 if self.dtype == torch.float64 else torch.complex64
-            self.index[name] = (torch.from_numpy(idx_half).to(a.device), idx_full)
-            self.gram[name] = torch.zeros(len(idx_half), c, c, dtype=cdtype, device=a.device)
-            self.energy[name] = 0.0
-            self.grid[name] = (h, w)
-            self.samples[name] = 0
-        elif self.grid[name] != (h, w) or self.gram[name].shape[-1] != c:
+        half = h * (w // 2 + 1)
+        first = name not in self.gram_real
+        if not first and (self.grid[name] != (h, w) or self.gram_real[name].shape[-1] != c):
             raise ValueError(
                 f"layer {name!r}: activation shape changed between batches: {(c, h, w)} vs "
-                f"{(self.gram[name].shape[-1], *self.grid[name])}"
+                f"{(self.gram_real[name].shape[-1], *self.grid[name])}"
             )
-        spec = torch.fft.rfft2(a).reshape(n, c, -1).index_select(2, self.index[name][0])  # (N, c, F)
-        z = spec.permute(2, 0, 1)  # (F, N, c)
-        self.gram[name] += z.mH @ z  # Σ_n conj(α̂_n) α̂_nᵀ, per frequency: (F, c, c)
-        self.energy[name] += float(a.pow(2).sum())
+        flat = a.view(-1)
+        energy = torch.dot(flat, flat).to(torch.float64)  # a device tensor: no host synchronisation per batch
+        spec = torch.view_as_real(torch.fft.rfft2(a)).reshape(n * c, 2 * half)
+        parts = spec.t().contiguous().view(half, 2, n, c)  # per frequency X = Re α̂(ω), Y = Im α̂(ω): N×c
+        stacked = parts.view(half, 2 * n, c)  # [X; Y]
+        x, y = parts[:, 0], parts[:, 1]
+        if first:  # the first products allocate the accumulators (no separate zero fill)
+            self.gram_real[name] = torch.bmm(stacked.mT, stacked)
+            self.gram_cross[name] = torch.bmm(x.mT, y)
+            self.energy[name] = energy
+            self.grid[name] = (h, w)
+            self.samples[name] = n
+            return
+        self.gram_real[name].baddbmm_(stacked.mT, stacked)
+        self.gram_cross[name].baddbmm_(x.mT, y)
+        self.energy[name] += energy
         self.samples[name] += n
+
+    def gram(self, name: str, rows: torch.Tensor) -> torch.Tensor:
+        """The complex Gram matrices ``G(ω)`` of the half-plane ``rows`` (plumbing)."""
+        cross = self.gram_cross[name].index_select(0, rows)
+        return torch.complex(self.gram_real[name].index_select(0, rows), cross - cross.mT)
 
     def finish(self, name: str, capture: str) -> LayerActivationSpectrum:
         h, w = self.grid[name]
-        gram = self.gram[name]
-        evals = torch.linalg.eigvalsh(gram).clamp_min(0.0).flip(-1)  # descending
-        sv_half = evals.sqrt().cpu().numpy().astype(np.float64)
-        c = gram.shape[-1]
+        c = self.gram_real[name].shape[-1]
+        idx_half, idx_full = half_plane_representatives((h, w))
+        sv_half = _gram_singular_values(self, name, idx_half, self_conjugate_mask((h, w)).reshape(-1)[idx_full])
+        del self.gram_real[name], self.gram_cross[name]  # released as soon as its layer is done
         full = np.empty((h * w, c))
-        idx_full = self.index[name][1]
         full[idx_full] = sv_half
         full[conjugate_index((h, w))[idx_full]] = sv_half
         total_sv = float((full**2).sum())
-        expected = h * w * self.energy[name]
+        energy = float(self.energy[name])
+        expected = h * w * energy
         rel = abs(total_sv - expected) / expected if expected > 0 else 0.0
         return LayerActivationSpectrum(
             name=name,
@@ -164,9 +189,31 @@ class _GramAccumulator:
             channels=c,
             num_samples=self.samples[name],
             singular_values=full.reshape(h, w, c),
-            energy=self.energy[name],
+            energy=energy,
             parseval_rel_error=rel,
         )
+
+
+def _gram_singular_values(acc: _GramAccumulator, name: str, rows: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """``ς = sqrt(eig(G))`` descending of the Hermitian PSD Grams of half-plane ``rows`` (spec §5b):
+    ``(len(rows), c)``.
+
+    At self-conjugate frequencies (``real``) ``α̂(ω)`` is real, so ``G = XᵀX`` is real symmetric (``Y`` is
+    rounding only) and goes to the real symmetric eigensolver, several times cheaper. Rows are gathered
+    in chunks of about ``_EIG_CHUNK_BYTES``, so no second full copy of the Grams is made.
+    """
+    gram_real = acc.gram_real[name]
+    c = gram_real.shape[-1]
+    out = np.empty((len(rows), c))
+    chunk = max(1, _EIG_CHUNK_BYTES // (2 * c * c * gram_real.element_size()))
+    for sel in (np.flatnonzero(real), np.flatnonzero(~real)):
+        for start in range(0, len(sel), chunk):
+            part = sel[start : start + chunk]
+            index = torch.from_numpy(rows[part]).to(gram_real.device)
+            block = gram_real.index_select(0, index) if real[part[0]] else acc.gram(name, index)
+            evals = torch.linalg.eigvalsh(block)
+            out[part] = evals.clamp_min(0.0).flip(-1).sqrt().cpu().numpy()  # descending
+    return out
 
 
 def _batches(data: torch.Tensor | Iterable[object], batch_size: int) -> Iterable[torch.Tensor]:
@@ -242,7 +289,7 @@ def activation_spectra(
             seen += int(x.shape[0])
     if seen == 0:
         raise ValueError("data holds no samples")
-    missing = [name for name, _ in chosen if name not in acc.gram]
+    missing = [name for name, _ in chosen if name not in acc.gram_real]
     if missing:
         raise ValueError(f"layers {missing} were not called in the forward pass (or gave no 4-D activations)")
     return ActivationSpectra([acc.finish(name, capture) for name, _ in chosen])
