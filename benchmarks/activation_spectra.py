@@ -100,16 +100,18 @@ def _time_model(label: str, width: float, source: torch.Tensor, images: int, arg
         _sync(args.device)
         return out
 
-    forward()  # warm-up (allocator, kernels)
+    with torch.no_grad():
+        model(batches[0])  # warm-up (allocator, kernels)
     fwd, spc = [], []
     result = None
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         t0 = time.perf_counter()
         forward()
         fwd.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         result = spectra()
         spc.append(time.perf_counter() - t0)
+        print(f"  [repeat {repeat + 1}: forward {fwd[-1]:.2f} s, activation_spectra {spc[-1]:.2f} s]", flush=True)
     assert result is not None
     f_med, s_med = statistics.median(fwd), statistics.median(spc)
     values = sum(lay.singular_values.size for lay in result.layers)
@@ -178,6 +180,8 @@ def main() -> None:
     parser.add_argument("--resnet-images", type=int, default=None, help="default 2000 (quick: 200)")
     parser.add_argument("--vgg-images", type=int, default=None, help="default 1000 (quick: 100)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--skip-timing", action="store_true", help="only the peak-memory children")
+    parser.add_argument("--skip-memory", action="store_true", help="only the timings")
     parser.add_argument("--models", default="resnet18,vgg11", help="comma-separated subset of resnet18,vgg11")
     parser.add_argument(
         "--memory-images", default=None, help="two image counts A,B for peak memory (default: about N/4 and N)"
@@ -211,13 +215,15 @@ def main() -> None:
     }
     plan = {KEYS[m]: images[m] for m in chosen}
     source = _cifar_test(max([*plan.values(), *(memory_counts or ())]))
-    print(load_line("before"))
+    print(load_line("before"), flush=True)
     for label, count in plan.items():
-        _time_model(label, width, source, count, args)
-        # whole batches only, so both counts see the same per-batch transients
-        low = max(args.batch_size, count // 4 // args.batch_size * args.batch_size)
-        _memory_model(label, width, source, memory_counts or (min(low, count), count), args)
-        print(load_line(f"after {label}"))
+        if not args.skip_timing:
+            _time_model(label, width, source, count, args)
+        if not args.skip_memory:
+            # whole batches only, so both counts see the same per-batch transients
+            low = max(args.batch_size, count // 4 // args.batch_size * args.batch_size)
+            _memory_model(label, width, source, memory_counts or (min(low, count), count), args)
+        print(load_line(f"after {label}"), flush=True)
 
 
 if __name__ == "__main__":

@@ -199,9 +199,9 @@ def _gram_singular_values(acc: _GramAccumulator, name: str, rows: np.ndarray, re
     """``ς = sqrt(eig(G))`` descending of the Hermitian PSD Grams of half-plane ``rows`` (spec §5b):
     ``(len(rows), c)``.
 
-    At self-conjugate frequencies (``real``) ``α̂(ω)`` is real, so ``G = XᵀX`` is real symmetric (``Y`` is
-    rounding only) and goes to the real symmetric eigensolver, several times cheaper. Rows are gathered
-    in chunks of about ``_EIG_CHUNK_BYTES``, so no second full copy of the Grams is made.
+    At self-conjugate frequencies (``real``) ``α̂(ω)`` is real (``Y`` is rounding only), so ``G`` is its
+    real part ``XᵀX + YᵀY`` and goes to the real symmetric eigensolver, several times cheaper. Rows are
+    gathered in chunks of about ``_EIG_CHUNK_BYTES``, so no second full copy of the Grams is made.
     """
     gram_real = acc.gram_real[name]
     c = gram_real.shape[-1]
