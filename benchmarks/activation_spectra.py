@@ -8,8 +8,9 @@ memory flat in the number of images.
 * VGG-11 at 64x64 on CIFAR-10 test images upsampled bilinearly to 64x64.
 
 Both routes see the identical list of batches; the two are timed interleaved, median of ``--repeats``.
-Peak memory: a fresh child process per image count (``ru_maxrss``; the images are streamed batch by batch
-from the one CIFAR tensor, so only ``activation_spectra``'s own memory can change with the count).
+Peak memory: a fresh child process per image count (its own ``VmHWM``; the images are streamed batch by
+batch from a small ``.npy`` file, so only ``activation_spectra``'s own memory can change with the count).
+Both counts are whole numbers of at least two batches (the peak is reached from the second batch on).
 Threads are pinned (``torch.set_num_threads``, 1 by default); the load average is printed before and after.
 
 Run: python benchmarks/activation_spectra.py [--quick] [--threads T] [--repeats R] [--batch-size B]
@@ -220,8 +221,9 @@ def main() -> None:
         if not args.skip_timing:
             _time_model(label, width, source, count, args)
         if not args.skip_memory:
-            # whole batches only, so both counts see the same per-batch transients
-            low = max(args.batch_size, count // 4 // args.batch_size * args.batch_size)
+            # whole batches, at least two: the first batch allocates the Grams layer by layer, so the steady
+            # peak (all Grams plus one batch in flight) is only reached from the second batch on
+            low = max(2 * args.batch_size, count // 4 // args.batch_size * args.batch_size)
             _memory_model(label, width, source, memory_counts or (min(low, count), count), args)
         print(load_line(f"after {label}"), flush=True)
 
