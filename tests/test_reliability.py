@@ -496,3 +496,14 @@ def test_result_tree_refuses_ambiguous_level_names(bad):
 
     with pytest.raises(ValueError, match="result level names"):
         flatten_tree({"ok": {bad: np.zeros(1)}})
+
+
+def test_replot_of_a_run_with_other_array_names_says_to_rerun(toy: str, tmp_path: Path) -> None:
+    from freqlens.io import write_npz
+
+    path = run_experiment(toy, out=tmp_path, seed=0, show_progress=False)
+    data = _data(path)
+    # an earlier freqlens stored the same arrays under other (flat) names
+    write_npz(path / RunDirectory.DATA, {f"old_{k}": v for k, v in data.items()})
+    with pytest.raises(ValueError, match=r"no array 'loss'.*freqlens rerun"):
+        replot(path)

@@ -421,7 +421,15 @@ def replot(path: str | Path) -> list[Path]:
         raise ValueError(f"{run_dir.path}: the run described by config.json has not finished; nothing to replot")
     config = build_config(exp.config_cls, record["config"], where=exp.name)
     with run_dir.locked():
-        return _plot_into(exp, run_dir.path, run_dir.read_data(), config, run_dir.read_summary())
+        try:
+            return _plot_into(exp, run_dir.path, run_dir.read_data(), config, run_dir.read_summary())
+        except KeyError as exc:
+            # data.npz of an earlier freqlens may name its arrays differently (flat names before nested records)
+            written = record.get("versions", {}).get("freqlens", "an unknown version")
+            raise ValueError(
+                f"{run_dir.path}: data.npz has no array {exc} that {exp.name}'s plot needs (written by freqlens "
+                f"{written}); recompute it with `freqlens rerun {run_dir.path}`"
+            ) from exc
 
 
 def rerun(
