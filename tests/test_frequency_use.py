@@ -368,6 +368,12 @@ def test_results_round_trip_exactly_and_have_short_repr(tmp_path: Path) -> None:
         a, b = res._arrays(), back._arrays()
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
         assert res._meta() == back._meta()
+        meta, arrays = res.to_record()  # the route save and the report share
+        again = type(res).from_record(meta, arrays)
+        assert again.to_record()[0] == meta and all(np.array_equal(arrays[k], again._arrays()[k]) for k in arrays)
+        other = results[(i + 1) % len(results)]
+        with pytest.raises(ValueError, match="meta must describe a"):
+            type(other).from_record(meta, arrays)
         assert len(repr(res)) < 200 and "\n" not in repr(res)
         table = res.table()
         assert len({len(v) for v in table.values()}) == 1

@@ -63,8 +63,8 @@ def test_uses_section_holds_the_owners_numbers_and_round_trips_exactly(tmp_path:
     fl = first_layer_energy_profile(net, first, batch_size=8, progress=False)
     np.testing.assert_array_equal(report.arrays["uses_heatmap_values"], hm.values)
     assert report.uses["fourier_heatmap"]["baseline"] == hm.baseline and hm.effect.max() > 0
-    np.testing.assert_array_equal(report.arrays["uses_sensitivity"], fs.sensitivity)
-    np.testing.assert_array_equal(report.arrays["uses_power"], fs.power)
+    np.testing.assert_array_equal(report.arrays["uses_sensitivity_sensitivity"], fs.sensitivity)
+    np.testing.assert_array_equal(report.arrays["uses_sensitivity_power"], fs.power)
     np.testing.assert_array_equal(report.arrays["uses_fl_energy"], fl.energy)
     np.testing.assert_array_equal(report.arrays["uses_fl_eigenvalues"], fl.eigenvalues)
     assert report.uses["first_layer_energy"]["layer"] == "0" and report.uses["first_layer_energy"]["fit"] is not None

@@ -46,6 +46,7 @@ from ..io import read_json, read_npz, write_json, write_npz
 __all__ = [
     "FourierHeatmap",
     "FrequencySensitivity",
+    "SavedResult",
     "fourier_basis",
     "fourier_heatmap",
     "input_frequency_sensitivity",
@@ -90,13 +91,27 @@ class SavedResult:
     def table(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def to_record(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(meta, arrays)``: the JSON-able labels (with ``kind`` and ``format``) and every number. The one
+        serialisation route: :meth:`save` writes it, a ``Report`` stores it, :meth:`from_record` reads it."""
+        return {"kind": self.KIND, "format": self.FORMAT, **self._meta()}, self._arrays()
+
+    @classmethod
+    def from_record(cls: type[R], meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> R:
+        """The result rebuilt from :meth:`to_record`'s ``(meta, arrays)``; refuses another kind or format."""
+        if not isinstance(meta, Mapping) or meta.get("kind") != cls.KIND or meta.get("format") != cls.FORMAT:
+            got = (meta.get("kind"), meta.get("format")) if isinstance(meta, Mapping) else type(meta).__name__
+            raise ValueError(f"meta must describe a {cls.KIND!r} result of format {cls.FORMAT}, got {got!r}")
+        return cls._rebuild(arrays, meta)
+
     def save(self, path: str | Path) -> Path:
         """Write ``path/arrays.npz`` and ``path/meta.json`` atomically; returns the folder."""
         folder = Path(path).expanduser()
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"path must be a folder (it will hold arrays.npz and meta.json), got the file {folder}")
-        write_npz(folder / "arrays.npz", self._arrays())
-        write_json(folder / "meta.json", {"kind": self.KIND, "format": self.FORMAT, **self._meta()})
+        meta, arrays = self.to_record()
+        write_npz(folder / "arrays.npz", arrays)
+        write_json(folder / "meta.json", meta)
         return folder
 
     @classmethod
@@ -109,7 +124,7 @@ class SavedResult:
         if not isinstance(meta, dict) or meta.get("kind") != cls.KIND:
             got = meta.get("kind") if isinstance(meta, dict) else type(meta).__name__
             raise ValueError(f"{folder} holds a {got!r} result, expected {cls.KIND!r}")
-        return cls._rebuild(read_npz(folder / "arrays.npz"), meta)
+        return cls.from_record(meta, read_npz(folder / "arrays.npz"))
 
     def to_pandas(self) -> Any:
         """``table()`` as a ``pandas.DataFrame`` (pandas is optional)."""

@@ -19,6 +19,7 @@ objects (for their ``table()`` and ``plot()``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,10 +28,11 @@ import torch
 from torch import nn
 
 from .._validation import describe
-from ..analysis.first_layer_energy import EnergyProfileFit, FirstLayerEnergyProfile, first_layer_energy_profile
+from ..analysis.first_layer_energy import FirstLayerEnergyProfile, first_layer_energy_profile
 from ..analysis.frequency_use import (
     FourierHeatmap,
     FrequencySensitivity,
+    SavedResult,
     fourier_heatmap,
     input_frequency_sensitivity,
     shifted_frequencies,
@@ -149,6 +151,31 @@ def top_frequencies(values: np.ndarray, count: int = 5) -> list[list[int]]:
     return out
 
 
+#: Each analysis's owner and the prefix of its arrays in ``Report.arrays`` (``uses_heatmap_values``, ...).
+_OWNERS: dict[str, tuple[type[SavedResult], str]] = {
+    "fourier_heatmap": (FourierHeatmap, "uses_heatmap_"),
+    "frequency_sensitivity": (FrequencySensitivity, "uses_sensitivity_"),
+    "first_layer_energy": (FirstLayerEnergyProfile, "uses_fl_"),
+}
+
+
+def _display(name: str, result: Any) -> dict[str, Any]:
+    """The numbers the report's table shows for one analysis (derived; the result itself is its record)."""
+    if name == "fourier_heatmap":
+        return {
+            "baseline": result.baseline,
+            "eps": result.eps,
+            "metric": result.metric,
+            "num_images": result.num_images,
+            "max_effect": float(result.effect.max()),
+            "top_frequencies": top_frequencies(result.effect),
+        }
+    if name == "frequency_sensitivity":
+        return {"num_images": result.num_images, "top_frequencies": top_frequencies(result.sensitivity.mean(axis=0))}
+    fit = None if result.fit is None else dataclasses.asdict(result.fit)
+    return {"layer": result.layer, "num_patches": result.num_patches, "fit": fit}
+
+
 def measure_uses(
     model: nn.Module,
     data: Any,
@@ -163,90 +190,51 @@ def measure_uses(
     progress: bool,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Run the chosen analyses through their owners' public functions (plumbing; equations in the module
-    docstring): ``(summary by analysis, uses_* arrays)``. An analysis that fails on this model becomes
-    ``{"skipped": reason}`` (``strict=True`` raises instead)."""
+    docstring): ``(summary by analysis, uses_* arrays)``. Each result is stored by its owner's own record
+    (``SavedResult.to_record``: labels under ``"record"``, arrays under the analysis's prefix) beside the numbers
+    the table shows. An analysis that fails on this model becomes ``{"skipped": reason}`` (``strict=True``
+    raises instead)."""
     summary: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}
     for name in which:
         try:
+            result: SavedResult
             if name == "fourier_heatmap":
-                hm = fourier_heatmap(
+                result = fourier_heatmap(
                     model, data, eps, metric,  # type: ignore[arg-type]
                     batch_size=batch_size, max_images=max_images, seed=seed, progress=progress,
                 )  # fmt: skip
-                arrays["uses_heatmap_values"] = hm.values
-                summary[name] = {
-                    "baseline": hm.baseline,
-                    "eps": hm.eps,
-                    "metric": hm.metric,
-                    "signs": hm.signs,
-                    "num_images": hm.num_images,
-                    "seed": hm.seed,
-                    "max_effect": float(hm.effect.max()),
-                    "top_frequencies": top_frequencies(hm.effect),
-                }
             elif name == "frequency_sensitivity":
-                fs = input_frequency_sensitivity(
+                result = input_frequency_sensitivity(
                     model, data, batch_size=batch_size, max_images=max_images, progress=progress
                 )
-                arrays["uses_sensitivity"] = fs.sensitivity
-                arrays["uses_power"] = fs.power
-                summary[name] = {
-                    "num_images": fs.num_images,
-                    "top_frequencies": top_frequencies(fs.sensitivity.mean(axis=0)),
-                }
             else:
-                fl = first_layer_energy_profile(
+                result = first_layer_energy_profile(
                     model, data, batch_size=batch_size, max_images=max_images, progress=progress
                 )
-                arrays["uses_fl_eigenvalues"] = fl.eigenvalues
-                arrays["uses_fl_components"] = fl.components
-                arrays["uses_fl_energy"] = fl.energy
-                fit = None
-                if fl.fit is not None:
-                    f = fl.fit
-                    arrays["uses_fl_fit"] = np.array([f.init_energy, f.target_energy, f.time, f.relative_rms])
-                    fit = {"init_energy": f.init_energy, "target_energy": f.target_energy, "time": f.time,
-                           "relative_rms": f.relative_rms}  # fmt: skip
-                summary[name] = {"layer": fl.layer, "num_patches": fl.num_patches, "fit": fit}
         except Exception as exc:
             if strict:
                 raise
             summary[name] = {"skipped": _one_line(exc)}
+            continue
+        meta, own = result.to_record()
+        prefix = _OWNERS[name][1]
+        arrays.update({prefix + key: value for key, value in own.items()})
+        summary[name] = {**_display(name, result), "record": meta}
     return summary, arrays
 
 
 def uses_results(uses: dict[str, Any] | None, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """The owners' result objects (``FourierHeatmap``, ``FrequencySensitivity``, ``FirstLayerEnergyProfile``)
-    rebuilt from a report's ``uses`` summary and ``uses_*`` arrays, for those that were measured (plumbing)."""
+    rebuilt by their own ``from_record`` from a report's ``uses`` summary and ``uses_*`` arrays, for those that
+    were measured (plumbing)."""
     out: dict[str, Any] = {}
-    if not uses:
-        return out
-    hm = uses.get("fourier_heatmap", {})
-    if "uses_heatmap_values" in arrays and "skipped" not in hm:
-        out["fourier_heatmap"] = FourierHeatmap(
-            values=arrays["uses_heatmap_values"],
-            baseline=float(hm["baseline"]),
-            eps=float(hm["eps"]),
-            metric=str(hm["metric"]),
-            signs=str(hm["signs"]),
-            num_images=int(hm["num_images"]),
-            seed=int(hm["seed"]),
-        )
-    fs = uses.get("frequency_sensitivity", {})
-    if "uses_sensitivity" in arrays and "skipped" not in fs:
-        out["frequency_sensitivity"] = FrequencySensitivity(
-            sensitivity=arrays["uses_sensitivity"], power=arrays["uses_power"], num_images=int(fs["num_images"])
-        )
-    fl = uses.get("first_layer_energy", {})
-    if "uses_fl_energy" in arrays and "skipped" not in fl:
-        fit = arrays.get("uses_fl_fit")
-        out["first_layer_energy"] = FirstLayerEnergyProfile(
-            layer=str(fl["layer"]),
-            eigenvalues=arrays["uses_fl_eigenvalues"],
-            components=arrays["uses_fl_components"],
-            energy=arrays["uses_fl_energy"],
-            fit=None if fit is None else EnergyProfileFit(*(float(v) for v in fit)),
-            num_patches=int(fl["num_patches"]),
-        )
+    for name, entry in (uses or {}).items():
+        if "skipped" in entry:
+            continue
+        if "record" not in entry:
+            raise ValueError(f"the report's {name!r} entry has no record (written by an older freqlens): rerun analyze")
+        owner, prefix = _OWNERS[name]
+        own = {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
+        out[name] = owner.from_record(entry["record"], own)
     return out
