@@ -89,6 +89,7 @@ class SavedResult:
         raise NotImplementedError
 
     def table(self) -> dict[str, np.ndarray]:
+        """One row per entry, as named columns (plumbing; each subclass says what its rows are)."""
         raise NotImplementedError
 
     def to_record(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -234,17 +234,25 @@ def _first_per_class(labels: torch.Tensor, k: int) -> torch.Tensor:
     return keep
 
 
-def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, np.ndarray]:
-    """Linear CNN and FCNN trials on mean-subtracted CIFAR-4, with test losses (spec §9 I.4)."""
+def cifar4_problem(
+    ctx: RunContext, classes: tuple[int, ...], train_per_class: int, test_per_class: int, float32: bool
+) -> LinearProblem:
+    """The CIFAR-4 regression problem: the first ``train_per_class`` / ``test_per_class`` images of each class
+    (0 = all), both sets minus the training mean image, one-hot targets (spec §9 I.4)."""
     root = ctx.require_data("CIFAR-10")
-    x, labels = load_cifar10(root, "train", classes=cfg.classes)
-    xt, lt = load_cifar10(root, "test", classes=cfg.classes)
-    keep, keep_t = _first_per_class(labels, cfg.train_per_class), _first_per_class(lt, cfg.test_per_class)
+    x, labels = load_cifar10(root, "train", classes=classes)
+    xt, lt = load_cifar10(root, "test", classes=classes)
+    keep, keep_t = _first_per_class(labels, train_per_class), _first_per_class(lt, test_per_class)
     x, labels, xt, lt = x[keep].double(), labels[keep], xt[keep_t].double(), lt[keep_t]
     mean = x.mean(dim=0)  # the training mean image of the images used (both sets), spec §9 I.4
     x, xt = x - mean, xt - mean
-    dtype = torch.float32 if cfg.float32 else torch.float64
-    problem = LinearProblem.from_data(x, labels, xt, lt, dtype=dtype, device=ctx.device)
+    dtype = torch.float32 if float32 else torch.float64
+    return LinearProblem.from_data(x, labels, xt, lt, dtype=dtype, device=ctx.device)
+
+
+def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, np.ndarray]:
+    """Linear CNN and FCNN trials on mean-subtracted CIFAR-4, with test losses (spec §9 I.4)."""
+    problem = cifar4_problem(ctx, cfg.classes, cfg.train_per_class, cfg.test_per_class, cfg.float32)
     st = problem.structure
     p = st.num_classes
     c, n, _ = st.image_shape
