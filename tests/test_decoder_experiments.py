@@ -1,4 +1,4 @@
-"""The seven ``decoder-*`` experiments: registration, config validation, and tiny end-to-end runs (run, summary,
+"""The eight ``decoder-*`` experiments: registration, config validation, and tiny end-to-end runs (run, summary,
 figures, determinism). Tiny settings use the synthetic white-noise input or MNIST (fast to read); the real
 quick and full runs are documented in ``docs/decoder_spectra.md``."""
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from freqlens.analysis.statistics import VERDICTS
 from freqlens.experiments import all_experiments, get_experiment
@@ -23,12 +24,14 @@ NAMES = [
     "decoder-learning",
     "decoder-mean",
     "decoder-padding",
+    "decoder-position",
     "decoder-upsampling",
 ]
 
 TINY: dict[str, dict[str, Any]] = {
     "decoder-padding": {"datasets": ["white"], "num_images": 4, "networks": 2},
     "decoder-mean": {"datasets": ["white"], "num_images": 4, "networks": 1},
+    "decoder-position": {"datasets": ["white"], "num_images": 4, "networks": 3},
     "decoder-kernel": {"datasets": ["white"], "num_images": 4, "networks": 1, "kernel_sizes": [1, 3]},
     "decoder-depth": {
         "dataset": "mnist",
@@ -150,3 +153,37 @@ def test_fit_exact_route_and_circular_net_are_exact(tmp_path: Path, data_root: P
     circ = s["measured"]["circular_linear"]["init"]
     assert min(circ["similarity_paper_route_per_layer"]) == pytest.approx(1.0, abs=1e-9)
     assert min(circ["weight_update_similarity_paper_route_per_layer"]) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_position_networks_differ_only_by_the_mean_of_one_layer(tmp_path: Path, data_root: Path) -> None:
+    """decoder-position pairs its six settings: same draws, the large mean added to exactly one layer."""
+    from freqlens.experiments.decoder_common import FamilyCell
+    from freqlens.experiments.decoder_position import _position_family
+    from freqlens.experiments.registry import RunContext
+    from freqlens.io import RunDirectory
+
+    cfg = get_experiment("decoder-position").make_config(quick=True, overrides={"datasets": ["white"]})
+    captured: dict[int, list[torch.Tensor]] = {}
+
+    def capture(make_network: Any, networks: int, x: torch.Tensor, low_fraction: float) -> dict[str, Any]:
+        captured[len(captured)] = [m.weight.detach().clone() for m in make_network(0).modules()
+                                   if isinstance(m, torch.nn.Conv2d)]  # fmt: skip
+        return {}
+
+    images = np.zeros((1, 3, 8, 8))
+    ctx = RunContext(RunDirectory(tmp_path), 0, torch.device("cpu"), None, True, "f", show_progress=False)
+    import freqlens.experiments.decoder_position as module
+
+    original = module.network_family_statistics
+    module.network_family_statistics = capture  # type: ignore[assignment]
+    try:
+        for p in range(6):
+            _position_family(ctx, (cfg, FamilyCell(0, "white", (f"pos{p}",), images)))
+    finally:
+        module.network_family_statistics = original
+    base = captured[0]
+    for p in range(1, 6):
+        diffs = [w - b for w, b in zip(captured[p], base, strict=True)]
+        for layer, d in enumerate(diffs):
+            expected = cfg.large_mean if layer == p - 1 else 0.0
+            assert torch.allclose(d, torch.full_like(d, expected), rtol=0, atol=1e-6), (p, layer)
