@@ -42,9 +42,13 @@ def shown(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return "—" if value is None else str(value).lower()
     if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
+        if not math.isfinite(value):
+            return str(value)
+        return str(int(value)) if value.is_integer() and abs(value) < 1e9 else f"{value:.4g}"
     if isinstance(value, int | str):
         return str(value)
+    if isinstance(value, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        return "[" + ", ".join(shown(float(v)) for v in value) + "]"
     return json.dumps(value)
 
 
@@ -80,14 +84,14 @@ def main() -> int:
     parser.add_argument("sweep", type=Path, help="a sweep folder (holds sweep.json)")
     parser.add_argument("--doc", type=Path, required=True, help="the markdown file holding the marked block")
     parser.add_argument("--marker", required=True, help="NAME of the block <!-- sweep-table:NAME -->")
-    parser.add_argument("--column", action="append", required=True, help="LABEL=PATH (repeat)")
+    parser.add_argument("--column", action="append", required=True, help="LABEL=PATH (repeat; split at the last =)")
     parser.add_argument("--check", action="store_true", help="exit 1 if the doc's block differs")
     args = parser.parse_args()
     if not (args.sweep / "sweep.json").is_file():
         parser.error(f"sweep must be a folder written by freqlens sweep (with sweep.json), got {args.sweep}")
     columns = []
     for spec in args.column:
-        label, sep, path = spec.partition("=")
+        label, sep, path = spec.rpartition("=")  # a label may hold "=", a path never
         if not sep or not label or not path:
             parser.error(f"--column must be LABEL=PATH, got {spec!r}")
         columns.append((label, path))

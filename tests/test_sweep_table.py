@@ -16,7 +16,7 @@ def _sweep(root: Path) -> Path:
         path = f"cells/lr={lr}__seed=0"
         (root / path).mkdir(parents=True)
         if status == "finished":
-            summary = {"measured": {"loss": {"min": 0.123456789}}, "claims": [{"verdict": "holds"}]}
+            summary = {"measured": {"loss": {"min": 0.123456789, "at": 2000.0}}, "claims": [{"verdict": "holds"}]}
             (root / path / "summary.json").write_text(json.dumps(summary))
         cells.append({"id": str(i), "values": {"lr": lr}, "seed": 0, "path": path, "status": status})
     manifest = {"experiment": "x", "scale": "full", "grid": {"lr": [0.1, 0.2]}, "seeds": [0],
@@ -33,12 +33,14 @@ def test_block_is_rewritten_from_the_cells_and_check_detects_staleness(tmp_path:
     sweep = _sweep(tmp_path / "sweep")
     doc = tmp_path / "doc.md"
     doc.write_text("intro\n<!-- sweep-table:t -->\nold\n<!-- /sweep-table:t -->\nend\n")
-    cols = ["--column", "lr=values.lr", "--column", "min=measured.loss.min", "--column", "verdict=claims.0.verdict"]
+    cols = ["--column", "lr (a = b)=values.lr", "--column", "min=measured.loss.min"]
+    cols += ["--column", "verdict=claims.0.verdict", "--column", "at=measured.loss.at"]
     args = [str(sweep), "--doc", str(doc), "--marker", "t", *cols]
     assert _call(*args, "--check").returncode == 1  # stale before
     assert _call(*args).returncode == 0
     text = doc.read_text()
-    assert "| 0.1 | 0.1235 | holds |" in text and "| 0.2 | (pending) | (pending) |" in text
+    assert "| 0.1 | 0.1235 | holds | 2000 |" in text and "| 0.2 | (pending) | (pending) | (pending) |" in text
+    assert "| lr (a = b) | min |" in text
     assert "1 finished, 1 pending" in text and text.startswith("intro\n") and text.endswith("end\n")
     assert _call(*args, "--check").returncode == 0  # fresh after
 
