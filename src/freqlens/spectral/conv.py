@@ -16,6 +16,10 @@ spectra (bottleneck paper) and spectrum propagation (decoder paper) both build o
 * ``nn.ConvTranspose2d`` (stride ``r``, padding ``P``): circularly, zero insertion followed by a
   **true** convolution, ``T(ω) = fft2(W, s=out)ᵀ e^{+2πi(u P/M + v P/N)}`` on the output grid
   (decoder_spectra §2.6); exact in the interior, edges differ from the non-circular PyTorch op.
+* ``nn.Conv1d`` of a length-``L`` signal is exactly ``nn.Conv2d`` on the ``1×L`` grid with kernel ``(1, k)``,
+  stride ``(1, s)``, padding ``(0, p)``, dilation ``(1, d)``, the same groups, bias and padding mode
+  (:func:`conv1d_as_conv2d`; the 1-D convention of :func:`freqlens.fourier.spatial_grid`), so every rule
+  above applies to it unchanged: nothing here is specific to one dimension twice.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from ..fourier import as_pair, conv2d_transfer_matrices, phase_ramp_angles
 
 __all__ = [
     "ConvGeometry",
+    "conv1d_as_conv2d",
     "conv_geometry",
     "conv_output_size",
     "conv_transpose_transfer_matrices",
@@ -118,6 +123,37 @@ def conv_geometry(module: nn.Module, name: str = "") -> ConvGeometry:
         output_padding=as_pair("output_padding", module.output_padding) if transposed else (0, 0),
         has_bias=module.bias is not None,
     )
+
+
+def conv1d_as_conv2d(module: nn.Module, name: str = "") -> nn.Conv2d:
+    """The ``nn.Conv2d`` that computes ``nn.Conv1d`` ``module`` on the ``1×L`` grid (module docstring): kernel
+    ``(1, k)``, stride ``(1, s)``, padding ``(0, p)`` (or the same ``"same"``/``"valid"``), dilation ``(1, d)``,
+    groups and padding mode copied, weight ``module.weight[..., None, :]`` (a view: no copy, no new
+    parameter) and the same bias. ``twin(x[..., None, :])[..., 0, :] == module(x)`` for the stock forward.
+    Built on the meta device first, so no random initialisation touches the global RNG (plumbing)."""
+    label = name or type(module).__name__
+    if not isinstance(module, nn.Conv1d):
+        raise TypeError(f"layer {label!r} is {type(module).__name__}, not nn.Conv1d")
+    padding: str | tuple[int, int] = (
+        module.padding if isinstance(module.padding, str) else (0, int(module.padding[0]))
+    )
+    twin = nn.Conv2d(
+        int(module.in_channels),
+        int(module.out_channels),
+        (1, int(module.kernel_size[0])),
+        stride=(1, int(module.stride[0])),
+        padding=padding,
+        dilation=(1, int(module.dilation[0])),
+        groups=int(module.groups),
+        bias=False,
+        padding_mode=str(module.padding_mode),
+        device="meta",
+    )
+    weight, bias = module.weight, module.bias  # read once: a parametrized weight is computed here
+    del twin.weight, twin.bias  # plain attributes below: views of the 1-D tensors, shared with the module
+    twin.weight = weight.unsqueeze(-2)
+    twin.bias = bias
+    return twin.train(module.training)
 
 
 def padding_rule_gap(geom: ConvGeometry) -> str | None:

@@ -16,13 +16,19 @@ its propagation rule on spectrum maps (:meth:`SpectralRule.propagate`; decoder_s
   ``1e-10`` relative, otherwise the verdict is a marked gap naming the reason.
 
 Declared gaps (rules with no prediction): pointwise nonlinearities, batch norm in training mode, bilinear /
-bicubic upsampling, reflect / replicate padding, transposed convs with ``K − 2P ≠ s``, Conv1d / Conv3d
-(their 1-D / 3-D rules are not implemented yet), pooling and any unregistered module.
+bicubic upsampling, reflect / replicate padding, transposed convs with ``K − 2P ≠ s``, Conv3d and the
+1-D / 3-D transposed convs (their rules are not implemented: see :func:`_conv_nd_gap`), pooling and any
+unregistered module.
+
+``nn.Conv1d`` is exact by delegation (:class:`Conv1dRule`): it is ``nn.Conv2d`` on the ``1×L`` grid
+(:func:`freqlens.spectral.conv.conv1d_as_conv2d`), so its frequencies are labelled ``(0, k)``
+(:func:`freqlens.fourier.spatial_grid`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..fourier import spatial_grid
 from .conv import (
+    conv1d_as_conv2d,
     conv_geometry,
     padding_rule_gap,
     spectrum_grid_problem,
@@ -61,6 +69,7 @@ from .weights import (
 
 __all__ = [
     "BatchNorm2dRule",
+    "Conv1dRule",
     "Conv2dRule",
     "ConvTranspose2dRule",
     "GapRule",
@@ -92,13 +101,16 @@ class SpectralRule:
     Class attributes: ``kind`` (a short label), ``has_weights`` (the layer has a linear operator with
     per-frequency singular values: selected by default by ``weight_spectra`` / ``activation_spectra``),
     ``reported`` (hooked by default by ``decoder_report``), ``forms`` (the forwards a subclass's output is
-    compared with: ``"stock"`` is the registered type's own ``forward``).
+    compared with: ``"stock"`` is the registered type's own ``forward``), ``spatial_dims`` (the numbers of
+    spatial axes of the inputs the rule describes: 2 for ``(B, C, H, W)`` maps, 1 for ``(B, C, L)`` signals;
+    walkers mark a layer called on other inputs as a gap).
     """
 
     kind = "none"
     has_weights = False
     reported = False
     forms: tuple[str, ...] = ("stock",)
+    spatial_dims: tuple[int, ...] = (2,)
 
     def gap_reason(self, module: nn.Module) -> str:
         """Why this layer type has no exact rule (plumbing)."""
@@ -167,6 +179,7 @@ class IdentityRule(SpectralRule):
     """``nn.Identity`` and dropout in eval mode: the spectrum passes unchanged (exact)."""
 
     kind = "identity"
+    spatial_dims = (1, 2, 3)
 
     def assess(self, module: nn.Module, name: str, assume_circular: bool = False) -> LayerRule:
         """The verdict from the module's attributes (rule and spec section: see the class docstring)."""
@@ -284,6 +297,97 @@ class Conv2dRule(SpectralRule):
             geom.dilation,
             geom.groups,
         )
+
+
+class Conv1dRule(SpectralRule):
+    """``nn.Conv1d``: exactly the :class:`Conv2dRule` of its ``nn.Conv2d`` twin on the ``1×L`` grid
+    (:func:`freqlens.spectral.conv.conv1d_as_conv2d`): circular padding exact (Thm 3.2, C5a), zero padding
+    by the padded-grid rule (§2.3), stride by aliasing (C5b), reflect / replicate padding declared gaps with
+    the same reasons. Sizes are a length ``L`` (int), ``(L,)`` or ``(1, L)``; spectra and frequencies are on
+    the ``1×L`` grid, labelled ``(0, k)`` (:func:`freqlens.fourier.spatial_grid`); spectrum maps are
+    ``(B, C, L)`` or ``(B, C, 1, L)``. Every method delegates: no 1-D copy of the 2-D math exists."""
+
+    kind = "conv1d"
+    has_weights = True
+    reported = False  # decoder_report walks (B, C, H, W) decoders only
+    forms = ("stock", "circular")
+    spatial_dims = (1,)
+    _planar = Conv2dRule()
+
+    @staticmethod
+    def _label(module: nn.Module, name: str) -> str:
+        return name or type(module).__name__
+
+    @staticmethod
+    def line_size(module: nn.Module, name: str, size: int | Sequence[int]) -> tuple[int, int]:
+        """A Conv1d size (length ``L`` as an int, ``(L,)`` or ``(1, L)``) as the ``1×L`` grid (plumbing)."""
+        label = name or type(module).__name__
+        try:
+            grid = spatial_grid("input_size", size)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"layer {label!r} is nn.Conv1d: {exc}") from None
+        if grid[0] != 1:
+            raise ValueError(
+                f"layer {label!r} is nn.Conv1d: input_size must be a length L (int), (L,) or (1, L), got {size!r}"
+            )
+        return grid
+
+    def assess(self, module: nn.Module, name: str, assume_circular: bool = False) -> LayerRule:
+        """The verdict of the ``nn.Conv2d`` twin (rule and spec section: see the class docstring)."""
+        label = self._label(module, name)
+        verdict = self._planar.assess(conv1d_as_conv2d(module, label), label, assume_circular)
+        return dataclasses.replace(verdict, kind=verdict.kind.replace("conv2d", "conv1d"))
+
+    def propagate(
+        self, module: nn.Module, spectrum: torch.Tensor, name: str, assume_circular: bool = False
+    ) -> torch.Tensor:
+        """Output spectrum map by the twin's rule (equation and spec section: see the class docstring)."""
+        label = self._label(module, name)
+        line = isinstance(spectrum, torch.Tensor) and spectrum.ndim == 3
+        g = spectrum.unsqueeze(-2) if line else spectrum
+        if isinstance(g, torch.Tensor) and g.ndim == 4 and g.shape[-2] != 1:
+            raise ValueError(
+                f"layer {label!r} is nn.Conv1d: spectrum must be (B, C, L) or (B, C, 1, L), got {tuple(g.shape)}"
+            )
+        out = self._planar.propagate(conv1d_as_conv2d(module, label), g, label, assume_circular)
+        return out.squeeze(-2) if line else out
+
+    def check_spectrum_geometry(self, module: nn.Module, name: str, input_size: tuple[int, int]) -> None:
+        """Refuse, before any FFT, a geometry without a per-frequency spectrum (plumbing)."""
+        label = self._label(module, name)
+        grid = self.line_size(module, label, input_size)
+        self._planar.check_spectrum_geometry(conv1d_as_conv2d(module, label), label, grid)
+
+    def layer_spectrum(
+        self,
+        module: nn.Module,
+        input_size: tuple[int, int],
+        name: str,
+        output_size: Sequence[int] | None,
+        dtype: torch.dtype,
+    ) -> LayerSpectrum:
+        """Per-frequency singular values on the ``1×L`` grid (conv_bottleneck §1.3-1.5, §5a)."""
+        label = self._label(module, name)
+        grid = self.line_size(module, label, input_size)
+        out = None if output_size is None else spatial_grid("output_size", output_size)
+        spec = self._planar.layer_spectrum(conv1d_as_conv2d(module, label), grid, label, out, dtype)
+        return dataclasses.replace(spec, kind="conv1d", note=f"{spec.note} (nn.Conv1d on the 1xL grid)")
+
+    def operator_blocks(
+        self, module: nn.Module, input_size: tuple[int, int], name: str, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """Per-frequency blocks ``(1, F, rows, cols)`` of the operator in unitary bases (conv_bottleneck §1.5)."""
+        label = self._label(module, name)
+        grid = self.line_size(module, label, input_size)
+        return self._planar.operator_blocks(conv1d_as_conv2d(module, label), grid, label, dtype)
+
+    def reference_forward(self, module: nn.Module, stock: type[nn.Module], x: torch.Tensor, form: str) -> torch.Tensor:
+        """The forward the rule's numbers describe, used to verify subclasses (plumbing): the stock
+        ``nn.Conv1d`` forward, or the twin's circular end-wrap operator on ``x[..., None, :]``."""
+        if form == "stock":
+            return stock.forward(module, x)
+        twin = conv1d_as_conv2d(module)
+        return self._planar.reference_forward(twin, nn.Conv2d, x.unsqueeze(-2), form).squeeze(-2)
 
 
 class ConvTranspose2dRule(SpectralRule):
@@ -529,8 +633,16 @@ def rule_for(module: nn.Module) -> tuple[type[nn.Module], SpectralRule]:
     return type(module), _DEFAULT_RULE
 
 
-def _conv_nd_gap(dim: int) -> GapRule:
-    return GapRule(f"Conv{dim}d has no per-frequency rule in freqlens yet (2-D convs only)")
+def _conv_nd_gap(kind: str) -> GapRule:
+    """The declared gap of a conv type without a rule (Conv3d, ConvTranspose1d/3d): what is missing."""
+    if kind.endswith("3d"):
+        reason = (
+            f"{kind} has no per-frequency rule in freqlens: 3-D frequency grids (D×H×W blocks, tables, "
+            "activation spectra) are not implemented (freqlens analyze reports its true operator norm)"
+        )
+    else:
+        reason = f"{kind} has no per-frequency rule in freqlens yet (transposed 1-D convs are not implemented)"
+    return GapRule(reason)
 
 
 _t: type[nn.Module]
@@ -541,10 +653,10 @@ for _t, _r in (
     (ZeroInsertionUpsample, UpsampleRule()),
     (nn.BatchNorm2d, BatchNorm2dRule()),
     (nn.Identity, IdentityRule()),
-    (nn.Conv1d, _conv_nd_gap(1)),
-    (nn.Conv3d, _conv_nd_gap(3)),
-    (nn.ConvTranspose1d, _conv_nd_gap(1)),
-    (nn.ConvTranspose3d, _conv_nd_gap(3)),
+    (nn.Conv1d, Conv1dRule()),
+    (nn.Conv3d, _conv_nd_gap("Conv3d")),
+    (nn.ConvTranspose1d, _conv_nd_gap("ConvTranspose1d")),
+    (nn.ConvTranspose3d, _conv_nd_gap("ConvTranspose3d")),
 ):
     register_rule(_t, _r)
 for _t in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout):
@@ -643,10 +755,18 @@ def layer_verdict(
     assume_circular: bool = False,
 ) -> LayerRule:
     """The honest rule verdict for one module: its rule's :meth:`SpectralRule.assess`, turned into a marked
-    gap when the module's forward could not be verified (no input shape given, or a mismatch)."""
+    gap when the module's forward could not be verified (no input shape given, or a mismatch) or when
+    ``input_shape`` (``(C, *spatial)``) has a number of spatial axes the rule does not describe
+    (:attr:`SpectralRule.spatial_dims`, e.g. ``nn.Upsample`` on a ``(C, L)`` signal)."""
     label = name or type(module).__name__
     stock, rule = rule_for(module)
     verdict = rule.assess(module, label, assume_circular)
+    if verdict.predicts and input_shape is not None and len(input_shape) - 1 not in rule.spatial_dims:
+        dims = len(input_shape) - 1
+        return LayerRule(
+            "none", False, False, f"{type(module).__name__} has no rule for inputs with {dims} spatial axes; "
+            "prediction stops"
+        )
     if not verdict.predicts or not needs_verification(module, stock):
         return verdict
     if input_shape is None:
