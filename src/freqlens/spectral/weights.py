@@ -66,7 +66,7 @@ from ..fourier import (
     signed_frequencies,
     spatial_grid,
 )
-from ..hooks import capture_layers, evaluation_mode, select_layers, trace_layers
+from ..hooks import LayerForwardError, capture_layers, evaluation_mode, select_layers, trace_layers
 from .conv import ConvGeometry, conv_geometry, dense_kernel, module_transfer_matrices, spectrum_grid_problem
 
 __all__ = [
@@ -756,7 +756,15 @@ def weight_spectra(
     modules = dict(model.named_modules())
     result = WeightSpectra()
     with evaluation_mode(model), torch.no_grad():
-        calls = _record_calls(model, chosen, example)
+        try:
+            calls = _record_calls(model, chosen, example)
+        except LayerForwardError as exc:
+            if example.ndim != 3:
+                raise
+            raise ValueError(
+                f"input_shape {tuple(input_shape)} was read as (C, L) of a model of 1-D signals and its forward "
+                f"pass failed ({exc}); a 2-D model needs (C, H, W)"
+            ) from exc
         missing = wanted - {c[0] for c in calls}
         if missing:
             raise ValueError(
