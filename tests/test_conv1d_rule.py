@@ -49,8 +49,14 @@ def circular_conv1d(cin: int, cout: int, k: int, stride: int, dilation: int, gro
 # ------------------------------------------------------------------------ per-frequency values vs dense SVD
 @pytest.mark.parametrize(
     ("length", "k", "stride", "dilation", "groups", "bias"),
-    [(16, 3, 1, 1, 1, True), (12, 5, 2, 1, 1, False), (18, 3, 3, 2, 1, True), (16, 3, 2, 1, 2, True), (10, 1, 1, 1, 1, False)],
-)  # fmt: skip
+    [
+        (16, 3, 1, 1, 1, True),
+        (12, 5, 2, 1, 1, False),
+        (18, 3, 3, 2, 1, True),
+        (16, 3, 2, 1, 2, True),
+        (10, 1, 1, 1, 1, False),
+    ],
+)
 def test_circular_conv1d_spectrum_equals_dense_jacobian_svd(length, k, stride, dilation, groups, bias):
     torch.manual_seed(length + k)
     conv = circular_conv1d(4, 6, k, stride, dilation, groups, bias)
@@ -91,7 +97,8 @@ def test_hypothesis_circular_conv1d_equals_dense(length, k, stride, dilation, gr
         assert not spec.exact  # even effective kernels: a crop of the circular operator
         return
     assert spec.exact and spec.singular_values.size == dense.size
-    np.testing.assert_allclose(union(spec.singular_values, dense.size), dense, rtol=0, atol=1e-10 * max(dense[0], 1e-300))
+    top = max(float(dense[0]), 1e-300)
+    np.testing.assert_allclose(union(spec.singular_values, dense.size), dense, rtol=0, atol=1e-10 * top)
 
 
 def _circular_on_padded_grid(conv: nn.Conv1d, z: torch.Tensor) -> torch.Tensor:
@@ -101,7 +108,9 @@ def _circular_on_padded_grid(conv: nn.Conv1d, z: torch.Tensor) -> torch.Tensor:
     return F.conv1d(wrapped, conv.weight, None, conv.stride, 0, conv.dilation, conv.groups)
 
 
-@pytest.mark.parametrize(("length", "k", "pad", "stride", "groups"), [(10, 3, 1, 1, 1), (12, 5, 2, 2, 1), (9, 3, 3, 3, 2)])
+@pytest.mark.parametrize(
+    ("length", "k", "pad", "stride", "groups"), [(10, 3, 1, 1, 1), (12, 5, 2, 2, 1), (9, 3, 3, 3, 2)]
+)
 def test_zero_padded_conv1d_is_the_padded_grid_operator_and_bounds_the_true_one(length, k, pad, stride, groups):
     torch.manual_seed(k + pad)
     conv = nn.Conv1d(2 * groups, 3 * groups, k, stride=stride, padding=pad, groups=groups).double()
@@ -133,7 +142,9 @@ def test_operator_blocks_and_propagation_rule_follow_the_twin():
     x = torch.randn(5, 3, 12, dtype=F64)
     with torch.no_grad():
         y = conv(x)
-    for spectrum, want in ((torch.fft.fft(x), torch.fft.fft(y)), (torch.fft.fft2(x[:, :, None]), torch.fft.fft2(y[:, :, None]))):
+    line = (torch.fft.fft(x), torch.fft.fft(y))  # (B, C, L) spectra
+    grid = (torch.fft.fft2(x[:, :, None]), torch.fft.fft2(y[:, :, None]))  # (B, C, 1, L) spectra
+    for spectrum, want in (line, grid):
         out = rule.propagate(conv, spectrum, "c")
         assert out.shape == want.shape
         assert float((out - want).abs().max()) <= 1e-10 * float(want.abs().max())

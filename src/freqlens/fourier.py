@@ -209,7 +209,7 @@ def spatial_grid(name: str, size: int | Sequence[int]) -> tuple[int, int]:
     elif isinstance(size, str) or not hasattr(size, "__len__"):
         raise TypeError(f"{name} must be a length L (int), (L,) or (H, W), got {size!r}")
     else:
-        dims = list(size)
+        dims = list(size)  # type: ignore[arg-type]  # a sized non-str: checked just above
         if len(dims) == 1:
             dims = [1, *dims]
         if len(dims) != 2:

@@ -146,7 +146,7 @@ def conv1d_as_conv2d(module: nn.Module, name: str = "") -> nn.Conv2d:
         dilation=(1, int(module.dilation[0])),
         groups=int(module.groups),
         bias=False,
-        padding_mode=str(module.padding_mode),
+        padding_mode=module.padding_mode,
         device="meta",
     )
     weight, bias = module.weight, module.bias  # read once: a parametrized weight is computed here

@@ -614,7 +614,8 @@ def propagate(
 
     ``x (B, C, H, W)`` real and finite, or ``(B, C, L)`` for a chain of 1-D layers (``nn.Conv1d``): then every
     spectrum map is on the ``1×L`` grid, ``(B, C, 1, L)`` (:func:`freqlens.fourier.spatial_grid`), and layers
-    whose rule has no 1-D form (:attr:`SpectralRule.spatial_dims`) are gaps. For a network built only from layers with exact rules the last
+    whose rule has no 1-D form (:attr:`SpectralRule.spatial_dims`) are gaps. For a network built only from
+    layers with exact rules the last
     prediction equals ``fft2(model(x))`` to rounding error. At a layer without a rule (ReLU, training-mode
     batch norm, bilinear upsampling, reflect padding, ...) the prediction stops and the chain restarts from
     the measured spectrum of that layer's output. ``assume_circular`` applies the circular rule to zero-

@@ -656,7 +656,8 @@ class WeightSpectra:
 def _example_input(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
     if isinstance(input_shape, str) or not isinstance(input_shape, Sequence | torch.Size):
         raise TypeError(
-            f"input_shape must be a tuple (C, H, W), (N, C, H, W) or, for 1-D models, (C, L) of ints, got {input_shape!r}"
+            f"input_shape must be a tuple (C, H, W), (N, C, H, W) or, for 1-D models, (C, L) of ints, "
+            f"got {input_shape!r}"
         )
     if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in input_shape):
         raise TypeError(f"input_shape must hold ints, got {input_shape!r}")
@@ -724,8 +725,9 @@ def weight_spectra(
 
     A thin walker over the rule registry (:mod:`freqlens.spectral.rules`). One forward pass on zeros of
     ``input_shape`` (``(C, H, W)``; ``(C, L)`` for a model of 1-D signals, whose layers are labelled on the
-    ``1×L`` grid, :func:`freqlens.fourier.spatial_grid`; ints) records each layer's input and output size (forward hooks; a layer
-    called several times is listed once per distinct input size), then each layer's spectrum is computed by
+    ``1×L`` grid, :func:`freqlens.fourier.spatial_grid`; ints) records each layer's input and output size
+    (forward hooks; a layer called several times is listed once per distinct input size), then each layer's
+    spectrum is computed by
     its rule in ``dtype`` (float64 default; float32 accuracy and the thread policy: module docstring).
     Repeated calls of a module with the same input size share one spectrum. Everything runs in eval mode
     (parametrizations such as ``spectral_norm`` are read without advancing) and the model is left exactly as found.
