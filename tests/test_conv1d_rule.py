@@ -221,6 +221,35 @@ def test_conv1d_subclass_that_computes_its_rule_is_exact_and_a_wrong_one_is_a_ma
     assert steps[0].predicted is None and not steps[0].rule.exact
 
 
+class EndWrapConv1d(nn.Conv1d):
+    """Wraps ``p`` before and ``k - 1 - p`` after (an even kernel): the circular operator on the input grid."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p, k = self.padding[0], self.kernel_size[0]
+        return F.conv1d(F.pad(x, (p, k - 1 - p), mode="circular"), self.weight, self.bias, self.stride, 0)
+
+
+def test_conv1d_subclass_computing_the_circular_end_wrap_operator_is_exact():
+    torch.manual_seed(3)
+    conv = EndWrapConv1d(2, 3, 4, padding=1, padding_mode="circular").double()  # stock: 11 outputs, this: 12
+    assert verify_forward(conv, (2, 12), linear_only=True)[0] == "circular"
+    ws = weight_spectra(nn.Sequential(conv), (2, 12))
+    assert not ws.skipped and ws[0].exact and ws[0].grid == (1, 12)
+    dense = svd(jacobian(conv, (2, 12)))
+    np.testing.assert_allclose(union(ws[0].singular_values, dense.size), dense, atol=1e-10 * dense[0])
+    # it has no propagation rule (the stock forward would crop): a marked gap there
+    assert not layer_verdict(conv, "c", (2, 12)).predicts
+
+
+def test_parametrized_conv1d_is_verified_and_exact():
+    torch.manual_seed(5)
+    conv = torch.nn.utils.parametrizations.weight_norm(nn.Conv1d(3, 4, 3, padding=1, padding_mode="circular")).double()
+    ws = weight_spectra(nn.Sequential(conv), (3, 10))
+    assert not ws.skipped and ws[0].exact
+    dense = svd(jacobian(conv, (3, 10)))
+    np.testing.assert_allclose(union(ws[0].singular_values, dense.size), dense, atol=1e-10 * dense[0])
+
+
 # ------------------------------------------------------------------------ activations: Parseval, per-frequency
 def _conv1d_net() -> nn.Sequential:
     torch.manual_seed(4)
