@@ -158,11 +158,11 @@ def test_sizes_are_a_length_or_1xL_and_errors_say_so():
     c = rule.layer_spectrum(conv, (8,), "c", None, F64)
     assert a.grid == b.grid == c.grid == (1, 8)
     np.testing.assert_array_equal(a.singular_values, b.singular_values)
-    with pytest.raises(ValueError, match=r"layer 'c' is nn.Conv1d: input_size must be a length L \(int\)"):
+    with pytest.raises(ValueError, match=r"layer 'c' is 1-D \(Conv1d\): input_size must be a length L \(int\)"):
         rule.layer_spectrum(conv, (4, 8), "c", None, F64)
     with pytest.raises(ValueError, match="layer 'c'.*kernel 1x3 is larger than the grid 1x2"):
         rule.check_spectrum_geometry(conv, "c", 2)
-    with pytest.raises(ValueError, match="spectrum must be \\(B, C, L\\) or \\(B, C, 1, L\\)"):
+    with pytest.raises(ValueError, match="is a 1-D conv: spectrum must be \\(B, C, L\\) or \\(B, C, 1, L\\)"):
         rule.propagate(conv, torch.zeros(1, 1, 2, 8, dtype=torch.complex128), "c")
     with pytest.raises(ValueError, match="stride .* does not divide the grid 1x9"):
         weight_spectra(nn.Sequential(nn.Conv1d(1, 1, 3, stride=2, padding=1, padding_mode="circular")), (1, 9))
@@ -317,3 +317,48 @@ def test_report_rows_of_conv1d_layers_are_exact_or_bounded_with_the_true_norm():
     energy = report.arrays["a0_radial_energy"]
     assert energy.shape == (9,)
     np.testing.assert_allclose(energy.sum(), (report.arrays["a0_sv"] ** 2).sum(), rtol=1e-12)
+
+
+# ------------------------------------------------------------------------ nn.ConvTranspose1d, by the same delegation
+def circular_transposed_1d(x: np.ndarray, w: np.ndarray, r: int, p: int) -> np.ndarray:
+    """Loop reference of the circular model: y(o) = Σ_i Σ_t x(i) W(t) [o ≡ r i + t − p (mod r n)];
+    ``x (cin, n)``, ``w (cin, cout, k)``."""
+    cin, n = x.shape
+    y = np.zeros((w.shape[1], r * n))
+    for c in range(cin):
+        for i in range(n):
+            for t in range(w.shape[2]):
+                y[:, (r * i + t - p) % (r * n)] += x[c, i] * w[c, :, t]
+    return y
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "r", "p", "cin", "cout"), [(5, 4, 2, 1, 2, 3), (6, 2, 2, 0, 3, 1), (4, 3, 3, 0, 2, 2)]
+)
+def test_conv_transpose1d_spectrum_is_the_circular_model_and_propagation_is_exact(n, k, r, p, cin, cout):
+    torch.manual_seed(n + k)
+    up = nn.ConvTranspose1d(cin, cout, k, stride=r, padding=p).double()
+    w = up.weight.detach().numpy()
+    ws = weight_spectra(nn.Sequential(up), (cin, n))
+    spec = ws[0]
+    assert spec.kind == "conv_transpose1d" and spec.grid == (1, n) and not spec.exact
+    assert spec.operator == "transposed conv: circular model, PyTorch's edges differ"
+    basis = np.eye(cin * n).reshape(-1, cin, n)  # the loop reference applied to every unit input
+    dense = svd(np.stack([circular_transposed_1d(e, w, r, p).reshape(-1) for e in basis], axis=1))
+    assert spec.singular_values.size == dense.size
+    np.testing.assert_allclose(union(spec.singular_values, dense.size), dense, rtol=0, atol=1e-10 * dense[0])
+    # propagation is the exact cropped rule: it reproduces PyTorch's own (non-circular) output
+    x = torch.randn(3, cin, n, dtype=F64)
+    step = propagate(nn.Sequential(up), x).steps[0]
+    assert step.rule.kind == "conv-transpose1d" and step.rule.exact and step.relative_error() < 1e-10
+
+
+def test_conv_transpose1d_without_k_minus_2p_equal_s_is_a_gap_and_report_rows_carry_the_true_norm():
+    assert not layer_verdict(nn.ConvTranspose1d(1, 1, 3, stride=2), "u").predicts
+    with pytest.raises(ValueError, match="kernel - 2\\*padding == stride"):
+        weight_spectra(nn.Sequential(nn.ConvTranspose1d(1, 1, 3, stride=2)), (1, 4))
+    torch.manual_seed(9)
+    net = nn.Sequential(nn.ConvTranspose1d(2, 3, 4, stride=2, padding=1)).double()
+    (row,) = analyze(net, torch.randn(4, 2, 8, dtype=F64), progress=False).rows
+    assert row["status"] == "approximate" and row["grid"] == [1, 8]
+    assert row["operator_norm"] == pytest.approx(svd(jacobian(net[0], (2, 8)))[0], rel=1e-8)

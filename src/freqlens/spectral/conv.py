@@ -18,15 +18,16 @@ spectra (bottleneck paper) and spectrum propagation (decoder paper) both build o
   (decoder_spectra §2.6); exact in the interior, edges differ from the non-circular PyTorch op.
 * ``nn.Conv1d`` of a length-``L`` signal is exactly ``nn.Conv2d`` on the ``1×L`` grid with kernel ``(1, k)``,
   stride ``(1, s)``, padding ``(0, p)``, dilation ``(1, d)``, the same groups, bias and padding mode
-  (:func:`conv1d_as_conv2d`; the 1-D convention of :func:`freqlens.fourier.spatial_grid`), so every rule
-  above applies to it unchanged: nothing here is specific to one dimension twice.
+  (:func:`conv1d_as_conv2d`; the 1-D convention of :func:`freqlens.fourier.spatial_grid`), and likewise
+  ``nn.ConvTranspose1d`` is ``nn.ConvTranspose2d`` on that grid, so every rule above applies to them
+  unchanged: nothing here is specific to one dimension twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -128,30 +129,33 @@ def conv_geometry(module: nn.Module, name: str = "") -> ConvGeometry:
     )
 
 
-def conv1d_as_conv2d(module: nn.Module, name: str = "") -> nn.Conv2d:
-    """The ``nn.Conv2d`` that computes ``nn.Conv1d`` ``module`` on the ``1×L`` grid (module docstring): kernel
-    ``(1, k)``, stride ``(1, s)``, padding ``(0, p)`` (or the same ``"same"``/``"valid"``), dilation ``(1, d)``,
-    groups and padding mode copied, weight ``module.weight[..., None, :]`` (a view: no copy, no new
-    parameter) and the same bias. ``twin(x[..., None, :])[..., 0, :] == module(x)`` for the stock forward.
-    Built on the meta device first, so no random initialisation touches the global RNG (plumbing)."""
+def conv1d_as_conv2d(module: nn.Module, name: str = "") -> nn.Conv2d | nn.ConvTranspose2d:
+    """The 2-D twin on the ``1×L`` grid of ``nn.Conv1d`` (an ``nn.Conv2d``) or ``nn.ConvTranspose1d`` (an
+    ``nn.ConvTranspose2d``) ``module`` (module docstring): kernel ``(1, k)``, stride ``(1, s)``, padding
+    ``(0, p)`` (or the same ``"same"``/``"valid"``), dilation ``(1, d)``, output padding ``(0, o)``, groups and
+    padding mode copied, weight ``module.weight[..., None, :]`` (a view: no copy, no new parameter) and the
+    same bias, so ``twin(x[..., None, :])[..., 0, :] == module(x)`` for the stock forward. Built on the meta
+    device first, so no random initialisation touches the global RNG (plumbing)."""
     label = name or type(module).__name__
-    if not isinstance(module, nn.Conv1d):
-        raise TypeError(f"layer {label!r} is {type(module).__name__}, not nn.Conv1d")
+    if not isinstance(module, nn.Conv1d | nn.ConvTranspose1d):
+        raise TypeError(f"layer {label!r} is {type(module).__name__}, not nn.Conv1d or nn.ConvTranspose1d")
     padding: str | tuple[int, int] = (
         module.padding if isinstance(module.padding, str) else (0, int(module.padding[0]))
     )
-    twin = nn.Conv2d(
-        int(module.in_channels),
-        int(module.out_channels),
-        (1, int(module.kernel_size[0])),
-        stride=(1, int(module.stride[0])),
-        padding=padding,
-        dilation=(1, int(module.dilation[0])),
-        groups=int(module.groups),
-        bias=False,
-        padding_mode=module.padding_mode,
-        device="meta",
-    )
+    options: dict[str, Any] = {
+        "stride": (1, int(module.stride[0])),
+        "padding": padding,
+        "dilation": (1, int(module.dilation[0])),
+        "groups": int(module.groups),
+        "bias": False,
+        "padding_mode": module.padding_mode,
+        "device": "meta",
+    }
+    cls: type[nn.Conv2d] | type[nn.ConvTranspose2d] = nn.Conv2d
+    if isinstance(module, nn.ConvTranspose1d):
+        cls = nn.ConvTranspose2d
+        options["output_padding"] = (0, int(module.output_padding[0]))
+    twin = cls(int(module.in_channels), int(module.out_channels), (1, int(module.kernel_size[0])), **options)
     weight, bias = module.weight, module.bias  # read once: a parametrized weight is computed here
     del twin.weight, twin.bias  # plain attributes below: views of the 1-D tensors, shared with the module
     twin.weight = weight.unsqueeze(-2)

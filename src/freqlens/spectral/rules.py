@@ -16,11 +16,12 @@ its propagation rule on spectrum maps (:meth:`SpectralRule.propagate`; decoder_s
   ``1e-10`` relative, otherwise the verdict is a marked gap naming the reason.
 
 Declared gaps (rules with no prediction): pointwise nonlinearities, batch norm in training mode, bilinear /
-bicubic upsampling, reflect / replicate padding, transposed convs with ``K − 2P ≠ s``, Conv3d and the
-1-D / 3-D transposed convs (their rules are not implemented: see :func:`_conv_nd_gap`), pooling and any
-unregistered module.
+bicubic upsampling, reflect / replicate padding, transposed convs with ``K − 2P ≠ s``, Conv3d and
+ConvTranspose3d (3-D frequency grids are not implemented: :func:`_conv3d_gap`), pooling and any unregistered
+module.
 
-``nn.Conv1d`` is exact by delegation (:class:`Conv1dRule`): it is ``nn.Conv2d`` on the ``1×L`` grid
+``nn.Conv1d`` and ``nn.ConvTranspose1d`` follow the 2-D rules by delegation (:class:`Conv1dRule`,
+:class:`ConvTranspose1dRule`): each is its 2-D twin on the ``1×L`` grid
 (:func:`freqlens.spectral.conv.conv1d_as_conv2d`), so its frequencies are labelled ``(0, k)``
 (:func:`freqlens.fourier.spatial_grid`).
 """
@@ -71,6 +72,7 @@ __all__ = [
     "BatchNorm2dRule",
     "Conv1dRule",
     "Conv2dRule",
+    "ConvTranspose1dRule",
     "ConvTranspose2dRule",
     "GapRule",
     "IdentityRule",
@@ -299,97 +301,6 @@ class Conv2dRule(SpectralRule):
         )
 
 
-class Conv1dRule(SpectralRule):
-    """``nn.Conv1d``: exactly the :class:`Conv2dRule` of its ``nn.Conv2d`` twin on the ``1×L`` grid
-    (:func:`freqlens.spectral.conv.conv1d_as_conv2d`): circular padding exact (Thm 3.2, C5a), zero padding
-    by the padded-grid rule (§2.3), stride by aliasing (C5b), reflect / replicate padding declared gaps with
-    the same reasons. Sizes are a length ``L`` (int), ``(L,)`` or ``(1, L)``; spectra and frequencies are on
-    the ``1×L`` grid, labelled ``(0, k)`` (:func:`freqlens.fourier.spatial_grid`); spectrum maps are
-    ``(B, C, L)`` or ``(B, C, 1, L)``. Every method delegates: no 1-D copy of the 2-D math exists."""
-
-    kind = "conv1d"
-    has_weights = True
-    reported = False  # decoder_report walks (B, C, H, W) decoders only
-    forms = ("stock", "circular")
-    spatial_dims = (1,)
-    _planar = Conv2dRule()
-
-    @staticmethod
-    def _label(module: nn.Module, name: str) -> str:
-        return name or type(module).__name__
-
-    @staticmethod
-    def line_size(module: nn.Module, name: str, size: int | Sequence[int]) -> tuple[int, int]:
-        """A Conv1d size (length ``L`` as an int, ``(L,)`` or ``(1, L)``) as the ``1×L`` grid (plumbing)."""
-        label = name or type(module).__name__
-        try:
-            grid = spatial_grid("input_size", size)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"layer {label!r} is nn.Conv1d: {exc}") from None
-        if grid[0] != 1:
-            raise ValueError(
-                f"layer {label!r} is nn.Conv1d: input_size must be a length L (int), (L,) or (1, L), got {size!r}"
-            )
-        return grid
-
-    def assess(self, module: nn.Module, name: str, assume_circular: bool = False) -> LayerRule:
-        """The verdict of the ``nn.Conv2d`` twin (rule and spec section: see the class docstring)."""
-        label = self._label(module, name)
-        verdict = self._planar.assess(conv1d_as_conv2d(module, label), label, assume_circular)
-        return dataclasses.replace(verdict, kind=verdict.kind.replace("conv2d", "conv1d"))
-
-    def propagate(
-        self, module: nn.Module, spectrum: torch.Tensor, name: str, assume_circular: bool = False
-    ) -> torch.Tensor:
-        """Output spectrum map by the twin's rule (equation and spec section: see the class docstring)."""
-        label = self._label(module, name)
-        line = isinstance(spectrum, torch.Tensor) and spectrum.ndim == 3
-        g = spectrum.unsqueeze(-2) if line else spectrum
-        if isinstance(g, torch.Tensor) and g.ndim == 4 and g.shape[-2] != 1:
-            raise ValueError(
-                f"layer {label!r} is nn.Conv1d: spectrum must be (B, C, L) or (B, C, 1, L), got {tuple(g.shape)}"
-            )
-        out = self._planar.propagate(conv1d_as_conv2d(module, label), g, label, assume_circular)
-        return out.squeeze(-2) if line else out
-
-    def check_spectrum_geometry(self, module: nn.Module, name: str, input_size: tuple[int, int]) -> None:
-        """Refuse, before any FFT, a geometry without a per-frequency spectrum (plumbing)."""
-        label = self._label(module, name)
-        grid = self.line_size(module, label, input_size)
-        self._planar.check_spectrum_geometry(conv1d_as_conv2d(module, label), label, grid)
-
-    def layer_spectrum(
-        self,
-        module: nn.Module,
-        input_size: tuple[int, int],
-        name: str,
-        output_size: Sequence[int] | None,
-        dtype: torch.dtype,
-    ) -> LayerSpectrum:
-        """Per-frequency singular values on the ``1×L`` grid (conv_bottleneck §1.3-1.5, §5a)."""
-        label = self._label(module, name)
-        grid = self.line_size(module, label, input_size)
-        out = None if output_size is None else spatial_grid("output_size", output_size)
-        spec = self._planar.layer_spectrum(conv1d_as_conv2d(module, label), grid, label, out, dtype)
-        return dataclasses.replace(spec, kind="conv1d", note=f"{spec.note} (nn.Conv1d on the 1xL grid)")
-
-    def operator_blocks(
-        self, module: nn.Module, input_size: tuple[int, int], name: str, dtype: torch.dtype
-    ) -> torch.Tensor:
-        """Per-frequency blocks ``(1, F, rows, cols)`` of the operator in unitary bases (conv_bottleneck §1.5)."""
-        label = self._label(module, name)
-        grid = self.line_size(module, label, input_size)
-        return self._planar.operator_blocks(conv1d_as_conv2d(module, label), grid, label, dtype)
-
-    def reference_forward(self, module: nn.Module, stock: type[nn.Module], x: torch.Tensor, form: str) -> torch.Tensor:
-        """The forward the rule's numbers describe, used to verify subclasses (plumbing): the stock
-        ``nn.Conv1d`` forward, or the twin's circular end-wrap operator on ``x[..., None, :]``."""
-        if form == "stock":
-            return stock.forward(module, x)
-        twin = conv1d_as_conv2d(module)
-        return self._planar.reference_forward(twin, nn.Conv2d, x.unsqueeze(-2), form).squeeze(-2)
-
-
 class ConvTranspose2dRule(SpectralRule):
     """``nn.ConvTranspose2d`` with ``K − 2P = s`` and no output padding: zero insertion then a true
     convolution (decoder_spectra §2.6, Thm 4.4); other geometries are declared gaps."""
@@ -424,6 +335,116 @@ class ConvTranspose2dRule(SpectralRule):
     def replica_rule(self, module: nn.Module) -> str:
         """What happens to the DC replicas (decoder_spectra Thm 4.4, §2.6)."""
         return "repeated"  # Thm 4.4: a transposed conv is zero insertion then a conv
+
+
+class _LineRule(SpectralRule):
+    """A 1-D layer as its 2-D twin on the ``1×L`` grid (:func:`freqlens.spectral.conv.conv1d_as_conv2d`; the
+    1-D convention of :func:`freqlens.fourier.spatial_grid`): every method hands the twin to ``_planar``, the
+    rule of the twin's type, so no 1-D copy of the 2-D math exists. Sizes are a length ``L`` (int), ``(L,)``
+    or ``(1, L)``; spectra and frequencies are on the ``1×L`` grid, labelled ``(0, k)``; spectrum maps are
+    ``(B, C, L)`` or ``(B, C, 1, L)`` (plumbing)."""
+
+    has_weights = True
+    reported = False  # decoder_report walks (B, C, H, W) decoders only
+    spatial_dims = (1,)
+    _planar: SpectralRule
+    spectrum_kind = "conv1d"
+
+    @staticmethod
+    def _label(module: nn.Module, name: str) -> str:
+        return name or type(module).__name__
+
+    @staticmethod
+    def line_size(module: nn.Module, name: str, size: int | Sequence[int]) -> tuple[int, int]:
+        """A 1-D size (length ``L`` as an int, ``(L,)`` or ``(1, L)``) as the ``1×L`` grid (plumbing)."""
+        label = name or type(module).__name__
+        layer = f"layer {label!r} is 1-D ({type(module).__name__})"
+        try:
+            grid = spatial_grid("input_size", size)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{layer}: {exc}") from None
+        if grid[0] != 1:
+            raise ValueError(f"{layer}: input_size must be a length L (int), (L,) or (1, L), got {size!r}")
+        return grid
+
+    def assess(self, module: nn.Module, name: str, assume_circular: bool = False) -> LayerRule:
+        """The verdict of the 2-D twin (rule and spec section: the twin's rule)."""
+        label = self._label(module, name)
+        verdict = self._planar.assess(conv1d_as_conv2d(module, label), label, assume_circular)
+        return dataclasses.replace(verdict, kind=verdict.kind.replace("2d", "1d"))
+
+    def propagate(
+        self, module: nn.Module, spectrum: torch.Tensor, name: str, assume_circular: bool = False
+    ) -> torch.Tensor:
+        """Output spectrum map by the twin's rule (equation and spec section: the twin's rule)."""
+        label = self._label(module, name)
+        line = isinstance(spectrum, torch.Tensor) and spectrum.ndim == 3
+        g = spectrum.unsqueeze(-2) if line else spectrum
+        if isinstance(g, torch.Tensor) and g.ndim == 4 and g.shape[-2] != 1:
+            raise ValueError(
+                f"layer {label!r} is a 1-D conv: spectrum must be (B, C, L) or (B, C, 1, L), got {tuple(g.shape)}"
+            )
+        out = self._planar.propagate(conv1d_as_conv2d(module, label), g, label, assume_circular)
+        return out.squeeze(-2) if line else out
+
+    def check_spectrum_geometry(self, module: nn.Module, name: str, input_size: tuple[int, int]) -> None:
+        """Refuse, before any FFT, a geometry without a per-frequency spectrum (plumbing)."""
+        label = self._label(module, name)
+        grid = self.line_size(module, label, input_size)
+        self._planar.check_spectrum_geometry(conv1d_as_conv2d(module, label), label, grid)
+
+    def layer_spectrum(
+        self,
+        module: nn.Module,
+        input_size: tuple[int, int],
+        name: str,
+        output_size: Sequence[int] | None,
+        dtype: torch.dtype,
+    ) -> LayerSpectrum:
+        """Per-frequency singular values on the ``1×L`` grid (conv_bottleneck §1.3-1.5, §5a)."""
+        label = self._label(module, name)
+        grid = self.line_size(module, label, input_size)
+        out = None if output_size is None else spatial_grid("output_size", output_size)
+        spec = self._planar.layer_spectrum(conv1d_as_conv2d(module, label), grid, label, out, dtype)
+        note = f"{spec.note} (nn.{type(module).__name__} on the 1xL grid)"
+        return dataclasses.replace(spec, kind=self.spectrum_kind, note=note)
+
+    def operator_blocks(
+        self, module: nn.Module, input_size: tuple[int, int], name: str, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """Per-frequency blocks ``(1, F, rows, cols)`` of the operator in unitary bases (conv_bottleneck §1.5)."""
+        label = self._label(module, name)
+        grid = self.line_size(module, label, input_size)
+        return self._planar.operator_blocks(conv1d_as_conv2d(module, label), grid, label, dtype)
+
+
+class Conv1dRule(_LineRule):
+    """``nn.Conv1d``: exactly the :class:`Conv2dRule` of its ``nn.Conv2d`` twin on the ``1×L`` grid
+    (:class:`_LineRule`): circular padding exact (Thm 3.2, C5a), zero padding by the padded-grid rule (§2.3),
+    stride by aliasing (C5b), reflect / replicate padding declared gaps with the same reasons. A subclass may
+    be verified as the stock forward or as the twin's circular end-wrap operator."""
+
+    kind = "conv1d"
+    forms = ("stock", "circular")
+    _planar = Conv2dRule()
+
+    def reference_forward(self, module: nn.Module, stock: type[nn.Module], x: torch.Tensor, form: str) -> torch.Tensor:
+        """The forward the rule's numbers describe, used to verify subclasses (plumbing): the stock
+        ``nn.Conv1d`` forward, or the twin's circular end-wrap operator on ``x[..., None, :]``."""
+        if form == "stock":
+            return stock.forward(module, x)
+        twin = conv1d_as_conv2d(module)
+        return self._planar.reference_forward(twin, nn.Conv2d, x.unsqueeze(-2), form).squeeze(-2)
+
+
+class ConvTranspose1dRule(_LineRule):
+    """``nn.ConvTranspose1d``: exactly the :class:`ConvTranspose2dRule` of its ``nn.ConvTranspose2d`` twin on
+    the ``1×L`` grid (:class:`_LineRule`): with ``K − 2P = s`` and no output padding, zero insertion then a
+    true convolution (decoder_spectra §2.6, Thm 4.4); other geometries are declared gaps."""
+
+    kind = "conv-transpose1d"
+    spectrum_kind = "conv_transpose1d"
+    _planar = ConvTranspose2dRule()
 
 
 class UpsampleRule(SpectralRule):
@@ -633,16 +654,14 @@ def rule_for(module: nn.Module) -> tuple[type[nn.Module], SpectralRule]:
     return type(module), _DEFAULT_RULE
 
 
-def _conv_nd_gap(kind: str) -> GapRule:
-    """The declared gap of a conv type without a rule (Conv3d, ConvTranspose1d/3d): what is missing."""
-    if kind.endswith("3d"):
-        reason = (
-            f"{kind} has no per-frequency rule in freqlens: 3-D frequency grids (D×H×W blocks, tables, "
-            "activation spectra) are not implemented (freqlens analyze reports its true operator norm)"
-        )
-    else:
-        reason = f"{kind} has no per-frequency rule in freqlens yet (transposed 1-D convs are not implemented)"
-    return GapRule(reason)
+def _conv3d_gap(kind: str) -> GapRule:
+    """The declared gap of the 3-D convs: what is missing. (A circular Conv3d is block-diagonal over 3-D
+    frequencies, but every per-frequency route here, grids, aliasing blocks, tables, activation Grams, is 2-D;
+    a 3-D conv is not a 2-D conv on one grid the way a 1-D conv is, so no delegation gives it.)"""
+    return GapRule(
+        f"{kind} has no per-frequency rule in freqlens: 3-D frequency grids (D×H×W blocks, tables, "
+        "activation spectra) are not implemented (freqlens analyze reports its true operator norm)"
+    )
 
 
 _t: type[nn.Module]
@@ -654,9 +673,9 @@ for _t, _r in (
     (nn.BatchNorm2d, BatchNorm2dRule()),
     (nn.Identity, IdentityRule()),
     (nn.Conv1d, Conv1dRule()),
-    (nn.Conv3d, _conv_nd_gap("Conv3d")),
-    (nn.ConvTranspose1d, _conv_nd_gap("ConvTranspose1d")),
-    (nn.ConvTranspose3d, _conv_nd_gap("ConvTranspose3d")),
+    (nn.Conv3d, _conv3d_gap("Conv3d")),
+    (nn.ConvTranspose1d, ConvTranspose1dRule()),
+    (nn.ConvTranspose3d, _conv3d_gap("ConvTranspose3d")),
 ):
     register_rule(_t, _r)
 for _t in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout):
