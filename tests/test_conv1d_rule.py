@@ -359,6 +359,8 @@ def test_conv_transpose1d_without_k_minus_2p_equal_s_is_a_gap_and_report_rows_ca
         weight_spectra(nn.Sequential(nn.ConvTranspose1d(1, 1, 3, stride=2)), (1, 4))
     torch.manual_seed(9)
     net = nn.Sequential(nn.ConvTranspose1d(2, 3, 4, stride=2, padding=1)).double()
-    (row,) = analyze(net, torch.randn(4, 2, 8, dtype=F64), progress=False).rows
+    report = analyze(net, torch.randn(4, 2, 8, dtype=F64), progress=False)
+    (row,) = report.rows
     assert row["status"] == "approximate" and row["grid"] == [1, 8]
+    assert report.decoder is not None and "measures (C, H, W) inputs" in report.decoder["skipped"]
     assert row["operator_norm"] == pytest.approx(svd(jacobian(net[0], (2, 8)))[0], rel=1e-8)

@@ -465,8 +465,9 @@ class LayerSpectrum:
 
     Attributes:
         name: qualified module name.
-        kind: ``"conv"`` or ``"conv_transpose"``.
-        input_size / output_size: spatial sizes seen in the traced forward pass.
+        kind: ``"conv"`` or ``"conv_transpose"``; ``"conv1d"`` / ``"conv_transpose1d"`` for 1-D layers (on the
+            ``1×L`` grid, :func:`freqlens.fourier.spatial_grid`); a registered rule's own kind.
+        input_size / output_size: spatial sizes seen in the traced forward pass (``(1, L)`` for 1-D layers).
         grid: the frequency grid the values are labelled on: the **output** grid of a (strided) conv
             (padded and strided for zero padding), the **input** grid of a transposed conv.
         singular_values: float64 ``(grid_h, grid_w, r)``, descending along the last axis.
