@@ -364,3 +364,25 @@ def test_conv_transpose1d_without_k_minus_2p_equal_s_is_a_gap_and_report_rows_ca
     assert row["status"] == "approximate" and row["grid"] == [1, 8]
     assert report.decoder is not None and "measures (C, H, W) inputs" in report.decoder["skipped"]
     assert row["operator_norm"] == pytest.approx(svd(jacobian(net[0], (2, 8)))[0], rel=1e-8)
+
+
+# ------------------------------------------------------------------------ the tracker on a 1-D model
+def test_tracker_records_conv1d_layers_and_dc_values_match_the_kernel_sum(tmp_path):
+    from freqlens.report import FrequencyTracker
+    from freqlens.report.tracker import load_run
+
+    torch.manual_seed(8)
+    net = nn.Sequential(
+        nn.Conv1d(2, 3, 3, padding=1, padding_mode="circular"), nn.ReLU(), nn.Conv1d(3, 2, 3, padding=1)
+    )
+    probe = torch.rand(5, 2, 16)
+    tracker = FrequencyTracker(net, probe=probe, every=1, out=tmp_path / "r", frequencies=[(0, 0), (0, 3)])
+    tracker.close()
+    doc, arrays = load_run(tmp_path / "r")
+    assert doc["operators"] == ["circular: exact", "zero padding: circulant embedding, upper bound"]
+    # independent route: at ω = 0 a circular conv multiplies by Σ_t W[:, :, t]
+    expected = svd(net[0].weight.detach().double().sum(dim=2).numpy())
+    np.testing.assert_allclose(arrays["track_w0_at"][0, 0], expected, rtol=1e-10)
+    with pytest.raises(ValueError, match=r"probe must be .*\(N, C, L\) for a model of 1-D signals"):
+        planar = nn.Sequential(nn.Conv2d(2, 2, 3), nn.BatchNorm2d(2))
+        FrequencyTracker(planar, probe=probe[:, :, :8], out=tmp_path / "x")
