@@ -114,7 +114,10 @@ class FrequencyTracker:
                 )
             calls = [c for c in calls if c.owner in layers]
         if not calls:
-            raise ValueError("model has no nn.Conv2d / nn.ConvTranspose2d (or registered) layer called on the probe")
+            raise ValueError(
+                "model has no conv layer with a weight rule (nn.Conv2d, nn.ConvTranspose2d, nn.Conv1d, "
+                "nn.ConvTranspose1d or registered) called on the probe"
+            )
         self.calls = calls
         self.frequencies = [tuple(int(v) for v in f) for f in (frequencies or [(0, 0), (0, 1), (1, 0), (1, 1), (2, 2)])]
         self.out = Path(out)

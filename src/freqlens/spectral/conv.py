@@ -84,13 +84,13 @@ class ConvGeometry:
 def conv_geometry(module: nn.Module, name: str = "") -> ConvGeometry:
     """Read ``nn.Conv2d`` / ``nn.ConvTranspose2d`` into a :class:`ConvGeometry`.
 
-    Raises ``TypeError`` naming the layer for any other module (including 1-D/3-D convs; ``nn.Conv1d`` is
-    read through :func:`conv1d_as_conv2d`).
+    Raises ``TypeError`` naming the layer for any other module (including 1-D/3-D convs; 1-D convs are read
+    through :func:`conv1d_as_conv2d`).
     """
     label = name or type(module).__name__
     if not isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-        conv1d = isinstance(module, nn.Conv1d)
-        hint = " (an nn.Conv1d is read through conv1d_as_conv2d: use its registry rule)" if conv1d else ""
+        line = isinstance(module, nn.Conv1d | nn.ConvTranspose1d)
+        hint = " (a 1-D conv is read through conv1d_as_conv2d: use its registry rule)" if line else ""
         raise TypeError(f"layer {label!r} is {type(module).__name__}, not nn.Conv2d or nn.ConvTranspose2d{hint}")
     transposed = isinstance(module, nn.ConvTranspose2d)
     dil = as_pair("dilation", module.dilation)

@@ -753,7 +753,8 @@ def weight_spectra(
     chosen = select_layers(model, names=names, types=weight_types)
     if not chosen:
         raise ValueError(
-            f"model {type(model).__name__} has no nn.Conv2d / nn.ConvTranspose2d / nn.Conv1d (or registered) layer"
+            f"model {type(model).__name__} has no conv layer with a weight rule (nn.Conv2d, nn.ConvTranspose2d, "
+            "nn.Conv1d, nn.ConvTranspose1d or registered)"
         )
     wanted = {name for name, _ in chosen}
     modules = dict(model.named_modules())
