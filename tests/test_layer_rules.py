@@ -264,8 +264,10 @@ def test_declared_gaps_are_marked() -> None:
         (nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect"), "reflect"),
         (nn.Conv2d(1, 1, 3, padding=1, padding_mode="replicate"), "replicate"),
         (nn.ConvTranspose2d(1, 1, 4, stride=1), "kernel - 2*padding == stride"),
-        (nn.Conv1d(1, 1, 3), "Conv1d"),
-        (nn.Conv3d(1, 1, 3), "Conv3d"),
+        (nn.Conv1d(1, 1, 3, padding=1, padding_mode="reflect"), "reflect"),
+        (nn.Conv3d(1, 1, 3), "3-D frequency grids"),
+        (nn.ConvTranspose1d(1, 1, 3), "kernel - 2*padding == stride"),
+        (nn.ConvTranspose3d(1, 1, 3), "3-D frequency grids"),
         (nn.MaxPool2d(2), "no spectral rule for MaxPool2d"),
     ):
         verdict = layer_verdict(module)

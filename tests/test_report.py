@@ -208,11 +208,13 @@ def test_user_registered_rule_is_exact_in_the_report_and_functional_convs_use_th
     assert row["status"] == "exact" and row["operator"] == "circular: exact" and row["functional"]
     true = _true_singular_values(lambda t: F.conv2d(t, net.mix), (2, 8, 8))
     np.testing.assert_allclose(np.sort(report.arrays[f"w{i}_sv"].reshape(-1))[::-1], true, rtol=1e-10, atol=1e-12)
-    # a functional 1-D conv: the registry's declared gap, with its reason and the true operator norm
+    # a functional zero-padded 1-D conv: the nn.Conv1d rule on the 1xL grid, an upper bound, with the true norm
     _, row = rows["<model>:F.conv1d#1"]
-    assert row["status"] == "skipped" and "Conv1d has no per-frequency rule" in row["operator"]
+    assert row["status"] == "upper bound" and row["operator"] == "zero padding: circulant embedding, upper bound"
+    assert row["grid"] == [1, 66]
     true = _true_singular_values(lambda t: F.conv1d(t, net.line, padding=1), (2, 64))
     assert row["operator_norm"] == pytest.approx(true[0], rel=1e-8)
+    assert row["bound_norm"] >= true[0] - 1e-9
 
 
 def test_without_its_rule_a_user_layer_is_measured_through_its_functional_conv() -> None:
@@ -229,15 +231,30 @@ def test_without_its_rule_a_user_layer_is_measured_through_its_functional_conv()
                                atol=1e-12)  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["conv1d", "conv3d"])
-def test_conv1d_conv3d_are_marked_with_exact_norm(name: str) -> None:
-    factory, kwargs, shape, _ = ZOO[name]
+def test_conv3d_is_marked_with_exact_norm() -> None:
+    factory, kwargs, shape, _ = ZOO["conv3d"]
     net = seeded(factory, **kwargs)
     report = analyze(net, torch.rand(4, *shape), progress=False)
     assert report.rows and all(r["status"] == "skipped" and r["operator_norm"] > 0 for r in report.rows)
-    first = next(m for m in net.modules() if isinstance(m, nn.Conv1d | nn.Conv3d))
+    assert "3-D frequency grids" in report.rows[0]["operator"]
+    first = next(m for m in net.modules() if isinstance(m, nn.Conv3d))
     true = np.linalg.svd(_dense_operator(first, shape), compute_uv=False)[0]
     assert report.rows[0]["operator_norm"] == pytest.approx(true, rel=1e-8)
+
+
+def test_conv1d_net_rows_are_exact_or_bounded_with_their_true_norms() -> None:
+    factory, kwargs, shape, _ = ZOO["conv1d"]
+    net = seeded(factory, **kwargs)
+    report = analyze(net, torch.rand(4, *shape), progress=False)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv1d)]
+    assert [r["status"] for r in report.rows] == ["upper bound", "upper bound", "exact"]  # zero pad, zero pad, 1x1
+    sizes = [shape, (convs[1].in_channels, shape[1]), (convs[2].in_channels, shape[1] // 2)]
+    for i, (row, conv, size) in enumerate(zip(report.rows, convs, sizes)):
+        true = np.linalg.svd(_dense_operator(conv, size), compute_uv=False)
+        assert row["operator_norm"] == pytest.approx(true[0], rel=1e-8) and row["act_status"] == "measured"
+        if row["status"] == "exact":
+            values = np.sort(report.arrays[f"w{i}_sv"].reshape(-1))[::-1]
+            np.testing.assert_allclose(values, true, rtol=1e-10, atol=1e-12)
 
 
 def test_layer_without_rule_is_a_marked_row_and_strict_raises() -> None:

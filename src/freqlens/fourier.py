@@ -20,6 +20,9 @@ Conventions (``spec/README.md`` "Shared conventions"; ``spec/linear_cnn_dynamics
   A.4, Eq. 27, plus sign) is its complex conjugate.
 * Phase ramps: ``exp(sign·2πi (u s_h/H + v s_w/W))`` with the index product reduced modulo the size before
   the exponential (:func:`phase_ramp_angles`, :func:`phase_ramp`).
+* 1-D signals: a length-``L`` signal (``(..., L)``, e.g. the input of ``nn.Conv1d``) lives on the ``1×L``
+  grid (``x[..., None, :]``): its frequencies are labelled ``(0, k)`` and every 2-D rule, table and mask
+  applies unchanged, since a DFT over a size-1 axis is the identity (:func:`spatial_grid`).
 * SVD phases: every singular vector freqlens returns is normalised by :func:`svd_phase_fix` (the entry of
   largest modulus of each left vector is real and positive; the right vector gets the same unit factor).
 
@@ -77,6 +80,7 @@ __all__ = [
     "self_conjugate_indices",
     "self_conjugate_mask",
     "signed_frequencies",
+    "spatial_grid",
     "svd_phase_fix",
     "unitary_fft2",
     "unitary_ifft2",
@@ -194,6 +198,27 @@ def as_pair(name: str, value: int | Sequence[int], minimum: int | None = None) -
     if minimum is not None and min(out) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return out
+
+
+def spatial_grid(name: str, size: int | Sequence[int]) -> tuple[int, int]:
+    """The frequency grid of a feature map's spatial size, the one 1-D convention of freqlens (module
+    docstring): ``(H, W)`` is itself; a 1-D length ``L`` (an int or ``(L,)``) is the ``1×L`` grid, whose
+    frequencies are labelled ``(0, k)``. Other lengths, non-ints and sizes below 1 are refused naming ``name``."""
+    if isinstance(size, int | np.integer) and not isinstance(size, bool):
+        dims: list[Any] = [1, int(size)]
+    elif isinstance(size, str) or not hasattr(size, "__len__"):
+        raise TypeError(f"{name} must be a length L (int), (L,) or (H, W), got {size!r}")
+    else:
+        dims = list(size)  # type: ignore[arg-type]  # a sized non-str: checked just above
+        if len(dims) == 1:
+            dims = [1, *dims]
+        if len(dims) != 2:
+            raise ValueError(f"{name} must be a length L (int), (L,) or (H, W), got {size!r} ({len(dims)} axes)")
+    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in dims):
+        raise TypeError(f"{name} must be a length L (int), (L,) or (H, W) of ints, got {size!r}")
+    if min(int(v) for v in dims) < 1:
+        raise ValueError(f"{name} must be positive, got {size!r}")
+    return int(dims[0]), int(dims[1])
 
 
 def _shape2(n: int | Sequence[int]) -> tuple[int, int]:

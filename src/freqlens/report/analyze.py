@@ -234,6 +234,8 @@ def analyze(
         if found.upsamples:
             if stream is None:
                 decoder = {"skipped": "no data given"}
+            elif len(shape) != 3:  # decoder_report walks (B, C, H, W) decoders (decoder_spectra §2, 2-D maps)
+                decoder = {"skipped": f"the decoder report measures (C, H, W) inputs; this model's are {tuple(shape)}"}
             else:
                 decoder, dec_arrays = measure.decoder_summary(
                     work, stream.stage("decoder report"), batch_size=batch_size, strict=strict

@@ -37,10 +37,10 @@ from torch.overrides import TorchFunctionMode
 from tqdm.auto import tqdm
 
 from ..analysis import decoder_report, estimate_cbn_rank
-from ..fourier import low_frequency_mask, signed_frequencies
+from ..fourier import low_frequency_mask, signed_frequencies, spatial_grid
 from ..hooks import evaluation_mode
 from ..spectral import LayerSpectrum, activation_spectra, rule_for
-from ..spectral.maps import radial_frequency, radial_profile
+from ..spectral.maps import radial_bin_scale, radial_frequency, radial_profile
 from ..spectral.rules import verify_forward
 
 __all__ = [
@@ -335,9 +335,14 @@ def rule_spectrum(call: ConvCall) -> LayerSpectrum:
     form, reason = verify_forward(call.module, call.input_shape, linear_only=True)
     if form is None:  # an unverified forward is a marked gap, whatever its attributes say
         raise ValueError(reason)
-    size = (int(call.input_shape[-2]), int(call.input_shape[-1])) if len(call.input_shape) >= 2 else (1, 1)
+    spatial, out_spatial = call.input_shape[1:], call.output_shape[1:]
+    if len(spatial) in (1, 2):  # (L,) of a 1-D layer is the 1xL grid (freqlens.fourier.spatial_grid)
+        size = spatial_grid("input_size", spatial)
+        out = spatial_grid("output_size", out_spatial) if len(out_spatial) == len(spatial) else None
+    else:  # other dimensions: the rule's own gap (e.g. Conv3d) gives the reason
+        size, out = (int(spatial[-2]), int(spatial[-1])) if len(spatial) >= 2 else (1, 1), None
     rule.check_spectrum_geometry(call.module, call.name, size)
-    return rule.layer_spectrum(call.module, size, call.name, call.output_shape[-2:], torch.float64)
+    return rule.layer_spectrum(call.module, size, call.name, out, torch.float64)
 
 
 def spectrum_status(spec: LayerSpectrum) -> str:
@@ -495,10 +500,10 @@ def signed_frequency_labels(n: int) -> np.ndarray:
 
 
 def radial_maximum(values: np.ndarray) -> np.ndarray:
-    """Largest value of an unshifted ``(H, W)`` map per radial-frequency bin (bins of width ``1/min(H, W)``
-    cycles/pixel, as ``radial_profile``; decoder_spectra §4 item 7): which frequencies a layer passes most."""
+    """Largest value of an unshifted ``(H, W)`` map per radial-frequency bin (the bins of ``radial_profile``,
+    width ``1/radial_bin_scale``; decoder_spectra §4 item 7): which frequencies a layer passes most."""
     h, w = values.shape
-    idx = np.rint(radial_frequency((h, w)) * min(h, w)).astype(np.int64)
+    idx = np.rint(radial_frequency((h, w)) * radial_bin_scale((h, w))).astype(np.int64)
     out = np.zeros(int(idx.max()) + 1)
     np.maximum.at(out, idx.reshape(-1), values.reshape(-1))
     return out

@@ -2,8 +2,9 @@
 
 Every ``every`` steps (and once at construction, step 0) it records, through :mod:`freqlens.report.measure`:
 
-* per 2-D conv layer, the weight singular values at the chosen signed frequencies ``(k, l)``, the largest
-  singular value at every frequency and its maximum per radial-frequency bin (conv_bottleneck §1.3, §5a);
+* per conv layer with a weight rule (2-D, and 1-D on the ``1×L`` grid), the weight singular values at the
+  chosen signed frequencies ``(k, l)``, the largest singular value at every frequency and its maximum per
+  radial-frequency bin (conv_bottleneck §1.3, §5a);
 * on the fixed ``probe`` batch, activation energy by radial frequency, ``p_low`` and the per-layer count of
   ``(ω, j)`` holding ``1 − ε`` of the energy (§5b.4), and the CBN rank across depth (weights and activations);
 * the user's loss.
@@ -52,13 +53,15 @@ class FrequencyTracker:
 
     Args:
         model: the model being trained; measured in eval mode without gradients and left as found.
-        probe: a fixed batch ``(N, C, H, W)`` (tensor) for the activation measurements.
+        probe: a fixed batch ``(N, C, H, W)`` (tensor) for the activation measurements; ``(N, C, L)`` for a
+            model of 1-D signals (its layers' frequencies are ``(0, l)`` on the ``1×L`` grid, so ``k`` of
+            ``frequencies`` is taken modulo 1).
         every: record every ``every`` calls of :meth:`step`.
         out: run directory (created; resumed when it holds a run with the same config).
         frequencies: signed ``(k, l)`` at which to keep all singular values (default: DC, the first
             harmonics and the Nyquist corner); taken modulo each layer's grid.
         layers: module names (default: every layer with a weight rule called: ``nn.Conv2d``,
-            ``nn.ConvTranspose2d`` and registered types).
+            ``nn.ConvTranspose2d``, ``nn.Conv1d``, ``nn.ConvTranspose1d`` and registered types).
         tensorboard: also write TensorBoard scalars into ``out/tensorboard``.
     """
 
@@ -79,8 +82,8 @@ class FrequencyTracker:
     ) -> None:
         check_model_usable("model", model)
         self.every = check_positive_int("every", every)
-        if not isinstance(probe, torch.Tensor) or probe.ndim != 4:
-            raise ValueError(f"probe must be a tensor batch (N, C, H, W), got {probe!r:.60}")
+        if not isinstance(probe, torch.Tensor) or probe.ndim not in (3, 4):
+            raise ValueError(f"probe must be a tensor batch (N, C, H, W) or (N, C, L), got {probe!r:.60}")
         self.model = model
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
@@ -91,16 +94,30 @@ class FrequencyTracker:
         self.weight_threshold = weight_threshold
         self.energy_eps = energy_eps
         self.low_fraction = low_fraction
-        found = measure.discover_convs(model, self.probe.example)
+        try:
+            found = measure.discover_convs(model, self.probe.example)
+        except Exception as exc:
+            if probe.ndim != 3:
+                raise
+            raise ValueError(
+                f"probe must be a tensor batch (N, C, H, W), or (N, C, L) for a model of 1-D signals; the forward "
+                f"pass on {tuple(probe.shape)} failed ({measure._one_line(exc)})"
+            ) from exc
         calls = [c for c in found.convs if c.hookable]
         calls = list({c.owner: c for c in reversed(calls)}.values())[::-1]  # first call of each module
         if layers is not None:
             unknown = [n for n in layers if n not in {c.owner for c in calls}]
             if unknown:
-                raise ValueError(f"layers {unknown} are not 2-D conv modules called by the model; found {calls!r:.200}")
+                raise ValueError(
+                    f"layers {unknown} are not conv modules with a weight rule called by the model; "
+                    f"found {calls!r:.200}"
+                )
             calls = [c for c in calls if c.owner in layers]
         if not calls:
-            raise ValueError("model has no nn.Conv2d / nn.ConvTranspose2d (or registered) layer called on the probe")
+            raise ValueError(
+                "model has no conv layer with a weight rule (nn.Conv2d, nn.ConvTranspose2d, nn.Conv1d, "
+                "nn.ConvTranspose1d or registered) called on the probe"
+            )
         self.calls = calls
         self.frequencies = [tuple(int(v) for v in f) for f in (frequencies or [(0, 0), (0, 1), (1, 0), (1, 1), (2, 2)])]
         self.out = Path(out)

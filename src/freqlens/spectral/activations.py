@@ -136,9 +136,13 @@ class _GramAccumulator:
         self.samples: dict[str, int] = {}
 
     def add(self, name: str, act: torch.Tensor) -> None:
-        if act.ndim != 4:
-            raise ValueError(f"layer {name!r}: expected activations (N, C, H, W), got shape {tuple(act.shape)}")
-        a = act.detach().to(self.dtype).contiguous()
+        if act.ndim not in (3, 4):
+            raise ValueError(
+                f"layer {name!r}: expected activations (N, C, H, W) or, of a 1-D layer, (N, C, L), "
+                f"got shape {tuple(act.shape)}"
+            )
+        # a 1-D signal (N, C, L) is the 1xL grid (freqlens.fourier.spatial_grid): frequencies (0, k)
+        a = (act.unsqueeze(-2) if act.ndim == 3 else act).detach().to(self.dtype).contiguous()
         n, c, h, w = a.shape
         half = h * (w // 2 + 1)
         first = name not in self.gram_real
@@ -244,11 +248,12 @@ def activation_spectra(
     """Per-frequency singular values of the activations of ``layers`` over ``data`` (spec §5b, C8).
 
     Args:
-        data: a tensor ``(N, C, H, W)`` (split into ``batch_size`` chunks) or an iterable of batches
-            (tensors or ``(x, y)`` tuples, e.g. a ``DataLoader``).
+        data: a tensor ``(N, C, H, W)`` (``(N, C, L)`` for a model of 1-D signals; split into ``batch_size``
+            chunks) or an iterable of batches (tensors or ``(x, y)`` tuples, e.g. a ``DataLoader``).
         layers: qualified module names, one str being one name (default: every layer with a weight rule in
-            the registry: ``nn.Conv2d``, ``nn.ConvTranspose2d`` and registered types). Unknown names raise
-            ``ValueError``.
+            the registry: ``nn.Conv2d``, ``nn.ConvTranspose2d``, ``nn.Conv1d`` and registered types). Unknown
+            names raise ``ValueError``. Activations ``(N, C, L)`` of 1-D layers are spectra on the ``1×L``
+            grid, frequencies ``(0, k)`` (:func:`freqlens.fourier.spatial_grid`).
         capture: ``"output"`` records each layer's output (pre-activations for conv layers: the
             recommended choice, §5b.6); ``"input"`` its input (post-activation of the previous layer).
         dtype: precision of the FFT and of the Gram accumulation (float64 by default: the results match a
@@ -303,5 +308,7 @@ def activation_spectra(
         raise ValueError("data holds no samples")
     missing = [name for name, _ in chosen if name not in acc.gram_real]
     if missing:
-        raise ValueError(f"layers {missing} were not called in the forward pass (or gave no 4-D activations)")
+        raise ValueError(
+            f"layers {missing} were not called in the forward pass (or gave no (N, C, H, W) / (N, C, L) activations)"
+        )
     return ActivationSpectra([acc.finish(name, capture) for name, _ in chosen])

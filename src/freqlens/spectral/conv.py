@@ -16,13 +16,18 @@ spectra (bottleneck paper) and spectrum propagation (decoder paper) both build o
 * ``nn.ConvTranspose2d`` (stride ``r``, padding ``P``): circularly, zero insertion followed by a
   **true** convolution, ``T(ω) = fft2(W, s=out)ᵀ e^{+2πi(u P/M + v P/N)}`` on the output grid
   (decoder_spectra §2.6); exact in the interior, edges differ from the non-circular PyTorch op.
+* ``nn.Conv1d`` of a length-``L`` signal is exactly ``nn.Conv2d`` on the ``1×L`` grid with kernel ``(1, k)``,
+  stride ``(1, s)``, padding ``(0, p)``, dilation ``(1, d)``, the same groups, bias and padding mode
+  (:func:`conv1d_as_conv2d`; the 1-D convention of :func:`freqlens.fourier.spatial_grid`), and likewise
+  ``nn.ConvTranspose1d`` is ``nn.ConvTranspose2d`` on that grid, so every rule above applies to them
+  unchanged: nothing here is specific to one dimension twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -31,6 +36,7 @@ from ..fourier import as_pair, conv2d_transfer_matrices, phase_ramp_angles
 
 __all__ = [
     "ConvGeometry",
+    "conv1d_as_conv2d",
     "conv_geometry",
     "conv_output_size",
     "conv_transpose_transfer_matrices",
@@ -78,11 +84,14 @@ class ConvGeometry:
 def conv_geometry(module: nn.Module, name: str = "") -> ConvGeometry:
     """Read ``nn.Conv2d`` / ``nn.ConvTranspose2d`` into a :class:`ConvGeometry`.
 
-    Raises ``TypeError`` naming the layer for any other module (including 1-D/3-D convs).
+    Raises ``TypeError`` naming the layer for any other module (including 1-D/3-D convs; 1-D convs are read
+    through :func:`conv1d_as_conv2d`).
     """
     label = name or type(module).__name__
     if not isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-        raise TypeError(f"layer {label!r} is {type(module).__name__}, not nn.Conv2d or nn.ConvTranspose2d")
+        line = isinstance(module, nn.Conv1d | nn.ConvTranspose1d)
+        hint = " (a 1-D conv is read through conv1d_as_conv2d: use its registry rule)" if line else ""
+        raise TypeError(f"layer {label!r} is {type(module).__name__}, not nn.Conv2d or nn.ConvTranspose2d{hint}")
     transposed = isinstance(module, nn.ConvTranspose2d)
     dil = as_pair("dilation", module.dilation)
     k = as_pair("kernel_size", module.kernel_size)
@@ -118,6 +127,40 @@ def conv_geometry(module: nn.Module, name: str = "") -> ConvGeometry:
         output_padding=as_pair("output_padding", module.output_padding) if transposed else (0, 0),
         has_bias=module.bias is not None,
     )
+
+
+def conv1d_as_conv2d(module: nn.Module, name: str = "") -> nn.Conv2d | nn.ConvTranspose2d:
+    """The 2-D twin on the ``1×L`` grid of ``nn.Conv1d`` (an ``nn.Conv2d``) or ``nn.ConvTranspose1d`` (an
+    ``nn.ConvTranspose2d``) ``module`` (module docstring): kernel ``(1, k)``, stride ``(1, s)``, padding
+    ``(0, p)`` (or the same ``"same"``/``"valid"``), dilation ``(1, d)``, output padding ``(0, o)``, groups and
+    padding mode copied, weight ``module.weight[..., None, :]`` (a view: no copy, no new parameter) and the
+    same bias, so ``twin(x[..., None, :])[..., 0, :] == module(x)`` for the stock forward. Built on the meta
+    device first, so no random initialisation touches the global RNG (plumbing)."""
+    label = name or type(module).__name__
+    if not isinstance(module, nn.Conv1d | nn.ConvTranspose1d):
+        raise TypeError(f"layer {label!r} is {type(module).__name__}, not nn.Conv1d or nn.ConvTranspose1d")
+    padding: str | tuple[int, int] = (
+        module.padding if isinstance(module.padding, str) else (0, int(module.padding[0]))
+    )
+    options: dict[str, Any] = {
+        "stride": (1, int(module.stride[0])),
+        "padding": padding,
+        "dilation": (1, int(module.dilation[0])),
+        "groups": int(module.groups),
+        "bias": False,
+        "padding_mode": module.padding_mode,
+        "device": "meta",
+    }
+    cls: type[nn.Conv2d] | type[nn.ConvTranspose2d] = nn.Conv2d
+    if isinstance(module, nn.ConvTranspose1d):
+        cls = nn.ConvTranspose2d
+        options["output_padding"] = (0, int(module.output_padding[0]))
+    twin = cls(int(module.in_channels), int(module.out_channels), (1, int(module.kernel_size[0])), **options)
+    weight, bias = module.weight, module.bias  # read once: a parametrized weight is computed here
+    del twin.weight, twin.bias  # plain attributes below: views of the 1-D tensors, shared with the module
+    twin.weight = weight.unsqueeze(-2)
+    twin.bias = bias
+    return twin.train(module.training)
 
 
 def padding_rule_gap(geom: ConvGeometry) -> str | None:

@@ -31,6 +31,7 @@ __all__ = [
     "mean_magnitude_map",
     "mean_power_map",
     "p_low",
+    "radial_bin_scale",
     "radial_frequency",
     "radial_profile",
     "shift_for_display",
@@ -128,18 +129,26 @@ def radial_frequency(grid: tuple[int, int]) -> np.ndarray:
     return np.sqrt(k[:, None] ** 2 + l[None, :] ** 2)
 
 
+def radial_bin_scale(grid: tuple[int, int]) -> int:
+    """Radial bins have width ``1/S`` cycles per pixel with ``S = min(H, W)`` over the sides longer than 1:
+    a ``1×L`` grid (a 1-D signal, :func:`freqlens.fourier.spatial_grid`) has bins ``1/L``, one per ``|k|``
+    (a side of 1 carries no frequency); ``S = 1`` if no side is longer (plumbing)."""
+    return min((int(n) for n in grid if int(n) > 1), default=1)
+
+
 def radial_profile(power: np.ndarray, num_bins: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Aggregate an unshifted power map ``(..., H, W)`` by radial frequency.
 
-    Bins have width ``1/min(H, W)`` cycles per pixel (bin ``j`` holds ``round(|ω| min(H, W)) == j``),
-    so bin 0 is DC alone on a square grid. Returns ``(centres (J,), sums (..., J))``: the **sum** of the
+    Bins have width ``1/min(H, W)`` cycles per pixel (bin ``j`` holds ``round(|ω| min(H, W)) == j``; a side
+    of 1, as on the ``1×L`` grid of a 1-D signal, is left out of the min: :func:`radial_bin_scale`), so bin 0
+    is DC alone on a square grid. Returns ``(centres (J,), sums (..., J))``: the **sum** of the
     power in each bin (energy by radial frequency); divide by the total for fractions.
     """
     p = np.asarray(power, dtype=np.float64)
     if p.ndim < 2:
         raise ValueError(f"power must have shape (..., H, W), got {p.shape}")
     h, w = p.shape[-2:]
-    scale = min(h, w)
+    scale = radial_bin_scale((h, w))
     idx = np.rint(radial_frequency((h, w)) * scale).astype(np.int64)
     bins = int(idx.max()) + 1 if num_bins is None else int(num_bins)
     if bins < 1:

@@ -612,7 +612,10 @@ def propagate(
     """Propagate ``fft2(x)`` through a sequential model with the exact rules, layer by layer, next to the
     measured spectra of the real forward pass (spec §2; §4 item 1).
 
-    ``x (B, C, H, W)`` real and finite. For a network built only from layers with exact rules the last
+    ``x (B, C, H, W)`` real and finite, or ``(B, C, L)`` for a chain of 1-D layers (``nn.Conv1d``): then every
+    spectrum map is on the ``1×L`` grid, ``(B, C, 1, L)`` (:func:`freqlens.fourier.spatial_grid`), and layers
+    whose rule has no 1-D form (:attr:`SpectralRule.spatial_dims`) are gaps. For a network built only from
+    layers with exact rules the last
     prediction equals ``fft2(model(x))`` to rounding error. At a layer without a rule (ReLU, training-mode
     batch norm, bilinear upsampling, reflect padding, ...) the prediction stops and the chain restarts from
     the measured spectrum of that layer's output. ``assume_circular`` applies the circular rule to zero-
@@ -628,19 +631,24 @@ def propagate(
         check_model_usable(f"layer {name!r}", layer)
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor (B, C, H, W), got {describe(x)}")
-    check_ndim("x", x, (4,), "(B, C, H, W)")
+    check_ndim("x", x, (3, 4), "(B, C, H, W) or (B, C, L)")
     check_real_floating("x", x)
     check_finite("x", x)
-    result = PropagationResult(input_spectrum=torch.fft.fft2(x.detach().to(torch.float64)))
+
+    def lifted(t: torch.Tensor) -> torch.Tensor:  # (B, C, L) is the 1xL grid (freqlens.fourier.spatial_grid)
+        return t.unsqueeze(-2) if x.ndim == 3 else t
+
+    result = PropagationResult(input_spectrum=torch.fft.fft2(lifted(x.detach().to(torch.float64))))
     state: dict[str, object] = {"chained": result.input_spectrum, "start": "input", "previous": x}
 
     def step(name: str, layer: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         if not inputs or inputs[0] is not state["previous"]:
             raise TypeError(f"layer {name!r} does not receive the previous layer's output: not a chain of layers")
-        if not isinstance(out, torch.Tensor) or out.ndim != 4:
-            raise TypeError(f"layer {name!r} returned {describe(out)}, not a (B, C, H, W) tensor")
+        if not isinstance(out, torch.Tensor) or out.ndim != x.ndim:
+            layout = "(B, C, L)" if x.ndim == 3 else "(B, C, H, W)"
+            raise TypeError(f"layer {name!r} returned {describe(out)}, not a {layout} tensor like the input")
         check_finite(f"output of layer {name!r}", out)
-        measured = torch.fft.fft2(out.to(torch.float64))
+        measured = torch.fft.fft2(lifted(out.to(torch.float64)))
         rule = layer_verdict(layer, name, tuple(inputs[0].shape[1:]), assume_circular)
         predicted = None
         if rule.predicts:

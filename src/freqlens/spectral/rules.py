@@ -16,13 +16,20 @@ its propagation rule on spectrum maps (:meth:`SpectralRule.propagate`; decoder_s
   ``1e-10`` relative, otherwise the verdict is a marked gap naming the reason.
 
 Declared gaps (rules with no prediction): pointwise nonlinearities, batch norm in training mode, bilinear /
-bicubic upsampling, reflect / replicate padding, transposed convs with ``K − 2P ≠ s``, Conv1d / Conv3d
-(their 1-D / 3-D rules are not implemented yet), pooling and any unregistered module.
+bicubic upsampling, reflect / replicate padding, transposed convs with ``K − 2P ≠ s``, Conv3d and
+ConvTranspose3d (3-D frequency grids are not implemented: :func:`_conv3d_gap`), pooling and any unregistered
+module.
+
+``nn.Conv1d`` and ``nn.ConvTranspose1d`` follow the 2-D rules by delegation (:class:`Conv1dRule`,
+:class:`ConvTranspose1dRule`): each is its 2-D twin on the ``1×L`` grid
+(:func:`freqlens.spectral.conv.conv1d_as_conv2d`), so its frequencies are labelled ``(0, k)``
+(:func:`freqlens.fourier.spatial_grid`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..fourier import spatial_grid
 from .conv import (
+    conv1d_as_conv2d,
     conv_geometry,
     padding_rule_gap,
     spectrum_grid_problem,
@@ -61,7 +70,9 @@ from .weights import (
 
 __all__ = [
     "BatchNorm2dRule",
+    "Conv1dRule",
     "Conv2dRule",
+    "ConvTranspose1dRule",
     "ConvTranspose2dRule",
     "GapRule",
     "IdentityRule",
@@ -92,13 +103,16 @@ class SpectralRule:
     Class attributes: ``kind`` (a short label), ``has_weights`` (the layer has a linear operator with
     per-frequency singular values: selected by default by ``weight_spectra`` / ``activation_spectra``),
     ``reported`` (hooked by default by ``decoder_report``), ``forms`` (the forwards a subclass's output is
-    compared with: ``"stock"`` is the registered type's own ``forward``).
+    compared with: ``"stock"`` is the registered type's own ``forward``), ``spatial_dims`` (the numbers of
+    spatial axes of the inputs the rule describes: 2 for ``(B, C, H, W)`` maps, 1 for ``(B, C, L)`` signals;
+    walkers mark a layer called on other inputs as a gap).
     """
 
     kind = "none"
     has_weights = False
     reported = False
     forms: tuple[str, ...] = ("stock",)
+    spatial_dims: tuple[int, ...] = (2,)
 
     def gap_reason(self, module: nn.Module) -> str:
         """Why this layer type has no exact rule (plumbing)."""
@@ -167,6 +181,7 @@ class IdentityRule(SpectralRule):
     """``nn.Identity`` and dropout in eval mode: the spectrum passes unchanged (exact)."""
 
     kind = "identity"
+    spatial_dims = (1, 2, 3)
 
     def assess(self, module: nn.Module, name: str, assume_circular: bool = False) -> LayerRule:
         """The verdict from the module's attributes (rule and spec section: see the class docstring)."""
@@ -320,6 +335,116 @@ class ConvTranspose2dRule(SpectralRule):
     def replica_rule(self, module: nn.Module) -> str:
         """What happens to the DC replicas (decoder_spectra Thm 4.4, §2.6)."""
         return "repeated"  # Thm 4.4: a transposed conv is zero insertion then a conv
+
+
+class _LineRule(SpectralRule):
+    """A 1-D layer as its 2-D twin on the ``1×L`` grid (:func:`freqlens.spectral.conv.conv1d_as_conv2d`; the
+    1-D convention of :func:`freqlens.fourier.spatial_grid`): every method hands the twin to ``_planar``, the
+    rule of the twin's type, so no 1-D copy of the 2-D math exists. Sizes are a length ``L`` (int), ``(L,)``
+    or ``(1, L)``; spectra and frequencies are on the ``1×L`` grid, labelled ``(0, k)``; spectrum maps are
+    ``(B, C, L)`` or ``(B, C, 1, L)`` (plumbing)."""
+
+    has_weights = True
+    reported = False  # decoder_report walks (B, C, H, W) decoders only
+    spatial_dims = (1,)
+    _planar: SpectralRule
+    spectrum_kind = "conv1d"
+
+    @staticmethod
+    def _label(module: nn.Module, name: str) -> str:
+        return name or type(module).__name__
+
+    @staticmethod
+    def line_size(module: nn.Module, name: str, size: int | Sequence[int]) -> tuple[int, int]:
+        """A 1-D size (length ``L`` as an int, ``(L,)`` or ``(1, L)``) as the ``1×L`` grid (plumbing)."""
+        label = name or type(module).__name__
+        layer = f"layer {label!r} is 1-D ({type(module).__name__})"
+        try:
+            grid = spatial_grid("input_size", size)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{layer}: {exc}") from None
+        if grid[0] != 1:
+            raise ValueError(f"{layer}: input_size must be a length L (int), (L,) or (1, L), got {size!r}")
+        return grid
+
+    def assess(self, module: nn.Module, name: str, assume_circular: bool = False) -> LayerRule:
+        """The verdict of the 2-D twin (rule and spec section: the twin's rule)."""
+        label = self._label(module, name)
+        verdict = self._planar.assess(conv1d_as_conv2d(module, label), label, assume_circular)
+        return dataclasses.replace(verdict, kind=verdict.kind.replace("2d", "1d"))
+
+    def propagate(
+        self, module: nn.Module, spectrum: torch.Tensor, name: str, assume_circular: bool = False
+    ) -> torch.Tensor:
+        """Output spectrum map by the twin's rule (equation and spec section: the twin's rule)."""
+        label = self._label(module, name)
+        line = isinstance(spectrum, torch.Tensor) and spectrum.ndim == 3
+        g = spectrum.unsqueeze(-2) if line else spectrum
+        if isinstance(g, torch.Tensor) and g.ndim == 4 and g.shape[-2] != 1:
+            raise ValueError(
+                f"layer {label!r} is a 1-D conv: spectrum must be (B, C, L) or (B, C, 1, L), got {tuple(g.shape)}"
+            )
+        out = self._planar.propagate(conv1d_as_conv2d(module, label), g, label, assume_circular)
+        return out.squeeze(-2) if line else out
+
+    def check_spectrum_geometry(self, module: nn.Module, name: str, input_size: tuple[int, int]) -> None:
+        """Refuse, before any FFT, a geometry without a per-frequency spectrum (plumbing)."""
+        label = self._label(module, name)
+        grid = self.line_size(module, label, input_size)
+        self._planar.check_spectrum_geometry(conv1d_as_conv2d(module, label), label, grid)
+
+    def layer_spectrum(
+        self,
+        module: nn.Module,
+        input_size: tuple[int, int],
+        name: str,
+        output_size: Sequence[int] | None,
+        dtype: torch.dtype,
+    ) -> LayerSpectrum:
+        """Per-frequency singular values on the ``1×L`` grid (conv_bottleneck §1.3-1.5, §5a)."""
+        label = self._label(module, name)
+        grid = self.line_size(module, label, input_size)
+        out = None if output_size is None else spatial_grid("output_size", output_size)
+        spec = self._planar.layer_spectrum(conv1d_as_conv2d(module, label), grid, label, out, dtype)
+        note = f"{spec.note} (nn.{type(module).__name__} on the 1xL grid)"
+        return dataclasses.replace(spec, kind=self.spectrum_kind, note=note)
+
+    def operator_blocks(
+        self, module: nn.Module, input_size: tuple[int, int], name: str, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """Per-frequency blocks ``(1, F, rows, cols)`` of the operator in unitary bases (conv_bottleneck §1.5)."""
+        label = self._label(module, name)
+        grid = self.line_size(module, label, input_size)
+        return self._planar.operator_blocks(conv1d_as_conv2d(module, label), grid, label, dtype)
+
+
+class Conv1dRule(_LineRule):
+    """``nn.Conv1d``: exactly the :class:`Conv2dRule` of its ``nn.Conv2d`` twin on the ``1×L`` grid
+    (:class:`_LineRule`): circular padding exact (Thm 3.2, C5a), zero padding by the padded-grid rule (§2.3),
+    stride by aliasing (C5b), reflect / replicate padding declared gaps with the same reasons. A subclass may
+    be verified as the stock forward or as the twin's circular end-wrap operator."""
+
+    kind = "conv1d"
+    forms = ("stock", "circular")
+    _planar = Conv2dRule()
+
+    def reference_forward(self, module: nn.Module, stock: type[nn.Module], x: torch.Tensor, form: str) -> torch.Tensor:
+        """The forward the rule's numbers describe, used to verify subclasses (plumbing): the stock
+        ``nn.Conv1d`` forward, or the twin's circular end-wrap operator on ``x[..., None, :]``."""
+        if form == "stock":
+            return stock.forward(module, x)
+        twin = conv1d_as_conv2d(module)
+        return self._planar.reference_forward(twin, nn.Conv2d, x.unsqueeze(-2), form).squeeze(-2)
+
+
+class ConvTranspose1dRule(_LineRule):
+    """``nn.ConvTranspose1d``: exactly the :class:`ConvTranspose2dRule` of its ``nn.ConvTranspose2d`` twin on
+    the ``1×L`` grid (:class:`_LineRule`): with ``K − 2P = s`` and no output padding, zero insertion then a
+    true convolution (decoder_spectra §2.6, Thm 4.4); other geometries are declared gaps."""
+
+    kind = "conv-transpose1d"
+    spectrum_kind = "conv_transpose1d"
+    _planar = ConvTranspose2dRule()
 
 
 class UpsampleRule(SpectralRule):
@@ -529,8 +654,14 @@ def rule_for(module: nn.Module) -> tuple[type[nn.Module], SpectralRule]:
     return type(module), _DEFAULT_RULE
 
 
-def _conv_nd_gap(dim: int) -> GapRule:
-    return GapRule(f"Conv{dim}d has no per-frequency rule in freqlens yet (2-D convs only)")
+def _conv3d_gap(kind: str) -> GapRule:
+    """The declared gap of the 3-D convs: what is missing. (A circular Conv3d is block-diagonal over 3-D
+    frequencies, but every per-frequency route here, grids, aliasing blocks, tables, activation Grams, is 2-D;
+    a 3-D conv is not a 2-D conv on one grid the way a 1-D conv is, so no delegation gives it.)"""
+    return GapRule(
+        f"{kind} has no per-frequency rule in freqlens: 3-D frequency grids (D×H×W blocks, tables, "
+        "activation spectra) are not implemented (freqlens analyze reports its true operator norm)"
+    )
 
 
 _t: type[nn.Module]
@@ -541,10 +672,10 @@ for _t, _r in (
     (ZeroInsertionUpsample, UpsampleRule()),
     (nn.BatchNorm2d, BatchNorm2dRule()),
     (nn.Identity, IdentityRule()),
-    (nn.Conv1d, _conv_nd_gap(1)),
-    (nn.Conv3d, _conv_nd_gap(3)),
-    (nn.ConvTranspose1d, _conv_nd_gap(1)),
-    (nn.ConvTranspose3d, _conv_nd_gap(3)),
+    (nn.Conv1d, Conv1dRule()),
+    (nn.Conv3d, _conv3d_gap("Conv3d")),
+    (nn.ConvTranspose1d, ConvTranspose1dRule()),
+    (nn.ConvTranspose3d, _conv3d_gap("ConvTranspose3d")),
 ):
     register_rule(_t, _r)
 for _t in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout):
@@ -643,10 +774,18 @@ def layer_verdict(
     assume_circular: bool = False,
 ) -> LayerRule:
     """The honest rule verdict for one module: its rule's :meth:`SpectralRule.assess`, turned into a marked
-    gap when the module's forward could not be verified (no input shape given, or a mismatch)."""
+    gap when the module's forward could not be verified (no input shape given, or a mismatch) or when
+    ``input_shape`` (``(C, *spatial)``) has a number of spatial axes the rule does not describe
+    (:attr:`SpectralRule.spatial_dims`, e.g. ``nn.Upsample`` on a ``(C, L)`` signal)."""
     label = name or type(module).__name__
     stock, rule = rule_for(module)
     verdict = rule.assess(module, label, assume_circular)
+    if verdict.predicts and input_shape is not None and len(input_shape) - 1 not in rule.spatial_dims:
+        dims = len(input_shape) - 1
+        return LayerRule(
+            "none", False, False, f"{type(module).__name__} has no rule for inputs with {dims} spatial axes; "
+            "prediction stops"
+        )
     if not verdict.predicts or not needs_verification(module, stock):
         return verdict
     if input_shape is None:

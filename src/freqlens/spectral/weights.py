@@ -64,8 +64,9 @@ from ..fourier import (
     dirichlet_kernel,
     self_conjugate_mask,
     signed_frequencies,
+    spatial_grid,
 )
-from ..hooks import capture_layers, evaluation_mode, select_layers, trace_layers
+from ..hooks import LayerForwardError, capture_layers, evaluation_mode, select_layers, trace_layers
 from .conv import ConvGeometry, conv_geometry, dense_kernel, module_transfer_matrices, spectrum_grid_problem
 
 __all__ = [
@@ -464,8 +465,9 @@ class LayerSpectrum:
 
     Attributes:
         name: qualified module name.
-        kind: ``"conv"`` or ``"conv_transpose"``.
-        input_size / output_size: spatial sizes seen in the traced forward pass.
+        kind: ``"conv"`` or ``"conv_transpose"``; ``"conv1d"`` / ``"conv_transpose1d"`` for 1-D layers (on the
+            ``1×L`` grid, :func:`freqlens.fourier.spatial_grid`); a registered rule's own kind.
+        input_size / output_size: spatial sizes seen in the traced forward pass (``(1, L)`` for 1-D layers).
         grid: the frequency grid the values are labelled on: the **output** grid of a (strided) conv
             (padded and strided for zero padding), the **input** grid of a transposed conv.
         singular_values: float64 ``(grid_h, grid_w, r)``, descending along the last axis.
@@ -654,14 +656,20 @@ class WeightSpectra:
 
 def _example_input(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
     if isinstance(input_shape, str) or not isinstance(input_shape, Sequence | torch.Size):
-        raise TypeError(f"input_shape must be a tuple (C, H, W) or (N, C, H, W) of ints, got {input_shape!r}")
+        raise TypeError(
+            f"input_shape must be a tuple (C, H, W), (N, C, H, W) or, for 1-D models, (C, L) of ints, "
+            f"got {input_shape!r}"
+        )
     if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in input_shape):
         raise TypeError(f"input_shape must hold ints, got {input_shape!r}")
     shape = tuple(int(v) for v in input_shape)
-    if len(shape) == 3:
+    if len(shape) in (2, 3):  # (C, L) of a 1-D model, (C, H, W): one sample
         shape = (1, *shape)
-    if len(shape) != 4 or min(shape) < 1:
-        raise ValueError(f"input_shape must be (C, H, W) or (N, C, H, W) with positive sizes, got {input_shape!r}")
+    if len(shape) not in (3, 4) or min(shape) < 1:
+        raise ValueError(
+            f"input_shape must be (C, H, W), (N, C, H, W) or, for 1-D models, (C, L) with positive sizes, "
+            f"got {input_shape!r}"
+        )
     param = next(iter(model.parameters()), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     device = param.device if param is not None else torch.device("cpu")
@@ -670,17 +678,21 @@ def _example_input(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor
 
 def _record_calls(
     model: nn.Module, chosen: Sequence[tuple[str, nn.Module]], example: torch.Tensor
-) -> list[tuple[str, tuple[int, ...], tuple[int, int]]]:
-    """One forward pass recording ``(name, input (C, H, W), output (H, W))`` of every call of the chosen layers.
+) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
+    """One forward pass recording ``(name, input (C, *spatial), output spatial)`` of every call of the chosen
+    layers with as many spatial axes as their rule describes (``(C, H, W)`` maps, ``(C, L)`` signals).
 
     The shapes come from hooks on the chosen layers themselves (so parametrized convs, which are not leaf
     modules, are seen); :func:`trace_layers` runs the pass so that a failure names the failing layer.
     """
-    calls: list[tuple[str, tuple[int, ...], tuple[int, int]]] = []
+    from .rules import rule_for
+
+    calls: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
 
     def record(name: str, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].ndim == 4 and output.ndim == 4:
-            entry = (name, tuple(int(v) for v in inputs[0].shape[1:]), (output.shape[-2], output.shape[-1]))
+        dims = tuple(2 + d for d in rule_for(module)[1].spatial_dims)
+        if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].ndim in dims and output.ndim == inputs[0].ndim:
+            entry = (name, tuple(int(v) for v in inputs[0].shape[1:]), tuple(int(v) for v in output.shape[2:]))
             if entry not in calls:
                 calls.append(entry)
 
@@ -709,11 +721,14 @@ def weight_spectra(
     dtype: torch.dtype = torch.float64,
 ) -> WeightSpectra:
     """Per-frequency singular values of every layer with a weight rule in ``model`` (spec §5a): by default
-    ``nn.Conv2d`` / ``nn.ConvTranspose2d`` and any type added with :func:`freqlens.spectral.register_rule`.
+    ``nn.Conv2d`` / ``nn.ConvTranspose2d`` / ``nn.Conv1d`` and any type added with
+    :func:`freqlens.spectral.register_rule`.
 
     A thin walker over the rule registry (:mod:`freqlens.spectral.rules`). One forward pass on zeros of
-    ``input_shape`` (``(C, H, W)``, ints) records each layer's input and output size (forward hooks; a layer
-    called several times is listed once per distinct input size), then each layer's spectrum is computed by
+    ``input_shape`` (``(C, H, W)``; ``(C, L)`` for a model of 1-D signals, whose layers are labelled on the
+    ``1×L`` grid, :func:`freqlens.fourier.spatial_grid`; ints) records each layer's input and output size
+    (forward hooks; a layer called several times is listed once per distinct input size), then each layer's
+    spectrum is computed by
     its rule in ``dtype`` (float64 default; float32 accuracy and the thread policy: module docstring).
     Repeated calls of a module with the same input size share one spectrum. Everything runs in eval mode
     (parametrizations such as ``spectral_norm`` are read without advancing) and the model is left exactly as found.
@@ -737,16 +752,28 @@ def weight_spectra(
     weight_types = tuple(t for t, r in registered_rules().items() if r.has_weights)
     chosen = select_layers(model, names=names, types=weight_types)
     if not chosen:
-        raise ValueError(f"model {type(model).__name__} has no nn.Conv2d / nn.ConvTranspose2d (or registered) layer")
+        raise ValueError(
+            f"model {type(model).__name__} has no conv layer with a weight rule (nn.Conv2d, nn.ConvTranspose2d, "
+            "nn.Conv1d, nn.ConvTranspose1d or registered)"
+        )
     wanted = {name for name, _ in chosen}
     modules = dict(model.named_modules())
     result = WeightSpectra()
     with evaluation_mode(model), torch.no_grad():
-        calls = _record_calls(model, chosen, example)
+        try:
+            calls = _record_calls(model, chosen, example)
+        except LayerForwardError as exc:
+            if example.ndim != 3:
+                raise
+            raise ValueError(
+                f"input_shape {tuple(input_shape)} was read as (C, L) of a model of 1-D signals and its forward "
+                f"pass failed ({exc}); a 2-D model needs (C, H, W)"
+            ) from exc
         missing = wanted - {c[0] for c in calls}
         if missing:
             raise ValueError(
-                f"layers {sorted(missing)} were not called in the forward pass of input shape {input_shape}"
+                f"layers {sorted(missing)} were not called in the forward pass of input shape {input_shape} "
+                "(or only on inputs with another number of spatial axes than their rule describes)"
             )
         checked = []
         for name, shape, out in calls:  # validate everything before the first SVD
@@ -755,8 +782,9 @@ def weight_spectra(
             if form is None:  # an unverified forward is a marked gap, whatever its attributes say
                 result.skipped.append((name, reason))
                 continue
-            rule.check_spectrum_geometry(modules[name], name, (shape[1], shape[2]))
-            checked.append((name, shape, out, rule))
-        for name, shape, out, rule in checked:
-            result.layers.append(rule.layer_spectrum(modules[name], (shape[1], shape[2]), name, out, dtype))
+            grid = spatial_grid("input_size", shape[1:])  # (L,) of a 1-D layer is the 1xL grid
+            rule.check_spectrum_geometry(modules[name], name, grid)
+            checked.append((name, grid, spatial_grid("output_size", out), rule))
+        for name, grid, out_grid, rule in checked:
+            result.layers.append(rule.layer_spectrum(modules[name], grid, name, out_grid, dtype))
     return result
