@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from freqlens.analysis.statistics import VERDICTS
+from freqlens.analysis.statistics import NO_VERDICT, VERDICTS
 from freqlens.experiments import all_experiments, get_experiment
 from freqlens.experiments.runner import run_experiment
 from freqlens.io import read_npz
@@ -116,6 +116,11 @@ def test_tiny_end_to_end(name: str, tmp_path: Path, data_root: Path) -> None:
     for key, arr in data.items():
         if arr.dtype.kind == "f":
             assert np.isfinite(arr).all() or "p_low" in key, key  # p_low may be nan only for all-zero maps
+    if name == "decoder-upsampling":  # chain records keyed by the chain's own layer names; Thm 4.4 to tolerance
+        assert {k for k in data if k.startswith("chain__zero_insertion")} == {"chain__zero_insertion__up1__magnitude"}
+        identity = summary["claims"][0]
+        assert identity["paper"] == "<= 1e-06" and identity["statistic"].startswith("max abs error")
+        assert identity["measured"] <= 1e-6 and identity["verdict"] == NO_VERDICT  # 2 chain images
 
 
 def test_same_seed_same_numbers(tmp_path: Path, data_root: Path) -> None:

@@ -31,6 +31,7 @@ from freqlens.analysis.statistics import (
     regression_slope,
     slope_equals_claim,
     t_critical,
+    tolerance_claim,
     welch_t,
 )
 from freqlens.io import to_jsonable
@@ -212,7 +213,92 @@ def test_exact_claims() -> None:
     assert exact_claim("rank 3", 3, 3, 2, True, "numerical rank").verdict == NO_VERDICT
 
 
+def test_tolerance_claims_keep_machine_precision_and_never_over_claim() -> None:
+    x = np.random.default_rng(0).standard_normal((8, 16, 16))
+    err = float(np.abs(np.fft.ifft2(np.fft.fft2(x)).real - x).max())  # a float64 identity: error ~1e-16, not 0
+    assert 0 < err < 1e-14
+    ok = tolerance_claim("ifft2(fft2(x)) = x", err, 1e-12, 8)
+    assert ok.verdict == HOLDS and ok.statistic == "max abs error" and ok.paper == "<= 1e-12"
+    assert ok.measured == ok.statistic_value == float(f"{err:.6g}") and ok.measured > 0  # not rounded to 0
+    assert ok.p_value is None and ok.ci is None and ok.df is None  # a check, not a test
+    assert tolerance_claim("x", 0.02, 0.02, 3).verdict == HOLDS  # the bound itself passes
+    bad = tolerance_claim("x", 0.0300001, 0.02, 3, statistic="max |a - theory| / s_0")
+    assert bad.verdict == CONTRADICTED and bad.statistic == "max |a - theory| / s_0" and bad.measured == 0.0300001
+    few = tolerance_claim("x", 3e-17, 1e-12, 2)
+    assert few.verdict == NO_VERDICT and few.measured == 3e-17 and few.paper == "<= 1e-12"
+    assert tolerance_claim("x", float("nan"), 1e-12, 8).verdict == NOT_REACHED
+    assert tolerance_claim("x", float("inf"), 1e-12, 8).verdict == CONTRADICTED
+    for tol in (-1e-12, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tolerance"):
+            tolerance_claim("x", 0.0, tol, 8)
+
+
 # ------------------------------------------------------------------ the experiments' claim builders
+def test_uses_claims_from_one_network_give_no_verdict() -> None:
+    from freqlens.experiments.uses_first_layer import _first_layer_claim
+    from freqlens.experiments.uses_heatmap import _heatmap_claims
+    from freqlens.experiments.uses_sensitivity import _sensitivity_claims
+
+    nat = {"unperturbed_error": 0.69, "mean_error_high_band": 0.728, "standard_error_per_frequency": 0.08}
+    gau = {"unperturbed_error": 0.75, "mean_error_high_band": 0.721, "standard_error_per_frequency": 0.08}
+    lower, sensitive = _heatmap_claims(nat, gau)
+    assert lower.measured == pytest.approx(-0.007, abs=1e-12) and sensitive.measured == pytest.approx(0.038)
+    key = "spearman_log_sensitivity_vs_log_power"
+    rho, gain = _sensitivity_claims({"init": {key: 0.68}, "trained": {key: 0.84}})
+    assert rho.measured == 0.84 and gain.measured == pytest.approx(0.16)
+    ratio = np.array([4.0, 3.0, 3.5, 1.2, 1.0, 0.9, 1.1])
+    first = _first_layer_claim(ratio, 3)
+    assert first.measured == pytest.approx(3.5 - 1.0)
+    for claim in (lower, sensitive, rho, gain, first):
+        assert claim.verdict == NO_VERDICT and claim.n == 1 and "one trained CNN" in claim.note
+
+
+def test_pinson_fig3_and_fig4_tolerances_take_the_worse_network_and_trial() -> None:
+    from freqlens.experiments.pinson_dynamics import _fig3_claims, _fig4_claim
+
+    measured = {
+        "cnn_mean_vs_theory_max_abs_over_s0": 0.0102,
+        "fcnn_mean_vs_theory_max_abs_over_s0": 0.0059,
+        "cnn_final_max_abs_A_minus_S_over_s0": 1.7e-5,
+        "fcnn_final_max_abs_A_minus_S_over_s0": 2.8e-8,
+    }
+    theory, final = _fig3_claims(measured, 10)
+    assert theory.verdict == final.verdict == HOLDS and theory.measured == 0.0102 and final.measured == 1.7e-5
+    theory, final = _fig3_claims({**measured, "fcnn_mean_vs_theory_max_abs_over_s0": 0.021}, 10)
+    assert theory.verdict == CONTRADICTED and theory.measured == 0.021 and final.verdict == HOLDS
+    assert {c.verdict for c in _fig3_claims(measured, 2)} == {NO_VERDICT}
+    frac = np.array([[0.971, 0.995], [0.99, 0.999], [0.98, 0.997]])  # (trials, modes)
+    assert _fig4_claim(frac).verdict == HOLDS and _fig4_claim(frac).measured == pytest.approx(0.029)
+    frac[2, 1] = 0.94  # one mode of one trial keeps 6% off its winners
+    assert _fig4_claim(frac).verdict == CONTRADICTED and _fig4_claim(frac).n == 3
+    assert _fig4_claim(frac[:1]).verdict == NO_VERDICT
+
+
+def _balance_ratios(t_size: int, from_index: list[int]) -> np.ndarray:
+    """(trials, T, 2) ratios that are 2 before record ``from_index[trial]`` and 1.05 from it on."""
+    r = np.full((len(from_index), t_size, 2), 2.0)
+    for trial, start in enumerate(from_index):
+        r[trial, start:] = 1.05
+    return r
+
+
+def test_pinson_figS2_cascade_is_a_paired_test_over_trials() -> None:
+    from freqlens.experiments.pinson_dynamics import _figS2_claims
+
+    t = np.arange(0.0, 200.0, 10.0)
+    mode0, mode1 = _balance_ratios(20, [1, 2, 1]), _balance_ratios(20, [5, 7, 6])
+    (claim,) = _figS2_claims(t, [mode0, mode1])
+    diff = np.array([50.0, 70.0, 60.0]) - np.array([10.0, 20.0, 10.0])  # balance times mode 1 - mode 0 per trial
+    expected = stats.ttest_1samp(diff, 0.0)
+    assert claim.statistic == "paired t" and claim.n == 3 and claim.df == 2 and claim.verdict == HOLDS
+    assert claim.measured == pytest.approx(diff.mean()) and claim.p_value == pytest.approx(expected.pvalue, abs=1e-6)
+    (reverse,) = _figS2_claims(t, [mode1, mode0])
+    assert reverse.verdict == CONTRADICTED
+    never = np.full((3, 20, 2), 2.0)
+    (unreached,) = _figS2_claims(t, [mode0, never])
+    assert unreached.verdict == NOT_REACHED and "no trial balanced both modes" in unreached.note
+    (one,) = _figS2_claims(t, [mode0[:1], mode1[:1]])
+    assert one.verdict == NO_VERDICT and one.n == 1
 
 
 def test_cbn_fig3_unformed_bottleneck_is_not_reached() -> None:
@@ -243,13 +329,13 @@ def test_pinson_fig6_without_modes_is_not_reached() -> None:
 
 
 def test_decoder_comparison_uses_paired_or_welch() -> None:
-    from freqlens.experiments.decoder_common import compare_output_p_low
+    from freqlens.experiments.decoder_common import compare_family_p_low
 
     base = np.linspace(0.2, 0.3, 3)[:, None] * np.ones((3, 5))
-    data = {"a_p_low": base + _samples_with_t(2.65, 3)[:, None], "a_p_low_no_dc": base + 1.0}
-    data.update({"b_p_low": base, "b_p_low_no_dc": base})
-    paired = compare_output_p_low("zero > circular", "higher", data, "a", "b", "greater", paired=True)
+    a = {"p_low": base + _samples_with_t(2.65, 3)[:, None], "p_low_no_dc": base + 1.0}
+    b = {"p_low": base, "p_low_no_dc": base}
+    paired = compare_family_p_low("zero > circular", "higher", a, b, "greater", paired=True)
     assert [c.statistic for c in paired] == ["paired t", "paired t"]
     assert paired[0].df == 2 and paired[0].verdict == NOT_SIGNIFICANT  # t = 2.65 on 2 df
-    welch = compare_output_p_low("K", "lower", data, "a", "b", "less", paired=False)
+    welch = compare_family_p_low("K", "lower", a, b, "less", paired=False)
     assert welch[0].statistic == "Welch t"

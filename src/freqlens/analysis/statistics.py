@@ -57,6 +57,7 @@ __all__ = [
     "regression_slope",
     "slope_equals_claim",
     "t_critical",
+    "tolerance_claim",
     "welch_t",
 ]
 
@@ -439,6 +440,32 @@ def exact_claim(
         statement, paper, _rounded(measured, 12), None, n, check, None, None, None, None,
         HOLDS if agrees else CONTRADICTED, note,
     )  # fmt: skip
+
+
+def tolerance_claim(
+    statement: str,
+    error: float,
+    tolerance: float,
+    n: int,
+    statistic: str = "max abs error",
+    note: str = "",
+) -> Claim:
+    """A deterministic identity (or bound) checked to a tolerance, not a significance test: ``error`` is the
+    largest deviation over everything compared (``statistic`` says which, by default ``"max abs error"``), and
+    the claim ``"holds"`` if ``error <= tolerance``, else ``"contradicted"``. ``paper`` records the condition
+    ``"<= tolerance"``; ``measured`` and ``statistic_value`` the error to 6 significant digits (a
+    machine-precision error stays visible). A NaN error (nothing compared) is ``"not reached"``; ``n`` counts
+    what it was evaluated on (images, trials), below 3 there is no verdict."""
+    if not (np.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    condition = f"<= {tolerance:g}"
+    if np.isnan(error):
+        return not_reached_claim(statement, condition, None, n, f"{statistic} is NaN: nothing was compared")
+    measured = float(f"{float(error):.6g}")
+    if n < MIN_SAMPLES:  # keep the significant digits that no_verdict_claim's 6 decimals would drop
+        return dataclasses.replace(no_verdict_claim(statement, condition, None, n, statistic, note), measured=measured)
+    verdict = HOLDS if error <= tolerance else CONTRADICTED
+    return Claim(statement, condition, measured, None, n, statistic, measured, None, None, None, verdict, note)
 
 
 def rank_correlation_claim(

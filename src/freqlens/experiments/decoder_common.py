@@ -29,7 +29,6 @@ __all__ = [
     "FamilyCell",
     "FamilySweep",
     "compare_family_p_low",
-    "compare_output_p_low",
     "draw_family_row",
     "draw_magnitude",
     "draw_p_low_bars",
@@ -255,28 +254,6 @@ def draw_family_row(
     draw_p_low_bars(
         axes[-1], {key: [rec[key][:, -1] for rec in records] for key in ("p_low", "p_low_no_dc")}, tick_labels
     )
-
-def compare_output_p_low(
-    statement: str,
-    paper: str,
-    data: Mapping[str, np.ndarray],
-    first: str,
-    second: str,
-    expected: Direction,
-    paired: bool,
-) -> list[Claim]:
-    """:func:`compare_family_p_low` for flat results keyed ``f"{first}_p_low"``, ``f"{first}_p_low_no_dc"``
-    (and the same for ``second``) (plumbing; decoder-padding/-mean/-kernel pass nested records instead)."""
-    keys = ("p_low", "p_low_no_dc")
-    return compare_family_p_low(
-        statement,
-        paper,
-        {k: data[f"{first}_{k}"] for k in keys},
-        {k: data[f"{second}_{k}"] for k in keys},
-        expected,
-        paired,
-    )
-
 
 def draw_p_low_bars(ax: Axes, values: Mapping[str, Sequence[np.ndarray]], tick_labels: Sequence[str]) -> None:
     """Paired bars per setting: ``p_low`` of the output with DC (plain) and without DC (hatched), mean ± std over

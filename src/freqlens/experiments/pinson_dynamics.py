@@ -30,6 +30,7 @@ from ..analysis.linear_dynamics_metrics import (
     half_times,
     max_mean_deviation,
 )
+from ..analysis.statistics import Claim, directional_claim, not_reached_claim, tolerance_claim
 from ..datasets import pure_cosines, sums_of_cosines
 from ..fourier import conjugate_index, frequency_pairs, vec2d_dft
 from ..plots import MODE_COLORS, show_image, show_spectrum
@@ -170,7 +171,7 @@ def _fig3_theory(cfg: Fig3Config, st: DatasetStructure, cnn: LinearRun, fcnn: Li
 
 def _fig3_data(
     x: Any, st: DatasetStructure, cnn: LinearRun, fcnn: LinearRun, th: Mapping[str, np.ndarray]
-) -> dict[str, np.ndarray]:
+) -> dict[str, Any]:
     """The arrays of pinson-fig3's main run: ``a_α(t)`` of both nets, their Eq. 22 theory, ``A``, losses (plumbing)."""
     return {
         "t": cnn.t,
@@ -211,21 +212,21 @@ def _fig3_half_times(cfg: Fig3Config, st: DatasetStructure, data: Mapping[str, n
 def _fig3_uniform(
     ctx: RunContext, cfg: Fig3Config, problem: LinearProblem, data: dict[str, Any], measured: dict[str, Any]
 ) -> None:
-    """The same runs with a class drawn uniformly for every update: their ``a_α(t)``, theory and deviations are
-    added to ``data`` and ``measured`` (spec §9 I.1, the sampling choice of :class:`Fig3Config`)."""
+    """The same runs with a class drawn uniformly for every update: the record ``data["uniform"] = {net: {"a",
+    "theory"}}`` (trial ``a_α(t)`` and the trial-mean Eq. 22 theory) and the deviations in ``measured`` (spec §9
+    I.1, the sampling choice of :class:`Fig3Config`)."""
     st = problem.structure
     cnn_u, fcnn_u = _fig3_train(ctx, cfg, problem, "random", "uniform")
     th_u = _fig3_theory(cfg, st, cnn_u, fcnn_u)
-    data.update(
-        a_cnn_uniform=_diag(cnn_u.a_train),
-        a_fcnn_uniform=_diag(fcnn_u.a_train),
-        a_cnn_uniform_theory=th_u["a_cnn_theory_trials"].mean(axis=0),
-        a_fcnn_uniform_theory=th_u["a_fcnn_theory_trials"].mean(axis=0),
-    )
+    uniform = {
+        "cnn": {"a": _diag(cnn_u.a_train), "theory": th_u["a_cnn_theory_trials"].mean(axis=0)},
+        "fcnn": {"a": _diag(fcnn_u.a_train), "theory": th_u["a_fcnn_theory_trials"].mean(axis=0)},
+    }
+    data["uniform"] = uniform
     s0 = float(st.S[0])
-    for net in ("cnn", "fcnn"):
+    for net, record in uniform.items():
         measured[f"uniform_sampling_{net}_mean_vs_theory_max_abs_over_s0"] = max_mean_deviation(
-            data[f"a_{net}_uniform"], data[f"a_{net}_uniform_theory"], s0
+            record["a"], record["theory"], s0
         )
 
 
@@ -237,6 +238,39 @@ _FIG3_PAPER_CLAIMS = {
     "delay": "the other CNN modes are delayed (factor |v̂| < 1); freqlens' verified rate is n ν, "
     "so the CNN/FCNN half-time ratio is 1/ν = √2 for generic frequencies",
 }
+
+
+#: freqlens' tolerances for Fig. 3 (the paper says "exactly match"): trial-mean ``a_α(t)`` vs Eq. 22 within 2%
+#: of ``s_0`` (the full run measures 1.0% CNN, 0.6% FCNN: docs/linear_cnn_dynamics.md), ``A(T)`` within 1e-3 ``s_0``.
+FIG3_THEORY_TOLERANCE = 0.02
+FIG3_CONVERGENCE_TOLERANCE = 1e-3
+
+
+def _fig3_claims(measured: Mapping[str, float], trials: int) -> list[Claim]:
+    """Fig. 3 as tolerance checks over ``trials`` trials (spec §6.3, §9 I.1): the Eq. 22 sigmoids from each
+    trial's ``a_α(0)`` match the trial-mean ``a_α(t)`` of both networks (:data:`FIG3_THEORY_TOLERANCE`), and
+    ``A(T) = S`` at the end (:data:`FIG3_CONVERGENCE_TOLERANCE`); the worse network decides."""
+    theory = {net: measured[f"{net}_mean_vs_theory_max_abs_over_s0"] for net in ("cnn", "fcnn")}
+    final = {net: measured[f"{net}_final_max_abs_A_minus_S_over_s0"] for net in ("cnn", "fcnn")}
+    return [
+        tolerance_claim(
+            "Fig. 3 / Eq. 22: the sigmoids from the experiment's own initial conditions match the trial-mean "
+            "a_alpha(t) of the CNN (rate n nu_alpha) and the FCNN",
+            max(theory.values()),
+            FIG3_THEORY_TOLERANCE,
+            trials,
+            "max |mean_trials a_alpha(t) - theory| / s_0 over t, modes and both networks",
+            note=f"freqlens' tolerance (paper: 'exactly match'); CNN {theory['cnn']:.4g}, FCNN {theory['fcnn']:.4g}",
+        ),
+        tolerance_claim(
+            "Fig. 3 / Eq. 22: the effective singular values saturate at s_alpha (A(T) = S)",
+            max(final.values()),
+            FIG3_CONVERGENCE_TOLERANCE,
+            trials,
+            "max |A(T) - S| / s_0 over trials, entries and both networks",
+            note=f"freqlens' tolerance; CNN {final['cnn']:.3g}, FCNN {final['fcnn']:.3g}",
+        ),
+    ]
 
 
 def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
@@ -262,16 +296,7 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
         "paper_claims": _FIG3_PAPER_CLAIMS,
         "measured": measured,
         "half_times": halves,
-        "acceptance": {
-            "mean_within_2pct_of_s0": max(
-                measured["cnn_mean_vs_theory_max_abs_over_s0"], measured["fcnn_mean_vs_theory_max_abs_over_s0"]
-            )
-            < 0.02,
-            "A_converges_to_S_1e-3": max(
-                measured["cnn_final_max_abs_A_minus_S_over_s0"], measured["fcnn_final_max_abs_A_minus_S_over_s0"]
-            )
-            < 1e-3,
-        },
+        "claims": _fig3_claims(measured, cfg.trials),
     }
     return ExperimentResult(data=data, summary=summary)
 
@@ -304,7 +329,7 @@ def _sigmoid_panel(
     ax.set_xlim(t[0], t[-1])
 
 
-def plot_fig3(data: Mapping[str, np.ndarray], cfg: Fig3Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
+def plot_fig3(data: Mapping[str, Any], cfg: Fig3Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw pinson-fig3: CNN and FCNN ``a_α(t)`` against the sigmoids of Eq. 22 (plumbing)."""
     t, s = data["t"], data["s"]
     p = len(s)
@@ -338,11 +363,11 @@ def plot_fig3(data: Mapping[str, np.ndarray], cfg: Fig3Config, summary: Mapping[
         f"FCNN {m.get('fcnn_mean_vs_theory_max_abs_over_s0', float('nan')):.3f}"
     )
     figures = {"fig3_pure_cosines": fig}
-    if "a_cnn_uniform" in data:
+    if "uniform" in data:
         fig_u = Figure(figsize=(9.5, 3.8), constrained_layout=True)
         ax_u = fig_u.subplots(1, 2, sharey=True)
-        _sigmoid_panel(ax_u[0], t, data["a_cnn_uniform"], data["a_cnn_uniform_theory"], s, labels, "CNN")
-        _sigmoid_panel(ax_u[1], t, data["a_fcnn_uniform"], data["a_fcnn_uniform_theory"], s, labels, "FCNN")
+        for ax, net in zip(ax_u, ("cnn", "fcnn")):
+            _sigmoid_panel(ax, t, data["uniform"][net]["a"], data["uniform"][net]["theory"], s, labels, net.upper())
         fig_u.legend(*ax_u[0].get_legend_handles_labels(), loc="outside right upper", fontsize=7, frameon=False)
         fig_u.suptitle(
             "Same, with a class drawn uniformly at random for every update: "
@@ -518,6 +543,24 @@ def _freq_label(n: int, m: int) -> str:
     return f"({k},{l})"
 
 
+#: freqlens' tolerance for Fig. 4's "only the dominant frequency": at most 5% of a mode's kernel energy (over its
+#: frequencies ``M̄_α``) off the WTA winners, in every trial.
+FIG4_OFF_WINNER_TOLERANCE = 0.05
+
+
+def _fig4_claim(frac: np.ndarray) -> Claim:
+    """Fig. 4 (sWTA, spec §7, Eqs. 23-24) as a tolerance check: ``frac (trials, modes)`` is the final kernel
+    energy on the WTA winners; the worst trial and mode keeps at most :data:`FIG4_OFF_WINNER_TOLERANCE` off them."""
+    return tolerance_claim(
+        "Fig. 4: the kernel ends up holding only the dominant frequency of each mode (soft winner-takes-all)",
+        float(1.0 - frac.min()),
+        FIG4_OFF_WINNER_TOLERANCE,
+        int(frac.shape[0]),
+        "max fraction of a mode's final kernel energy off its WTA winners, over trials and modes",
+        note="freqlens' tolerance (>= 95% on the winners in every trial); trials = samples",
+    )
+
+
 def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
     """Sums of cosines: does the kernel keep only each mode's dominant frequency (sWTA, spec §7, Eqs. 23-24)?"""
     data = _sums_runs(ctx, cfg, with_fcnn=True)
@@ -541,7 +584,7 @@ def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
                 np.abs(data["A_cnn"][:, -1] - np.diag(data["s"])).max() / data["s"][0]
             ),
         },
-        "acceptance": {"at_least_95pct_on_winners_every_trial": bool((frac >= 0.95).all())},
+        "claims": [_fig4_claim(frac)],
     }
     return ExperimentResult(data=data, summary=summary)
 
@@ -692,12 +735,47 @@ register(
 
 
 # ---------------------------------------------------------------------------------------- Fig. S.2
+#: A frequency is balanced when ``|W̄_αm| / |k̂_m|`` is within this factor of 1 (10%, as in Fig. S.2's read-out).
+BALANCE_TOLERANCE = 0.1
+
+
+def _figS2_claims(t: np.ndarray, ratios: list[np.ndarray]) -> list[Claim]:
+    """Fig. S.2's cascade over trials (spec §8.3): per trial the balance time of every mode
+    (:func:`balanced_from` on that trial's ratios); mode ``α+1`` balances later than mode ``α`` (paired t over
+    trials, ``df = trials - 1``); "not reached" when no trial balanced both modes."""
+    per_trial = np.array(
+        [[balanced_from(t, r[i : i + 1], tolerance=BALANCE_TOLERANCE) for i in range(r.shape[0])] for r in ratios]
+    )  # (modes, trials), nan = never balanced
+    claims = []
+    for a in range(len(ratios) - 1):
+        statement = f"Fig. S.2: the frequencies of mode {a + 1} balance after those of mode {a} (a cascade)"
+        if not (np.isfinite(per_trial[a]) & np.isfinite(per_trial[a + 1])).any():
+            reason = (
+                f"no trial balanced both modes within {BALANCE_TOLERANCE:.0%}: balance times mode {a} "
+                f"{per_trial[a].tolist()}, mode {a + 1} {per_trial[a + 1].tolist()}"
+            )
+            claims.append(not_reached_claim(statement, "later", None, int(per_trial.shape[1]), reason))
+            continue
+        claims.append(
+            directional_claim(
+                statement,
+                "later",
+                per_trial[a + 1],
+                "greater",
+                other=per_trial[a],
+                note=f"samples = per-trial balance times (within {BALANCE_TOLERANCE:.0%} from then on), mode "
+                f"{a + 1} - mode {a}; trials balancing only one of them left out",
+            )
+        )
+    return claims
+
+
 def run_figS2(ctx: RunContext, cfg: FigS2Config) -> ExperimentResult:
     """Sums of cosines: when ``|W̄_αm| / |k̂_m|`` reaches 1 (within 10 %) mode by mode (spec §8.3, Fig. S.2)."""
     data = _sums_runs(ctx, cfg, with_fcnn=False)
     ratios = balance_ratios(data["wbar_abs"], data["khat_abs"], data["supports"])
     t = data["t"]
-    balanced_at = [balanced_from(t, r, tolerance=0.1) for r in ratios]  # every trial and frequency within 10%
+    balanced_at = [balanced_from(t, r, tolerance=BALANCE_TOLERANCE) for r in ratios]  # every trial and frequency
     a_mean = effective_singular_values(data["A_cnn"]).mean(axis=0)
     learned_at = half_times(t.astype(float), a_mean, data["s"], interpolate=True, never=np.nan).tolist()
     summary = {
@@ -707,8 +785,8 @@ def run_figS2(ctx: RunContext, cfg: FigS2Config) -> ExperimentResult:
             "balanced_within_10pct_from_t": balanced_at,
             "mode_half_time": learned_at,
             "final_ratio_range_per_mode": [[float(r[:, -1].min()), float(r[:, -1].max())] for r in ratios],
-            "cascade_order_holds": bool(all(np.diff(balanced_at) > 0)),
         },
+        "claims": _figS2_claims(t, ratios),
     }
     return ExperimentResult(data=data, summary=summary)
 

@@ -116,12 +116,14 @@ def _shapes_theory(
 
 
 def _add_discoveries(data: dict[str, Any]) -> None:
-    """Add the CNN and FCNN half-times (``a_α ≥ s_α/2``, per trial) and trial 0's cascaded frequency to a run's
-    record (spec §9 I.3-I.4, Fig. 5 i/j)."""
+    """Add the record ``data["half"] = {"cnn", "fcnn"}`` of half-times (``a_α ≥ s_α/2``, per trial) and trial
+    0's cascaded frequency to a run's record (spec §9 I.3-I.4, Fig. 5 i/j)."""
     t = data["t"]
-    for net in ("cnn", "fcnn"):
-        data[f"half_{net}"] = half_times(t, effective_singular_values(data[f"A_{net}"]), data["s"])
-    data["cascade_index"] = np.asarray(cascade_index(t.astype(float), data["khat_abs"][0], data["half_cnn"][0]))
+    data["half"] = {
+        "cnn": half_times(t, effective_singular_values(data["A_cnn"]), data["s"]),
+        "fcnn": half_times(t, effective_singular_values(data["A_fcnn"]), data["s"]),
+    }
+    data["cascade_index"] = np.asarray(cascade_index(t.astype(float), data["khat_abs"][0], data["half"]["cnn"][0]))
 
 
 def _shapes_runs(ctx: RunContext, cfg: ShapesConfig) -> dict[str, Any]:
@@ -250,7 +252,7 @@ def cifar4_problem(
     return LinearProblem.from_data(x, labels, xt, lt, dtype=dtype, device=ctx.device)
 
 
-def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, np.ndarray]:
+def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, Any]:
     """Linear CNN and FCNN trials on mean-subtracted CIFAR-4, with test losses (spec §9 I.4)."""
     problem = cifar4_problem(ctx, cfg.classes, cfg.train_per_class, cfg.test_per_class, cfg.float32)
     st = problem.structure
@@ -281,7 +283,7 @@ def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, np.ndarray]:
     )  # fmt: skip
     rank = st.rank()
     khat = cnn.khat_abs if cnn.khat_abs is not None else np.zeros((cfg.trials, 1, c, n * n))
-    data = {
+    data: dict[str, Any] = {
         "t": cnn.t,
         "s": st.S[:rank],
         "A_cnn": cnn.a_train[:, :, :rank, :rank],
@@ -372,11 +374,11 @@ class Fig5Config:
         self.cifar_config().validate()
 
 
-def _discovery_summary(name: str, d: Mapping[str, np.ndarray], measured: dict[str, Any]) -> None:
+def _discovery_summary(name: str, d: Mapping[str, Any], measured: dict[str, Any]) -> None:
     """Median half-times, mode order per trial and modes discovered, for both nets of one dataset (spec §9
     I.3-I.4), added to ``measured`` under ``{name}_{net}_...``."""
     for net in ("cnn", "fcnn"):
-        half = d[f"half_{net}"]
+        half = d["half"][net]
         ordered = modes_in_order(half)
         measured[f"{name}_{net}_discovery_half_times_median"] = np.median(half, axis=0).tolist()
         measured[f"{name}_{net}_modes_in_order_of_s_every_trial"] = bool(ordered.all())
@@ -488,7 +490,7 @@ def _kernel_spectrum_axes(ax: Axes, d: Mapping[str, Any], rgb: bool) -> None:
     ax.plot(t, k0, color="0.6", lw=0.4, alpha=0.5)
     m = int(d["cascade_index"])
     ax.plot(t, k0[:, m], color="#0072B2", lw=2.2, label=f"cascaded trajectory m={m}")
-    for alpha, h in enumerate(np.median(d["half_cnn"], axis=0)):
+    for alpha, h in enumerate(np.median(d["half"]["cnn"], axis=0)):
         if np.isfinite(h):
             ax.axvline(h, color=MODE_COLORS[alpha % len(MODE_COLORS)], lw=0.7, ls=":")
     ax.set_yscale("log")

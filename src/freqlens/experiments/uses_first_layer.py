@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..analysis.first_layer_energy import first_layer_energy_profile, linear_energy_prediction
+from ..analysis.statistics import Claim, no_verdict_claim
 from .registry import Experiment, ExperimentResult, RunContext, register
 from .uses_common import TrainedCNNConfig, cifar_subset, cnn_init_seed, small_cifar_cnn, top1_accuracy, trained_cnn
 
@@ -28,6 +29,21 @@ class FirstLayerConfig(TrainedCNNConfig):
     """Settings of ``uses-first-layer`` (defaults = full run)."""
 
     top_components: int = 5  # [choice] read-out: mean energy ratio trained/init on the top and bottom components
+
+
+def _first_layer_claim(ratio: np.ndarray, k: int) -> Claim:
+    """Chowers & Weiss's read-out: the filters gain more energy (trained / init) along the ``k`` highest-variance
+    patch-PCA components than along the ``k`` lowest. One trained network: no verdict."""
+    top, bottom = float(ratio[:k].mean()), float(ratio[-k:].mean())
+    return no_verdict_claim(
+        "Chowers & Weiss 2023: first-layer filters gain energy along high-variance patch-PCA components and keep "
+        "their initial energy along low-variance ones",
+        "top > bottom",
+        top - bottom,
+        1,
+        f"mean energy ratio trained/init, top {k} - bottom {k} components",
+        note=f"one trained CNN; ratio {top:.4g} (top), {bottom:.4g} (bottom)",
+    )
 
 
 def run_first_layer(ctx: RunContext, cfg: FirstLayerConfig) -> ExperimentResult:
@@ -77,9 +93,7 @@ def run_first_layer(ctx: RunContext, cfg: FirstLayerConfig) -> ExperimentResult:
             f"energy_ratio_trained_over_init_top_{k}": round(float(ratio[:k].mean()), 4),
             f"energy_ratio_trained_over_init_bottom_{k}": round(float(ratio[-k:].mean()), 4),
         },
-        "verdict": {
-            "top_components_gain_more_energy_than_bottom": bool(ratio[:k].mean() > ratio[-k:].mean()),
-        },
+        "claims": [_first_layer_claim(ratio, k)],
     }
     return ExperimentResult(data=data, summary=summary)
 
