@@ -128,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     weights = out / "weights.pt"
     torch.save(model.state_dict(), weights)
     doc, _ = load_run(track)
-    print(f"[fit] {fit_s:.0f} s wall ({fit_cpu_s:.0f} s CPU): training {train_s:.0f} s, tracking {track_s:.0f} s; test accuracy {acc:.4f}")
+    print(
+        f"[fit] {fit_s:.0f} s wall ({fit_cpu_s:.0f} s CPU): training {train_s:.0f} s, tracking {track_s:.0f} s; "
+        f"test accuracy {acc:.4f}"
+    )
 
     script = Path(__file__).resolve()
     cmd = [sys.executable, "-m", "freqlens", "analyze", "--model", f"{script}:build", "--weights", str(weights),
