@@ -110,4 +110,6 @@ def _make(base: type, name: str) -> type:
 FrequencyTrackerCallback: type = _make(_LIGHTNING or _PL, "FrequencyTrackerCallback")  # type: ignore[arg-type]
 PLFrequencyTrackerCallback: type | None = None
 if _PL is not None:  # the same class when pytorch_lightning is the only package
-    PLFrequencyTrackerCallback = FrequencyTrackerCallback if _LIGHTNING is None else _make(_PL, "PLFrequencyTrackerCallback")
+    PLFrequencyTrackerCallback = (
+        FrequencyTrackerCallback if _LIGHTNING is None else _make(_PL, "PLFrequencyTrackerCallback")
+    )
