@@ -95,6 +95,9 @@ class _TrackerCallback:
         if self.tracker is not None:
             self.tracker.close()
 
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self.on_fit_end(trainer, pl_module)  # the run directory is complete; flush TensorBoard, finish W&B
+
     def state_dict(self) -> dict[str, Any]:
         return {} if self.tracker is None else {"tracker_step": self.tracker.global_step}
 
