@@ -7,8 +7,9 @@ STAMP  := $(VENV)/.installed-stamp
 OUT    ?= runs/demo
 # Real datasets: $FREQLENS_DATA, else ../shared/data beside the checkout when it exists.
 DATA   ?= $(firstword $(FREQLENS_DATA) $(wildcard ../shared/data))
-# Extras installed with freqlens: dev tools, and the sweep engines so that the Ray/submitit tests run in CI.
-EXTRAS ?= dev,ray,slurm,sweeps,report
+# Extras installed with freqlens: dev tools, the sweep engines so that the Ray/submitit tests run in CI, the
+# report/tracking extras so that the HTML, TensorBoard, Lightning and W&B tests run.
+EXTRAS ?= dev,ray,slurm,sweeps,report,tracking
 # The CPU demo (~4-5 min on 2 cores): quick figures from each paper; experiments needing absent data are skipped,
 # so without data it still runs the synthetic linear-CNN and bottleneck figures.
 DEMO   ?= pinson-fig2 pinson-fig3 pinson-fig4 pinson-figS4 cbn-fig4 cbn-fig2 decoder-upsampling decoder-depth

@@ -162,3 +162,105 @@ def test_readme_tracker_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     exec(compile(tracker_block, "README tracker example", "exec"), {})
     doc, _ = load_run(tmp_path / "runs" / "track")
     assert [r["step"] for r in doc["records"]] == [0, 10, 20, 30, 40, 50]
+
+
+class _FakeWandbRun:
+    """Stands in for a W&B run: keeps what the tracker logs and defines."""
+
+    def __init__(self) -> None:
+        self.logged: list[dict[str, float]] = []
+        self.metrics: list[tuple[str, str | None]] = []
+        self.finished = False
+
+    def log(self, data: dict[str, float]) -> None:
+        self.logged.append(dict(data))
+
+    def define_metric(self, name: str, step_metric: str | None = None) -> None:
+        self.metrics.append((name, step_metric))
+
+    def finish(self) -> None:
+        self.finished = True
+
+
+def _expected_wandb_rows(out: Path) -> list[dict[str, float]]:
+    """What W&B should hold for a run directory, built from tracker.json / tracker.npz."""
+    doc, arrays = load_run(out)
+    rows = []
+    for i, r in enumerate(doc["records"]):
+        row: dict[str, float] = {"freqlens/step": r["step"]}
+        if r["loss"] is not None:
+            row["freqlens/loss"] = r["loss"]
+        for key in ("weight_cbn_rank", "activation_cbn_rank"):
+            row[f"freqlens/{key}"] = r[key]
+        for j, name in enumerate(doc["config"]["layers"]):
+            row[f"freqlens/p_low/{name}"] = float(arrays["track_p_low"][i, j])
+        rows.append(row)
+    return rows
+
+
+def test_wandb_run_object_gets_every_record(tmp_path: Path) -> None:
+    run = _FakeWandbRun()
+    net = _net()
+    with FrequencyTracker(net, probe=torch.rand(6, 2, 8, 8), every=2, out=tmp_path / "run", wandb=run) as tr:
+        _train(net, tr, 5)
+    assert run.metrics == [("freqlens/step", None), ("freqlens/*", "freqlens/step")]
+    assert run.logged == _expected_wandb_rows(tmp_path / "run")
+    assert [row["freqlens/step"] for row in run.logged] == [0, 2, 4]
+    assert not run.finished  # the user's run: the tracker does not finish it
+
+
+def test_wandb_bad_argument_and_missing_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(TypeError, match="wandb must be True, False or a W&B run"):
+        FrequencyTracker(_net(), probe=torch.rand(4, 2, 8, 8), out=tmp_path / "a", wandb="yes")
+    monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # as if wandb were not installed
+    with pytest.raises(ImportError, match="freqlens\\[tracking\\]"):
+        FrequencyTracker(_net(), probe=torch.rand(4, 2, 8, 8), out=tmp_path / "b", wandb=True)
+
+
+def _wandb_history(path: Path) -> list[dict[str, object]]:
+    """History rows of an offline ``run-*.wandb`` file: a 7-byte header, then LevelDB-log framed records (32 KiB
+    blocks; chunk header crc32 u32, length u16, type u8: 1 full, 2 first, 3 middle, 4 last) of protobuf Records."""
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, pos, buf, rows = path.read_bytes(), 7, b"", []
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        if left < 7:  # block trailer padding
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if length == 0 and kind == 0:
+            pos += left
+            continue
+        buf += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(buf)
+            buf = b""
+            if record.WhichOneof("record_type") == "history":
+                rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
+    return rows
+
+
+def test_wandb_true_offline_run_files_hold_the_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wandb = pytest.importorskip("wandb", reason="wandb not installed (pip install 'freqlens[tracking]')")
+    for key, value in {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true",
+                       "WANDB_ERROR_REPORTING": "false", "WANDB_DISABLE_GIT": "true", "WANDB_DISABLE_CODE": "true",
+                       "WANDB_CONSOLE": "off"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    assert wandb.run is None
+    net = _net()
+    out = tmp_path / "run"
+    with FrequencyTracker(net, probe=torch.rand(6, 2, 8, 8), every=2, out=out, wandb=True) as tr:
+        _train(net, tr, 5)
+    assert wandb.run is None  # the tracker started this run, so close() finished it
+    wandb.teardown()  # stops W&B's service process, which writes the run file asynchronously
+    (run_file,) = (out / "wandb").glob("wandb/offline-run-*/run-*.wandb")
+    rows = [{k: v for k, v in row.items() if not k.startswith("_")} for row in _wandb_history(run_file)]
+    assert rows == _expected_wandb_rows(out)
+    assert len(rows) == 3

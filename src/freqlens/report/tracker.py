@@ -13,7 +13,9 @@ The run directory ``out`` holds ``tracker.json`` (config and one summary per rec
 arrays, stacked over records), rewritten atomically after every record (:mod:`freqlens.io`); the npz is
 written first, so a crash never leaves the json pointing at missing records. A tracker created on an
 existing run with the same config resumes it (steps continue after the last record). Optional TensorBoard
-scalars (``tensorboard=True``, needs the ``tensorboard`` package).
+scalars (``tensorboard=True``, needs the ``tensorboard`` package) and W&B scalars (``wandb=True`` or a run
+object, needs ``wandb``; the same scalars under ``freqlens/``, against their own x axis ``freqlens/step``).
+A Lightning callback driving it lives in :mod:`freqlens.report.lightning`.
 """
 
 from __future__ import annotations
@@ -32,9 +34,43 @@ from . import measure
 from .core import read_format_json
 from .data import BatchStream
 
-__all__ = ["TRACKER_FORMAT", "FrequencyTracker", "load_run"]
+__all__ = ["TRACKER_FORMAT", "FrequencyTracker", "load_run", "record_scalars"]
 
 TRACKER_FORMAT = "freqlens-tracker/1"
+
+
+def record_scalars(record: dict[str, Any], layers: Sequence[str], p_low: Sequence[float]) -> dict[str, float]:
+    """The scalars of one record sent to TensorBoard and W&B (their tags): ``loss`` (when known),
+    ``freqlens/weight_cbn_rank``, ``freqlens/activation_cbn_rank`` (when defined), ``freqlens/p_low/<layer>``
+    (plumbing)."""
+    out: dict[str, float] = {}
+    if record["loss"] is not None:
+        out["loss"] = float(record["loss"])
+    for key in ("weight_cbn_rank", "activation_cbn_rank"):
+        if record[key] is not None:
+            out[f"freqlens/{key}"] = float(record[key])
+    for name, p in zip(layers, p_low):
+        out[f"freqlens/p_low/{name}"] = float(p)
+    return out
+
+
+def _wandb_run(wandb: Any, out: Path) -> tuple[Any, bool]:
+    """``(run, owned)`` for the ``wandb`` argument: a run object as given, ``True`` -> the active ``wandb.run``
+    or a new ``wandb.init`` under ``out/wandb`` (owned: finished by :meth:`FrequencyTracker.close`) (plumbing)."""
+    if wandb is None or wandb is False:
+        return None, False
+    if wandb is not True:
+        if not callable(getattr(wandb, "log", None)):
+            raise TypeError(f"wandb must be True, False or a W&B run (with .log), got {type(wandb).__name__}")
+        return wandb, False
+    try:
+        import wandb as wandb_lib
+    except ImportError as exc:
+        raise ImportError("wandb=True needs the wandb package: pip install 'freqlens[tracking]'") from exc
+    if wandb_lib.run is not None:
+        return wandb_lib.run, False
+    (out / "wandb").mkdir(parents=True, exist_ok=True)
+    return wandb_lib.init(dir=str(out / "wandb"), job_type="freqlens-track"), True
 
 
 def load_run(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -63,6 +99,9 @@ class FrequencyTracker:
         layers: module names (default: every layer with a weight rule called: ``nn.Conv2d``,
             ``nn.ConvTranspose2d``, ``nn.Conv1d``, ``nn.ConvTranspose1d`` and registered types).
         tensorboard: also write TensorBoard scalars into ``out/tensorboard``.
+        wandb: also log the scalars to W&B: ``True`` (the active run, else a new one under ``out/wandb``) or a
+            run object (anything with ``.log(dict)``, e.g. ``WandbLogger.experiment``). Keys are
+            :func:`record_scalars`' with ``loss`` as ``freqlens/loss``, plus ``freqlens/step``.
     """
 
     def __init__(
@@ -75,6 +114,7 @@ class FrequencyTracker:
         layers: Sequence[str] | None = None,
         *,
         tensorboard: bool = False,
+        wandb: Any = False,
         batch_size: int = 256,
         weight_threshold: float = 0.5,
         energy_eps: float = 0.01,
@@ -144,6 +184,11 @@ class FrequencyTracker:
                     "tensorboard=True needs the tensorboard package: pip install 'freqlens[tensorboard]'"
                 ) from exc
             self._writer = SummaryWriter(str(self.out / "tensorboard"))
+        self._wandb, self._wandb_owned = _wandb_run(wandb, self.out)
+        if self._wandb is not None and callable(getattr(self._wandb, "define_metric", None)):
+            # freqlens' own x axis, so the user's step counter and ours never collide
+            self._wandb.define_metric("freqlens/step")
+            self._wandb.define_metric("freqlens/*", step_metric="freqlens/step")
         if (self.out / "tracker.json").is_file():
             self._resume()
         else:
@@ -161,6 +206,19 @@ class FrequencyTracker:
         self.operators = list(doc.get("operators", []))
         self.arrays = {k: list(v) for k, v in arrays.items()}
         self.global_step = int(self.records[-1]["step"]) if self.records else 0
+
+    def rewind(self, step: int) -> None:
+        """Drop the records after ``step`` and continue counting from it: for a training resumed from a checkpoint
+        taken at ``step`` while the run went further (the Lightning callback calls it) (plumbing)."""
+        step = int(step)
+        if step < 0 or step > self.global_step:
+            raise ValueError(f"step must be in [0, {self.global_step}] (the steps this run counted), got {step}")
+        keep = sum(1 for r in self.records if r["step"] <= step)
+        if keep < len(self.records):
+            self.records = self.records[:keep]
+            self.arrays = {k: v[:keep] for k, v in self.arrays.items()}
+            self._write()
+        self.global_step = step
 
     def _write(self) -> None:
         stacked = {k: np.stack(v) for k, v in self.arrays.items()}
@@ -222,14 +280,13 @@ class FrequencyTracker:
         }
         self.records.append(rec)
         self._write()
+        scalars = record_scalars(rec, [c.owner for c in self.calls], plow)
         if self._writer is not None:
-            if loss_value is not None:
-                self._writer.add_scalar("loss", loss_value, self.global_step)
-            for key in ("weight_cbn_rank", "activation_cbn_rank"):
-                if rec[key] is not None:
-                    self._writer.add_scalar(f"freqlens/{key}", rec[key], self.global_step)
-            for name, p in zip([c.owner for c in self.calls], plow):
-                self._writer.add_scalar(f"freqlens/p_low/{name}", p, self.global_step)
+            for tag, value in scalars.items():
+                self._writer.add_scalar(tag, value, self.global_step)
+        if self._wandb is not None:
+            logged = {("freqlens/loss" if k == "loss" else k): v for k, v in scalars.items()}
+            self._wandb.log({"freqlens/step": self.global_step, **logged})
         return rec
 
     def step(self, loss: Any = None) -> bool:
@@ -244,10 +301,14 @@ class FrequencyTracker:
         return False
 
     def close(self) -> None:
-        """Flush TensorBoard (the run directory is always up to date) (plumbing)."""
+        """Flush TensorBoard and finish a W&B run this tracker started (the run directory is always up to date)
+        (plumbing)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._wandb is not None and self._wandb_owned:
+            self._wandb.finish()
+        self._wandb = None
 
     def __enter__(self) -> FrequencyTracker:
         return self
