@@ -41,7 +41,7 @@ def test_block_is_rewritten_from_the_cells_and_check_detects_staleness(tmp_path:
     text = doc.read_text()
     assert "| 0.1 | 0.1235 | holds | 2000 |" in text and "| 0.2 | (pending) | (pending) | (pending) |" in text
     assert "| lr (a = b) | min |" in text
-    assert "1 finished, 1 pending" in text and text.startswith("intro\n") and text.endswith("end\n")
+    assert "cells 1 finished, 1 pending" in text and text.startswith("intro\n") and text.endswith("end\n")
     assert _call(*args, "--check").returncode == 0  # fresh after
 
 
@@ -55,3 +55,13 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
     assert res.returncode == 2 and "has no block" in res.stderr
     res = _call(str(sweep), "--doc", str(doc), "--marker", "t", "--column", "nolabel")
     assert res.returncode == 2 and "LABEL=PATH" in res.stderr
+
+
+def test_several_sweeps_make_one_table(tmp_path: Path) -> None:
+    first, second = _sweep(tmp_path / "a"), _sweep(tmp_path / "b")
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- sweep-table:t -->\n<!-- /sweep-table:t -->\n")
+    args = [str(first), str(second), "--doc", str(doc), "--marker", "t", "--column", "lr=values.lr"]
+    assert _call(*args).returncode == 0
+    text = doc.read_text()
+    assert text.count("| 0.1 |") == 2 and text.count("| 0.2 |") == 2 and text.count("cells 1 finished") == 2
