@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from freqlens.experiments.pinson_overfit import rises_after_discovery
 from freqlens.experiments.runner import run_experiment
 from freqlens.io import read_json, read_npz
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_rise_is_measured_from_the_last_discovery_time_not_the_test_minimum() -> None:
