@@ -533,10 +533,14 @@ def test_predict_dynamics_discovery_times_and_winners_known_answer() -> None:
     dt = 20.0
     t = np.arange(0.0, 12000.0 + dt, dt)
     tau_f = tau_from_learning_rate(n * lr, p)  # λ_FCNN = n λ_CNN (Fig. 3 convention) keeps both within t
-    args = (sigma_yx, sigma_xx, (1, n, n), st_.U, st_.V)
-    kw = {"rtol": 1e-10, "atol": 1e-14}
-    pc = predict_dynamics(*args, tau, t, (cnn.kernel[0].numpy(), cnn.weight[0].numpy()), net="cnn", **kw)
-    pf = predict_dynamics(*args, tau_f, t, (fin.w1[0].numpy(), fin.w2[0].numpy()), net="fcnn", **kw)
+    pc = predict_dynamics(
+        sigma_yx, sigma_xx, (1, n, n), st_.U, st_.V, tau, t, (cnn.kernel[0].numpy(), cnn.weight[0].numpy()),
+        net="cnn", rtol=1e-10, atol=1e-14,
+    )  # fmt: skip
+    pf = predict_dynamics(
+        sigma_yx, sigma_xx, (1, n, n), st_.U, st_.V, tau_f, t, (fin.w1[0].numpy(), fin.w2[0].numpy()),
+        net="fcnn", rtol=1e-10, atol=1e-14,
+    )  # fmt: skip
     for pred, speed, tau_net in ((pc, n * nu, tau), (pf, np.ones(p), tau_f)):
         exact = np.array([time_to_learn(st_.S[a], a0[a], st_.S[a] / 2, speed[a], tau_net) for a in range(p)])
         assert exact[-1] < t[-1] and pred.half_times.shape == (p,)
