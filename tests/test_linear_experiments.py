@@ -90,6 +90,9 @@ def test_fig5_and_fig6_tiny(tmp_path: Path, cifar_root: Path) -> None:
         assert np.abs(a0_theory - a0).max() <= 1e-4 * np.abs(a0).max()
     theory = summary["measured"]["cifar4_theory"]
     assert len(theory["fcnn"]["predicted_half_times_median"]) == 3
+    for net in ("cnn", "fcnn"):  # trial mean against the trial-mean flow, in units of s_0
+        dev = np.abs(data[f"cifar__A_{net}"].mean(axis=0) - data[f"cifar__theory__A_{net}"].mean(axis=0)).max()
+        assert theory[net]["mean_A_vs_averaged_flow_max_abs_over_s0"] == pytest.approx(dev / data["cifar__s"][0])
     assert len(theory["cnn_winners"]["measured_kl_per_trial"][0]) == 3
     _, data6, summary6 = _run(
         "pinson-fig6", tmp_path, data_dir, train_images=64, test_images=32, eval_images=32, record_every=4

@@ -471,7 +471,9 @@ def _cifar_theory_summary(cifar: Mapping[str, Any]) -> dict[str, Any]:
             "measured_half_times_median": np.median(meas, axis=0).tolist(),
             "predicted_half_times_per_trial": pred.tolist(),
             "measured_half_times_per_trial": meas.tolist(),
-            "mean_A_vs_averaged_flow_max_abs_over_s0": max_mean_deviation(cifar[f"A_{net}"], th[f"A_{net}"], s0),
+            "mean_A_vs_averaged_flow_max_abs_over_s0": max_mean_deviation(
+                cifar[f"A_{net}"], th[f"A_{net}"].mean(axis=0), s0
+            ),
         }
     n = int(cifar["v_images"].shape[-1])
     kl = frequency_pairs(n)
