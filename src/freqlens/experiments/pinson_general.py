@@ -343,7 +343,8 @@ def _cifar_theory(
     )  # fmt: skip
     # measured winners: the trained kernels and dense weights of every trial at the last snapshot
     kern, weight = cnn.kernel_snapshots, cnn.weight_snapshots
-    assert kern is not None and weight is not None
+    if kern is None or weight is None or not len(cnn.snapshot_t):
+        raise ValueError("cifar_theory needs at least one cifar_snapshot_times entry (the measured winners)")
     khat = np.abs(vec2d_dft(kern[:, -1]))  # (T, C, n²)
     wbar = np.abs(np.einsum("ia,tim->tam", u, vec2d_dft(weight[:, -1].reshape(-1, p, n, n))))  # (T, r, n²)
     measured = mode_winner_index(mode_frequency_weights(wbar, khat, n), n)
@@ -503,7 +504,8 @@ _FIG5_PAPER_CLAIMS = {
 def run_fig5(ctx: RunContext, cfg: Fig5Config) -> ExperimentResult:
     """Shapes and CIFAR-4 runs; half-times and mode order of the CNN and FCNN (spec §9 I.3-I.4, Fig. 5).
 
-    ``data``: the record ``{"shapes": {...}, "cifar": {...}}`` of both runs (shapes with its ``"theory"``)."""
+    ``data``: the record ``{"shapes": {...}, "cifar": {...}}`` of both runs (each with its ``"theory"`` when
+    ``shapes_theory`` / ``cifar_theory``)."""
     shapes = _shapes_runs(ctx, cfg.shapes_config())
     cifar = _cifar_runs(ctx, cfg.cifar_config())
     measured: dict[str, Any] = {}
