@@ -93,6 +93,18 @@ def test_fig5_and_fig6_tiny(tmp_path: Path, cifar_root: Path) -> None:
     assert data["cifar__A_cnn"].shape[-1] == 3  # mean subtracted: 3 modes
     assert int(data["cifar__num_train"]) == 240 and int(data["cifar__num_test"]) == 80
     assert "cifar4_fcnn_test_loss" in summary["measured"]
+    # the averaged flows on the CIFAR-4 moments (issue 15 item 3), from the same inits: new arrays only
+    assert data["cifar__theory__A_cnn"].shape == data["cifar__A_cnn"].shape
+    assert data["cifar__theory__A_fcnn"].shape == data["cifar__A_fcnn"].shape
+    for net in ("cnn", "fcnn"):  # same initial A (float32 training data vs float64 moments of the same images)
+        a0, a0_theory = data[f"cifar__A_{net}"][:, 0], data[f"cifar__theory__A_{net}"][:, 0]
+        assert np.abs(a0_theory - a0).max() <= 1e-4 * np.abs(a0).max()
+    theory = summary["measured"]["cifar4_theory"]
+    assert len(theory["fcnn"]["predicted_half_times_median"]) == 3
+    for net in ("cnn", "fcnn"):  # trial mean against the trial-mean flow, in units of s_0
+        dev = np.abs(data[f"cifar__A_{net}"].mean(axis=0) - data[f"cifar__theory__A_{net}"].mean(axis=0)).max()
+        assert theory[net]["mean_A_vs_averaged_flow_max_abs_over_s0"] == pytest.approx(dev / data["cifar__s"][0])
+    assert len(theory["cnn_winners"]["measured_kl_per_trial"][0]) == 3
     _, data6, summary6 = _run(
         "pinson-fig6", tmp_path, data_dir, train_images=64, test_images=32, eval_images=32, record_every=4
     )

@@ -14,6 +14,7 @@ from scipy.integrate import solve_ivp
 from freqlens import DatasetStructure
 from freqlens import fourier as fr
 from freqlens.datasets import pure_cosines, sums_of_cosines
+from freqlens.theory import linear_dynamics as theory_ld
 from freqlens.theory.linear_dynamics import (
     AveragedCNNDynamics,
     aligned_balanced_a0,
@@ -27,6 +28,10 @@ from freqlens.theory.linear_dynamics import (
     integrate_cnn_transformed,
     integrate_fcnn_transformed,
     minimal_norm_solution,
+    mode_frequency_weights,
+    mode_rate_factors,
+    mode_winner_index,
+    predict_dynamics,
     sigmoid,
     tau_from_learning_rate,
     time_to_learn,
@@ -390,3 +395,183 @@ def test_averaged_fcnn_flow_matches_gradient_descent(n_samples: int) -> None:
     assert np.allclose(sol["loss"][:, 0], run.loss_train[:, 0], rtol=1e-10)
     assert np.abs(sol["A"] - run.a_train).max() < 0.03 * np.abs(run.a_train).max()
     assert np.abs(sol["loss"] - run.loss_train).max() < 0.03 * run.loss_train.max()
+
+
+# ------------------------------------------------------------------ predict_dynamics (issue 15 item 3)
+def _noisy_dataset() -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+    """9 images (2 channels, n = 4) in 3 classes with within-class noise: Σ_xx is far from diagonal in V."""
+    g = torch.Generator().manual_seed(5)
+    means = torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64)
+    labels = torch.arange(9) % 3
+    x = means[labels] + 0.7 * torch.randn(9, 2, 4, 4, generator=g, dtype=torch.float64)
+    xs = x.reshape(9, -1).numpy()
+    y = np.eye(3)[labels.numpy()]
+    return x, labels, xs, y.T @ xs / 9, xs.T @ xs / 9
+
+
+def _raw_flow_a(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    params: list[torch.Tensor],
+    forward: object,
+    lr: float,
+    t: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Independent route: integrate the raw parameter gradient flow ``dθ/dt = −λ ∇ E[(1/p)‖y − ŷ‖²]`` (torch
+    autograd, float64, scipy DOP853) and project the predictions, ``A = Uᵀ Σ_ŷx V``; returns ``(A, loss)``."""
+    y = torch.eye(3, dtype=torch.float64)[labels]
+    sizes = [q.numel() for q in params]
+    shapes = [q.shape for q in params]
+
+    def unpack(vec: np.ndarray) -> list[torch.Tensor]:
+        parts = np.split(vec, np.cumsum(sizes)[:-1])
+        return [
+            torch.from_numpy(np.ascontiguousarray(a)).reshape(sh).requires_grad_(True) for a, sh in zip(parts, shapes)
+        ]
+
+    def loss_of(ps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        yh = forward(x, *ps)  # type: ignore[operator]
+        return ((y - yh) ** 2).sum(dim=1).mean() / 3, yh
+
+    def rhs(_t: float, vec: np.ndarray) -> np.ndarray:
+        ps = unpack(vec)
+        loss, _ = loss_of(ps)
+        grads = torch.autograd.grad(loss, ps)
+        return -lr * np.concatenate([gr.detach().numpy().ravel() for gr in grads])
+
+    y0 = np.concatenate([q.numpy().ravel() for q in params])
+    sol = solve_ivp(rhs, (0.0, float(t[-1])), y0, method="DOP853", t_eval=t, rtol=1e-11, atol=1e-13)
+    xs = x.reshape(len(x), -1).numpy()
+    a_out, l_out = [], []
+    for i in range(len(t)):
+        loss, yh = loss_of(unpack(sol.y[:, i]))
+        a_out.append(u.T @ (yh.detach().numpy().T @ xs / len(xs)) @ v)
+        l_out.append(float(loss.detach()))
+    return np.stack(a_out), np.asarray(l_out)
+
+
+def _cnn_forward(x: torch.Tensor, kernel: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Linear CNN, channels summed: ``h = Σ_c k_c ⋆ x_c`` (circular correlation, spec §3.2), ``ŷ = W h``."""
+    n = x.shape[-1]
+    h = torch.zeros(x.shape[0], n, n, dtype=torch.float64)
+    for a in range(n):
+        for b in range(n):
+            h = h + (kernel[None, :, a, b, None, None] * torch.roll(x, shifts=(-a, -b), dims=(-2, -1))).sum(dim=1)
+    return h.reshape(len(x), -1) @ weight.T
+
+
+def _fcnn_forward(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    return x.reshape(len(x), -1) @ w1.T @ w2.T
+
+
+@pytest.mark.parametrize("net", ["cnn", "fcnn"])
+def test_predict_dynamics_matches_raw_parameter_flow_for_non_diagonal_sigma_xx(net: str) -> None:
+    """predict_dynamics (spec §4.2 / §5 for any Σ_xx) = the raw gradient flow of the parameters, projected."""
+    x, labels, _, sigma_yx, sigma_xx = _noisy_dataset()
+    st_ = DatasetStructure.from_data(x, labels)
+    vv = st_.V @ st_.V.T
+    # Σ_xx ≠ V D Vᵀ: within-class noise puts a large part of it outside the modes' span (spec §8.1)
+    assert np.linalg.norm(sigma_xx - vv @ sigma_xx @ vv) > 0.2 * np.linalg.norm(sigma_xx)
+    lr = 0.02
+    t = np.linspace(0.0, 300.0, 7)
+    if net == "cnn":
+        init = random_cnn_init(1, (2, 4, 4), 3, 0.3, 0.3, seed=3)
+        pair = (init.kernel[0].numpy(), init.weight[0].numpy())
+        forward: object = _cnn_forward
+    else:
+        fin = random_fcnn_init(1, 32, 6, 3, 0.3, seed=3)
+        pair = (fin.w1[0].numpy(), fin.w2[0].numpy())
+        forward = _fcnn_forward
+    pred = predict_dynamics(
+        sigma_yx, sigma_xx, (2, 4, 4), st_.U, st_.V, tau_from_learning_rate(lr, 3), t, pair, net=net,
+        rtol=1e-11, atol=1e-13,
+    )  # fmt: skip
+    a_raw, loss_raw = _raw_flow_a(x, labels, [torch.from_numpy(q.copy()) for q in pair], forward, lr, t, st_.U, st_.V)
+    assert np.abs(a_raw[-1] - a_raw[0]).max() > 0.3  # the flow moved
+    assert np.abs(pred.A - a_raw).max() < 1e-7 * np.abs(a_raw).max()
+    assert np.allclose(pred.loss, loss_raw, rtol=1e-7)
+    assert np.allclose(pred.s, st_.S)
+    assert (pred.rate_factors is None) == (net == "fcnn")
+
+
+def test_pixel_route_is_the_fourier_route() -> None:
+    """AveragedCNNDynamics.rhs_pixel is rhs (spec §4.2): G = Q(Σ_yx − M_e Σ_xx) = Σ_yx̂ − β M̂."""
+    x, labels, _, sigma_yx, sigma_xx = _noisy_dataset()
+    st_ = DatasetStructure.from_data(x, labels)
+    dyn = AveragedCNNDynamics.from_moments(sigma_yx, sigma_xx, (2, 4, 4), 1.0, st_.U, st_.V, 10.0)
+    init = random_cnn_init(2, (2, 4, 4), 3, 0.3, 0.3, seed=4)
+    w = fr.vec2d_dft(init.weight.numpy().reshape(2, 3, 4, 4))
+    k = np.conj(fr.vec2d_dft(init.kernel.numpy()))
+    for a, b in zip(dyn.rhs(w, k), dyn.rhs_pixel(w, k)):
+        assert np.abs(a - b).max() < 1e-13 * np.abs(a).max()
+    with pytest.raises(ValueError, match="route"):
+        dyn.integrate(w, k, np.array([0.0, 1.0]), route="dense")
+
+
+def test_predict_dynamics_discovery_times_and_winners_known_answer() -> None:
+    """Diagonal Σ_xx (pure cosines, aligned-balanced init): the predicted discovery time is the first recorded
+    t after the closed form t* = τ/(2 g s) ln((s/2)(s − a0)/(a0 s/2)) (Eq. 22, g = n ν; FCNN g = 1), and the
+    winner of every mode is its own cosine frequency (the WTA rule and the flow agree)."""
+    n, lr = 16, 2e-4
+    x, labels = pure_cosines(n)
+    st_ = DatasetStructure.from_data(x, labels)
+    p = st_.num_classes
+    xs = x.reshape(p, -1).numpy()
+    y = np.eye(p)
+    sigma_yx, sigma_xx = y.T @ xs / p, xs.T @ xs / p
+    tau = tau_from_learning_rate(lr, p)
+    cnn = aligned_balanced_cnn_init(st_, 1, 1e-3, seed=0)
+    fin = matched_fcnn_init(st_, cnn)
+    supports = mode_supports(st_)
+    vabs = np.abs(st_.v_hat[:, 0, :]) * supports
+    a0 = aligned_balanced_a0(
+        np.abs(np.conj(fr.vec2d_dft(cnn.kernel[0, 0].numpy()))), vabs, np.diag(st_.v_proj_sigma_xx), n
+    )
+    nu = vabs.max(axis=1)
+    dt = 20.0
+    t = np.arange(0.0, 12000.0 + dt, dt)
+    tau_f = tau_from_learning_rate(n * lr, p)  # λ_FCNN = n λ_CNN (Fig. 3 convention) keeps both within t
+    pc = predict_dynamics(
+        sigma_yx, sigma_xx, (1, n, n), st_.U, st_.V, tau, t, (cnn.kernel[0].numpy(), cnn.weight[0].numpy()),
+        net="cnn", rtol=1e-10, atol=1e-14,
+    )  # fmt: skip
+    pf = predict_dynamics(
+        sigma_yx, sigma_xx, (1, n, n), st_.U, st_.V, tau_f, t, (fin.w1[0].numpy(), fin.w2[0].numpy()),
+        net="fcnn", rtol=1e-10, atol=1e-14,
+    )  # fmt: skip
+    for pred, speed, tau_net in ((pc, n * nu, tau), (pf, np.ones(p), tau_f)):
+        exact = np.array([time_to_learn(st_.S[a], a0[a], st_.S[a] / 2, speed[a], tau_net) for a in range(p)])
+        assert exact[-1] < t[-1] and pred.half_times.shape == (p,)
+        assert np.all(pred.half_times >= exact * (1 - 1e-6)) and np.all(pred.half_times < exact * (1 + 1e-6) + dt)
+    own = np.argmax(vabs, axis=1)
+    own = np.minimum(own, fr.conjugate_index(n)[own])
+    assert pc.wta_winner is not None and pc.flow_winner is not None
+    assert np.array_equal(pc.wta_winner, own) and np.array_equal(pc.flow_winner, own)
+    assert pf.wta_winner is None and pf.flow_winner is None
+
+
+def test_winner_helpers_and_one_half_time_definition() -> None:
+    """mode_winner_index reports the lower index of {m, m̄}; channel rate factors are the channel norm of v̂;
+    analysis re-uses the theory's half_times (one definition)."""
+    from freqlens.analysis import linear_dynamics_metrics as metrics
+
+    assert metrics.half_times is theory_ld.half_times
+    n = 4
+    conj = fr.conjugate_index(n)
+    w = np.zeros((2, 16))
+    w[0, conj[1]] = 2.0  # m̄ of m = 1 wins: reported as 1
+    w[1, 5] = 1.0
+    assert mode_winner_index(w, n).tolist() == [min(1, conj[1]), min(5, conj[5])]
+    v = np.random.default_rng(0).standard_normal((2, 3, n, n))
+    nu = mode_rate_factors(v)
+    assert np.allclose(nu**2, (np.abs(fr.vec2d_dft(v)) ** 2).sum(axis=1))
+    weights = mode_frequency_weights(np.ones((2, 16)), np.full((3, 16), 2.0), n)
+    assert np.allclose(weights, n * np.sqrt(12.0))
+    with pytest.raises(ValueError, match="net must be"):
+        predict_dynamics(np.ones((1, 16)), np.eye(16), (1, 4, 4), np.ones((1, 1)), np.ones((16, 1)) / 4, 1.0,
+                         np.array([0.0, 1.0]), (np.zeros((4, 16)), np.zeros((1, 4))), net="rnn")  # fmt: skip
+    with pytest.raises(ValueError, match="init for net='cnn'"):
+        predict_dynamics(np.ones((1, 16)), np.eye(16), (1, 4, 4), np.ones((1, 1)), np.ones((16, 1)) / 4, 1.0,
+                         np.array([0.0, 1.0]), (np.zeros((4, 16)), np.zeros((1, 4))), net="cnn")  # fmt: skip

@@ -14,6 +14,8 @@ from typing import TypedDict
 
 import numpy as np
 
+from ..theory.linear_dynamics import half_times  # the one definition of a discovery time (re-exported)
+
 __all__ = [
     "LossStats",
     "balance_ratios",
@@ -34,38 +36,6 @@ def effective_singular_values(a: np.ndarray) -> np.ndarray:
     """The effective singular values ``a_α(t) = A_αα(t)``: the diagonal of ``A = Uᵀ Σ_ŷx V`` (spec Eq. 5), as a
     view ``(..., p, p) -> (..., p)``."""
     return np.diagonal(a, axis1=-2, axis2=-1)
-
-
-def half_times(
-    t: np.ndarray, a: np.ndarray, s: np.ndarray, interpolate: bool = False, never: float = np.inf
-) -> np.ndarray:
-    """Discovery time of every mode: the first ``t`` with ``a_α(t) ≥ s_α / 2`` (spec §6.3, §9 I.3, App. K).
-
-    ``a``: ``(..., T, p)`` effective singular values (the diagonal ``A_αα`` of ``A = Uᵀ Σ_ŷx V``, spec Eq. 5) at
-    the recorded times ``t (T,)``; ``s``: ``(p,)``. Returns ``(..., p)``. ``interpolate=False``: the first
-    recorded time; ``interpolate=True``: the crossing of ``s_α / 2`` interpolated linearly between the two
-    records around it (``t[0]`` if already reached at the start). ``never``: the value where ``s_α / 2`` is
-    never reached (``inf``; ``nan`` for a mean curve).
-    """
-    t = np.asarray(t)
-    a = np.asarray(a)
-    s = np.asarray(s)
-    if a.ndim < 2 or a.shape[-2] != t.shape[0] or a.shape[-1] != s.shape[0]:
-        raise ValueError(f"a must have shape (..., T={t.shape[0]}, p={s.shape[0]}), got {a.shape}")
-    out = np.full((*a.shape[:-2], a.shape[-1]), never, dtype=np.float64)
-    for lead in np.ndindex(*a.shape[:-2]):
-        for alpha in range(a.shape[-1]):
-            curve = a[lead][:, alpha]
-            hit = np.flatnonzero(curve >= s[alpha] / 2)
-            if not len(hit):
-                continue
-            i = int(hit[0])
-            where = (*lead, alpha)
-            if interpolate and i > 0:
-                out[where] = np.interp(s[alpha] / 2, [curve[i - 1], curve[i]], [t[i - 1], t[i]])
-            else:
-                out[where] = t[i]
-    return out
 
 
 def max_mean_deviation(a: np.ndarray, theory: np.ndarray, scale: float) -> float:

@@ -2,8 +2,10 @@
 
 ``pinson-fig5``: ``a_α(t)``, losses (train and test for CIFAR-4), FCNN ``W1`` rows and CNN kernels at
 several times, and ``|k̂_m(t)|`` for all frequencies with one cascaded trajectory highlighted
-(spec ``linear_cnn_dynamics.md`` §9 I.3-I.4, §10 Fig. 5). For the shapes (one image per class) the
-averaged flow of spec §4.2, integrated from every trial's initial condition, is drawn over the runs.
+(spec ``linear_cnn_dynamics.md`` §9 I.3-I.4, §10 Fig. 5). For the shapes (one image per class) and for
+CIFAR-4 (``Σ_xx`` not diagonal in ``V``) the averaged flow of spec §4.2, integrated from every trial's initial
+condition, is drawn over the runs; for CIFAR-4 its discovery times and winning frequencies are compared with
+the measured ones.
 ``pinson-figS5``: geometric shapes at 2000, 9000, 16000 and 55000 samples: ``|v̂_mα|`` of the modes
 discovered by then, with the trial-averaged ``|k̂_m|`` overlaid as crosses (spec §10 Fig. S.5, App. J).
 """
@@ -30,9 +32,16 @@ from ..analysis.linear_dynamics_metrics import (
     spectrum_alignment,
 )
 from ..datasets import CIFAR10_CLASSES, SHAPES, geometric_shapes, load_cifar10
-from ..fourier import vec2d_dft
+from ..fourier import frequency_pairs, vec2d_dft
 from ..plots import MODE_COLORS, show_image, signed_image
-from ..theory.linear_dynamics import AveragedCNNDynamics, integrate_averaged_fcnn, tau_from_learning_rate
+from ..theory.linear_dynamics import (
+    AveragedCNNDynamics,
+    integrate_averaged_fcnn,
+    mode_frequency_weights,
+    mode_winner_index,
+    predict_dynamics,
+    tau_from_learning_rate,
+)
 from ..training.linear_init import random_cnn_init, random_fcnn_init
 from ..training.linear_problem import LinearProblem
 from ..training.linear_trainer import LinearRun, train_linear_cnn, train_linear_fcnn
@@ -198,6 +207,8 @@ class CifarConfig:
         channel_mode: ``"sum"``: 3 kernels summed into one ``n×n`` map (spec §12 item 5).
         float32: train in float32 (the moments and records are accumulated in float64).
         snapshot_times: kernels and ``W1`` rows for panels (g, h).
+        theory: integrate the averaged CNN and FCNN flows (spec §4.2, §5) from every trial's initial
+            condition on the training moments (:func:`_cifar_theory`).
     """
 
     classes: tuple[int, ...] = (0, 1, 2, 3)
@@ -213,6 +224,7 @@ class CifarConfig:
     float32: bool = True
     record_every: int = 500
     snapshot_times: tuple[int, ...] = (2000, 10000, 18000, 50000, 100000)
+    theory: bool = True
 
     def validate(self) -> None:
         """Refuse negative counts, an unknown channel mode or bad snapshot times (plumbing)."""
@@ -300,8 +312,51 @@ def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, Any]:
         "num_train": np.asarray(problem.num_samples),
         "num_test": np.asarray(problem.test.num_samples if problem.test is not None else 0),
     }
+    if cfg.theory:
+        data["theory"] = ctx.stage("cifar_theory", lambda: _cifar_theory(cfg, problem, init, fin, cnn))
     _add_discoveries(data)
     return data
+
+
+def _cifar_theory(
+    cfg: CifarConfig, problem: LinearProblem, init: Any, fin: Any, cnn: LinearRun
+) -> dict[str, np.ndarray]:
+    """The averaged CNN and FCNN flows (spec §4.2, §5; :func:`~freqlens.theory.linear_dynamics.predict_dynamics`)
+    from every trial's initial condition on the training set's ``Σ_yx``, ``Σ_xx`` (mean-subtracted images as the
+    trainers see them, moments in float64), for the ``rank`` non-zero modes: ``A(t)``, losses, discovery times
+    and winning frequencies; with the measured winners of the trained kernels at the last snapshot."""
+    st = problem.structure
+    p, rank = st.num_classes, st.rank()
+    c, n, _ = st.image_shape
+    x = problem.basis.images(problem.coeffs.to(torch.complex128)).cpu().numpy().reshape(problem.num_samples, -1)
+    y = problem.targets.to(torch.float64).cpu().numpy()
+    sigma_yx, sigma_xx = y.T @ x / len(x), x.T @ x / len(x)
+    del x
+    u, v = st.U[:, :rank], st.V[:, :rank]
+    t_eval = cnn.t.astype(float)
+    y_sq = float((y * y).sum() / len(y))
+    pc = predict_dynamics(
+        sigma_yx, sigma_xx, (c, n, n), u, v, tau_from_learning_rate(cfg.lr_cnn, p), t_eval,
+        (init.kernel.numpy(), init.weight.numpy()), net="cnn", y_sq=y_sq,
+    )  # fmt: skip
+    pf = predict_dynamics(
+        sigma_yx, sigma_xx, (c, n, n), u, v, tau_from_learning_rate(cfg.lr_fcnn, p), t_eval,
+        (fin.w1.numpy(), fin.w2.numpy()), net="fcnn", y_sq=y_sq,
+    )  # fmt: skip
+    # measured winners: the trained kernels and dense weights of every trial at the last snapshot
+    kern, weight = cnn.kernel_snapshots, cnn.weight_snapshots
+    if kern is None or weight is None or not len(cnn.snapshot_t):
+        raise ValueError("cifar_theory needs at least one cifar_snapshot_times entry (the measured winners)")
+    khat = np.abs(vec2d_dft(kern[:, -1]))  # (T, C, n²)
+    wbar = np.abs(np.einsum("ia,tim->tam", u, vec2d_dft(weight[:, -1].reshape(-1, p, n, n))))  # (T, r, n²)
+    measured = mode_winner_index(mode_frequency_weights(wbar, khat, n), n)
+    assert pc.wta_winner is not None and pc.flow_winner is not None
+    return {
+        "A_cnn": pc.A, "loss_cnn": pc.loss, "A_fcnn": pf.A, "loss_fcnn": pf.loss,
+        "half_cnn": pc.half_times, "half_fcnn": pf.half_times,
+        "wta_winner": pc.wta_winner, "flow_winner_cnn": pc.flow_winner, "measured_winner_cnn": measured,
+        "winner_t": np.asarray(cnn.snapshot_t[-1]),
+    }  # fmt: skip
 
 
 #: Matches that were tuned to the paper (so they are calibrations, not independent predictions).
@@ -347,6 +402,7 @@ class Fig5Config:
     cifar_channel_mode: str = "sum"
     cifar_float32: bool = True
     cifar_snapshot_times: tuple[int, ...] = (2000, 10000, 18000, 50000, 100000)
+    cifar_theory: bool = True
 
     def shapes_config(self) -> ShapesConfig:
         """The shapes half of pinson-fig5 as a :class:`ShapesConfig` (plumbing)."""
@@ -364,6 +420,7 @@ class Fig5Config:
             trials=self.trials, updates=self.cifar_updates, sigma=self.cifar_sigma, lr_fcnn=self.cifar_lr_fcnn,
             lr_cnn=self.cifar_lr_cnn, hidden_fcnn=self.cifar_hidden_fcnn, channel_mode=self.cifar_channel_mode,
             float32=self.cifar_float32, record_every=self.record_every, snapshot_times=self.cifar_snapshot_times,
+            theory=self.cifar_theory,
         )  # fmt: skip
 
     def validate(self) -> None:
@@ -400,6 +457,43 @@ def _cifar_loss_summary(cifar: Mapping[str, np.ndarray], measured: dict[str, Any
     measured["cifar4_images"] = {"train": int(cifar["num_train"]), "test": int(cifar["num_test"])}
 
 
+def _cifar_theory_summary(cifar: Mapping[str, Any]) -> dict[str, Any]:
+    """Predicted (averaged flow from each trial's init, spec §4.2, §5) vs measured discovery times per mode and
+    net, the trial-mean ``A`` deviation, and predicted vs measured CNN winning frequencies ``(k, l)`` per mode
+    (spec §7.2) on CIFAR-4."""
+    th = cifar["theory"]
+    s0 = float(cifar["s"][0])
+    out: dict[str, Any] = {
+        "prediction": "averaged gradient flow integrated from every trial's initial condition on the training "
+        "moments (same learning rates, init and data as the runs; nothing fitted to the runs)",
+    }
+    for net in ("cnn", "fcnn"):
+        pred, meas = th[f"half_{net}"], cifar[f"half_{net}"]
+        out[net] = {
+            "predicted_half_times_median": np.median(pred, axis=0).tolist(),
+            "measured_half_times_median": np.median(meas, axis=0).tolist(),
+            "predicted_half_times_per_trial": pred.tolist(),
+            "measured_half_times_per_trial": meas.tolist(),
+            "mean_A_vs_averaged_flow_max_abs_over_s0": max_mean_deviation(
+                cifar[f"A_{net}"], th[f"A_{net}"].mean(axis=0), s0
+            ),
+        }
+    n = int(cifar["v_images"].shape[-1])
+    kl = frequency_pairs(n)
+    wta, flow, meas_w = th["wta_winner"], th["flow_winner_cnn"], th["measured_winner_cnn"]
+    out["cnn_winners"] = {
+        "at_samples": int(th["winner_t"]),
+        "definition": "argmax_m n |W̄_αm| ‖k̂_m‖ (channels) per mode α, as (k, l) of the lower index of {m, m̄}",
+        "predicted_wta_rule_kl": kl[wta].tolist(),
+        "predicted_flow_kl_per_trial": kl[flow].tolist(),
+        "measured_kl_per_trial": kl[meas_w].tolist(),
+        "measured_equals_wta_rule_per_mode": (meas_w == wta[None]).mean(axis=0).tolist(),
+        "measured_equals_flow_per_mode": (meas_w == flow).mean(axis=0).tolist(),
+        "mode_discovered_by_then_per_trial": (cifar["half_cnn"] <= float(th["winner_t"])).tolist(),
+    }
+    return out
+
+
 #: What the paper says of Fig. 5, stored with the measurements.
 _FIG5_PAPER_CLAIMS = {
     "order": "both networks discover the modes in order of decreasing s_α with stage-like transitions",
@@ -412,7 +506,8 @@ _FIG5_PAPER_CLAIMS = {
 def run_fig5(ctx: RunContext, cfg: Fig5Config) -> ExperimentResult:
     """Shapes and CIFAR-4 runs; half-times and mode order of the CNN and FCNN (spec §9 I.3-I.4, Fig. 5).
 
-    ``data``: the record ``{"shapes": {...}, "cifar": {...}}`` of both runs (shapes with its ``"theory"``)."""
+    ``data``: the record ``{"shapes": {...}, "cifar": {...}}`` of both runs (each with its ``"theory"`` when
+    ``shapes_theory`` / ``cifar_theory``)."""
     shapes = _shapes_runs(ctx, cfg.shapes_config())
     cifar = _cifar_runs(ctx, cfg.cifar_config())
     measured: dict[str, Any] = {}
@@ -426,6 +521,8 @@ def run_fig5(ctx: RunContext, cfg: Fig5Config) -> ExperimentResult:
                 shapes[f"A_{net}"], theory, s0
             )
     _cifar_loss_summary(cifar, measured)
+    if "theory" in cifar:
+        measured["cifar4_theory"] = _cifar_theory_summary(cifar)
     summary: dict[str, Any] = {
         "paper_claims": _FIG5_PAPER_CLAIMS,
         "measured": measured,

@@ -14,7 +14,10 @@ Contents:
 * the general averaged dynamics (§4.2) for any ``Σ_xx`` (e.g. CIFAR-4, colour, shared frequencies);
 * the soft winner-takes-all system (Eqs. 23-24): continuous, its exact discrete (GD) counterpart, the
   closed form through the mode clock ``Θ_α(t)``, and the predicted winning frequencies;
-* the minimal-norm solution (§8.2) and the conservation law (§4.4).
+* the minimal-norm solution (§8.2) and the conservation law (§4.4);
+* discovery times (``a_α ≥ s_α/2``, the one definition, re-used by :mod:`freqlens.analysis`) and
+  :func:`predict_dynamics`: ``A(t)``, loss, discovery times and winning frequencies of either network on
+  any dataset's moments (e.g. CIFAR-4, where ``Σ_xx`` is not diagonal in ``V``).
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from ..fourier import vec2d_dft, vec2d_idft
+from ..fourier import conjugate_index, vec2d_dft, vec2d_idft
 
 __all__ = [
     "AveragedCNNDynamics",
+    "DynamicsPrediction",
     "MinimalNormSolution",
     "aligned_balanced_a0",
     "averaged_fcnn_rhs",
@@ -39,10 +43,15 @@ __all__ = [
     "cnn_transformed_rhs",
     "fcnn_sigmoid",
     "fcnn_transformed_rhs",
+    "half_times",
     "integrate_averaged_fcnn",
     "integrate_cnn_transformed",
     "integrate_fcnn_transformed",
     "minimal_norm_solution",
+    "mode_frequency_weights",
+    "mode_rate_factors",
+    "mode_winner_index",
+    "predict_dynamics",
     "sigmoid",
     "tau_from_learning_rate",
     "time_to_learn",
@@ -318,6 +327,20 @@ class AveragedCNNDynamics:
         """``(dŵ/dt, dk̂/dt)`` for ``w_hat (..., p, n²)``, ``k_hat (..., C, n²)``."""
         beta = self.end_to_end_hat(w_hat, k_hat)
         g = (self.sigma_yxhat - beta @ self.m_hat).reshape(*beta.shape[:-1], self.channels, -1)  # (..., p, C, n²)
+        return self._flow(g, w_hat, k_hat)
+
+    def rhs_pixel(self, w_hat: np.ndarray, k_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`rhs` with ``G`` formed in pixel space: ``β M̂ = (M_e Σ_xx) Q`` row-wise (``M̂ = Q Σ_xx Q``,
+        ``Q`` symmetric; ``M_e = Q β`` real), so ``G = Q(Σ_yx − M_e Σ_xx)`` per row. One real ``(p, D) × (D, D)``
+        product instead of a complex one: about 4x fewer flops for large ``D`` (CIFAR: ``D = 3072``)."""
+        me = self.end_to_end(w_hat, k_hat)  # (..., p, C n²)
+        err = self.sigma_yx - me @ self.sigma_xx
+        c, n = self.channels, self.n
+        g = vec2d_dft(err.reshape(*err.shape[:-1], c, n, n))  # (..., p, C, n²)
+        return self._flow(g, w_hat, k_hat)
+
+    def _flow(self, g: np.ndarray, w_hat: np.ndarray, k_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``τ dŵ_i/dt = n Σ_c k̂_c ⊙ G_ic``, ``τ dk̂_c/dt = n Σ_i ŵ_i ⊙ conj(G_ic)`` (class docstring)."""
         dw = self.n * (k_hat[..., None, :, :] * g).sum(axis=-2) / self.tau
         dk = self.n * (w_hat[..., :, None, :] * g.conj()).sum(axis=-3) / self.tau
         return dw, dk
@@ -346,6 +369,7 @@ class AveragedCNNDynamics:
         rtol: float = 1e-6,
         atol: float = 1e-10,
         progress: Callable[[float], None] | None = None,
+        route: str = "fourier",
     ) -> dict[str, np.ndarray]:
         """Integrate from ``(ŵ(0), k̂(0))`` (any leading batch shape, e.g. trials); returns ``t``,
         ``A (..., R, p, p)``, ``loss (..., R)``, ``khat_abs (..., R, C, n²)`` and
@@ -354,7 +378,12 @@ class AveragedCNNDynamics:
         The state is integrated in pixel space (real ``w = Q*ŵ``, ``k = Q*k̂``): the derivatives are
         mapped back with the inverse DFT and projected on real values, so rounding can never push the
         spectra off conjugate symmetry (off that subspace the complex flow is not stable).
+        ``route``: ``"fourier"`` (:meth:`rhs`) or ``"pixel"`` (:meth:`rhs_pixel`, the same flow, cheaper for
+        large ``D``).
         """
+        if route not in ("fourier", "pixel"):
+            raise ValueError(f"route must be 'fourier' or 'pixel', got {route!r}")
+        field_rhs = self.rhs if route == "fourier" else self.rhs_pixel
         t_eval = _array("t_eval", t_eval, ndim=1)
         n = self.n
         w0 = self._pixels(np.asarray(w_hat0, dtype=complex))
@@ -369,7 +398,7 @@ class AveragedCNNDynamics:
         def rhs(t: float, y: np.ndarray) -> np.ndarray:
             if progress is not None:
                 progress(t)
-            dw, dk = self.rhs(*split(y))
+            dw, dk = field_rhs(*split(y))
             return np.concatenate([self._pixels(dw).ravel(), self._pixels(dk).ravel()])
 
         y0 = np.concatenate([w0.ravel(), k0.ravel()])
@@ -608,3 +637,159 @@ def aligned_balanced_a0(khat_abs: np.ndarray, v_hat_abs: np.ndarray, d: np.ndarr
 
     ``khat_abs (..., n²)``, ``v_hat_abs (p, n²)`` (zero off the supports), ``d (p,)`` -> ``(..., p)``."""
     return n * d * np.einsum("am,...m->...a", np.asarray(v_hat_abs), np.asarray(khat_abs) ** 2)
+
+
+# ------------------------------------------------------------------------------ discovery times, predictions
+def half_times(
+    t: np.ndarray, a: np.ndarray, s: np.ndarray, interpolate: bool = False, never: float = np.inf
+) -> np.ndarray:
+    """Discovery time of every mode: the first ``t`` with ``a_α(t) ≥ s_α / 2`` (spec §6.3, §9 I.3, App. K).
+
+    ``a``: ``(..., T, p)`` effective singular values (the diagonal ``A_αα`` of ``A = Uᵀ Σ_ŷx V``, spec Eq. 5) at
+    the recorded times ``t (T,)``; ``s``: ``(p,)``. Returns ``(..., p)``. ``interpolate=False``: the first
+    recorded time; ``interpolate=True``: the crossing of ``s_α / 2`` interpolated linearly between the two
+    records around it (``t[0]`` if already reached at the start). ``never``: the value where ``s_α / 2`` is
+    never reached (``inf``; ``nan`` for a mean curve).
+    """
+    t = np.asarray(t)
+    a = np.asarray(a)
+    s = np.asarray(s)
+    if a.ndim < 2 or a.shape[-2] != t.shape[0] or a.shape[-1] != s.shape[0]:
+        raise ValueError(f"a must have shape (..., T={t.shape[0]}, p={s.shape[0]}), got {a.shape}")
+    out = np.full((*a.shape[:-2], a.shape[-1]), never, dtype=np.float64)
+    for lead in np.ndindex(*a.shape[:-2]):
+        for alpha in range(a.shape[-1]):
+            curve = a[lead][:, alpha]
+            hit = np.flatnonzero(curve >= s[alpha] / 2)
+            if not len(hit):
+                continue
+            i = int(hit[0])
+            where = (*lead, alpha)
+            if interpolate and i > 0:
+                out[where] = np.interp(s[alpha] / 2, [curve[i - 1], curve[i]], [t[i - 1], t[i]])
+            else:
+                out[where] = t[i]
+    return out
+
+
+def mode_rate_factors(v_images: np.ndarray) -> np.ndarray:
+    """``ν_mα = ‖v̂_{:,m,α}‖`` over colour channels for ``v_images (p, C, n, n)`` -> ``(p, n²)`` (spec §6.1, §7.2).
+
+    With summed channels (one kernel per channel, one hidden map) the aligned kernel at ``m`` points along
+    the channel vector ``v̂_{:,m,α}``, so its rate is that vector's norm; for one channel ``ν_mα = |v̂_mα|``."""
+    v = _array("v_images", v_images, ndim=4)
+    return np.sqrt((np.abs(vec2d_dft(v)) ** 2).sum(axis=1))
+
+
+def mode_frequency_weights(wbar_abs: np.ndarray, khat_abs: np.ndarray, n: int) -> np.ndarray:
+    """How much frequency ``m`` carries mode ``α`` in the end-to-end map: ``n |W̄_αm| ‖k̂_{:,m}‖``, the norm
+    over channels of row ``α`` of ``Uᵀ W circ(k)`` in Fourier form (spec Eqs. 12-14).
+
+    ``wbar_abs (..., p, n²)``, ``khat_abs (..., C, n²)`` -> ``(..., p, n²)``."""
+    knorm = np.sqrt((np.asarray(khat_abs, dtype=np.float64) ** 2).sum(axis=-2))
+    return float(n) * np.asarray(wbar_abs, dtype=np.float64) * knorm[..., None, :]
+
+
+def mode_winner_index(weights: np.ndarray, n: int) -> np.ndarray:
+    """The winning frequency per mode: ``argmax_m`` of ``weights (..., p, n²)``, reported as the lower index of
+    its conjugate pair ``{m, m̄}`` (equal weights for real networks), so that two routes can be compared
+    with ``==`` (spec §7.2: the WTA winner of ``ν_mα`` or of a trained kernel). Returns int ``(..., p)``."""
+    idx = np.argmax(np.asarray(weights), axis=-1)
+    return np.minimum(idx, conjugate_index(n)[idx])
+
+
+@dataclass(frozen=True)
+class DynamicsPrediction:
+    """What :func:`predict_dynamics` returns (spec §4.2, §5, §7.2).
+
+    ``t (R,)``; ``s (r,)``: ``diag(Uᵀ Σ_yx V)``; ``A (..., R, r, r)``; ``loss (..., R)`` (Keras MSE);
+    ``half_times (..., r)``: first ``t`` with ``a_α ≥ s_α/2`` (:func:`half_times`, ``inf`` if never).
+    CNN only (``None`` for the FCNN): ``rate_factors (r, n²)`` (:func:`mode_rate_factors`), ``wta_winner
+    (r,)``: the winner ``argmax_m ν_mα`` of the reduced WTA system (Eqs. 23-24, exact when ``Σ_xx = V D Vᵀ``);
+    ``flow_winner (..., r)``: the winner of the integrated flow at ``t[-1]`` (:func:`mode_winner_index` of
+    :func:`mode_frequency_weights`); ``khat_abs (..., R, C, n²)`` and ``wbar_abs (..., R, r, n²)``.
+    """
+
+    net: str
+    t: np.ndarray
+    s: np.ndarray
+    A: np.ndarray
+    loss: np.ndarray
+    half_times: np.ndarray
+    rate_factors: np.ndarray | None = None
+    wta_winner: np.ndarray | None = None
+    flow_winner: np.ndarray | None = None
+    khat_abs: np.ndarray | None = None
+    wbar_abs: np.ndarray | None = None
+
+
+def predict_dynamics(
+    sigma_yx: np.ndarray,
+    sigma_xx: np.ndarray,
+    image_shape: tuple[int, int, int],
+    U: np.ndarray,
+    V: np.ndarray,
+    tau: float,
+    t_eval: np.ndarray,
+    init: tuple[np.ndarray, np.ndarray],
+    net: str = "cnn",
+    y_sq: float = 1.0,
+    rtol: float = 1e-6,
+    atol: float = 1e-10,
+) -> DynamicsPrediction:
+    """The averaged gradient flow of either network on any dataset's moments, with its discovery times and
+    (CNN) winning frequencies (spec §4.2 for the CNN, §5 for the FCNN; ``Σ_xx`` need not be diagonal in ``V``).
+
+    ``sigma_yx (p, D)``, ``sigma_xx (D, D)`` pixel-space moments of the training set (row-major
+    ``image_shape = (C, n, n)``, e.g. mean-subtracted CIFAR-4); ``U (p, r)``, ``V (D, r)``: the ``r`` modes
+    to report (e.g. the non-zero ones); ``τ`` from :func:`tau_from_learning_rate`; ``init``: the models' own
+    layout with any leading batch shape (e.g. trials): ``net="cnn"``: ``(kernel (..., C, n, n)`` in
+    correlation form, ``weight (..., p, n²))`` (channels summed into one hidden map); ``net="fcnn"``:
+    ``(w1 (..., H, D), w2 (..., p, H))``.
+
+    Cost: the CNN is integrated exactly through :meth:`AveragedCNNDynamics.integrate` with the pixel route
+    (state ``(p + C) n²`` per init, one ``(p, D) × (D, D)`` product per evaluation). The FCNN is integrated
+    exactly through :func:`integrate_averaged_fcnn` (state ``H·rank(Σ_xx)`` per init, all inits at once:
+    about ``8·7·H·rank`` bytes each for the solver's stages), no end-to-end approximation.
+    """
+    c, n, _ = image_shape
+    d = c * n * n
+    u = _array("U", U, ndim=2)
+    v = _array("V", V, ndim=2)
+    sigma_yx = _array("sigma_yx", sigma_yx, ndim=2)
+    if v.shape[0] != d or u.shape[1] != v.shape[1] or u.shape[0] != sigma_yx.shape[0]:
+        raise ValueError(
+            f"U must be (p, r) and V ({d}, r) with p = {sigma_yx.shape[0]} rows of sigma_yx, got {u.shape}, {v.shape}"
+        )
+    s = np.diagonal(u.T @ sigma_yx @ v).copy()
+    if np.any(s <= 0):
+        raise ValueError(f"U and V must carry modes with diag(Uᵀ Σ_yx V) > 0, got {s.tolist()}")
+    t_eval = _array("t_eval", t_eval, ndim=1)
+    first, second = (np.asarray(a, dtype=np.float64) for a in init)
+    if net == "cnn":
+        if first.shape[-3:] != (c, n, n) or second.shape[-1] != n * n or second.shape[:-2] != first.shape[:-3]:
+            raise ValueError(
+                f"init for net='cnn' must be (kernel (..., {c}, {n}, {n}), weight (..., p, {n * n})) with the same "
+                f"leading shape, got {first.shape}, {second.shape}"
+            )
+        dyn = AveragedCNNDynamics.from_moments(sigma_yx, sigma_xx, image_shape, y_sq, u, v, tau)
+        w_hat = vec2d_dft(second.reshape(*second.shape[:-1], n, n))
+        k_hat = np.conj(vec2d_dft(first))  # convolution form of the correlation kernel (spec §3.2)
+        sol = dyn.integrate(w_hat, k_hat, t_eval, rtol=rtol, atol=atol, route="pixel")
+        nu = mode_rate_factors(v.T.reshape(-1, c, n, n))
+        final = mode_frequency_weights(sol["wbar_abs"][..., -1, :, :], sol["khat_abs"][..., -1, :, :], n)
+        return DynamicsPrediction(
+            net, t_eval, s, sol["A"], sol["loss"], half_times(t_eval, np.diagonal(sol["A"], axis1=-2, axis2=-1), s),
+            rate_factors=nu, wta_winner=mode_winner_index(nu, n), flow_winner=mode_winner_index(final, n),
+            khat_abs=sol["khat_abs"], wbar_abs=sol["wbar_abs"],
+        )  # fmt: skip
+    if net != "fcnn":
+        raise ValueError(f"net must be 'cnn' or 'fcnn', got {net!r}")
+    if first.shape[-1] != d or second.shape[-1] != first.shape[-2] or second.shape[:-2] != first.shape[:-2]:
+        raise ValueError(
+            f"init for net='fcnn' must be (w1 (..., H, {d}), w2 (..., p, H)) with the same leading shape, "
+            f"got {first.shape}, {second.shape}"
+        )
+    fsol = integrate_averaged_fcnn(first, second, sigma_yx, sigma_xx, y_sq, u, v, tau, t_eval, rtol=rtol, atol=atol)
+    half = half_times(t_eval, np.diagonal(fsol["A"], axis1=-2, axis2=-1), s)
+    return DynamicsPrediction(net, t_eval, s, fsol["A"], fsol["loss"], half)
