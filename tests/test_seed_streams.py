@@ -278,3 +278,15 @@ def test_linear_and_cbn_experiments_honour_or_refuse_the_device(
     else:
         with pytest.raises(ValueError, match=rf"{name} computes on cpu only; device='cuda' is not supported"):
             plan_run(name, device="cuda", quick=True)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_guard_fires_on_decoder_learnings_epoch_72_at_every_seed(tmp_path: Path, seed: int) -> None:
+    # decoder-learning: initial weights seed*1_000_003 + 72, sampler seed*1 + 0 for 400 epochs (declared shared).
+    ctx = _ctx(tmp_path, seed)
+    ctx.torch_seed("autoencoder_init", legacy_offset=72)
+    with pytest.raises(ValueError, match="sampler of stream 'autoencoder_batches' seeds its epoch 72"):
+        ctx.sampler_seed("autoencoder_batches", legacy_offset=0, legacy_multiplier=1, epochs=400)
+    ctx = _ctx(tmp_path, seed)
+    ctx.torch_seed("autoencoder_init", legacy_offset=72)
+    ctx.sampler_seed("autoencoder_batches", legacy_offset=0, legacy_multiplier=1, epochs=72)  # epochs 0..71: apart
