@@ -241,8 +241,10 @@ def test_declared_legacy_sharing_is_allowed_only_for_the_named_streams(tmp_path:
         ctx.sampler_seed("fit_batches", legacy_offset=0, legacy_multiplier=7, epochs=3)
     ctx = _ctx(tmp_path)
     ctx.torch_seed("fit_network", legacy_offset=0)
-    shared = {"legacy_offset": 0, "legacy_multiplier": 7, "epochs": 3, "legacy_shared_with": ("fit_network",)}
-    assert ctx.sampler_seed("fit_batches", **shared) == 0  # type: ignore[arg-type]
+    shared = ctx.sampler_seed(
+        "fit_batches", legacy_offset=0, legacy_multiplier=7, epochs=3, legacy_shared_with=("fit_network",)
+    )
+    assert shared == 0
     ctx.torch_seed("fit_network", legacy_offset=2)  # kind 0, network 2 meets epoch 2: declared as well
     with pytest.raises(ValueError, match="stream 'other_network' .* sampler of stream 'fit_batches'"):
         ctx.torch_seed("other_network", legacy_offset=1)  # not declared: still a collision
