@@ -29,7 +29,7 @@ from ..analysis.cbn import CBNRankEstimate, estimate_cbn_rank, largest_log_gap_c
 from ..models.circular_cnn import CircularCNN
 from ..spectral.activations import activation_spectra
 from ..spectral.weights import weight_spectra
-from ..training.loop import EpochSampler, train
+from ..training.loop import EpochSampler, sampler_epochs, train
 from .registry import RunContext
 from .runner import cpu_threads
 
@@ -50,6 +50,7 @@ __all__ = [
     "rank_captions",
     "read_layers",
     "regression_loss",
+    "task_seed",
     "train_in_phases",
 ]
 
@@ -102,6 +103,10 @@ class CBNConfig:
         )
 
 
+#: The run stream of every ``cbn-*`` network's initial weights (:func:`build_cnn`).
+NETWORK_STREAM = "cbn_network"
+
+
 def build_cnn(
     cfg: CBNConfig,
     in_channels: int,
@@ -113,8 +118,9 @@ def build_cnn(
     **options: Any,
 ) -> CircularCNN:
     """The ``CircularCNN`` of a ``cbn-*`` experiment: width, kernel size (0 = full-size) and bias multiplier from
-    ``cfg``, weights from the run's generator at ``seed_offset``, on the run's device. ``options`` go to
-    :class:`CircularCNN` (``downsample_at``, ``head``)."""
+    ``cfg``, weights from the run's stream ``"cbn_network"`` at legacy offset ``seed_offset`` (the original
+    ``ctx.seed * 1_000_003 + seed_offset``), on the run's device. ``options`` go to :class:`CircularCNN`
+    (``downsample_at``, ``head``)."""
     return CircularCNN(
         in_channels,
         cfg.width,
@@ -123,9 +129,16 @@ def build_cnn(
         size,
         kernel_size=cfg.kernel_size or None,
         bias_multiplier=cfg.bias_multiplier,
-        generator=ctx.generator(seed_offset),
+        generator=ctx.generator(NETWORK_STREAM, legacy_offset=seed_offset),
         **options,
     ).to(ctx.device)
+
+
+def task_seed(ctx: RunContext, stream: str, *, legacy_offset: int = 0, legacy_multiplier: int = 1) -> int:
+    """The ``seed`` of a :mod:`freqlens.datasets.bottleneck_tasks` generator (they draw from
+    ``numpy.random.default_rng([seed, k])``): the legacy ``ctx.seed * legacy_multiplier + legacy_offset`` under the
+    run stream ``stream`` (plumbing)."""
+    return ctx.seed_for("bottleneck_task", stream, legacy_offset=legacy_offset, legacy_multiplier=legacy_multiplier)
 
 
 def regression_loss(model: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -176,7 +189,18 @@ def _train_phases_stage(
     ``state_{i:03d}`` (plumbing)."""
     x, y, sampler_seed = data
     batch = settings.batch_size if settings.batch_size < x.shape[0] else None
-    sampler = EpochSampler(x, y, batch, seed=ctx.seed * 7919 + sampler_seed)
+    steps = max(settings.warmup_steps, settings.adam_steps, settings.gd_steps)  # each phase restarts at step 0
+    # The legacy seed ``ctx.seed * 7919 + sampler_seed``. At seed 0 the epoch seeds 0, 1, ... of sampler seed 0
+    # reach the network seeds ``ctx.seed * 1_000_003 + offset`` (offset 1; 1000 L + seed in cbn-depth) once
+    # there are more epochs than the offset: kept shared, declared here, so that runs stay bit-identical.
+    seed = ctx.sampler_seed(
+        "cbn_batches",
+        legacy_offset=sampler_seed,
+        legacy_multiplier=7919,
+        epochs=sampler_epochs(x.shape[0], batch, steps),
+        legacy_shared_with=(NETWORK_STREAM,),
+    )
+    sampler = EpochSampler(x, y, batch, seed=seed)
     out: dict[str, Any] = {}
     for name, opt, steps, l2 in _optimisation_phases(model, settings):
 

@@ -37,6 +37,7 @@ from .cbn_common import (
     layer_arrays,
     read_layers,
     regression_loss,
+    task_seed,
     train_in_phases,
 )
 from .cells import check_workers, map_stages
@@ -119,7 +120,7 @@ def _train_and_measure(ctx: RunContext, cell: tuple[DepthConfig, int, int, bool]
     ``keep_spectra`` also its layer spectra and training history (drawn for the deepest net)."""
     cfg, depth, seed, keep_spectra = cell
     with cpu_threads(cfg.cpu_threads):
-        x = low_frequency_shapes(cfg.n_train, cfg.n, cfg.max_l1, seed=ctx.seed)
+        x = low_frequency_shapes(cfg.n_train, cfg.n, cfg.max_l1, seed=task_seed(ctx, "train_images"))
         probe = x[: cfg.c9_inputs].double()
         model = build_cnn(cfg, 1, 1, depth, cfg.n, ctx, 1000 * depth + seed)
         history = train_in_phases(
@@ -176,7 +177,7 @@ def run_depth(ctx: RunContext, cfg: DepthConfig) -> ExperimentResult:
     c9_all = all(bool(m["c9_holds"]) for m in measured)
     deepest = unflatten_tree({k: v for k, v in measured[-cfg.seeds].items() if k.startswith("deepest__")})
     with cpu_threads(cfg.cpu_threads):
-        x = low_frequency_shapes(cfg.n_train, cfg.n, cfg.max_l1, seed=ctx.seed)
+        x = low_frequency_shapes(cfg.n_train, cfg.n, cfg.max_l1, seed=task_seed(ctx, "train_images"))
     data: dict[str, Any] = {k: np.asarray(v) for k, v in rows.items()}
     data.update(deepest)  # the record of the deepest net (max depth, seed 0)
     fit = fit_depth_slope(data["depth"], data["op_norm"])

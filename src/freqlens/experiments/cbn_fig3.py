@@ -28,6 +28,7 @@ from .cbn_common import (
     draw_training,
     rank_captions,
     regression_loss,
+    task_seed,
     train_in_phases,
 )
 from .registry import Experiment, ExperimentResult, RunContext, register
@@ -110,7 +111,7 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
     """Train the shapes × (5,5) autoencoder; spectra, CBN rank, kept set against the paper's (conv_bottleneck §4.3)."""
     with cpu_threads(cfg.cpu_threads):
         x_all = lowfreq_shapes_times_pattern(
-            cfg.n_train + cfg.n_eval, cfg.n, cfg.carrier, cfg.max_l1, cfg.random_phase, seed=ctx.seed
+            cfg.n_train + cfg.n_eval, cfg.n, cfg.carrier, cfg.max_l1, cfg.random_phase, seed=task_seed(ctx, "images")
         )
         x_train, x_eval = x_all[: cfg.n_train], x_all[cfg.n_train :]
         model = build_cnn(cfg, 1, 1, cfg.depth, cfg.n, ctx)

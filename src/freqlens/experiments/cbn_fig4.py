@@ -31,6 +31,7 @@ from .cbn_common import (
     draw_training,
     rank_captions,
     regression_loss,
+    task_seed,
     train_in_phases,
 )
 from .registry import Experiment, ExperimentResult, RunContext, register
@@ -115,8 +116,10 @@ def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
     """Train the ball-under-gravity predictor; spectra, CBN rank and the phase readout (conv_bottleneck §4.4)."""
     with cpu_threads(cfg.cpu_threads):
         common = {"n": cfg.n, "gravity": cfg.gravity, "max_speed": cfg.max_speed, "sigma": cfg.sigma}
-        train_set = ball_under_gravity(cfg.n_train, seed=ctx.seed * 2 + 0, **common)  # type: ignore[arg-type]
-        eval_set = ball_under_gravity(cfg.n_eval, seed=ctx.seed * 2 + 1, **common)  # type: ignore[arg-type]
+        train_seed = task_seed(ctx, "train_trajectories", legacy_offset=0, legacy_multiplier=2)  # ctx.seed * 2 + 0
+        eval_seed = task_seed(ctx, "eval_trajectories", legacy_offset=1, legacy_multiplier=2)
+        train_set = ball_under_gravity(cfg.n_train, seed=train_seed, **common)  # type: ignore[arg-type]
+        eval_set = ball_under_gravity(cfg.n_eval, seed=eval_seed, **common)  # type: ignore[arg-type]
         model = build_cnn(cfg, 4, 4, cfg.depth, cfg.n, ctx)
         history = train_in_phases(
             ctx,

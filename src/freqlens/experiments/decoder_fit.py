@@ -37,7 +37,7 @@ from ..models.decoders import fit_network
 from ..plots import MODE_COLORS
 from ..spectral.maps import magnitude_cosine_similarity, mean_magnitude_map
 from ..spectral.propagation import propagate
-from ..training.loop import EpochSampler, train
+from ..training.loop import EpochSampler, sampler_epochs, train
 from .decoder_common import DATASET_LABELS, draw_magnitude, load_images, mean_std
 from .registry import Experiment, ExperimentResult, RunContext, register
 
@@ -146,9 +146,17 @@ def _fit_cell(
     if x_train is None:
         return out
     net = net.float().train()
-    sampler = EpochSampler(
-        x_train, x_train, cfg.batch_size, seed=ctx.sampler_seed("fit_batches", legacy_offset=s, legacy_multiplier=7)
+    # Legacy seeds: epoch e of network s draws its batches from CPU seed (7 seed + s) * 1_000_003 + e, the
+    # weights of kind ki use seed * 1_000_003 + 100 ki + s. At seed 0 they meet for s = 0 in epoch 100 ki
+    # (epoch 0: kind 0's weights); kept and declared, so that decoder-fit stays bit-identical.
+    seed = ctx.sampler_seed(
+        "fit_batches",
+        legacy_offset=s,
+        legacy_multiplier=7,
+        epochs=sampler_epochs(x_train.shape[0], cfg.batch_size, cfg.train_steps),
+        legacy_shared_with=("fit_network",),
     )
+    sampler = EpochSampler(x_train, x_train, cfg.batch_size, seed=seed)
     hist = train(
         net,
         lambda m, xb, yb: F.mse_loss(m(xb), yb),

@@ -29,7 +29,7 @@ from ..analysis.statistics import Claim, no_verdict_claim, not_reached_claim
 from ..models.decoders import conv_autoencoder
 from ..plots import MODE_COLORS
 from ..theory.decoder_som import dc_replica_positions
-from ..training.loop import EpochSampler, train
+from ..training.loop import EpochSampler, sampler_epochs, train
 from .decoder_common import DATASET_LABELS, draw_magnitude, load_images
 from .registry import Experiment, ExperimentResult, RunContext, register
 
@@ -148,7 +148,16 @@ def run_learning(ctx: RunContext, cfg: LearningConfig) -> ExperimentResult:
             x_train,
             x_train,
             cfg.batch_size,
-            seed=ctx.sampler_seed("autoencoder_batches", legacy_offset=0, legacy_multiplier=1),
+            # Legacy seeds: epoch e draws from CPU seed seed * 1_000_003 + e and the initial weights from
+            # seed * 1_000_003 + 72, so epoch 72 (of 400) shares their stream at every seed; kept and declared, so
+            # that decoder-learning stays bit-identical.
+            seed=ctx.sampler_seed(
+                "autoencoder_batches",
+                legacy_offset=0,
+                legacy_multiplier=1,
+                epochs=sampler_epochs(x_train.shape[0], cfg.batch_size, steps),
+                legacy_shared_with=("autoencoder_init",),
+            ),
         ),
         torch.optim.Adam(model.parameters(), lr=cfg.lr),
         steps,

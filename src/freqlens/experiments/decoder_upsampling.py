@@ -31,7 +31,7 @@ from ..analysis.statistics import Claim, no_verdict_claim, not_reached_claim, to
 from ..models.decoders import conv_autoencoder, upsampling_chain
 from ..plots import show_image
 from ..theory.decoder_som import dc_replica_positions
-from ..training.loop import EpochSampler, train
+from ..training.loop import EpochSampler, sampler_epochs, train
 from .decoder_common import DATASET_LABELS, draw_magnitude, load_images
 from .registry import Experiment, ExperimentResult, RunContext, register
 
@@ -200,7 +200,12 @@ def _trained_autoencoder(ctx: RunContext, cfg: UpsamplingConfig) -> tuple[nn.Mod
         torch.manual_seed(ctx.torch_seed("autoencoder_init", legacy_offset=63))
         model = conv_autoencoder(x_train.shape[1], cfg.widths)
     steps = cfg.epochs * (cfg.train_images // cfg.batch_size)
-    batches = ctx.sampler_seed("autoencoder_batches", legacy_offset=0, legacy_multiplier=1)
+    batches = ctx.sampler_seed(
+        "autoencoder_batches",
+        legacy_offset=0,
+        legacy_multiplier=1,
+        epochs=sampler_epochs(x_train.shape[0], cfg.batch_size, steps),
+    )
     hist = train(
         model,
         lambda m, xb, yb: F.mse_loss(m(xb), yb),

@@ -27,7 +27,7 @@ from ..analysis.statistics import Claim, directional_claim, not_reached_claim
 from ..datasets import load_cifar10
 from ..plots import MODE_COLORS
 from ..structure import DatasetStructure
-from ..training.loop import EpochSampler, train
+from ..training.loop import EpochSampler, sampler_epochs, train
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 
@@ -120,11 +120,19 @@ class Fig6Config:
             raise ValueError("lr and init_scale must be > 0")
 
 
-def _subset(x: torch.Tensor, y: torch.Tensor, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` random rows of ``(x, y)`` drawn from ``seed`` (all rows when ``count`` is 0 or too big) (plumbing)."""
+#: The named subsets of Fig. 6 and their legacy seed offsets (``ctx.seed + k``, kept: the same images as before).
+SUBSET_STREAMS = {"train_images": 0, "test_images": 1, "train_eval_images": 2, "test_eval_images": 3}
+
+
+def _subset(
+    ctx: RunContext, x: torch.Tensor, y: torch.Tensor, count: int, stream: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` random rows of ``(x, y)`` drawn from the run's stream ``stream`` of :data:`SUBSET_STREAMS` (all
+    rows when ``count`` is 0 or too big) (plumbing)."""
     if count <= 0 or count >= x.shape[0]:
         return x, y
-    idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:count]
+    gen = ctx.generator(stream, legacy_offset=SUBSET_STREAMS[stream], legacy_multiplier=1)
+    idx = torch.randperm(x.shape[0], generator=gen)[:count]
     return x[idx], y[idx]
 
 
@@ -186,11 +194,16 @@ def _train_deep_cnn(
 
     def compute() -> dict[str, np.ndarray]:
         """Build, seed and train the network; its recorded history (plumbing)."""
-        torch.manual_seed(ctx.seed * 1000 + trial)
+        # Named streams: the old ``ctx.seed * 1000 + trial`` equalled the subset seeds ``ctx.seed + k`` (and the
+        # sampler's epoch seeds) for trials 0-3 at seed 0. Both network kinds of a trial share its weights.
+        torch.manual_seed(ctx.torch_seed("fig6_network", trial))
         model = PinsonDeepCNN(
             kind == "relu", cfg.kernel_size, cfg.channels, cfg.hidden, y.shape[1], cfg.pool, cfg.init_scale
         ).to(dev)
-        sampler = EpochSampler(x.to(dev), y.to(dev), cfg.batch_size, seed=ctx.seed * 1000 + trial)
+        epochs = sampler_epochs(x.shape[0], cfg.batch_size, batches)
+        sampler = EpochSampler(
+            x.to(dev), y.to(dev), cfg.batch_size, seed=ctx.sampler_seed("fig6_batches", trial, epochs=epochs)
+        )
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
         history = train(
             model, lambda m, xb, yb: F.mse_loss(m(xb), yb), sampler, opt, batches,
@@ -243,13 +256,13 @@ def run_fig6(ctx: RunContext, cfg: Fig6Config) -> ExperimentResult:
     root = ctx.require_data("CIFAR-10")
     x, labels = load_cifar10(root, "train")
     xt, lt = load_cifar10(root, "test")
-    x, labels = _subset(x, labels, cfg.train_images, ctx.seed)
-    xt, lt = _subset(xt, lt, cfg.test_images, ctx.seed + 1)
+    x, labels = _subset(ctx, x, labels, cfg.train_images, "train_images")
+    xt, lt = _subset(ctx, xt, lt, cfg.test_images, "test_images")
     st = DatasetStructure.from_data(x, labels, num_classes=10, compute_sigma_xx=False)
     eye = torch.eye(st.num_classes)
     y, yt = eye[labels], eye[lt]
-    train_eval = _subset(x, y, cfg.eval_images, ctx.seed + 2)
-    test_eval = _subset(xt, yt, cfg.eval_images, ctx.seed + 3)
+    train_eval = _subset(ctx, x, y, cfg.eval_images, "train_eval_images")
+    test_eval = _subset(ctx, xt, yt, cfg.eval_images, "test_eval_images")
     recorder = _fig6_recorder(st, train_eval, test_eval, ctx.device)
     batches = cfg.epochs * (x.shape[0] // cfg.batch_size)
     records = {

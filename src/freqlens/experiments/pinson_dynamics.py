@@ -51,6 +51,7 @@ from ..training.linear_init import (
 )
 from ..training.linear_problem import LinearProblem
 from ..training.linear_trainer import LinearRun, train_linear_cnn, train_linear_fcnn
+from .pinson_common import cnn_init_seed, cnn_sample_seed, fcnn_init_seed, fcnn_sample_seed
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 _SAMPLINGS = ("random", "epochs")
@@ -132,7 +133,7 @@ def _fig3_train(
 ) -> tuple[LinearRun, LinearRun]:
     """CNN and FCNN runs from aligned-balanced, matched initial conditions (spec §6.2, §9 I.1)."""
     st = problem.structure
-    init = aligned_balanced_cnn_init(st, cfg.trials, cfg.sigma, seed=ctx.seed)
+    init = aligned_balanced_cnn_init(st, cfg.trials, cfg.sigma, seed=cnn_init_seed(ctx))
     fin = matched_fcnn_init(st, init)
     lr_f = cfg.lr_fcnn_factor * cfg.lr_cnn
     mode: Any = sampling
@@ -140,14 +141,14 @@ def _fig3_train(
         f"cnn_{key}",
         lambda: train_linear_cnn(
             problem, init, cfg.lr_cnn, cfg.updates, sampling=mode, record_every=cfg.record_every,
-            seed=ctx.seed + 1, progress=_progress(ctx, f"CNN {key}"),
+            seed=cnn_sample_seed(ctx), progress=_progress(ctx, f"CNN {key}"),
         ).arrays(),
     )  # fmt: skip
     fcnn = ctx.stage(
         f"fcnn_{key}",
         lambda: train_linear_fcnn(
             problem, fin, lr_f, cfg.updates, sampling=mode, record_every=cfg.record_every,
-            seed=ctx.seed + 2, progress=_progress(ctx, f"FCNN {key}"),
+            seed=fcnn_sample_seed(ctx), progress=_progress(ctx, f"FCNN {key}"),
         ).arrays(),
     )  # fmt: skip
     return (
@@ -475,7 +476,7 @@ def _sums_theory(
 def _sums_fcnn(ctx: RunContext, cfg: SumsConfig, problem: LinearProblem) -> dict[str, np.ndarray]:
     """FCNN trials on the sums of cosines from small random init: ``A(t)`` and four final ``W1`` rows (spec §9 I.2)."""
     p, n = problem.structure.num_classes, cfg.n
-    fin = random_fcnn_init(cfg.trials, n * n, n * n, p, cfg.sigma, seed=ctx.seed + 100)
+    fin = random_fcnn_init(cfg.trials, n * n, n * n, p, cfg.sigma, seed=fcnn_init_seed(ctx))
     f_arr = ctx.stage(
         "fcnn",
         lambda: train_linear_fcnn(
@@ -487,7 +488,7 @@ def _sums_fcnn(ctx: RunContext, cfg: SumsConfig, problem: LinearProblem) -> dict
             record_every=cfg.record_every,
             snapshot_times=(cfg.updates,),
             snapshot_rows=4,
-            seed=ctx.seed + 2,
+            seed=fcnn_sample_seed(ctx),
             progress=_progress(ctx, "FCNN"),
         ).arrays(include_final=False),
     )
@@ -502,12 +503,12 @@ def _sums_runs(ctx: RunContext, cfg: SumsConfig, with_fcnn: bool) -> dict[str, n
     problem = LinearProblem.from_data(x, labels, device=ctx.device)
     st = problem.structure
     p, n = st.num_classes, cfg.n
-    init = random_cnn_init(cfg.trials, (1, n, n), p, cfg.sigma, cfg.sigma, seed=ctx.seed)
+    init = random_cnn_init(cfg.trials, (1, n, n), p, cfg.sigma, cfg.sigma, seed=cnn_init_seed(ctx))
     cnn_arr = ctx.stage(
         "cnn",
         lambda: train_linear_cnn(
             problem, init, cfg.lr_cnn, cfg.updates, sampling=cfg.sampling,  # type: ignore[arg-type]
-            record_every=cfg.record_every, snapshot_times=(cfg.updates,), record_wbar=True, seed=ctx.seed + 1,
+            record_every=cfg.record_every, snapshot_times=(cfg.updates,), record_wbar=True, seed=cnn_sample_seed(ctx),
             progress=_progress(ctx, "CNN"),
         ).arrays(),
     )  # fmt: skip

@@ -45,6 +45,7 @@ from ..theory.linear_dynamics import (
 from ..training.linear_init import random_cnn_init, random_fcnn_init
 from ..training.linear_problem import LinearProblem
 from ..training.linear_trainer import LinearRun, train_linear_cnn, train_linear_fcnn
+from .pinson_common import cnn_init_seed, cnn_sample_seed, fcnn_init_seed, fcnn_sample_seed
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 
@@ -142,8 +143,8 @@ def _shapes_runs(ctx: RunContext, cfg: ShapesConfig) -> dict[str, Any]:
     problem = LinearProblem.from_data(x, labels, device=ctx.device)
     st = problem.structure
     p, n = st.num_classes, cfg.n
-    init = random_cnn_init(cfg.trials, (1, n, n), p, cfg.sigma, cfg.sigma, seed=ctx.seed)
-    fin = random_fcnn_init(cfg.trials, n * n, n * n, p, cfg.sigma, seed=ctx.seed + 100)
+    init = random_cnn_init(cfg.trials, (1, n, n), p, cfg.sigma, cfg.sigma, seed=cnn_init_seed(ctx))
+    fin = random_fcnn_init(cfg.trials, n * n, n * n, p, cfg.sigma, seed=fcnn_init_seed(ctx))
     lr_f = cfg.lr_fcnn_factor * cfg.lr_cnn
     mode: Any = cfg.sampling
     snaps = (*cfg.snapshot_times, cfg.updates)
@@ -152,7 +153,7 @@ def _shapes_runs(ctx: RunContext, cfg: ShapesConfig) -> dict[str, Any]:
             "shapes_cnn",
             lambda: train_linear_cnn(
                 problem, init, cfg.lr_cnn, cfg.updates, sampling=mode, record_every=cfg.record_every,
-                snapshot_times=snaps, seed=ctx.seed + 1, progress=_progress(ctx, "shapes CNN"),
+                snapshot_times=snaps, seed=cnn_sample_seed(ctx), progress=_progress(ctx, "shapes CNN"),
             ).arrays(include_final=False),
         ),
         "cnn", cfg.sampling,
@@ -162,7 +163,8 @@ def _shapes_runs(ctx: RunContext, cfg: ShapesConfig) -> dict[str, Any]:
             "shapes_fcnn",
             lambda: train_linear_fcnn(
                 problem, fin, lr_f, cfg.updates, sampling=mode, record_every=cfg.record_every,
-                snapshot_times=snaps, snapshot_rows=4, seed=ctx.seed + 2, progress=_progress(ctx, "shapes FCNN"),
+                snapshot_times=snaps, snapshot_rows=4, seed=fcnn_sample_seed(ctx),
+                progress=_progress(ctx, "shapes FCNN"),
             ).arrays(include_final=False),
         ),
         "fcnn", cfg.sampling,
@@ -270,14 +272,16 @@ def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, Any]:
     st = problem.structure
     p = st.num_classes
     c, n, _ = st.image_shape
-    init = random_cnn_init(cfg.trials, (c, n, n), p, cfg.sigma, cfg.sigma, seed=ctx.seed, channel_mode=cfg.channel_mode)
-    fin = random_fcnn_init(cfg.trials, c * n * n, cfg.hidden_fcnn, p, cfg.sigma, seed=ctx.seed + 100)
+    init = random_cnn_init(
+        cfg.trials, (c, n, n), p, cfg.sigma, cfg.sigma, seed=cnn_init_seed(ctx), channel_mode=cfg.channel_mode
+    )
+    fin = random_fcnn_init(cfg.trials, c * n * n, cfg.hidden_fcnn, p, cfg.sigma, seed=fcnn_init_seed(ctx))
     cnn = LinearRun.from_arrays(
         ctx.stage(
             "cifar_cnn",
             lambda: train_linear_cnn(
                 problem, init, cfg.lr_cnn, cfg.updates, sampling="epochs", record_every=cfg.record_every,
-                snapshot_times=cfg.snapshot_times, seed=ctx.seed + 1, progress=_progress(ctx, "CIFAR-4 CNN"),
+                snapshot_times=cfg.snapshot_times, seed=cnn_sample_seed(ctx), progress=_progress(ctx, "CIFAR-4 CNN"),
             ).arrays(include_final=False),
         ),
         "cnn", "epochs",
@@ -287,7 +291,7 @@ def _cifar_runs(ctx: RunContext, cfg: CifarConfig) -> dict[str, Any]:
             "cifar_fcnn",
             lambda: train_linear_fcnn(
                 problem, fin, cfg.lr_fcnn, cfg.updates, sampling="epochs", record_every=cfg.record_every,
-                snapshot_times=cfg.snapshot_times, snapshot_rows=4, seed=ctx.seed + 2,
+                snapshot_times=cfg.snapshot_times, snapshot_rows=4, seed=fcnn_sample_seed(ctx),
                 progress=_progress(ctx, "CIFAR-4 FCNN"),
             ).arrays(include_final=False),
         ),

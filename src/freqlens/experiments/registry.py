@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from ..io import RunDirectory
+from ..training.loop import EPOCH_SEED_MULTIPLIER
 
 __all__ = [
     "Experiment",
@@ -92,6 +93,11 @@ class RunContext:
     #: ``(generator kind, seed) -> stream name`` of every seed derived in this run (the collision guard). Shared
     #: by ``dataclasses.replace`` copies; a pooled worker checks its own copy (its cells only).
     seed_owners: dict[tuple[str, int], str] = field(default_factory=dict, repr=False, compare=False)
+    #: ``(kind, first, stop, stream, shared_with)``: seeds ``first..stop-1`` an ``EpochSampler`` of ``stream`` feeds
+    #: to CPU generators (one per epoch), guarded against point seeds and other ranges of the same kind.
+    seed_ranges: list[tuple[str, int, int, str, frozenset[str]]] = field(
+        default_factory=list, repr=False, compare=False
+    )
 
     def progress(
         self, iterable: Iterable[I], total: int | None = None, desc: str | None = None, unit: str = "it"
@@ -173,14 +179,34 @@ class RunContext:
         return self._claim_seed(f"seed_for:{consumer}", value, stream)
 
     def sampler_seed(
-        self, stream: str, index: int = 0, *, legacy_offset: int | None = None, legacy_multiplier: int = 1
+        self,
+        stream: str,
+        index: int = 0,
+        *,
+        legacy_offset: int | None = None,
+        legacy_multiplier: int = 1,
+        epochs: int | None = None,
+        legacy_shared_with: tuple[str, ...] = (),
     ) -> int:
         """The ``seed`` of a :class:`freqlens.training.loop.EpochSampler`: ``seed_for("epoch_sampler", ...)``
-        (plumbing; the sampler seeds epoch ``e`` with ``seed * 1_000_003 + e`` itself, so these are guarded among
-        sampler seeds, not against :meth:`torch_seed`)."""
-        return self.seed_for(
+        (plumbing). The sampler seeds a CPU ``torch.Generator`` per epoch ``e`` with ``seed * 1_000_003 + e``;
+        given ``epochs`` (see :func:`freqlens.training.loop.sampler_epochs`) those seeds are guarded too, against
+        every :meth:`torch_seed` on CPU and every other sampler of this run: e.g. sampler seed 0 and a network
+        seeded ``seed * 1_000_003 + 1`` share one stream in epoch 1 at seed 0. ``legacy_shared_with`` names
+        the streams whose legacy seeds this legacy sampler is known to share (kept only so that earlier runs stay
+        bit-identical; each use says why at its call site)."""
+        value = self.seed_for(
             "epoch_sampler", stream, index, legacy_offset=legacy_offset, legacy_multiplier=legacy_multiplier
         )
+        if legacy_shared_with and (legacy_offset is None or epochs is None):
+            raise TypeError("legacy_shared_with needs legacy_offset and epochs: only legacy seeds may be shared")
+        if epochs is not None:
+            count = _check_offset("epochs", epochs)
+            if count < 0:
+                raise ValueError(f"epochs must be >= 0, got {count}")
+            first = value * EPOCH_SEED_MULTIPLIER
+            self._claim_range("torch:cpu", first, first + count, stream, frozenset(legacy_shared_with))
+        return value
 
     def generator(
         self,
@@ -213,7 +239,14 @@ class RunContext:
         return np.random.default_rng([int(self.seed), int(legacy_offset)])
 
     def _claim_seed(self, kind: str, value: int, stream: str) -> int:
-        """Record that ``stream`` uses seed ``value`` for generators of ``kind``; refuse a second stream (plumbing)."""
+        """Record that ``stream`` uses seed ``value`` for generators of ``kind``; refuse a second stream, also one
+        whose seed lies in the epoch seeds of another stream's sampler (plumbing)."""
+        for k, first, stop, owner, shared in self.seed_ranges:
+            if k == kind and first <= value < stop and owner != stream and stream not in shared:
+                raise ValueError(
+                    f"seed collision: stream {stream!r} derives {kind} seed {value}, which the sampler of stream "
+                    f"{owner!r} uses for its epoch {value - first}; give one of them a named stream (no legacy_offset)"
+                )
         owner = self.seed_owners.setdefault((kind, int(value)), stream)
         if owner != stream:
             raise ValueError(
@@ -221,6 +254,27 @@ class RunContext:
                 "uses in this run; give one of them a named stream (no legacy_offset) or another legacy offset"
             )
         return int(value)
+
+    def _claim_range(self, kind: str, first: int, stop: int, stream: str, shared: frozenset[str]) -> None:
+        """Record that the sampler of ``stream`` seeds generators of ``kind`` with ``first..stop-1``; refuse an
+        overlap with a seed or a range of another stream not in ``shared`` (plumbing)."""
+        clashes = [
+            (value, owner)
+            for (k, value), owner in self.seed_owners.items()
+            if k == kind and first <= value < stop and owner != stream and owner not in shared
+        ]
+        clashes += [
+            (max(first, lo), owner)
+            for k, lo, hi, owner, _ in self.seed_ranges
+            if k == kind and lo < stop and first < hi and owner != stream and owner not in shared
+        ]
+        if clashes:
+            value, owner = min(clashes)
+            raise ValueError(
+                f"seed collision: the sampler of stream {stream!r} seeds its epoch {value - first} with {kind} seed "
+                f"{value}, which stream {owner!r} already uses in this run; give one of them a named stream"
+            )
+        self.seed_ranges.append((kind, first, stop, stream, shared))
 
     def require_data(self, what: str) -> Path:
         """The user's data directory; a clear error when ``--data`` was not given."""

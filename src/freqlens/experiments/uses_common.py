@@ -147,7 +147,10 @@ def trained_cnn(
         """Train on ``ctx.device`` and return the history and the weights as plain arrays (plumbing)."""
         xd, yd = x.to(ctx.device), y.to(ctx.device)
         sampler = EpochSampler(
-            xd, yd, cfg.batch_size, seed=ctx.sampler_seed("cnn_batches", legacy_offset=3, legacy_multiplier=7919)
+            xd,
+            yd,
+            cfg.batch_size,
+            seed=ctx.sampler_seed("cnn_batches", legacy_offset=3, legacy_multiplier=7919, epochs=cfg.epochs),
         )
         noise_gen = ctx.generator("augmentation_noise", legacy_offset=5, legacy_multiplier=31, device=ctx.device)
 

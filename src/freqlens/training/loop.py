@@ -35,12 +35,14 @@ from ..hooks import evaluation_mode
 from ..io import atomic_write_bytes
 
 __all__ = [
+    "EPOCH_SEED_MULTIPLIER",
     "CheckpointError",
     "EpochSampler",
     "TrainHistory",
     "TrainingDiverged",
     "l2_penalty",
     "load_checkpoint",
+    "sampler_epochs",
     "train",
 ]
 
@@ -50,6 +52,16 @@ CHECKPOINT_FORMAT = 2
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 Recorder = Callable[[int, nn.Module], Mapping[str, Any]]
+
+#: :class:`EpochSampler` seeds the CPU generator of epoch ``e`` with ``seed * EPOCH_SEED_MULTIPLIER + e``.
+EPOCH_SEED_MULTIPLIER = 1_000_003
+
+
+def sampler_epochs(num_samples: int, batch_size: int | None, steps: int) -> int:
+    """How many epochs steps ``0..steps-1`` of an :class:`EpochSampler` (``drop_last=True``) touch, hence how many
+    generator seeds ``seed * EPOCH_SEED_MULTIPLIER + e`` it uses (plumbing)."""
+    per_epoch = max(int(num_samples) // (int(num_samples) if batch_size is None else int(batch_size)), 1)
+    return -(-max(int(steps), 0) // per_epoch)
 
 
 class EpochSampler:
@@ -88,7 +100,7 @@ class EpochSampler:
         if epoch != self._epoch or self._perm is None:
             n = self.x.shape[0]
             if self.shuffle:
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                g = torch.Generator().manual_seed(self.seed * EPOCH_SEED_MULTIPLIER + epoch)
                 self._perm = torch.randperm(n, generator=g)
             else:
                 self._perm = torch.arange(n)
