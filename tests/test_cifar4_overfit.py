@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from freqlens.experiments.pinson_overfit import rises_after_discovery
+from freqlens.analysis.linear_dynamics_metrics import rises_after_discovery
 from freqlens.experiments.runner import run_experiment
 from freqlens.io import read_json, read_npz
 

@@ -152,7 +152,7 @@ def test_decoder_experiments_refuse_cuda_clearly(name: str, monkeypatch: pytest.
 
 
 def test_the_experiment_families_are_found() -> None:
-    assert len(DECODER_EXPERIMENTS) == 7 and len(USES_EXPERIMENTS) == 3
+    assert len(DECODER_EXPERIMENTS) == 8 and len(USES_EXPERIMENTS) == 3
 
 
 @pytest.mark.parametrize("name", USES_EXPERIMENTS)
@@ -260,7 +260,7 @@ LINEAR_AND_CBN = sorted(e.name for e in all_experiments() if e.name.startswith((
 
 
 def test_linear_and_cbn_families_are_found() -> None:
-    assert len([n for n in LINEAR_AND_CBN if n.startswith("pinson-")]) == 9
+    assert len([n for n in LINEAR_AND_CBN if n.startswith("pinson-")]) == 10
     assert len([n for n in LINEAR_AND_CBN if n.startswith("cbn-")]) == 5
 
 

@@ -15,6 +15,7 @@ from typing import TypedDict
 import numpy as np
 
 from ..theory.linear_dynamics import half_times  # the one definition of a discovery time (re-exported)
+from .statistics import Claim, directional_claim, not_reached_claim
 
 __all__ = [
     "LossStats",
@@ -28,6 +29,8 @@ __all__ = [
     "loss_stats",
     "max_mean_deviation",
     "modes_in_order",
+    "overfitting_claim",
+    "rises_after_discovery",
     "spectrum_alignment",
 ]
 
@@ -150,3 +153,31 @@ def kernel_energy_in_top(khat_mean: np.ndarray, k: int) -> float:
     kernel spectrum is sparse)."""
     order = np.argsort(-khat_mean)[:k]
     return float((khat_mean[order] ** 2).sum() / (khat_mean**2).sum())
+
+
+def rises_after_discovery(t: np.ndarray, loss_test: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """Per trial, ``L_test(final) - L_test(t_all)``, ``t_all`` the trial's last discovery time (``half (T, p)``,
+    ``inf`` where a mode was never found: ``nan`` rise); ``loss_test (T, R)`` at the records ``t (R,)``, read at
+    the first record at or after ``t_all`` (spec §9 I.4: overfitting after the modes are learned)."""
+    rises = np.full(loss_test.shape[0], np.nan)
+    for i, h in enumerate(half):
+        if np.all(np.isfinite(h)):
+            at = int(np.searchsorted(t, h.max()))
+            rises[i] = float(loss_test[i, -1] - loss_test[i, at])
+    return rises
+
+
+def overfitting_claim(statement: str, t: np.ndarray, loss_test: np.ndarray, half: np.ndarray) -> Claim:
+    """"The test loss rises after all modes are found" (spec §9 I.4): a one-sample t of the per-trial
+    :func:`rises_after_discovery` (``df = trials - 1``) over the trials that found every mode; "not reached"
+    when fewer than 3 did. The time ``t_all`` is fixed by ``A(t)``, not by the test curve, so the rise is not
+    biased upward by picking the test minimum."""
+    rises = rises_after_discovery(t, loss_test, half)
+    found = np.isfinite(rises)
+    if found.sum() < 3:
+        reason = f"all modes found in {int(found.sum())} of {rises.size} trials"
+        return not_reached_claim(statement, "> 0", None, int(found.sum()), reason)
+    return directional_claim(
+        statement, "> 0", rises[found], "greater",
+        note="rise = L_test(final) - L_test(last discovery time), per trial",
+    )  # fmt: skip

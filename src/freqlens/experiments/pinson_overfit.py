@@ -21,8 +21,14 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..analysis.linear_dynamics_metrics import effective_singular_values, half_times, loss_stats
-from ..analysis.statistics import claim_records, directional_claim, not_reached_claim
+from ..analysis.linear_dynamics_metrics import (
+    effective_singular_values,
+    half_times,
+    loss_stats,
+    overfitting_claim,
+    rises_after_discovery,
+)
+from ..analysis.statistics import claim_records
 from ..training.linear_init import random_fcnn_init
 from ..training.linear_trainer import train_linear_fcnn
 from .pinson_general import cifar4_problem
@@ -69,23 +75,11 @@ class OverfitConfig:
             raise ValueError("trials and hidden must be >= 1 and updates >= record_every")
 
 
-def rises_after_discovery(t: np.ndarray, loss_test: np.ndarray, half: np.ndarray) -> np.ndarray:
-    """Per trial, ``L_test(final) - L_test(t_all)``, ``t_all`` the trial's last discovery time (``half (T, p)``,
-    ``inf`` where a mode was never found: ``nan`` rise); ``loss_test (T, R)`` at the records ``t (R,)``
-    (spec §9 I.4: overfitting after the modes are learned)."""
-    rises = np.full(loss_test.shape[0], np.nan)
-    for i, h in enumerate(half):
-        if np.all(np.isfinite(h)):
-            at = int(np.searchsorted(t, h.max()))
-            rises[i] = float(loss_test[i, -1] - loss_test[i, at])
-    return rises
-
-
 def run_overfit(ctx: RunContext, cfg: OverfitConfig) -> ExperimentResult:
     """FCNN trials on CIFAR-4; discovery times, test-loss landmarks and the overfitting claim (spec §9 I.4).
 
     ``data``: ``t``, ``s``, ``A`` (effective singular values), ``loss_train``, ``loss_test``, ``half``, ``rise``."""
-    problem = cifar4_problem(ctx, cfg.classes, cfg.train_per_class, cfg.test_per_class, cfg.float32)
+    problem = cifar4_problem(ctx, cfg.classes, cfg.train_per_class, cfg.test_per_class, cfg.float32, ctx.device)
     st = problem.structure
     c, n, _ = st.image_shape
     init = random_fcnn_init(
@@ -114,17 +108,10 @@ def _summary(cfg: OverfitConfig, d: Mapping[str, np.ndarray], num_train: int) ->
     """Landmarks (numbers for the sweep table) and the overfitting claim (plumbing over :func:`run_overfit`)."""
     found = np.isfinite(d["half"]).all(axis=1)
     test = loss_stats(d["t"].astype(float), d["loss_test"])
-    statement = "the FCNN's test loss rises after it has found all modes (overfitting; Fig. 5 right, §5)"
-    if found.sum() < 3:
-        claim = not_reached_claim(
-            statement, "> 0", None, int(found.sum()), f"all modes found in {int(found.sum())} of {cfg.trials} trials"
-        )
-    else:
-        claim = directional_claim(
-            statement, "> 0", d["rise"][found], "greater",
-            note="rise = L_test(final) - L_test(last discovery time), per trial; the time is fixed by A(t), not by "
-            "the test curve",
-        )  # fmt: skip
+    claim = overfitting_claim(
+        "the FCNN's test loss rises after it has found all modes (overfitting; Fig. 5 right, §5)",
+        d["t"], d["loss_test"], d["half"],
+    )  # fmt: skip
     rise_mean = float(np.nanmean(d["rise"])) if found.any() else float("nan")
     measured = {
         "train_images": int(num_train),
