@@ -357,8 +357,7 @@ class _LineRule(SpectralRule):
     @staticmethod
     def line_size(module: nn.Module, name: str, size: int | Sequence[int]) -> tuple[int, int]:
         """A 1-D size (length ``L`` as an int, ``(L,)`` or ``(1, L)``) as the ``1×L`` grid (plumbing)."""
-        label = name or type(module).__name__
-        layer = f"layer {label!r} is 1-D ({type(module).__name__})"
+        layer = f"layer {_LineRule._label(module, name)!r} is 1-D ({type(module).__name__})"
         try:
             grid = spatial_grid("input_size", size)
         except (TypeError, ValueError) as exc:
