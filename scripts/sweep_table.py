@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from _doc_block import replace_block
 
 
 def lookup(record: Any, path: str) -> Any:
@@ -109,12 +110,9 @@ def main() -> int:
             parser.error(f"--column must be LABEL=PATH, got {spec!r}")
         columns.append((label, path))
     text = args.doc.read_text()
-    start, end = f"<!-- sweep-table:{args.marker} -->", f"<!-- /sweep-table:{args.marker} -->"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    if not pattern.search(text):
-        parser.error(f"--doc {args.doc} has no block {start} ... {end}")
-    block = f"{start}\n{render(args.sweep, columns)}\n{end}"
-    new = pattern.sub(lambda _: block, text, count=1)
+    new = replace_block(text, "sweep-table", args.marker, render(args.sweep, columns))
+    if new is None:
+        parser.error(f"--doc {args.doc} has no block <!-- sweep-table:{args.marker} --> ... (and its closing marker)")
     if args.check:
         return int(new != text)
     args.doc.write_text(new)
