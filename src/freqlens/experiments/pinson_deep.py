@@ -25,6 +25,7 @@ from torch import nn
 from ..analysis.linear_dynamics_metrics import effective_singular_values, half_times
 from ..analysis.statistics import Claim, directional_claim, not_reached_claim
 from ..datasets import load_cifar10
+from ..io import to_jsonable
 from ..plots import MODE_COLORS
 from ..structure import DatasetStructure
 from ..training.loop import EpochSampler, sampler_epochs, train
@@ -364,6 +365,8 @@ def _fig6_claims(half: Mapping[str, np.ndarray], loss_linear: np.ndarray, loss_r
 def plot_fig6(data: Mapping[str, Any], cfg: Fig6Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw pinson-fig6: train/test losses and ``a_α(t)`` of the linear and ReLU CNNs (plumbing)."""
     s = data["s"]
+    claims = to_jsonable(summary.get("claims", []))  # Claim records in a run, their dicts in a replot
+    verdicts = {c["statement"]: c["verdict"] for c in claims}
     fig = Figure(figsize=(14.0, 4.0), constrained_layout=True)
     ax_l, ax_a, ax_b = fig.subplots(1, 3)
     for kind, col in (("linear", "#0072B2"), ("relu", "#D55E00")):
@@ -373,19 +376,26 @@ def plot_fig6(data: Mapping[str, Any], cfg: Fig6Config, summary: Mapping[str, An
         ax_l.plot(t, rec["loss_test"].mean(axis=0), color=col, lw=1.2, ls="--", label=f"{kind} CNN, test subset")
     ax_l.set_xlabel("batches")
     ax_l.set_ylabel("MSE loss (1/p), mean of trials")
-    ax_l.set_title("(a) loss")
+    loss_verdict = verdicts.get("Fig. 6: the ReLU CNN reaches a lower final train loss than the linear CNN")
+    ax_l.set_title("(a) loss" + (f"; ReLU lower at the end: {loss_verdict}" if loss_verdict else ""), fontsize=9)
     ax_l.legend(fontsize=7)
+    stages_statement = "Fig. 6 ({} CNN): the modes are discovered in order (stage-like transitions)"
     for ax, kind, title in ((ax_a, "linear", "(b) deep linear CNN"), (ax_b, "relu", "(c) deep ReLU CNN")):
         t = data[kind]["batches"]
         diag = effective_singular_values(data[kind]["A"])  # (trials, R, p)
+        mean_half = half_times(t, diag.mean(axis=0), s)  # the summary's half_time_batches_per_mode
         for alpha in range(len(s)):
             col = MODE_COLORS[alpha % len(MODE_COLORS)]
             ax.plot(t, diag[:, :, alpha].mean(axis=0), color=col, lw=1.5, label=f"α={alpha}")
             ax.axhline(s[alpha], color=col, lw=0.5, ls=":")
+            if np.isfinite(mean_half[alpha]):  # discovery: the trial mean first reaches s_α/2
+                ax.plot([mean_half[alpha]], [s[alpha] / 2], "o", color=col, ms=4, mec="k", mew=0.5)
         ax.set_yscale("symlog", linthresh=1e-2)
         ax.set_xlabel("batches")
-        ax.set_ylabel("$a_\\alpha$ (mean of trials; dotted: $s_\\alpha$; symlog)")
-        ax.set_title(title)
+        ax.set_ylabel("$a_\\alpha$ (mean of trials; dotted: $s_\\alpha$; dots: $a_\\alpha = s_\\alpha/2$)")
+        stages = verdicts.get(stages_statement.format(kind))
+        ax.set_title(f"{title}: {int(np.isfinite(mean_half).sum())}/{len(s)} modes reached"
+                     + (f"; in order: {stages}" if stages else ""), fontsize=9)  # fmt: skip
         ax.legend(fontsize=6, ncol=2)
     ntr = data["linear"]["A"].shape[0]
     fig.suptitle(f"CIFAR-10, deep CNNs, batch {cfg.batch_size}, {ntr} trial(s) (Pinson et al., Fig. 6)")
