@@ -1,7 +1,8 @@
 """Measurements of the decoder paper (``spec/decoder_spectra.md``) on random or trained conv nets: per-layer
 ``p_low`` (§4 item 7), the second-order moment ``SOM(h) = E|H_uv|²`` per layer (§4 item 5, Thm 4.2), least-squares
 slopes of ``log SOM`` in depth, monotone trends along a setting, where Thm 4.3 puts the leak of a zero padding,
-when each radial band of a training run first falls below an error threshold (§4 item 3), and the paper's route
+when each radial band of a training run first falls below an error threshold and in which order (§4 item 3), how
+much a magnitude map peaks at the DC replicas of an upsampling (Thm 4.4, Fig. 1b / Fig. 7), and the paper's route
 to the layer spectra and to the weight-update change of the transfer matrices (Cor. 3.3 / 3.4, Fig. 3).
 
 The ``decoder-*`` experiments call these; nothing here knows about an experiment or a run.
