@@ -1,7 +1,8 @@
 """Measurements of the decoder paper (``spec/decoder_spectra.md``) on random or trained conv nets: per-layer
 ``p_low`` (§4 item 7), the second-order moment ``SOM(h) = E|H_uv|²`` per layer (§4 item 5, Thm 4.2), least-squares
 slopes of ``log SOM`` in depth, monotone trends along a setting, where Thm 4.3 puts the leak of a zero padding,
-when each radial band of a training run first falls below an error threshold (§4 item 3), and the paper's route
+when each radial band of a training run first falls below an error threshold and in which order (§4 item 3), how
+much a magnitude map peaks at the DC replicas of an upsampling (Thm 4.4, Fig. 1b / Fig. 7), and the paper's route
 to the layer spectra and to the weight-update change of the transfer matrices (Cor. 3.3 / 3.4, Fig. 3).
 
 The ``decoder-*`` experiments call these; nothing here knows about an experiment or a run.
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats
 from torch import nn
 
 from ..fourier import conv2d_transfer_matrices
@@ -206,6 +208,30 @@ def first_crossings(values: np.ndarray, times: np.ndarray, threshold: float) -> 
         (a is not None and (b is None or a <= b)) or (a is None and b is None) for a, b in itertools.pairwise(crossings)
     )
     return crossings, ordered
+
+
+def crossing_order_correlation(crossings: Sequence[float | None], never: float) -> float:
+    """Spearman's rank correlation ``ρ`` between the band index (low → high) and the band's first crossing
+    time (:func:`first_crossings`; a band that never crosses is placed at ``never``, later than every time
+    measured, so the bands that never cross tie after the others). ``ρ = 1``: the bands cross strictly from low
+    to high (Fig. 1a, low frequencies learned first); ``ρ = -1``: high first. ``nan`` when every band ties (none
+    crossed, or all at one time): the order is then undefined. The per-network statistic of decoder-learning's
+    band-order claim (§4 item 3)."""
+    times = np.array([never if c is None else c for c in crossings], dtype=np.float64)
+    if times.size < 2 or np.all(times == times[0]):
+        return float("nan")
+    return float(stats.spearmanr(np.arange(times.size), times).statistic)
+
+
+def replica_peak_ratio(magnitude: np.ndarray, replicas: np.ndarray) -> float:
+    """Mean magnitude at the DC replica positions ``replicas`` ``(P, 2)`` (DC itself excluded by the caller)
+    over the mean magnitude at their 8 circular neighbours on the grid of ``magnitude`` ``(H, W)``: ``> 1`` means
+    the map peaks at Thm 4.4's replica positions (the grid pattern of upsampling, App. C.1 Fig. 7 / Fig. 9)."""
+    grid = magnitude.shape
+    offsets = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)]
+    neigh_u = np.concatenate([(replicas[:, 0] + a) % grid[0] for a, _ in offsets])
+    neigh_v = np.concatenate([(replicas[:, 1] + b) % grid[1] for _, b in offsets])
+    return float(magnitude[replicas[:, 0], replicas[:, 1]].mean() / magnitude[neigh_u, neigh_v].mean())
 
 
 def paper_route_spectra(convs: list[nn.Conv2d], g: torch.Tensor) -> list[torch.Tensor]:

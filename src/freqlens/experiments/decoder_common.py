@@ -28,6 +28,7 @@ __all__ = [
     "FAMILY_KEYS",
     "FamilyCell",
     "FamilySweep",
+    "autoencoder_seeds",
     "compare_family_p_low",
     "draw_family_row",
     "draw_magnitude",
@@ -36,6 +37,7 @@ __all__ = [
     "load_images",
     "log_display",
     "mean_std",
+    "stack_network_records",
     "sweep_network_families",
 ]
 
@@ -81,6 +83,56 @@ def load_images(ctx: RunContext, dataset: str, count: int, offset: int = 0, spli
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = x.std(dim=(0, 2, 3), keepdim=True)
     return (x - mean) / std
+
+
+def autoencoder_seeds(
+    ctx: RunContext,
+    network: int,
+    *,
+    legacy_init_offset: int,
+    epochs: int,
+    legacy_shared_with: tuple[str, ...] = (),
+) -> tuple[int, int]:
+    """``(torch seed of the initial weights, EpochSampler seed)`` of trained auto-encoder number ``network``
+    (decoder-learning / decoder-upsampling; plumbing).
+
+    Network 0 keeps the pre-stream seeds of the one-network runs (initial weights ``seed * 1_000_003 +
+    legacy_init_offset``, batches ``seed``), so that its numbers stay bit-identical to them; networks ``>= 1``
+    draw the named streams ``("autoencoder_init", network)`` and ``("autoencoder_batches", network)``.
+    ``epochs``: the sampler's epoch count (:func:`freqlens.training.loop.sampler_epochs`), guarded against
+    every other seed of the run; ``legacy_shared_with``: as :meth:`RunContext.sampler_seed` (network 0 only)."""
+    if network < 0:
+        raise ValueError(f"network must be >= 0, got {network}")
+    if network == 0:
+        init = ctx.torch_seed("autoencoder_init", legacy_offset=legacy_init_offset)
+        batches = ctx.sampler_seed(
+            "autoencoder_batches",
+            legacy_offset=0,
+            legacy_multiplier=1,
+            epochs=epochs,
+            legacy_shared_with=legacy_shared_with,
+        )
+        return init, batches
+    init = ctx.torch_seed("autoencoder_init", network)
+    return init, ctx.sampler_seed("autoencoder_batches", network, epochs=epochs)
+
+
+def stack_network_records(records: Sequence[Mapping[str, Any]], shared: Sequence[str] = ()) -> dict[str, Any]:
+    """One record of several networks' records of the same layout: every array gets a leading network axis
+    (nested mappings recursively); keys in ``shared`` (the same for every network: layer names, replica
+    positions) are kept once, from network 0 (plumbing)."""
+    if not records:
+        raise ValueError("records must hold at least one network's record")
+    out: dict[str, Any] = {}
+    for key, first in records[0].items():
+        values = [r[key] for r in records]
+        if key in shared:
+            out[key] = first
+        elif isinstance(first, Mapping):
+            out[key] = stack_network_records(values, shared)
+        else:
+            out[key] = np.stack([np.asarray(v) for v in values])
+    return out
 
 
 def mean_std(values: Sequence[float] | np.ndarray) -> dict[str, float]:
@@ -254,6 +306,7 @@ def draw_family_row(
     draw_p_low_bars(
         axes[-1], {key: [rec[key][:, -1] for rec in records] for key in ("p_low", "p_low_no_dc")}, tick_labels
     )
+
 
 def draw_p_low_bars(ax: Axes, values: Mapping[str, Sequence[np.ndarray]], tick_labels: Sequence[str]) -> None:
     """Paired bars per setting: ``p_low`` of the output with DC (plain) and without DC (hatched), mean ± std over
