@@ -121,11 +121,12 @@ class Fig6Config:
             raise ValueError("lr and init_scale must be > 0")
 
 
-#: ``--scale medium`` (about 35 min on an idle 2-core CPU with ``--threads 2``): 3 epochs of batches of 8 over all
-#: 50000 training images (18750 of the paper's 156000 batches) at learning rate 0.1 instead of 0.05, so that the
-#: gradient-flow time ``lr x batches`` (1875) is a quarter of the full run's (7800); records every 250 batches on
-#: 500-image subsets (the half-times are resolved to 250 batches). Chosen from two 6000-batch calibration runs
-#: (lr 0.05 and 0.15, one trial): the linear CNN found all 10 modes by 4750 / 3000 batches, the ReLU CNN 2 / 5 modes.
+#: ``--scale medium`` (one run: 2606 s at load 1.5-3.5 with ``--threads 1``; read-out in docs/linear_cnn_dynamics.md):
+#: 3 epochs of batches of 8 over all 50000 training images (18750 of the paper's 156000 batches) at learning rate 0.1
+#: instead of 0.05, so that the gradient-flow time ``lr x batches`` (1875) is a quarter of the full run's (7800);
+#: records every 250 batches on 500-image subsets (the half-times are resolved to 250 batches). Chosen from two
+#: 6000-batch calibration runs (lr 0.05 and 0.15, one trial): the linear CNN found all 10 modes by 4750 / 3000
+#: batches, the ReLU CNN 2 / 5 modes.
 MEDIUM: dict[str, Any] = {"epochs": 3, "lr": 0.1, "eval_images": 500, "record_every": 250}
 
 #: The named subsets of Fig. 6 and their legacy seed offsets (``ctx.seed + k``, kept: the same images as before).
