@@ -121,3 +121,18 @@ def test_config_validation() -> None:
         get_experiment("pinson-figS5").make_config(overrides={"shapes": ("square", "hexagon")})
     with pytest.raises(ValueError, match="snapshot_times"):
         get_experiment("pinson-fig5").make_config(overrides={"shapes_snapshot_times": (1234,)})
+
+
+def test_fig6_medium_scale_is_offered_and_sized_between_quick_and_full() -> None:
+    # The medium scale (docs/linear_cnn_dynamics.md): the full protocol on all images, fewer batches at a larger
+    # learning rate; its flow time lr x batches must lie between the quick and the full run's.
+    exp = get_experiment("pinson-fig6")
+    assert exp.scale_names() == ("quick", "medium", "full")
+    quick, medium, full = (exp.make_config(scale=s) for s in ("quick", "medium", "full"))
+    assert medium.train_images == full.train_images == 0 and medium.batch_size == full.batch_size
+    assert medium.trials >= 3  # a verdict needs 3 trials per network
+
+    def flow(cfg: object, images: int) -> float:
+        return float(cfg.lr * cfg.epochs * (images // cfg.batch_size))  # type: ignore[attr-defined]
+
+    assert flow(quick, quick.train_images) < flow(medium, 50000) < flow(full, 50000)
