@@ -33,7 +33,10 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -55,12 +58,14 @@ __all__ = [
 
 Sampling = Literal["random", "epochs", "full_batch"]
 Progress = Callable[[Iterable[int]], Iterable[int]]
+_PendingRecord = tuple[int, dict[str, torch.Tensor], dict[str, np.ndarray], bool]  # step, values, extra, finite
 
 _CNN_CHUNK = 16  # CNN updates whose samples are gathered (and conjugated) at once into buffers made once per call
 _FCNN_CHUNK = 64  # FCNN updates per lazy block of W1 (large blocks make the block products efficient)
 _INDEX_BLOCK = 4096  # sample indices are drawn in fixed blocks: the stream does not depend on chunking
 _FULL_BATCH_CHUNK = 1024  # samples per slice of the full-batch gradient
 _RECORD_BATCH_ROWS = 320  # end-to-end rows (T p per record) whose loss quadratic forms share one product
+_RECORDS_IN_FLIGHT = 2  # stacked batches that may wait for the record worker (overlap) before training waits
 
 
 class LinearTrainingDiverged(RuntimeError):
@@ -226,8 +231,16 @@ class _Recorder:
     faster per row than one with the protocol's 40 (measured on the loaded 2-core machine: 1.2-1.7x at
     load 7-13, none at load 15; benchmarks/linear_cnn_training.py prints both). On the CIFAR-4 protocol
     this cut the recording time by 16-18% (interleaved with the previous per-record products, load 13).
-    Divergence is then found at the first record that shows it, exactly as with immediate records; the
-    records and snapshots from that update on are dropped, and non-finite parameters flush at once.
+
+    The quadratic forms are exact and dense (``Σ_φφ`` of natural images is not diagonal in any fixed basis),
+    so their ``O(p D'²)`` flops per row cost more than the ``O((C + p) n²)`` steps between two records; with
+    ``overlap`` (CPU) a batch is handed to one worker thread and completed while training goes on (the
+    product releases the GIL; at most ``_RECORDS_IN_FLIGHT`` batches wait, so a slow worker holds training
+    back instead of piling up maps). The worker runs the same products on ``record_threads`` threads, so the
+    records are bit for bit those of the synchronous route.
+    Batches are completed and checked in order: divergence is found at the first record that shows it,
+    exactly as with immediate records; the records and snapshots from that update on are dropped (training
+    may have gone on meanwhile: its later records are discarded), and non-finite parameters flush at once.
     """
 
     def __init__(
@@ -237,6 +250,7 @@ class _Recorder:
         learning_rate: float,
         network: str,
         record_threads: int | None = None,
+        overlap: bool = False,
     ) -> None:
         self.problem = problem
         self.factor = divergence_factor
@@ -250,8 +264,12 @@ class _Recorder:
         self.snaps: dict[str, list[np.ndarray]] = {}
         self.reference: float | None = None
         self.sets = {"train": problem.train} if problem.test is None else {"train": problem.train, "test": problem.test}
-        self.pending: list[tuple[int, dict[str, torch.Tensor], dict[str, np.ndarray], bool]] = []
+        self.quadratic = any(m.needs_quadratic for m in self.sets.values())
+        self.pending: list[_PendingRecord] = []
         self.pending_maps: list[torch.Tensor] = []
+        self.batches: deque[tuple[list[_PendingRecord], Future[dict[str, torch.Tensor]] | None]] = deque()
+        self.overlap = overlap and self.quadratic and problem.device.type == "cpu"
+        self.worker: ThreadPoolExecutor | None = None
 
     def record(self, step: int, end_to_end: torch.Tensor, extra: dict[str, np.ndarray], finite: bool) -> str:
         """Record the maps ``(T, p, D')`` at ``step`` (with ``extra`` arrays); the divergence message or ''."""
@@ -259,29 +277,91 @@ class _Recorder:
         for name, moments in self.sets.items():
             values[f"loss_{name}"], values[f"a_{name}"] = moments.evaluate_linear(end_to_end, self.problem.U)
         self.pending.append((step, values, extra, finite))
-        if any(m.needs_quadratic for m in self.sets.values()):
+        if self.quadratic:
             self.pending_maps.append(end_to_end.to(torch.float64))
             if finite and len(self.pending_maps) * end_to_end.shape[0] * end_to_end.shape[1] < self.batch_rows:
-                return ""
-        return self.flush()
+                return self._collect(wait=False)
+        message = self._make_room()
+        if message:
+            return message
+        self._submit()
+        return self._collect(wait=not finite)
 
     def flush(self) -> str:
-        """Complete the pending records' losses (one product per set), check and add them in order."""
-        if self.pending_maps:
-            stacked = torch.cat(self.pending_maps)  # (R T, p, D')
-            records, p = len(self.pending_maps), stacked.shape[1]
-            with _cpu_threads(self.problem.device, self.record_threads):
-                for name, moments in self.sets.items():
-                    if moments.needs_quadratic:
-                        quad = (moments.quadratic(stacked) / p).reshape(records, -1)
-                        for (_, values, _, _), q in zip(self.pending, quad):
-                            values[f"loss_{name}"] = values[f"loss_{name}"] + q
-        pending, self.pending, self.pending_maps = self.pending, [], []
+        """Complete every pending record's losses, check and add them in order; stop the worker."""
+        self._submit()
+        return self._collect(wait=True)
+
+    def close(self) -> None:
+        """Stop the worker thread (after its current product) and forget what is still in flight (plumbing)."""
+        self.batches.clear()
+        self.pending, self.pending_maps = [], []
+        if self.worker is not None:
+            self.worker.shutdown(wait=True, cancel_futures=True)
+            self.worker = None
+
+    def _products(self, maps: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The quadratic terms ``/ p`` of the stacked ``maps``, ``(records, T)`` per set (one product per set)."""
+        stacked = torch.cat(maps)  # (R T, p, D')
+        records, p = len(maps), stacked.shape[1]
+        return {
+            name: (moments.quadratic(stacked) / p).reshape(records, -1)
+            for name, moments in self.sets.items()
+            if moments.needs_quadratic
+        }
+
+    def _submit(self) -> None:
+        """Move the pending records into a batch whose products start now (in the worker with ``overlap``)."""
+        if not self.pending:
+            return
+        pending, maps, self.pending, self.pending_maps = self.pending, self.pending_maps, [], []
+        future: Future[dict[str, torch.Tensor]] | None = None
+        if maps:
+            if self.overlap:
+                if self.worker is None:
+                    threads = self.record_threads if self.record_threads is not None else torch.get_num_threads()
+                    self.worker = ThreadPoolExecutor(1, "freqlens-records", torch.set_num_threads, (threads,))
+                future = self.worker.submit(self._products, maps)
+            else:
+                future = Future()
+                with _cpu_threads(self.problem.device, self.record_threads):
+                    future.set_result(self._products(maps))
+        self.batches.append((pending, future))
+
+    def _collect(self, wait: bool) -> str:
+        """Check and add the finished batches in order (all of them if ``wait``); the divergence message or ''."""
+        while self.batches:
+            future = self.batches[0][1]
+            if not wait and future is not None and not future.done():
+                return ""
+            message = self._complete_oldest()
+            if message:
+                return message
+        if wait:
+            self.close()
+        return ""
+
+    def _make_room(self) -> str:
+        """With ``overlap``, complete the oldest batches until fewer than ``_RECORDS_IN_FLIGHT`` wait (plumbing)."""
+        while self.overlap and len(self.batches) >= _RECORDS_IN_FLIGHT:
+            message = self._complete_oldest()
+            if message:
+                return message
+        return ""
+
+    def _complete_oldest(self) -> str:
+        """Complete the oldest batch's losses, check and add its records in order (plumbing)."""
+        pending, future = self.batches.popleft()
+        quads = future.result() if future is not None else {}
+        for name, quad in quads.items():
+            for (_, values, _, _), q in zip(pending, quad):
+                values[f"loss_{name}"] = values[f"loss_{name}"] + q
         for step, values, extra, finite in pending:
             arrays = {k: _np(v) for k, v in values.items()}
             message = self.check(step, arrays["loss_train"], finite)
             if message:
                 self.drop_snapshots_from(step)
+                self.close()
                 return message
             self.add(step, {**arrays, **extra})
         return ""
@@ -433,6 +513,62 @@ class _CNNState:
         return {"kernel": _np(kernel), "weight": _np(weight.reshape(t, p, -1))}
 
 
+def _cnn_step_loop(
+    k_bar: torch.Tensor,
+    wr: torch.Tensor,
+    xc: torch.Tensor,
+    xc_bar: torch.Tensor,
+    yc: torch.Tensor,
+    prod: torch.Tensor,
+    h: torch.Tensor,
+    h_real: torch.Tensor,
+    err: torch.Tensor,
+    delta_real: torch.Tensor,
+    delta: torch.Tensor,
+    c: float,
+    one_group: bool,
+) -> None:
+    """The ``B = xc.shape[1]`` steps of :class:`_CNNStepper` on its buffers (written so that TorchScript takes it)."""
+    w_t = wr.transpose(1, 2)
+    err_t = err.transpose(1, 2)
+    for s in range(xc.shape[1]):
+        x = xc.select(1, s)
+        if one_group:
+            torch.mul(k_bar, x, out=prod)
+            torch.sum(prod, dim=[1], keepdim=True, out=h)
+        else:
+            torch.mul(k_bar, x, out=h)
+        torch.baddbmm(yc.select(1, s), h_real, w_t, alpha=-1.0, out=err)
+        torch.bmm(err, wr, out=delta_real)
+        wr.baddbmm_(err_t, h_real, alpha=c)
+        k_bar.addcmul_(delta, xc_bar.select(1, s), value=c)
+
+
+_SCRIPTED_STEP_LOOP: list[Callable[..., None]] = []
+
+
+def _scripted_step_loop() -> Callable[..., None]:
+    """:func:`_cnn_step_loop` compiled once by TorchScript, or the Python function where that is unavailable.
+
+    Why: a step is six kernels on ~10⁴ elements, so the ~2-9 µs of Python argument parsing and dispatch per
+    kernel cost as much as the kernels (measured on the shared 2-core machine: six tiny kernels 45-47 µs a step
+    from Python, 19 µs from TorchScript). TorchScript calls the same ATen kernels on the same buffers, so the
+    steps are bit for bit those of the Python loop (tested); it runs with graph optimizations off
+    (``torch.jit.optimized_execution(False)``), so no fuser may change their rounding. ``torch.jit.script`` is
+    deprecated in favour of ``torch.compile``, which generates new kernels and so changes float32 rounding.
+    """
+    if not _SCRIPTED_STEP_LOOP:
+        loop: Callable[..., None] = _cnn_step_loop
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                loop = torch.jit.script(_cnn_step_loop)
+        except Exception:  # TorchScript missing or refusing the function: the Python loop is the same steps
+            loop = _cnn_step_loop
+        _SCRIPTED_STEP_LOOP.append(loop)
+    return _SCRIPTED_STEP_LOOP[0]
+
+
 class _CNNStepper:
     """Sequential single-sample SGD steps of all ``T`` trials at once, on buffers allocated once per call.
 
@@ -442,10 +578,13 @@ class _CNNStepper:
         ``h = Σ_c K̄_c ⊙ x_c``,  ``e = y − Re Σ conj(W) h``,  ``δ = Σ_i e_i W_i``,
         ``W += c e hᵀ``,  ``K̄_c += c δ ⊙ x̄_c``  (the conjugate of ``K_c += c conj(δ) ⊙ x_c``).
 
-    Conjugation is exact, so this is bit for bit the step written with ``K``.
+    Conjugation is exact, so this is bit for bit the step written with ``K``. The steps of a chunk run in
+    :func:`_cnn_step_loop`, compiled by TorchScript when ``scripted`` (:func:`_scripted_step_loop`).
     """
 
-    def __init__(self, state: _CNNState, data: torch.Tensor, targets: torch.Tensor, c: float, chunk: int) -> None:
+    def __init__(
+        self, state: _CNNState, data: torch.Tensor, targets: torch.Tensor, c: float, chunk: int, scripted: bool = True
+    ) -> None:
         self.state, self.data, self.targets, self.c = state, data, targets, c
         t, p, g = state.trials, state.problem.num_classes, state.groups
         r = state.K_bar.shape[-1]
@@ -459,31 +598,22 @@ class _CNNStepper:
         self.err = torch.empty(t, 1, p, dtype=rdt, device=dev)
         self.delta_real = torch.empty(t, 1, state.Wr.shape[-1], dtype=rdt, device=dev)
         self.delta = torch.view_as_complex(self.delta_real.view(t, g, r, 2))
+        self.loop = _scripted_step_loop() if scripted else _cnn_step_loop
 
     def steps(self, idx: torch.Tensor) -> None:
         """``idx (T, B)``: the sample of each trial at each of the ``B`` steps (``B <= chunk``)."""
-        state, c = self.state, self.c
+        state = self.state
         t, count = idx.shape
         flat = idx.reshape(-1).to(self.data.device)
         n_rows = t * count
         xc = torch.index_select(self.data, 0, flat, out=self.xc[:n_rows]).view(t, count, *self.data.shape[1:])
         xc_bar = torch.conj_physical(xc, out=self.xc_bar[:n_rows].view_as(xc))
         yc = torch.index_select(self.targets, 0, flat, out=self.yc[:n_rows]).view(t, count, 1, -1)  # (T, B, 1, p)
-        k_bar, wr = state.K_bar, state.Wr
-        w_t = wr.transpose(1, 2)
-        h, h_real, err, err_t = self.h, self.h_real, self.err, self.err.transpose(1, 2)
-        delta_real, delta, prod = self.delta_real, self.delta, self.prod
-        one_group = state.groups == 1
-        for x, x_bar, y in zip(xc.unbind(1), xc_bar.unbind(1), yc.unbind(1)):
-            if one_group:
-                torch.mul(k_bar, x, out=prod)
-                torch.sum(prod, dim=1, keepdim=True, out=h)
-            else:
-                torch.mul(k_bar, x, out=h)
-            torch.baddbmm(y, h_real, w_t, alpha=-1.0, out=err)
-            torch.bmm(err, wr, out=delta_real)
-            wr.baddbmm_(err_t, h_real, alpha=c)
-            k_bar.addcmul_(delta, x_bar, value=c)
+        with torch.jit.optimized_execution(False):
+            self.loop(
+                state.K_bar, state.Wr, xc, xc_bar, yc, self.prod, self.h, self.h_real, self.err,
+                self.delta_real, self.delta, self.c, state.groups == 1,
+            )  # fmt: skip
 
 
 def _cnn_full_batch(state: _CNNState, data: torch.Tensor, targets: torch.Tensor, c: float, steps: int) -> None:
@@ -532,20 +662,23 @@ def _run_loop(
         indices = progress(indices)
     done = 0
     with _cpu_threads(problem.device, threads):
-        for e in indices:
-            target = events[e]
-            while done < target:
-                count = min(chunk, target - done)
-                advance(count, stream.take(count) if stream is not None else None)
-                done += count
-            if target in record_at:
-                end_to_end, extra, finite = record(target)
-                message = recorder.record(target, end_to_end, extra, finite)
-                if message:
-                    return message
-            if target in snapshot_at:
-                recorder.add_snapshot(target, snapshot(target))
-        return recorder.flush()
+        try:
+            for e in indices:
+                target = events[e]
+                while done < target:
+                    count = min(chunk, target - done)
+                    advance(count, stream.take(count) if stream is not None else None)
+                    done += count
+                if target in record_at:
+                    end_to_end, extra, finite = record(target)
+                    message = recorder.record(target, end_to_end, extra, finite)
+                    if message:
+                        return message
+                if target in snapshot_at:
+                    recorder.add_snapshot(target, snapshot(target))
+            return recorder.flush()
+        finally:
+            recorder.close()  # the record worker never outlives the call (divergence, errors)
 
 
 def train_linear_cnn(
@@ -564,6 +697,7 @@ def train_linear_cnn(
     progress: Progress | None = None,
     threads: int | None = 1,
     record_threads: int | None = None,
+    overlap_records: bool = True,
 ) -> LinearRun:
     """Train ``T`` independent linear CNNs (:class:`freqlens.models.linear.LinearCNN`) together.
 
@@ -584,6 +718,8 @@ def train_linear_cnn(
         threads: CPU threads during the call (default 1, see :func:`_cpu_threads`; ``None`` keeps torch's).
         record_threads: CPU threads for the stacked record products (:class:`_Recorder`; ``None``: as
             ``threads``). Those products are large enough to split; the steps are not.
+        overlap_records: on CPU, complete the stacked record products in one worker thread while training
+            goes on (:class:`_Recorder`; the same products, so the same records; ``False``: in line).
     """
     lr, num_updates, record_every = _check_common(problem, learning_rate, num_updates, sampling, record_every)
     check_choice("on_divergence", on_divergence, ("raise", "return"))
@@ -601,7 +737,7 @@ def train_linear_cnn(
     # The CNN data: n x̂_R = n c(x)/√ω (module doc), built once for this call.
     data = (problem.coeffs * (problem.n / state.scale).to(problem.dtype)).contiguous()
     targets = problem.targets
-    recorder = _Recorder(problem, divergence_factor, lr, "cnn", record_threads=record_threads)
+    recorder = _Recorder(problem, divergence_factor, lr, "cnn", record_threads=record_threads, overlap=overlap_records)
 
     stepper = _CNNStepper(state, data, targets, c, _CNN_CHUNK) if sampling != "full_batch" else None
 
@@ -718,6 +854,7 @@ def train_linear_fcnn(
     progress: Progress | None = None,
     threads: int | None = 1,
     record_threads: int | None = None,
+    overlap_records: bool = True,
 ) -> LinearRun:
     """Train ``T`` independent linear FCNNs (:class:`freqlens.models.linear.LinearFCNN`) together.
 
@@ -739,7 +876,7 @@ def train_linear_fcnn(
     c = 2.0 * lr / p
     data = problem.phi
     targets = problem.targets
-    recorder = _Recorder(problem, divergence_factor, lr, "fcnn", record_threads=record_threads)
+    recorder = _Recorder(problem, divergence_factor, lr, "fcnn", record_threads=record_threads, overlap=overlap_records)
 
     def advance(count: int, idx: torch.Tensor | None) -> None:
         if idx is None:
