@@ -418,11 +418,14 @@ def test_stacked_records_find_divergence_where_immediate_records_do(
     assert stacked.snapshot_t[-1] <= stacked.t[-1]  # nothing kept from the diverged record on
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("network", ["cnn", "fcnn"])
-def test_overlapped_records_equal_records_completed_in_line(network: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overlapped_records_equal_records_completed_in_line(
+    network: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Record products completed in the worker thread while training goes on give bit for bit the run of the
-    in-line products (many batches in flight), for a finished and for a diverging run, and no worker outlives
-    the call."""
+    in-line products (many batches in flight), for a finished and for a diverging run, in float64 and in
+    float32 (pinson-fig5's CIFAR-4 dtype), and no worker outlives the call."""
     import threading
 
     monkeypatch.setattr(linear_trainer, "_RECORD_BATCH_ROWS", 13)  # 2 trials x 3 classes = 6 rows a record
@@ -430,7 +433,7 @@ def test_overlapped_records_equal_records_completed_in_line(network: str, monkey
     x = torch.randn(90, 2, 4, 4, generator=g, dtype=torch.float64)  # N = 90 > D' = 40: moment route
     xt = 0.2 + torch.randn(70, 2, 4, 4, generator=g, dtype=torch.float64)
     labels, lt = torch.arange(90) % 3, torch.arange(70) % 3
-    problem = LinearProblem.from_data(x, labels, xt, lt)
+    problem = LinearProblem.from_data(x, labels, xt, lt, dtype=dtype)
     assert problem.train.needs_quadratic and problem.test is not None and problem.test.needs_quadratic
 
     def run(lr: float, overlap: bool) -> LinearRun:

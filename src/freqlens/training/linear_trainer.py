@@ -15,18 +15,20 @@ with the complex coefficients (one per conjugate pair) ``K = √ω ⊙ k̂``, ``
     ``h = Σ_c conj(K_c) ⊙ X_c``,  ``ŷ = Re Σ conj(W) h``,  ``e = y − ŷ``,  ``δ = Σ_i e_i W_i``,
     ``W += c e hᵀ``,  ``K_c += c conj(δ) ⊙ X_c``,  with ``c = 2λ/p``,
 
-which is exactly one SGD step of :class:`freqlens.models.linear.LinearCNN` (the tests compare it
-with autograd + ``torch.optim.SGD``), at ``O(T (C + p) n²)`` per step. The FCNN step keeps the
-first-layer update lazy within blocks of steps (``W1 = W1_0 + Σ_s a_s x_sᵀ``), so its ``O(hidden · D)``
-work per step runs as batched matrix products.
+which is exactly one SGD step of :class:`freqlens.models.linear.LinearCNN` (the tests compare it with
+autograd + ``torch.optim.SGD``), at ``O(T (C + p) n²)`` per step; the steps of a chunk run in one
+TorchScript function (the same kernels without Python's per-kernel dispatch, :func:`_scripted_step_loop`).
+The FCNN step keeps the first-layer update lazy within blocks of steps (``W1 = W1_0 + Σ_s a_s x_sᵀ``), so
+its ``O(hidden · D)`` work per step runs as batched matrix products.
 
-Recording, every ``record_every`` updates: ``A(t)`` (spec Eq. 5) and the loss on the training set and
-on the test set if there is one, in closed form from the end-to-end map and the sets' second moments
-(:mod:`.linear_problem`; the ``O(p D'²)`` quadratic terms of several records are completed in one
-stacked product, :class:`_Recorder`); for the CNN also ``|k̂_m(t)|`` for all frequencies and the balancedness ratio
-``‖W̄_{:,m}‖ / ‖k̂_{:,m}‖`` (spec §4.4, §8.3), optionally ``|W̄_αm|``; parameter snapshots at requested
-times. Divergence (non-finite parameters or an exploding loss) raises :class:`LinearTrainingDiverged`
-naming the learning rate, with the partial :class:`LinearRun` attached.
+Recording, every ``record_every`` updates: ``A(t)`` (spec Eq. 5) and the loss on the training set and on the
+test set if there is one, in closed form from the end-to-end map and the sets' second moments
+(:mod:`.linear_problem`; the ``O(p D'²)`` quadratic terms of several records are completed in one stacked
+product, on CPU in a worker thread while training goes on, :class:`_Recorder`); for the CNN also
+``|k̂_m(t)|`` for all frequencies and the balancedness ratio ``‖W̄_{:,m}‖ / ‖k̂_{:,m}‖`` (spec §4.4, §8.3),
+optionally ``|W̄_αm|``; parameter snapshots at requested times. Divergence (non-finite parameters or an
+exploding loss) raises :class:`LinearTrainingDiverged` naming the learning rate, with the partial
+:class:`LinearRun` attached.
 """
 
 from __future__ import annotations
