@@ -498,3 +498,14 @@ def test_scripted_steps_equal_the_python_steps_bit_for_bit(dtype: torch.dtype, m
         params.append((state.K_bar.clone(), state.Wr.clone()))
     assert torch.equal(params[0][0], params[1][0]) and torch.equal(params[0][1], params[1][1])
     assert not torch.equal(params[0][1], linear_trainer._CNNState(problem, init).Wr)  # it did train
+
+
+def test_fcnn_weight_snapshots_are_taken_at_their_times_in_float64() -> None:
+    """A float64 snapshot of ``W2`` is a copy, not a view of the live parameter (it was the final ``W2``)."""
+    x, labels = _data(n_samples=30, c=1, n=4)
+    problem = LinearProblem.from_data(x, labels)
+    run = train_linear_fcnn(problem, random_fcnn_init(2, 16, 5, 3, 0.3, seed=1), 1e-2, 200, snapshot_times=(0, 200))
+    assert run.weight_snapshots is not None
+    assert np.array_equal(run.weight_snapshots[:, 0], random_fcnn_init(2, 16, 5, 3, 0.3, seed=1).w2.numpy())
+    assert np.array_equal(run.weight_snapshots[:, 1], run.final["w2"])
+    assert not np.array_equal(run.weight_snapshots[:, 0], run.weight_snapshots[:, 1])

@@ -33,6 +33,7 @@ exploding loss) raises :class:`LinearTrainingDiverged` naming the learning rate,
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -61,6 +62,7 @@ __all__ = [
 Sampling = Literal["random", "epochs", "full_batch"]
 Progress = Callable[[Iterable[int]], Iterable[int]]
 _PendingRecord = tuple[int, dict[str, torch.Tensor], dict[str, np.ndarray], bool]  # step, values, extra, finite
+_RecordInputs = Callable[[], tuple[torch.Tensor, dict[str, np.ndarray], bool]]  # () -> (maps, extra, finite)
 
 _CNN_CHUNK = 16  # CNN updates whose samples are gathered (and conjugated) at once into buffers made once per call
 _FCNN_CHUNK = 64  # FCNN updates per lazy block of W1 (large blocks make the block products efficient)
@@ -267,25 +269,39 @@ class _Recorder:
         self.reference: float | None = None
         self.sets = {"train": problem.train} if problem.test is None else {"train": problem.train, "test": problem.test}
         self.quadratic = any(m.needs_quadratic for m in self.sets.values())
-        self.pending: list[_PendingRecord] = []
+        self.pending: list[_PendingRecord] = []  # in line: evaluated records waiting for their products
         self.pending_maps: list[torch.Tensor] = []
-        self.batches: deque[tuple[list[_PendingRecord], Future[dict[str, torch.Tensor]] | None]] = deque()
+        self.deferred: list[tuple[int, _RecordInputs]] = []  # overlap: records the worker will evaluate
+        self.pending_rows = 0
+        self.batches: deque[Future[list[_PendingRecord]]] = deque()
         self.overlap = overlap and self.quadratic and problem.device.type == "cpu"
         self.worker: ThreadPoolExecutor | None = None
+        self.threads = (1, 1)  # (training, record products) threads of the worker, set at its start
 
-    def record(self, step: int, end_to_end: torch.Tensor, extra: dict[str, np.ndarray], finite: bool) -> str:
-        """Record the maps ``(T, p, D')`` at ``step`` (with ``extra`` arrays); the divergence message or ''."""
-        values: dict[str, torch.Tensor] = {}
-        for name, moments in self.sets.items():
-            values[f"loss_{name}"], values[f"a_{name}"] = moments.evaluate_linear(end_to_end, self.problem.U)
-        self.pending.append((step, values, extra, finite))
+    def record(self, step: int, inputs: _RecordInputs, trials: int) -> str:
+        """Record ``inputs() = (maps (T, p, D'), extra arrays, finite)`` at ``step``; the divergence message or ''.
+
+        ``inputs`` must not depend on later training (a copy of the parameters): with ``overlap`` the worker
+        calls it while training goes on.
+        """
+        rows = trials * self.problem.num_classes
+        if self.overlap:
+            self.deferred.append((step, inputs))
+            self.pending_rows += rows
+            if self.pending_rows < self.batch_rows:
+                return self._collect(wait=False)
+            message = self._make_room()
+            if message:
+                return message
+            self._submit()
+            return self._collect(wait=False)
+        end_to_end, extra, finite = inputs()
+        self.pending.append((step, self._linear(end_to_end), extra, finite))
         if self.quadratic:
             self.pending_maps.append(end_to_end.to(torch.float64))
-            if finite and len(self.pending_maps) * end_to_end.shape[0] * end_to_end.shape[1] < self.batch_rows:
+            self.pending_rows += rows
+            if finite and self.pending_rows < self.batch_rows:
                 return self._collect(wait=False)
-        message = self._make_room()
-        if message:
-            return message
         self._submit()
         return self._collect(wait=not finite)
 
@@ -295,46 +311,68 @@ class _Recorder:
         return self._collect(wait=True)
 
     def close(self) -> None:
-        """Stop the worker thread (after its current product) and forget what is still in flight (plumbing)."""
+        """Stop the worker thread (after its current batch) and forget what is still in flight (plumbing)."""
         self.batches.clear()
-        self.pending, self.pending_maps = [], []
+        self.pending, self.pending_maps, self.deferred, self.pending_rows = [], [], [], 0
         if self.worker is not None:
             self.worker.shutdown(wait=True, cancel_futures=True)
             self.worker = None
 
-    def _products(self, maps: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The quadratic terms ``/ p`` of the stacked ``maps``, ``(records, T)`` per set (one product per set)."""
-        stacked = torch.cat(maps)  # (R T, p, D')
-        records, p = len(maps), stacked.shape[1]
-        return {
-            name: (moments.quadratic(stacked) / p).reshape(records, -1)
-            for name, moments in self.sets.items()
-            if moments.needs_quadratic
-        }
+    def _linear(self, end_to_end: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``A`` and the loss without its quadratic term, per set (:meth:`SetMoments.evaluate_linear`; plumbing)."""
+        values: dict[str, torch.Tensor] = {}
+        for name, moments in self.sets.items():
+            values[f"loss_{name}"], values[f"a_{name}"] = moments.evaluate_linear(end_to_end, self.problem.U)
+        return values
+
+    def _complete(self, pending: list[_PendingRecord], maps: list[torch.Tensor]) -> list[_PendingRecord]:
+        """Add the quadratic terms ``/ p`` of the stacked ``maps`` (one product per set) to the losses."""
+        if maps:
+            stacked = torch.cat(maps)  # (R T, p, D')
+            records, p = len(maps), stacked.shape[1]
+            for name, moments in self.sets.items():
+                if moments.needs_quadratic:
+                    quad = (moments.quadratic(stacked) / p).reshape(records, -1)
+                    for (_, values, _, _), q in zip(pending, quad):
+                        values[f"loss_{name}"] = values[f"loss_{name}"] + q
+        return pending
+
+    def _evaluate(self, deferred: list[tuple[int, _RecordInputs]]) -> list[_PendingRecord]:
+        """The worker's batch: evaluate the records on the training thread count, then complete their losses on
+        ``record_threads`` (as the in-line route does, so the same kernels see the same thread counts)."""
+        device = self.problem.device
+        pending, maps = [], []
+        with _cpu_threads(device, self.threads[0]):
+            for step, inputs in deferred:
+                end_to_end, extra, finite = inputs()
+                pending.append((step, self._linear(end_to_end), extra, finite))
+                maps.append(end_to_end.to(torch.float64))
+        with _cpu_threads(device, self.threads[1]):
+            return self._complete(pending, maps)
 
     def _submit(self) -> None:
-        """Move the pending records into a batch whose products start now (in the worker with ``overlap``)."""
-        if not self.pending:
+        """Move the pending records into a batch: evaluated by the worker with ``overlap``, else completed now."""
+        self.pending_rows = 0
+        future: Future[list[_PendingRecord]] = Future()
+        if self.deferred:
+            if self.worker is None:
+                training = torch.get_num_threads()  # the call's setting (inside _cpu_threads of _run_loop)
+                self.threads = (training, self.record_threads if self.record_threads is not None else training)
+                self.worker = ThreadPoolExecutor(1, "freqlens-records")
+            future = self.worker.submit(self._evaluate, self.deferred)
+            self.deferred = []
+        elif self.pending:
+            pending, maps, self.pending, self.pending_maps = self.pending, self.pending_maps, [], []
+            with _cpu_threads(self.problem.device, self.record_threads):
+                future.set_result(self._complete(pending, maps))
+        else:
             return
-        pending, maps, self.pending, self.pending_maps = self.pending, self.pending_maps, [], []
-        future: Future[dict[str, torch.Tensor]] | None = None
-        if maps:
-            if self.overlap:
-                if self.worker is None:
-                    threads = self.record_threads if self.record_threads is not None else torch.get_num_threads()
-                    self.worker = ThreadPoolExecutor(1, "freqlens-records", torch.set_num_threads, (threads,))
-                future = self.worker.submit(self._products, maps)
-            else:
-                future = Future()
-                with _cpu_threads(self.problem.device, self.record_threads):
-                    future.set_result(self._products(maps))
-        self.batches.append((pending, future))
+        self.batches.append(future)
 
     def _collect(self, wait: bool) -> str:
         """Check and add the finished batches in order (all of them if ``wait``); the divergence message or ''."""
         while self.batches:
-            future = self.batches[0][1]
-            if not wait and future is not None and not future.done():
+            if not wait and not self.batches[0].done():
                 return ""
             message = self._complete_oldest()
             if message:
@@ -352,13 +390,8 @@ class _Recorder:
         return ""
 
     def _complete_oldest(self) -> str:
-        """Complete the oldest batch's losses, check and add its records in order (plumbing)."""
-        pending, future = self.batches.popleft()
-        quads = future.result() if future is not None else {}
-        for name, quad in quads.items():
-            for (_, values, _, _), q in zip(pending, quad):
-                values[f"loss_{name}"] = values[f"loss_{name}"] + q
-        for step, values, extra, finite in pending:
+        """Check and add the oldest batch's records in order (plumbing)."""
+        for step, values, extra, finite in self.batches.popleft().result():
             arrays = {k: _np(v) for k, v in values.items()}
             message = self.check(step, arrays["loss_train"], finite)
             if message:
@@ -446,7 +479,8 @@ def _cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
 
 
 def _np(x: torch.Tensor) -> np.ndarray:
-    return x.detach().to("cpu", torch.float64).numpy()
+    """A float64 numpy copy: never a view of a live parameter (a float64 CPU ``.to`` would return ``x`` itself)."""
+    return x.detach().to("cpu", torch.float64, copy=True).numpy()
 
 
 # ----------------------------------------------------------------------------------- the CNN
@@ -484,6 +518,13 @@ class _CNNState:
 
     def finite(self) -> bool:
         return bool(torch.isfinite(self.Wr).all() and torch.isfinite(torch.view_as_real(self.K_bar)).all())
+
+    def frozen(self) -> _CNNState:
+        """A copy of this state with its own ``K_bar`` and ``W`` (for a record evaluated later; plumbing)."""
+        out = copy.copy(self)
+        out.K_bar, out.W = self.K_bar.clone(), self.W.clone()
+        out.Wr = torch.view_as_real(out.W).view(self.Wr.shape)
+        return out
 
     def end_to_end(self) -> torch.Tensor:
         """Real view of ``c(n ŵ_i ⊙ k̂_c) = n W_i ⊙ K_c / √ω``: ``(T, p, D')`` float64 acting on ``φ(x)``."""
@@ -651,7 +692,7 @@ def _run_loop(
     seed: int,
     trials: int,
     advance: Callable[[int, torch.Tensor | None], None],
-    record: Callable[[int], tuple[torch.Tensor, dict[str, np.ndarray], bool]],
+    record: Callable[[int], _RecordInputs],
     snapshot: Callable[[int], dict[str, np.ndarray]],
     progress: Progress | None,
     threads: int | None,
@@ -672,8 +713,7 @@ def _run_loop(
                     advance(count, stream.take(count) if stream is not None else None)
                     done += count
                 if target in record_at:
-                    end_to_end, extra, finite = record(target)
-                    message = recorder.record(target, end_to_end, extra, finite)
+                    message = recorder.record(target, record(target), trials)
                     if message:
                         return message
                 if target in snapshot_at:
@@ -749,9 +789,14 @@ def train_linear_cnn(
             return
         stepper.steps(idx)
 
-    def record(step: int) -> tuple[torch.Tensor, dict[str, np.ndarray], bool]:
-        finite = state.finite()
-        return state.end_to_end(), state.spectra(record_wbar) if finite else {}, finite
+    def record(step: int) -> _RecordInputs:
+        frozen = state.frozen()  # the worker may evaluate it while training goes on
+
+        def inputs() -> tuple[torch.Tensor, dict[str, np.ndarray], bool]:
+            finite = frozen.finite()
+            return frozen.end_to_end(), frozen.spectra(record_wbar) if finite else {}, finite
+
+        return inputs
 
     def snapshot(step: int) -> dict[str, np.ndarray]:
         return state.parameters()
@@ -889,8 +934,9 @@ def train_linear_fcnn(
         yb = targets.index_select(0, flat).view(state.trials, count, p)
         _fcnn_chunk(state, xb, yb, c)
 
-    def record(step: int) -> tuple[torch.Tensor, dict[str, np.ndarray], bool]:
-        return state.end_to_end(), {}, state.finite()
+    def record(step: int) -> _RecordInputs:
+        end_to_end, finite = state.end_to_end(), state.finite()  # W1 is large: the map, not a copy, is kept
+        return lambda: (end_to_end, {}, finite)
 
     def snapshot(step: int) -> dict[str, np.ndarray]:
         st = min(snapshot_trials, state.trials)
