@@ -97,7 +97,7 @@ def naive_run(xs: torch.Tensor, ys: torch.Tensor, init: CNNParameters) -> NaiveL
 def stepping_only(problem: LinearProblem, init: CNNParameters, updates: int) -> None:
     """The trainer's sample stream and step kernels for ``updates`` updates, no records (plumbing)."""
     state = _CNNState(problem, init)
-    data = (problem.coeffs * (problem.n / state.scale).to(problem.dtype)).contiguous()
+    data = problem.cnn_data
     stepper = _CNNStepper(state, data, problem.targets, 2.0 * LR / problem.num_classes, _CNN_CHUNK)
     stream = _SampleStream(problem.num_samples, "epochs", seed=1, trials=state.trials)
     done = 0

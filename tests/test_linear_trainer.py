@@ -490,7 +490,7 @@ def test_scripted_steps_equal_the_python_steps_bit_for_bit(dtype: torch.dtype, m
     params = []
     for scripted in (True, False):
         state = linear_trainer._CNNState(problem, init)
-        data = (problem.coeffs * (problem.n / state.scale).to(problem.dtype)).contiguous()
+        data = problem.cnn_data
         stepper = linear_trainer._CNNStepper(state, data, problem.targets, 2e-3, 16, scripted=scripted)
         stream = _SampleStream(problem.num_samples, "epochs", seed=1, trials=5)
         for count in (16, 16, 5, 16, *([16] * 20)):
@@ -509,3 +509,15 @@ def test_fcnn_weight_snapshots_are_taken_at_their_times_in_float64() -> None:
     assert np.array_equal(run.weight_snapshots[:, 0], random_fcnn_init(2, 16, 5, 3, 0.3, seed=1).w2.numpy())
     assert np.array_equal(run.weight_snapshots[:, 1], run.final["w2"])
     assert not np.array_equal(run.weight_snapshots[:, 0], run.weight_snapshots[:, 1])
+
+
+def test_cnn_data_is_made_once_per_problem() -> None:
+    """``X = n c(x)/√ω`` is cached on the problem: a second call reuses it and trains bit for bit the same."""
+    x, labels = _data(n_samples=12, c=2, n=5)
+    problem = LinearProblem.from_data(x, labels, dtype=torch.float32)
+    scale = problem.basis.scale(torch.float64)
+    assert torch.equal(problem.cnn_data, problem.coeffs * (problem.n / scale).to(torch.float32))
+    assert problem.cnn_data is problem.cnn_data
+    init = random_cnn_init(2, (2, 5, 5), 3, 0.2, 0.2, seed=0)
+    first, second = (train_linear_cnn(problem, init, 1e-2, 40, record_every=20) for _ in range(2))
+    assert np.array_equal(first.loss_train, second.loss_train) and np.array_equal(first.a_train, second.a_train)

@@ -776,8 +776,7 @@ def train_linear_cnn(
         raise ValueError("record_wbar needs channel_mode='sum' (one hidden map)")
     p = problem.num_classes
     c = 2.0 * lr / p
-    # The CNN data: n x̂_R = n c(x)/√ω (module doc), built once for this call.
-    data = (problem.coeffs * (problem.n / state.scale).to(problem.dtype)).contiguous()
+    data = problem.cnn_data  # n x̂_R = n c(x)/√ω (module doc), made once per problem
     targets = problem.targets
     recorder = _Recorder(problem, divergence_factor, lr, "cnn", record_threads=record_threads, overlap=overlap_records)
 
