@@ -416,3 +416,108 @@ def test_stacked_records_find_divergence_where_immediate_records_do(
     assert np.array_equal(stacked.t, immediate.t) and np.array_equal(stacked.snapshot_t, immediate.snapshot_t)
     assert np.allclose(stacked.loss_train, immediate.loss_train, rtol=1e-12)
     assert stacked.snapshot_t[-1] <= stacked.t[-1]  # nothing kept from the diverged record on
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("network", ["cnn", "fcnn"])
+def test_overlapped_records_equal_records_completed_in_line(
+    network: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Record products completed in the worker thread while training goes on give bit for bit the run of the
+    in-line products (many batches in flight), for a finished and for a diverging run, in float64 and in
+    float32 (pinson-fig5's CIFAR-4 dtype), and no worker outlives the call."""
+    import threading
+
+    monkeypatch.setattr(linear_trainer, "_RECORD_BATCH_ROWS", 13)  # 2 trials x 3 classes = 6 rows a record
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(90, 2, 4, 4, generator=g, dtype=torch.float64)  # N = 90 > D' = 40: moment route
+    xt = 0.2 + torch.randn(70, 2, 4, 4, generator=g, dtype=torch.float64)
+    labels, lt = torch.arange(90) % 3, torch.arange(70) % 3
+    problem = LinearProblem.from_data(x, labels, xt, lt, dtype=dtype)
+    assert problem.train.needs_quadratic and problem.test is not None and problem.test.needs_quadratic
+
+    def run(lr: float, overlap: bool) -> LinearRun:
+        kw = {"record_every": 7, "snapshot_times": range(0, 1401, 50), "on_divergence": "return", "seed": 2}
+        if network == "cnn":
+            init = random_cnn_init(2, (2, 4, 4), 3, 0.01, 0.01, seed=1)  # small: a while before it diverges
+            return train_linear_cnn(problem, init, lr, 1400, overlap_records=overlap, **kw)  # type: ignore[arg-type]
+        finit = random_fcnn_init(2, 32, 5, 3, 0.01, seed=1)
+        return train_linear_fcnn(problem, finit, lr, 1400, overlap_records=overlap, **kw)  # type: ignore[arg-type]
+
+    threads_seen: list[str] = []
+    quadratic = type(problem.train).quadratic
+
+    def spy(self: object, end_to_end: torch.Tensor) -> torch.Tensor:
+        threads_seen.append(threading.current_thread().name)
+        return quadratic(self, end_to_end)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(problem.train), "quadratic", spy)
+    for lr, diverges in ((2e-3, False), (0.12 if network == "cnn" else 0.2, True)):
+        threads_seen.clear()
+        overlapped = run(lr, True)
+        assert threads_seen and all(name.startswith("freqlens-records") for name in threads_seen)
+        threads_seen.clear()
+        in_line = run(lr, False)
+        assert threads_seen and threading.current_thread().name in threads_seen
+        assert overlapped.diverged == in_line.diverged == diverges and overlapped.message == in_line.message
+        if diverges:
+            assert 100 < in_line.t[-1] < 1400  # many batches (3 records each) before the divergence
+        else:
+            assert in_line.t[-1] == 1400
+        for key, value in in_line.arrays().items():
+            assert key == "wall_time_s" or np.array_equal(overlapped.arrays()[key], value, equal_nan=True), key
+        assert not [t for t in threading.enumerate() if t.name.startswith("freqlens-records")]
+
+
+def test_full_magnitude_spreads_each_representative_to_its_pair() -> None:
+    for n in (1, 4, 5):
+        basis = RealFourierBasis.for_size(n)
+        values = torch.arange(2 * basis.size, dtype=torch.float64).reshape(2, basis.size)
+        full = basis.full_magnitude(values)
+        assert torch.equal(full[:, basis.index], values) and torch.equal(full[:, basis.conj], values)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", ["sum", "separate"])
+def test_scripted_steps_equal_the_python_steps_bit_for_bit(dtype: torch.dtype, mode: str) -> None:
+    """The TorchScript step loop calls the same kernels as the Python loop: identical parameters after
+    hundreds of steps in float32 and float64 (so pinson-fig5's float32 runs keep their rounding)."""
+    loop = linear_trainer._scripted_step_loop()
+    assert isinstance(loop, torch.jit.ScriptFunction)  # TorchScript is there in the pinned torch
+    x, labels = _data(n_samples=50, c=3, n=8, p=4, seed=3)
+    problem = LinearProblem.from_data(x, labels, dtype=dtype)
+    init = random_cnn_init(5, (3, 8, 8), 4, 0.2, 0.2, seed=2, channel_mode=mode)
+    params = []
+    for scripted in (True, False):
+        state = linear_trainer._CNNState(problem, init)
+        data = problem.cnn_data
+        stepper = linear_trainer._CNNStepper(state, data, problem.targets, 2e-3, 16, scripted=scripted)
+        stream = _SampleStream(problem.num_samples, "epochs", seed=1, trials=5)
+        for count in (16, 16, 5, 16, *([16] * 20)):
+            stepper.steps(stream.take(count))
+        params.append((state.K_bar.clone(), state.Wr.clone()))
+    assert torch.equal(params[0][0], params[1][0]) and torch.equal(params[0][1], params[1][1])
+    assert not torch.equal(params[0][1], linear_trainer._CNNState(problem, init).Wr)  # it did train
+
+
+def test_fcnn_weight_snapshots_are_taken_at_their_times_in_float64() -> None:
+    """A float64 snapshot of ``W2`` is a copy, not a view of the live parameter (it was the final ``W2``)."""
+    x, labels = _data(n_samples=30, c=1, n=4)
+    problem = LinearProblem.from_data(x, labels)
+    run = train_linear_fcnn(problem, random_fcnn_init(2, 16, 5, 3, 0.3, seed=1), 1e-2, 200, snapshot_times=(0, 200))
+    assert run.weight_snapshots is not None
+    assert np.array_equal(run.weight_snapshots[:, 0], random_fcnn_init(2, 16, 5, 3, 0.3, seed=1).w2.numpy())
+    assert np.array_equal(run.weight_snapshots[:, 1], run.final["w2"])
+    assert not np.array_equal(run.weight_snapshots[:, 0], run.weight_snapshots[:, 1])
+
+
+def test_cnn_data_is_made_once_per_problem() -> None:
+    """``X = n c(x)/√ω`` is cached on the problem: a second call reuses it and trains bit for bit the same."""
+    x, labels = _data(n_samples=12, c=2, n=5)
+    problem = LinearProblem.from_data(x, labels, dtype=torch.float32)
+    scale = problem.basis.scale(torch.float64)
+    assert torch.equal(problem.cnn_data, problem.coeffs * (problem.n / scale).to(torch.float32))
+    assert problem.cnn_data is problem.cnn_data
+    init = random_cnn_init(2, (2, 5, 5), 3, 0.2, 0.2, seed=0)
+    first, second = (train_linear_cnn(problem, init, 1e-2, 40, record_every=20) for _ in range(2))
+    assert np.array_equal(first.loss_train, second.loss_train) and np.array_equal(first.a_train, second.a_train)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -288,6 +289,16 @@ class LinearProblem:
     def device(self) -> torch.device:
         """The device the coefficients, and so the trainers, live on (plumbing)."""
         return self.coeffs.device
+
+    @cached_property
+    def cnn_data(self) -> torch.Tensor:
+        """The CNN trainer's data ``X = n x̂_R = n c(x) / √ω`` ``(N, C, R)`` (trainer module doc), made once per problem.
+
+        Cached because it costs a pass over all coefficients (0.35 s for CIFAR-4 on the loaded 2-core machine,
+        as much as ~1000 updates of 10 trials); it holds as much memory as :attr:`coeffs`.
+        """
+        scale = self.basis.scale(torch.float64, self.device)
+        return (self.coeffs * (self.n / scale).to(self.dtype)).contiguous()
 
     @property
     def packed_dim(self) -> int:

@@ -18,6 +18,7 @@ DFT here goes through :mod:`freqlens.fourier` (``vec2d_dft``, ``conjugate_index`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -84,12 +85,22 @@ class RealFourierBasis:
         out[..., torch.as_tensor(self.index, device=zr.device)] = zr
         return out
 
-    def full_magnitude(self, values: torch.Tensor) -> torch.Tensor:
-        """Real values per representative ``(..., R)`` (symmetric in ``m ↔ m̄``) spread to ``(..., n²)``."""
-        out = torch.zeros(*values.shape[:-1], self.n * self.n, dtype=values.dtype, device=values.device)
-        out[..., torch.as_tensor(self.conj, device=values.device)] = values
-        out[..., torch.as_tensor(self.index, device=values.device)] = values
+    @cached_property
+    def representative(self) -> np.ndarray:
+        """``(n²,)``: for every frequency ``m`` the position in ``R`` of the representative of ``{m, m̄}``."""
+        out = np.empty(self.n * self.n, dtype=np.int64)
+        out[self.conj] = np.arange(self.size)
+        out[self.index] = np.arange(self.size)
         return out
+
+    def full_magnitude(self, values: torch.Tensor) -> torch.Tensor:
+        """Real values per representative ``(..., R)`` (symmetric in ``m ↔ m̄``) spread to ``(..., n²)``.
+
+        One gather through :attr:`representative` (a pure copy: the values are not changed).
+        """
+        if values.shape[-1] != self.size:
+            raise ValueError(f"values must have last axis {self.size}, got {describe(values)}")
+        return values.index_select(-1, torch.as_tensor(self.representative, device=values.device))
 
     def images(self, coeffs: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`coefficients`: conjugate-consistent complex ``(..., R)`` -> real ``(..., n, n)``."""

@@ -15,25 +15,31 @@ with the complex coefficients (one per conjugate pair) ``K = √ω ⊙ k̂``, ``
     ``h = Σ_c conj(K_c) ⊙ X_c``,  ``ŷ = Re Σ conj(W) h``,  ``e = y − ŷ``,  ``δ = Σ_i e_i W_i``,
     ``W += c e hᵀ``,  ``K_c += c conj(δ) ⊙ X_c``,  with ``c = 2λ/p``,
 
-which is exactly one SGD step of :class:`freqlens.models.linear.LinearCNN` (the tests compare it
-with autograd + ``torch.optim.SGD``), at ``O(T (C + p) n²)`` per step. The FCNN step keeps the
-first-layer update lazy within blocks of steps (``W1 = W1_0 + Σ_s a_s x_sᵀ``), so its ``O(hidden · D)``
-work per step runs as batched matrix products.
+which is exactly one SGD step of :class:`freqlens.models.linear.LinearCNN` (the tests compare it with
+autograd + ``torch.optim.SGD``), at ``O(T (C + p) n²)`` per step; the steps of a chunk run in one
+TorchScript function (the same kernels without Python's per-kernel dispatch, :func:`_scripted_step_loop`).
+The FCNN step keeps the first-layer update lazy within blocks of steps (``W1 = W1_0 + Σ_s a_s x_sᵀ``), so
+its ``O(hidden · D)`` work per step runs as batched matrix products.
 
-Recording, every ``record_every`` updates: ``A(t)`` (spec Eq. 5) and the loss on the training set and
-on the test set if there is one, in closed form from the end-to-end map and the sets' second moments
-(:mod:`.linear_problem`; the ``O(p D'²)`` quadratic terms of several records are completed in one
-stacked product, :class:`_Recorder`); for the CNN also ``|k̂_m(t)|`` for all frequencies and the balancedness ratio
-``‖W̄_{:,m}‖ / ‖k̂_{:,m}‖`` (spec §4.4, §8.3), optionally ``|W̄_αm|``; parameter snapshots at requested
-times. Divergence (non-finite parameters or an exploding loss) raises :class:`LinearTrainingDiverged`
-naming the learning rate, with the partial :class:`LinearRun` attached.
+Recording, every ``record_every`` updates: ``A(t)`` (spec Eq. 5) and the loss on the training set and on the
+test set if there is one, in closed form from the end-to-end map and the sets' second moments
+(:mod:`.linear_problem`; the ``O(p D'²)`` quadratic terms of several records are completed in one stacked
+product, on CPU in a worker thread while training goes on, :class:`_Recorder`); for the CNN also
+``|k̂_m(t)|`` for all frequencies and the balancedness ratio ``‖W̄_{:,m}‖ / ‖k̂_{:,m}‖`` (spec §4.4, §8.3),
+optionally ``|W̄_αm|``; parameter snapshots at requested times. Divergence (non-finite parameters or an
+exploding loss) raises :class:`LinearTrainingDiverged` naming the learning rate, with the partial
+:class:`LinearRun` attached.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
+import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -55,12 +61,15 @@ __all__ = [
 
 Sampling = Literal["random", "epochs", "full_batch"]
 Progress = Callable[[Iterable[int]], Iterable[int]]
+_PendingRecord = tuple[int, dict[str, torch.Tensor], dict[str, np.ndarray], bool]  # step, values, extra, finite
+_RecordInputs = Callable[[], tuple[torch.Tensor, dict[str, np.ndarray], bool]]  # () -> (maps, extra, finite)
 
 _CNN_CHUNK = 16  # CNN updates whose samples are gathered (and conjugated) at once into buffers made once per call
 _FCNN_CHUNK = 64  # FCNN updates per lazy block of W1 (large blocks make the block products efficient)
 _INDEX_BLOCK = 4096  # sample indices are drawn in fixed blocks: the stream does not depend on chunking
 _FULL_BATCH_CHUNK = 1024  # samples per slice of the full-batch gradient
 _RECORD_BATCH_ROWS = 320  # end-to-end rows (T p per record) whose loss quadratic forms share one product
+_RECORDS_IN_FLIGHT = 2  # stacked batches that may wait for the record worker (overlap) before training waits
 
 
 class LinearTrainingDiverged(RuntimeError):
@@ -226,8 +235,16 @@ class _Recorder:
     faster per row than one with the protocol's 40 (measured on the loaded 2-core machine: 1.2-1.7x at
     load 7-13, none at load 15; benchmarks/linear_cnn_training.py prints both). On the CIFAR-4 protocol
     this cut the recording time by 16-18% (interleaved with the previous per-record products, load 13).
-    Divergence is then found at the first record that shows it, exactly as with immediate records; the
-    records and snapshots from that update on are dropped, and non-finite parameters flush at once.
+
+    The quadratic forms are exact and dense (``Σ_φφ`` of natural images is not diagonal in any fixed basis),
+    so their ``O(p D'²)`` flops per row cost more than the ``O((C + p) n²)`` steps between two records; with
+    ``overlap`` (CPU) a batch is handed to one worker thread and completed while training goes on (the
+    product releases the GIL; at most ``_RECORDS_IN_FLIGHT`` batches wait, so a slow worker holds training
+    back instead of piling up maps). The worker runs the same products on ``record_threads`` threads, so the
+    records are bit for bit those of the synchronous route.
+    Batches are completed and checked in order: divergence is found at the first record that shows it,
+    exactly as with immediate records; the records and snapshots from that update on are dropped (training
+    may have gone on meanwhile: its later records are discarded), and non-finite parameters flush at once.
     """
 
     def __init__(
@@ -237,6 +254,7 @@ class _Recorder:
         learning_rate: float,
         network: str,
         record_threads: int | None = None,
+        overlap: bool = False,
     ) -> None:
         self.problem = problem
         self.factor = divergence_factor
@@ -250,38 +268,135 @@ class _Recorder:
         self.snaps: dict[str, list[np.ndarray]] = {}
         self.reference: float | None = None
         self.sets = {"train": problem.train} if problem.test is None else {"train": problem.train, "test": problem.test}
-        self.pending: list[tuple[int, dict[str, torch.Tensor], dict[str, np.ndarray], bool]] = []
+        self.quadratic = any(m.needs_quadratic for m in self.sets.values())
+        self.pending: list[_PendingRecord] = []  # in line: evaluated records waiting for their products
         self.pending_maps: list[torch.Tensor] = []
+        self.deferred: list[tuple[int, _RecordInputs]] = []  # overlap: records the worker will evaluate
+        self.pending_rows = 0
+        self.batches: deque[Future[list[_PendingRecord]]] = deque()
+        self.overlap = overlap and self.quadratic and problem.device.type == "cpu"
+        self.worker: ThreadPoolExecutor | None = None
+        self.threads = (1, 1)  # (training, record products) threads of the worker, set at its start
 
-    def record(self, step: int, end_to_end: torch.Tensor, extra: dict[str, np.ndarray], finite: bool) -> str:
-        """Record the maps ``(T, p, D')`` at ``step`` (with ``extra`` arrays); the divergence message or ''."""
+    def record(self, step: int, inputs: _RecordInputs, trials: int) -> str:
+        """Record ``inputs() = (maps (T, p, D'), extra arrays, finite)`` at ``step``; the divergence message or ''.
+
+        ``inputs`` must not depend on later training (a copy of the parameters): with ``overlap`` the worker
+        calls it while training goes on.
+        """
+        rows = trials * self.problem.num_classes
+        if self.overlap:
+            self.deferred.append((step, inputs))
+            self.pending_rows += rows
+            if self.pending_rows < self.batch_rows:
+                return self._collect(wait=False)
+            message = self._make_room()
+            if message:
+                return message
+            self._submit()
+            return self._collect(wait=False)
+        end_to_end, extra, finite = inputs()
+        self.pending.append((step, self._linear(end_to_end), extra, finite))
+        if self.quadratic:
+            self.pending_maps.append(end_to_end.to(torch.float64))
+            self.pending_rows += rows
+            if finite and self.pending_rows < self.batch_rows:
+                return self._collect(wait=False)
+        self._submit()
+        return self._collect(wait=not finite)
+
+    def flush(self) -> str:
+        """Complete every pending record's losses, check and add them in order; stop the worker."""
+        self._submit()
+        return self._collect(wait=True)
+
+    def close(self) -> None:
+        """Stop the worker thread (after its current batch) and forget what is still in flight (plumbing)."""
+        self.batches.clear()
+        self.pending, self.pending_maps, self.deferred, self.pending_rows = [], [], [], 0
+        if self.worker is not None:
+            self.worker.shutdown(wait=True, cancel_futures=True)
+            self.worker = None
+
+    def _linear(self, end_to_end: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``A`` and the loss without its quadratic term, per set (:meth:`SetMoments.evaluate_linear`; plumbing)."""
         values: dict[str, torch.Tensor] = {}
         for name, moments in self.sets.items():
             values[f"loss_{name}"], values[f"a_{name}"] = moments.evaluate_linear(end_to_end, self.problem.U)
-        self.pending.append((step, values, extra, finite))
-        if any(m.needs_quadratic for m in self.sets.values()):
-            self.pending_maps.append(end_to_end.to(torch.float64))
-            if finite and len(self.pending_maps) * end_to_end.shape[0] * end_to_end.shape[1] < self.batch_rows:
-                return ""
-        return self.flush()
+        return values
 
-    def flush(self) -> str:
-        """Complete the pending records' losses (one product per set), check and add them in order."""
-        if self.pending_maps:
-            stacked = torch.cat(self.pending_maps)  # (R T, p, D')
-            records, p = len(self.pending_maps), stacked.shape[1]
+    def _complete(self, pending: list[_PendingRecord], maps: list[torch.Tensor]) -> list[_PendingRecord]:
+        """Add the quadratic terms ``/ p`` of the stacked ``maps`` (one product per set) to the losses."""
+        if maps:
+            stacked = torch.cat(maps)  # (R T, p, D')
+            records, p = len(maps), stacked.shape[1]
+            for name, moments in self.sets.items():
+                if moments.needs_quadratic:
+                    quad = (moments.quadratic(stacked) / p).reshape(records, -1)
+                    for (_, values, _, _), q in zip(pending, quad):
+                        values[f"loss_{name}"] = values[f"loss_{name}"] + q
+        return pending
+
+    def _evaluate(self, deferred: list[tuple[int, _RecordInputs]]) -> list[_PendingRecord]:
+        """The worker's batch: evaluate the records on the training thread count, then complete their losses on
+        ``record_threads`` (as the in-line route does, so the same kernels see the same thread counts)."""
+        device = self.problem.device
+        pending, maps = [], []
+        with _cpu_threads(device, self.threads[0]):
+            for step, inputs in deferred:
+                end_to_end, extra, finite = inputs()
+                pending.append((step, self._linear(end_to_end), extra, finite))
+                maps.append(end_to_end.to(torch.float64))
+        with _cpu_threads(device, self.threads[1]):
+            return self._complete(pending, maps)
+
+    def _submit(self) -> None:
+        """Move the pending records into a batch: evaluated by the worker with ``overlap``, else completed now."""
+        self.pending_rows = 0
+        future: Future[list[_PendingRecord]] = Future()
+        if self.deferred:
+            if self.worker is None:
+                training = torch.get_num_threads()  # the call's setting (inside _cpu_threads of _run_loop)
+                self.threads = (training, self.record_threads if self.record_threads is not None else training)
+                self.worker = ThreadPoolExecutor(1, "freqlens-records")
+            future = self.worker.submit(self._evaluate, self.deferred)
+            self.deferred = []
+        elif self.pending:
+            pending, maps, self.pending, self.pending_maps = self.pending, self.pending_maps, [], []
             with _cpu_threads(self.problem.device, self.record_threads):
-                for name, moments in self.sets.items():
-                    if moments.needs_quadratic:
-                        quad = (moments.quadratic(stacked) / p).reshape(records, -1)
-                        for (_, values, _, _), q in zip(self.pending, quad):
-                            values[f"loss_{name}"] = values[f"loss_{name}"] + q
-        pending, self.pending, self.pending_maps = self.pending, [], []
-        for step, values, extra, finite in pending:
+                future.set_result(self._complete(pending, maps))
+        else:
+            return
+        self.batches.append(future)
+
+    def _collect(self, wait: bool) -> str:
+        """Check and add the finished batches in order (all of them if ``wait``); the divergence message or ''."""
+        while self.batches:
+            if not wait and not self.batches[0].done():
+                return ""
+            message = self._complete_oldest()
+            if message:
+                return message
+        if wait:
+            self.close()
+        return ""
+
+    def _make_room(self) -> str:
+        """With ``overlap``, complete the oldest batches until fewer than ``_RECORDS_IN_FLIGHT`` wait (plumbing)."""
+        while self.overlap and len(self.batches) >= _RECORDS_IN_FLIGHT:
+            message = self._complete_oldest()
+            if message:
+                return message
+        return ""
+
+    def _complete_oldest(self) -> str:
+        """Check and add the oldest batch's records in order (plumbing)."""
+        for step, values, extra, finite in self.batches.popleft().result():
             arrays = {k: _np(v) for k, v in values.items()}
             message = self.check(step, arrays["loss_train"], finite)
             if message:
                 self.drop_snapshots_from(step)
+                self.close()
                 return message
             self.add(step, {**arrays, **extra})
         return ""
@@ -364,7 +479,8 @@ def _cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
 
 
 def _np(x: torch.Tensor) -> np.ndarray:
-    return x.detach().to("cpu", torch.float64).numpy()
+    """A float64 numpy copy: never a view of a live parameter (a float64 CPU ``.to`` would return ``x`` itself)."""
+    return x.detach().to("cpu", torch.float64, copy=True).numpy()
 
 
 # ----------------------------------------------------------------------------------- the CNN
@@ -403,6 +519,13 @@ class _CNNState:
     def finite(self) -> bool:
         return bool(torch.isfinite(self.Wr).all() and torch.isfinite(torch.view_as_real(self.K_bar)).all())
 
+    def frozen(self) -> _CNNState:
+        """A copy of this state with its own ``K_bar`` and ``W`` (for a record evaluated later; plumbing)."""
+        out = copy.copy(self)
+        out.K_bar, out.W = self.K_bar.clone(), self.W.clone()
+        out.Wr = torch.view_as_real(out.W).view(self.Wr.shape)
+        return out
+
     def end_to_end(self) -> torch.Tensor:
         """Real view of ``c(n ŵ_i ⊙ k̂_c) = n W_i ⊙ K_c / √ω``: ``(T, p, D')`` float64 acting on ``φ(x)``."""
         n = self.problem.n
@@ -433,6 +556,62 @@ class _CNNState:
         return {"kernel": _np(kernel), "weight": _np(weight.reshape(t, p, -1))}
 
 
+def _cnn_step_loop(
+    k_bar: torch.Tensor,
+    wr: torch.Tensor,
+    xc: torch.Tensor,
+    xc_bar: torch.Tensor,
+    yc: torch.Tensor,
+    prod: torch.Tensor,
+    h: torch.Tensor,
+    h_real: torch.Tensor,
+    err: torch.Tensor,
+    delta_real: torch.Tensor,
+    delta: torch.Tensor,
+    c: float,
+    one_group: bool,
+) -> None:
+    """The ``B = xc.shape[1]`` steps of :class:`_CNNStepper` on its buffers (written so that TorchScript takes it)."""
+    w_t = wr.transpose(1, 2)
+    err_t = err.transpose(1, 2)
+    for s in range(xc.shape[1]):
+        x = xc.select(1, s)
+        if one_group:
+            torch.mul(k_bar, x, out=prod)
+            torch.sum(prod, dim=[1], keepdim=True, out=h)
+        else:
+            torch.mul(k_bar, x, out=h)
+        torch.baddbmm(yc.select(1, s), h_real, w_t, alpha=-1.0, out=err)
+        torch.bmm(err, wr, out=delta_real)
+        wr.baddbmm_(err_t, h_real, alpha=c)
+        k_bar.addcmul_(delta, xc_bar.select(1, s), value=c)
+
+
+_SCRIPTED_STEP_LOOP: list[Callable[..., None]] = []
+
+
+def _scripted_step_loop() -> Callable[..., None]:
+    """:func:`_cnn_step_loop` compiled once by TorchScript, or the Python function where that is unavailable.
+
+    Why: a step is six kernels on ~10⁴ elements, so the ~2-9 µs of Python argument parsing and dispatch per
+    kernel cost as much as the kernels (measured on the shared 2-core machine: six tiny kernels 45-47 µs a step
+    from Python, 19 µs from TorchScript). TorchScript calls the same ATen kernels on the same buffers, so the
+    steps are bit for bit those of the Python loop (tested); it runs with graph optimizations off
+    (``torch.jit.optimized_execution(False)``), so no fuser may change their rounding. ``torch.jit.script`` is
+    deprecated in favour of ``torch.compile``, which generates new kernels and so changes float32 rounding.
+    """
+    if not _SCRIPTED_STEP_LOOP:
+        loop: Callable[..., None] = _cnn_step_loop
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                loop = torch.jit.script(_cnn_step_loop)
+        except Exception:  # TorchScript missing or refusing the function: the Python loop is the same steps
+            loop = _cnn_step_loop
+        _SCRIPTED_STEP_LOOP.append(loop)
+    return _SCRIPTED_STEP_LOOP[0]
+
+
 class _CNNStepper:
     """Sequential single-sample SGD steps of all ``T`` trials at once, on buffers allocated once per call.
 
@@ -442,10 +621,13 @@ class _CNNStepper:
         ``h = Σ_c K̄_c ⊙ x_c``,  ``e = y − Re Σ conj(W) h``,  ``δ = Σ_i e_i W_i``,
         ``W += c e hᵀ``,  ``K̄_c += c δ ⊙ x̄_c``  (the conjugate of ``K_c += c conj(δ) ⊙ x_c``).
 
-    Conjugation is exact, so this is bit for bit the step written with ``K``.
+    Conjugation is exact, so this is bit for bit the step written with ``K``. The steps of a chunk run in
+    :func:`_cnn_step_loop`, compiled by TorchScript when ``scripted`` (:func:`_scripted_step_loop`).
     """
 
-    def __init__(self, state: _CNNState, data: torch.Tensor, targets: torch.Tensor, c: float, chunk: int) -> None:
+    def __init__(
+        self, state: _CNNState, data: torch.Tensor, targets: torch.Tensor, c: float, chunk: int, scripted: bool = True
+    ) -> None:
         self.state, self.data, self.targets, self.c = state, data, targets, c
         t, p, g = state.trials, state.problem.num_classes, state.groups
         r = state.K_bar.shape[-1]
@@ -459,31 +641,22 @@ class _CNNStepper:
         self.err = torch.empty(t, 1, p, dtype=rdt, device=dev)
         self.delta_real = torch.empty(t, 1, state.Wr.shape[-1], dtype=rdt, device=dev)
         self.delta = torch.view_as_complex(self.delta_real.view(t, g, r, 2))
+        self.loop = _scripted_step_loop() if scripted else _cnn_step_loop
 
     def steps(self, idx: torch.Tensor) -> None:
         """``idx (T, B)``: the sample of each trial at each of the ``B`` steps (``B <= chunk``)."""
-        state, c = self.state, self.c
+        state = self.state
         t, count = idx.shape
         flat = idx.reshape(-1).to(self.data.device)
         n_rows = t * count
         xc = torch.index_select(self.data, 0, flat, out=self.xc[:n_rows]).view(t, count, *self.data.shape[1:])
         xc_bar = torch.conj_physical(xc, out=self.xc_bar[:n_rows].view_as(xc))
         yc = torch.index_select(self.targets, 0, flat, out=self.yc[:n_rows]).view(t, count, 1, -1)  # (T, B, 1, p)
-        k_bar, wr = state.K_bar, state.Wr
-        w_t = wr.transpose(1, 2)
-        h, h_real, err, err_t = self.h, self.h_real, self.err, self.err.transpose(1, 2)
-        delta_real, delta, prod = self.delta_real, self.delta, self.prod
-        one_group = state.groups == 1
-        for x, x_bar, y in zip(xc.unbind(1), xc_bar.unbind(1), yc.unbind(1)):
-            if one_group:
-                torch.mul(k_bar, x, out=prod)
-                torch.sum(prod, dim=1, keepdim=True, out=h)
-            else:
-                torch.mul(k_bar, x, out=h)
-            torch.baddbmm(y, h_real, w_t, alpha=-1.0, out=err)
-            torch.bmm(err, wr, out=delta_real)
-            wr.baddbmm_(err_t, h_real, alpha=c)
-            k_bar.addcmul_(delta, x_bar, value=c)
+        with torch.jit.optimized_execution(False):
+            self.loop(
+                state.K_bar, state.Wr, xc, xc_bar, yc, self.prod, self.h, self.h_real, self.err,
+                self.delta_real, self.delta, self.c, state.groups == 1,
+            )  # fmt: skip
 
 
 def _cnn_full_batch(state: _CNNState, data: torch.Tensor, targets: torch.Tensor, c: float, steps: int) -> None:
@@ -519,7 +692,7 @@ def _run_loop(
     seed: int,
     trials: int,
     advance: Callable[[int, torch.Tensor | None], None],
-    record: Callable[[int], tuple[torch.Tensor, dict[str, np.ndarray], bool]],
+    record: Callable[[int], _RecordInputs],
     snapshot: Callable[[int], dict[str, np.ndarray]],
     progress: Progress | None,
     threads: int | None,
@@ -532,20 +705,22 @@ def _run_loop(
         indices = progress(indices)
     done = 0
     with _cpu_threads(problem.device, threads):
-        for e in indices:
-            target = events[e]
-            while done < target:
-                count = min(chunk, target - done)
-                advance(count, stream.take(count) if stream is not None else None)
-                done += count
-            if target in record_at:
-                end_to_end, extra, finite = record(target)
-                message = recorder.record(target, end_to_end, extra, finite)
-                if message:
-                    return message
-            if target in snapshot_at:
-                recorder.add_snapshot(target, snapshot(target))
-        return recorder.flush()
+        try:
+            for e in indices:
+                target = events[e]
+                while done < target:
+                    count = min(chunk, target - done)
+                    advance(count, stream.take(count) if stream is not None else None)
+                    done += count
+                if target in record_at:
+                    message = recorder.record(target, record(target), trials)
+                    if message:
+                        return message
+                if target in snapshot_at:
+                    recorder.add_snapshot(target, snapshot(target))
+            return recorder.flush()
+        finally:
+            recorder.close()  # the record worker never outlives the call (divergence, errors)
 
 
 def train_linear_cnn(
@@ -564,6 +739,7 @@ def train_linear_cnn(
     progress: Progress | None = None,
     threads: int | None = 1,
     record_threads: int | None = None,
+    overlap_records: bool = True,
 ) -> LinearRun:
     """Train ``T`` independent linear CNNs (:class:`freqlens.models.linear.LinearCNN`) together.
 
@@ -584,6 +760,8 @@ def train_linear_cnn(
         threads: CPU threads during the call (default 1, see :func:`_cpu_threads`; ``None`` keeps torch's).
         record_threads: CPU threads for the stacked record products (:class:`_Recorder`; ``None``: as
             ``threads``). Those products are large enough to split; the steps are not.
+        overlap_records: on CPU, complete the stacked record products in one worker thread while training
+            goes on (:class:`_Recorder`; the same products, so the same records; ``False``: in line).
     """
     lr, num_updates, record_every = _check_common(problem, learning_rate, num_updates, sampling, record_every)
     check_choice("on_divergence", on_divergence, ("raise", "return"))
@@ -598,10 +776,9 @@ def train_linear_cnn(
         raise ValueError("record_wbar needs channel_mode='sum' (one hidden map)")
     p = problem.num_classes
     c = 2.0 * lr / p
-    # The CNN data: n x̂_R = n c(x)/√ω (module doc), built once for this call.
-    data = (problem.coeffs * (problem.n / state.scale).to(problem.dtype)).contiguous()
+    data = problem.cnn_data  # n x̂_R = n c(x)/√ω (module doc), made once per problem
     targets = problem.targets
-    recorder = _Recorder(problem, divergence_factor, lr, "cnn", record_threads=record_threads)
+    recorder = _Recorder(problem, divergence_factor, lr, "cnn", record_threads=record_threads, overlap=overlap_records)
 
     stepper = _CNNStepper(state, data, targets, c, _CNN_CHUNK) if sampling != "full_batch" else None
 
@@ -611,9 +788,14 @@ def train_linear_cnn(
             return
         stepper.steps(idx)
 
-    def record(step: int) -> tuple[torch.Tensor, dict[str, np.ndarray], bool]:
-        finite = state.finite()
-        return state.end_to_end(), state.spectra(record_wbar) if finite else {}, finite
+    def record(step: int) -> _RecordInputs:
+        frozen = state.frozen()  # the worker may evaluate it while training goes on
+
+        def inputs() -> tuple[torch.Tensor, dict[str, np.ndarray], bool]:
+            finite = frozen.finite()
+            return frozen.end_to_end(), frozen.spectra(record_wbar) if finite else {}, finite
+
+        return inputs
 
     def snapshot(step: int) -> dict[str, np.ndarray]:
         return state.parameters()
@@ -718,6 +900,7 @@ def train_linear_fcnn(
     progress: Progress | None = None,
     threads: int | None = 1,
     record_threads: int | None = None,
+    overlap_records: bool = True,
 ) -> LinearRun:
     """Train ``T`` independent linear FCNNs (:class:`freqlens.models.linear.LinearFCNN`) together.
 
@@ -739,7 +922,7 @@ def train_linear_fcnn(
     c = 2.0 * lr / p
     data = problem.phi
     targets = problem.targets
-    recorder = _Recorder(problem, divergence_factor, lr, "fcnn", record_threads=record_threads)
+    recorder = _Recorder(problem, divergence_factor, lr, "fcnn", record_threads=record_threads, overlap=overlap_records)
 
     def advance(count: int, idx: torch.Tensor | None) -> None:
         if idx is None:
@@ -750,8 +933,9 @@ def train_linear_fcnn(
         yb = targets.index_select(0, flat).view(state.trials, count, p)
         _fcnn_chunk(state, xb, yb, c)
 
-    def record(step: int) -> tuple[torch.Tensor, dict[str, np.ndarray], bool]:
-        return state.end_to_end(), {}, state.finite()
+    def record(step: int) -> _RecordInputs:
+        end_to_end, finite = state.end_to_end(), state.finite()  # W1 is large: the map, not a copy, is kept
+        return lambda: (end_to_end, {}, finite)
 
     def snapshot(step: int) -> dict[str, np.ndarray]:
         st = min(snapshot_trials, state.trials)
