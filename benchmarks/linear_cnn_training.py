@@ -8,7 +8,8 @@ What is timed, all in one process, interleaved so that a change of load hits eve
 ``--repeats`` rounds runs every route once in each of its kept thread settings: (a) the fast trainer for
 ``--segment`` updates with records every 500 (training + recording; settings "1", "1+2" = steps on 1 thread
 and the stacked record products on 2, "2": the record products overlapped with training in the trainer's
-worker thread, its default; "1 in line": the products completed in the training thread), (b) the same updates
+worker thread (``overlap_records=True``, opt-in; "1" and "1+2" overlap too); "1 in line": the products
+completed in the training thread), (b) the same updates
 through the trainer's stepping kernels alone (stepping only; "1", "2") and (c) the straightforward PyTorch
 route, ``F.pad(..., mode="circular")`` with n-1 wrapped rows/columns + ``nn.Conv2d(3, 1, 32)`` +
 ``nn.Linear``, autograd, ``torch.optim.SGD``, one sample per step, for ``--naive-updates`` updates ("1", "2").

@@ -739,7 +739,7 @@ def train_linear_cnn(
     progress: Progress | None = None,
     threads: int | None = 1,
     record_threads: int | None = None,
-    overlap_records: bool = True,
+    overlap_records: bool = False,
 ) -> LinearRun:
     """Train ``T`` independent linear CNNs (:class:`freqlens.models.linear.LinearCNN`) together.
 
@@ -761,7 +761,8 @@ def train_linear_cnn(
         record_threads: CPU threads for the stacked record products (:class:`_Recorder`; ``None``: as
             ``threads``). Those products are large enough to split; the steps are not.
         overlap_records: on CPU, complete the stacked record products in one worker thread while training
-            goes on (:class:`_Recorder`; the same products, so the same records; ``False``: in line).
+            goes on (:class:`_Recorder`; the same products, so the same records). Off by default: the worker
+            is a second busy thread, which oversubscribes a caller that pinned one thread per core (sweeps).
     """
     lr, num_updates, record_every = _check_common(problem, learning_rate, num_updates, sampling, record_every)
     check_choice("on_divergence", on_divergence, ("raise", "return"))
@@ -900,7 +901,7 @@ def train_linear_fcnn(
     progress: Progress | None = None,
     threads: int | None = 1,
     record_threads: int | None = None,
-    overlap_records: bool = True,
+    overlap_records: bool = False,
 ) -> LinearRun:
     """Train ``T`` independent linear FCNNs (:class:`freqlens.models.linear.LinearFCNN`) together.
 
