@@ -24,7 +24,8 @@ its ``O(hidden · D)`` work per step runs as batched matrix products.
 Recording, every ``record_every`` updates: ``A(t)`` (spec Eq. 5) and the loss on the training set and on the
 test set if there is one, in closed form from the end-to-end map and the sets' second moments
 (:mod:`.linear_problem`; the ``O(p D'²)`` quadratic terms of several records are completed in one stacked
-product, on CPU in a worker thread while training goes on, :class:`_Recorder`); for the CNN also
+product, with ``overlap_records=True`` on CPU in a worker thread while training goes on,
+:class:`_Recorder`); for the CNN also
 ``|k̂_m(t)|`` for all frequencies and the balancedness ratio ``‖W̄_{:,m}‖ / ‖k̂_{:,m}‖`` (spec §4.4, §8.3),
 optionally ``|W̄_αm|``; parameter snapshots at requested times. Divergence (non-finite parameters or an
 exploding loss) raises :class:`LinearTrainingDiverged` naming the learning rate, with the partial
