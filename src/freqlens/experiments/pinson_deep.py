@@ -23,9 +23,8 @@ from scipy import stats
 from torch import nn
 
 from ..analysis.linear_dynamics_metrics import effective_singular_values, half_times
-from ..analysis.statistics import Claim, directional_claim, not_reached_claim
+from ..analysis.statistics import Claim, claim_records, directional_claim, not_reached_claim
 from ..datasets import load_cifar10
-from ..io import to_jsonable
 from ..plots import MODE_COLORS
 from ..structure import DatasetStructure
 from ..training.loop import EpochSampler, sampler_epochs, train
@@ -292,11 +291,16 @@ def run_fig6(ctx: RunContext, cfg: Fig6Config) -> ExperimentResult:
     return ExperimentResult(data={"s": st.S, **records}, summary=summary)
 
 
+#: The statements of the stages and loss claims (the claim builders and the figure titles read them here).
+STAGES_STATEMENT = "Fig. 6 ({kind} CNN): the modes are discovered in order (stage-like transitions)"
+LOSS_STATEMENT = "Fig. 6: the ReLU CNN reaches a lower final train loss than the linear CNN"
+
+
 def _stages_claim(kind: str, half: np.ndarray) -> Claim:
     """Fig. 6 stages for one net: per trial, the Spearman correlation of half-time with the mode index over the
     modes it reached, > 0 (one-sample t, ``df = trials - 1``); "not reached" unless every trial reached >= 2
     modes."""
-    statement = f"Fig. 6 ({kind} CNN): the modes are discovered in order (stage-like transitions)"
+    statement = STAGES_STATEMENT.format(kind=kind)
     reached = np.isfinite(half).sum(axis=1)
     if reached.min() < 2:
         reason = (
@@ -344,7 +348,7 @@ def _fig6_claims(half: Mapping[str, np.ndarray], loss_linear: np.ndarray, loss_r
     nets reached a mode."""
     claims = [_stages_claim(kind, half[kind]) for kind in ("linear", "relu")]
     claims.extend(_delay_claims(half))
-    statement = "Fig. 6: the ReLU CNN reaches a lower final train loss than the linear CNN"
+    statement = LOSS_STATEMENT
     if not (np.isfinite(half["linear"]).any() and np.isfinite(half["relu"]).any()):
         reason = "a network reached no mode (a_alpha >= s_alpha/2): training too short to compare end states"
         claims.append(not_reached_claim(statement, "lower", None, int(half["linear"].shape[0]), reason))
@@ -366,8 +370,7 @@ def _fig6_claims(half: Mapping[str, np.ndarray], loss_linear: np.ndarray, loss_r
 def plot_fig6(data: Mapping[str, Any], cfg: Fig6Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw pinson-fig6: train/test losses and ``a_α(t)`` of the linear and ReLU CNNs (plumbing)."""
     s = data["s"]
-    claims = to_jsonable(summary.get("claims", []))  # Claim records in a run, their dicts in a replot
-    verdicts = {c["statement"]: c["verdict"] for c in claims}
+    verdicts = {c["statement"]: c["verdict"] for c in claim_records(summary.get("claims", []))}
     fig = Figure(figsize=(14.0, 4.0), constrained_layout=True)
     ax_l, ax_a, ax_b = fig.subplots(1, 3)
     for kind, col in (("linear", "#0072B2"), ("relu", "#D55E00")):
@@ -377,10 +380,9 @@ def plot_fig6(data: Mapping[str, Any], cfg: Fig6Config, summary: Mapping[str, An
         ax_l.plot(t, rec["loss_test"].mean(axis=0), color=col, lw=1.2, ls="--", label=f"{kind} CNN, test subset")
     ax_l.set_xlabel("batches")
     ax_l.set_ylabel("MSE loss (1/p), mean of trials")
-    loss_verdict = verdicts.get("Fig. 6: the ReLU CNN reaches a lower final train loss than the linear CNN")
+    loss_verdict = verdicts.get(LOSS_STATEMENT)
     ax_l.set_title("(a) loss" + (f"; ReLU lower at the end: {loss_verdict}" if loss_verdict else ""), fontsize=9)
     ax_l.legend(fontsize=7)
-    stages_statement = "Fig. 6 ({} CNN): the modes are discovered in order (stage-like transitions)"
     for ax, kind, title in ((ax_a, "linear", "(b) deep linear CNN"), (ax_b, "relu", "(c) deep ReLU CNN")):
         t = data[kind]["batches"]
         diag = effective_singular_values(data[kind]["A"])  # (trials, R, p)
@@ -394,7 +396,7 @@ def plot_fig6(data: Mapping[str, Any], cfg: Fig6Config, summary: Mapping[str, An
         ax.set_yscale("symlog", linthresh=1e-2)
         ax.set_xlabel("batches")
         ax.set_ylabel("$a_\\alpha$ (mean of trials; dotted: $s_\\alpha$; dots: $a_\\alpha = s_\\alpha/2$)")
-        stages = verdicts.get(stages_statement.format(kind))
+        stages = verdicts.get(STAGES_STATEMENT.format(kind=kind))
         ax.set_title(f"{title}: {int(np.isfinite(mean_half).sum())}/{len(s)} modes reached"
                      + (f"; in order: {stages}" if stages else ""), fontsize=9)  # fmt: skip
         ax.legend(fontsize=6, ncol=2)
