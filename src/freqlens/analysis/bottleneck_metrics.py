@@ -8,18 +8,74 @@ NumPy only. Spec: ``conv_bottleneck.md`` §2.4-§2.5, §4.2-§4.3.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "PLATEAU_TOLERANCE",
+    "TailTrend",
     "centroid_shift",
     "circular_centroid",
     "claimed_directions",
     "expected_kept_frequencies",
     "match_kept_frequencies",
     "r1_jacobian_bound",
+    "tail_trend",
 ]
+
+#: A quantity is on a plateau when its least-squares line over the last 10 % of training changes it by at most
+#: this fraction of its mean there (the "converged" of the ``cbn-*`` summaries).
+PLATEAU_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class TailTrend:
+    """Least-squares line of a training curve over its last ``fraction`` of steps (see :func:`tail_trend`)."""
+
+    first_step: int
+    last_step: int
+    points: int
+    mean: float
+    slope_per_1000_steps: float
+    relative_change: float  # (line at last_step − line at first_step) / |mean|
+
+    @property
+    def on_plateau(self) -> bool:
+        """``|relative_change| ≤`` :data:`PLATEAU_TOLERANCE` (and at least 3 records in the window)."""
+        return self.points >= 3 and abs(self.relative_change) <= PLATEAU_TOLERANCE
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields plus ``on_plateau`` (plumbing)."""
+        return {
+            "window_steps": [self.first_step, self.last_step],
+            "records": self.points,
+            "mean": round(self.mean, 6),
+            "slope_per_1000_steps": float(f"{self.slope_per_1000_steps:.6g}"),
+            "relative_change": round(self.relative_change, 5),
+            "on_plateau": self.on_plateau,
+        }
+
+
+def tail_trend(
+    steps: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray, fraction: float = 0.1
+) -> TailTrend:
+    """Fit ``v ≈ a + b·step`` to the records with ``step ≥ (1 − fraction)·last_step`` and report the change of the
+    line across that window relative to the window's mean: the convergence read-out of issue 12 ("parameter
+    norm and loss on a plateau, with the last 10 % slope")."""
+    st = np.asarray(steps, dtype=np.float64)
+    va = np.asarray(values, dtype=np.float64)
+    if st.shape != va.shape or st.ndim != 1 or st.size == 0:
+        raise ValueError(f"steps and values must be 1-D of the same non-zero length, got {st.shape} and {va.shape}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    keep = st >= (1.0 - fraction) * st.max()
+    s, v = st[keep], va[keep]
+    mean = float(v.mean())
+    slope = float(np.polyfit(s, v, 1)[0]) if s.size >= 2 and np.ptp(s) > 0 else 0.0
+    change = slope * float(np.ptp(s)) / max(abs(mean), 1e-300)
+    return TailTrend(int(s.min()), int(s.max()), int(s.size), mean, 1000.0 * slope, change)
 
 
 def r1_jacobian_bound(sv: np.ndarray, rank: int) -> float:

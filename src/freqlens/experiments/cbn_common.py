@@ -25,6 +25,7 @@ from matplotlib import colors as mcolors
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from ..analysis.bottleneck_metrics import PLATEAU_TOLERANCE, tail_trend
 from ..analysis.cbn import CBNRankEstimate, estimate_cbn_rank, largest_log_gap_count
 from ..models.circular_cnn import CircularCNN
 from ..spectral.activations import activation_spectra
@@ -39,6 +40,7 @@ __all__ = [
     "analyse_bottleneck",
     "build_cnn",
     "classification_loss",
+    "convergence_summary",
     "cpu_threads",
     "draw_activation_spectra",
     "draw_bottleneck_panels",
@@ -52,6 +54,7 @@ __all__ = [
     "regression_loss",
     "task_seed",
     "train_in_phases",
+    "training_curves",
 ]
 
 
@@ -67,6 +70,38 @@ class TrainSettings:
     gd_steps: int
     batch_size: int
     record_every: int
+    loss_reduction: str = "sum"
+    penalty_norm: str = "operator"
+    lambda_scale: str = "lambda"
+    record_threshold: float = 0.5  # τ of the kept count recorded during training
+
+
+#: Readings of the lost normalisations (conv_bottleneck §4.0, ambiguities 1 and 3), each a config field:
+#: the data loss per sample summed (``"sum"``) or averaged (``"mean"``, PyTorch's ``MSELoss`` default) over the
+#: output's channels and pixels; the penalty on ``‖θ‖²_op`` (``"operator"``) or on the plain ``Σ‖W‖²``
+#: (``"plain"``); and the coefficient ``λ``, ``λ/2`` or ``λ/L``.
+LOSS_REDUCTIONS = ("sum", "mean")
+PENALTY_NORMS = ("operator", "plain")
+LAMBDA_SCALES = ("lambda", "lambda/2", "lambda/L")
+
+
+def check_readings(loss_reduction: str, penalty_norm: str, lambda_scale: str) -> None:
+    """Refuse a reading outside :data:`LOSS_REDUCTIONS`, :data:`PENALTY_NORMS`, :data:`LAMBDA_SCALES`, naming
+    the config field (plumbing)."""
+    for field_name, value, allowed in (
+        ("loss_reduction", loss_reduction, LOSS_REDUCTIONS),
+        ("penalty_norm", penalty_norm, PENALTY_NORMS),
+        ("lambda_scale", lambda_scale, LAMBDA_SCALES),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{field_name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def effective_lambda(weight_decay: float, lambda_scale: str, layers: int) -> float:
+    """The coefficient in front of the penalty: ``λ``, ``λ/2`` or ``λ/L`` (``L`` = weight layers, FC included;
+    conv_bottleneck §4.0 "variants to try")."""
+    check_readings("sum", "operator", lambda_scale)
+    return {"lambda": weight_decay, "lambda/2": weight_decay / 2, "lambda/L": weight_decay / layers}[lambda_scale]
 
 
 @dataclass(frozen=True)
@@ -88,6 +123,13 @@ class CBNConfig:
     record_every: int = 250
     threshold: float = 0.5
     cpu_threads: int = 0
+    loss_reduction: str = "sum"
+    penalty_norm: str = "operator"
+    lambda_scale: str = "lambda"
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown normalisation reading before any work (plumbing)."""
+        check_readings(self.loss_reduction, self.penalty_norm, self.lambda_scale)
 
     def train_settings(self) -> TrainSettings:
         """The two-phase training settings (warm-up, Adam, then full-batch GD) of this config (plumbing)."""
@@ -100,6 +142,10 @@ class CBNConfig:
             self.gd_steps,
             self.batch_size,
             self.record_every,
+            self.loss_reduction,
+            self.penalty_norm,
+            self.lambda_scale,
+            self.threshold,
         )
 
 
@@ -160,7 +206,7 @@ def _optimisation_phases(
 ) -> list[tuple[str, torch.optim.Optimizer, int, float]]:
     """``(name, optimizer, steps, λ)`` of each phase that runs: an Adam warm-up without L2 (if
     ``warmup_steps``), Adam with L2, then plain SGD with L2 (if ``gd_steps``) (conv_bottleneck §4.0)."""
-    lam = settings.weight_decay
+    lam = effective_lambda(settings.weight_decay, settings.lambda_scale, model.depth)
     phases: list[tuple[str, torch.optim.Optimizer, int, float]] = []
     if settings.warmup_steps > 0:  # fit first, so that L2 does not collapse a deep net to θ = 0
         phases.append(("warmup", torch.optim.Adam(model.parameters(), lr=settings.adam_lr), settings.warmup_steps, 0.0))
@@ -170,10 +216,42 @@ def _optimisation_phases(
     return phases
 
 
-def _norm_recorder(step: int, net: torch.nn.Module) -> dict[str, float]:
-    """``‖θ‖²_op`` and ``‖b‖²`` of the net at a record (conv_bottleneck §4.0; plumbing)."""
-    assert isinstance(net, CircularCNN)
-    return {"op_norm": float(net.operator_norm_sq().detach()), "bias_norm": float(net.bias_norm_sq().detach())}
+def _training_recorder(threshold: float) -> Callable[[int, torch.nn.Module], dict[str, float]]:
+    """The record of every ``cbn-*`` training run: ``‖θ‖²_op``, ``‖b‖²`` and ``kept_weights``, the weight-spectrum
+    CBN rank at ``threshold`` (plateau count, :func:`estimate_cbn_rank`), so that the kept-direction count can be
+    drawn against training steps (issue 12 item 5; conv_bottleneck §4.0, §5a; plumbing)."""
+
+    def record(step: int, net: torch.nn.Module) -> dict[str, float]:
+        """The norms and the kept count of ``net`` now (plumbing)."""
+        assert isinstance(net, CircularCNN)
+        shape = (net.conv_layers[0].in_channels, *net.input_grid)
+        spectra = weight_spectra(net, shape, layers=net.conv_names)
+        kept = estimate_cbn_rank([lay.singular_values for lay in spectra.layers], threshold=threshold).rank
+        return {
+            "op_norm": float(net.operator_norm_sq().detach()),
+            "bias_norm": float(net.bias_norm_sq().detach()),
+            "kept_weights": float(kept),
+        }
+
+    return record
+
+
+def _reduced_loss(
+    loss_fn: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor], reduction: str, y: torch.Tensor
+) -> Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The data loss of the objective: ``loss_fn`` as it is (``"sum"``: summed over the output's channels and
+    pixels) or divided by the number of output entries per sample (``"mean"``); labels (cross-entropy, one
+    entry per sample) are the same under both readings (conv_bottleneck §4.0)."""
+    entries = int(y[0].numel()) if y.dim() > 1 else 1
+    if reduction == "sum" or entries == 1:
+        return loss_fn
+    scale = 1.0 / entries
+
+    def mean_loss(model: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """``loss_fn`` averaged over the output entries (plumbing)."""
+        return loss_fn(model, xb, yb) * scale
+
+    return mean_loss
 
 
 def _train_phases_stage(
@@ -201,6 +279,10 @@ def _train_phases_stage(
         legacy_shared_with=(NETWORK_STREAM,),
     )
     sampler = EpochSampler(x, y, batch, seed=seed)
+    objective_loss = _reduced_loss(loss_fn, settings.loss_reduction, y)
+    penalised = model.penalty_factors(settings.penalty_norm)  # type: ignore[arg-type]
+    factors = [f for _, f in penalised]
+    weights = None if all(f == 1.0 for f in factors) else factors  # all 1: the plain sum, as before the readings
     out: dict[str, Any] = {}
     for name, opt, steps, l2 in _optimisation_phases(model, settings):
 
@@ -210,13 +292,15 @@ def _train_phases_stage(
 
         history = train(
             model,
-            loss_fn,
+            objective_loss,
             sampler,
             opt,
             steps,
             l2=l2,
+            l2_params=[p for p, _ in penalised],
+            l2_weights=weights,
             record_every=settings.record_every,
-            recorder=_norm_recorder,
+            recorder=_training_recorder(settings.record_threshold),
             checkpoint=ctx.checkpoint_path(f"{key}_{name}"),
             progress=progress,
         ).as_arrays()
@@ -254,6 +338,44 @@ def train_in_phases(
         for phase in PHASES
         if f"{phase}_step" in arrays
     }
+
+
+def training_curves(history: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The recorded curves of :func:`train_in_phases` over the whole run: per key (``train_loss``, ``op_norm``,
+    ``bias_norm``, ``kept_weights``) ``(steps, values)`` with the phases laid end to end (a phase's steps are
+    offset by the steps of the phases before it); ``train_loss`` has no record at a phase's step 0."""
+    offset = 0
+    pieces: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    for phase in PHASES:
+        if phase not in history:
+            continue
+        record = history[phase]
+        steps = np.asarray(record["step"], dtype=np.int64)
+        for key, values in record.items():
+            if key == "step":
+                continue
+            vals = np.asarray(values, dtype=np.float64).reshape(-1)
+            st, vs = pieces.setdefault(key, ([], []))
+            st.append(offset + steps[steps.size - vals.size :])  # train_loss: aligned with the last records
+            vs.append(vals)
+        offset += int(steps.max()) if steps.size else 0
+    return {k: (np.concatenate(st), np.concatenate(vs)) for k, (st, vs) in pieces.items()}
+
+
+def convergence_summary(history: Mapping[str, Mapping[str, np.ndarray]], fraction: float = 0.1) -> dict[str, Any]:
+    """Whether training has converged: the least-squares trend of the training loss, ``‖θ‖²_op`` and the kept
+    count over the last ``fraction`` of all steps (:func:`freqlens.analysis.bottleneck_metrics.tail_trend`);
+    ``converged`` when loss and norm are both on a plateau (change ≤ ``PLATEAU_TOLERANCE`` of their mean)."""
+    curves = training_curves(history)
+    trends = {key: tail_trend(*curves[key], fraction=fraction) for key in ("train_loss", "op_norm", "kept_weights")
+              if key in curves and curves[key][0].size}  # fmt: skip
+    out: dict[str, Any] = {key: t.as_dict() for key, t in trends.items()}
+    out["converged"] = all(key in trends and trends[key].on_plateau for key in ("train_loss", "op_norm"))
+    out["criterion"] = (
+        f"loss and ||theta||^2_op change by <= {PLATEAU_TOLERANCE:.0%} of their mean along their least-squares line "
+        f"over the last {fraction:.0%} of the steps"
+    )
+    return out
 
 
 def layer_arrays(spectra: Sequence[np.ndarray]) -> dict[str, np.ndarray]:

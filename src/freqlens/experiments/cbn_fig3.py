@@ -23,6 +23,7 @@ from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
     build_cnn,
+    convergence_summary,
     cpu_threads,
     draw_bottleneck_panels,
     draw_training,
@@ -139,6 +140,7 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
         "test_reconstruction_error": round(err, 5),
         "test_energy_per_image": round(float(x_eval.double().pow(2).flatten(1).sum(1).mean()), 4),
         "op_norm": round(float(model.operator_norm_sq().detach()), 4),
+        "convergence": convergence_summary(history),
     }
     return ExperimentResult(data=data, summary=summary)
 

@@ -26,6 +26,7 @@ from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
     build_cnn,
+    convergence_summary,
     cpu_threads,
     draw_bottleneck_panels,
     draw_training,
@@ -148,6 +149,7 @@ def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
         "test_error": round(err, 5),
         "test_target_energy": round(float(eval_set.targets.double().pow(2).flatten(1).sum(1).mean()), 4),
         "op_norm": round(float(model.operator_norm_sq().detach()), 4),
+        "convergence": convergence_summary(history),
     }
     return ExperimentResult(data=data, summary=summary)
 

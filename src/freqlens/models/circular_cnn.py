@@ -32,9 +32,11 @@ from torch.nn.utils import parametrize
 
 from .circular_fft import circular_correlation_hwnc
 
-__all__ = ["BiasScaledLinear", "CircularCNN", "CircularConv2d", "OperatorScale"]
+__all__ = ["BiasScaledLinear", "CircularCNN", "CircularConv2d", "OperatorScale", "PenaltyNorm"]
 
 Head = Literal["none", "gap_fc"]
+#: Readings of the parameter norm that the L2 penalty acts on (spec §1.4, ambiguity 3).
+PenaltyNorm = Literal["operator", "plain"]
 
 # Above this many kernel taps the FFT route is cheaper than a direct (padded) convolution.
 _FFT_MIN_TAPS = 26
@@ -345,6 +347,29 @@ class CircularCNN(nn.Module):
         if include_bias:
             total = total + self.bias_norm_sq()
         return total
+
+    def penalty_factors(self, norm: PenaltyNorm = "operator") -> list[tuple[torch.Tensor, float]]:
+        """Every trained tensor ``t`` (in ``parameters()`` order) with the factor ``f`` such that
+        ``Σ f ‖t‖²`` is the chosen reading of ``‖θ‖²`` (spec §1.4, ambiguity 3), biases included:
+
+        * ``"operator"``: ``Σ_ℓ |P_out,ℓ| ‖W_ℓ‖² + ‖W_fc‖² + ‖b‖²`` (``= ‖θ‖²_op + ‖b‖²``);
+        * ``"plain"``: ``Σ_ℓ ‖W_ℓ‖² + ‖W_fc‖² + ‖b‖²``, i.e. ``|P_out,ℓ|`` times weaker on conv kernels.
+
+        The factor of a conv kernel is the ratio of the chosen norm to the trained tensor's own: with the
+        operator parametrization the trained tensor is ``V = sqrt(|P_out|) W`` (so ``1`` or ``1/|P_out|``),
+        without it ``W`` (``|P_out|`` or ``1``). Biases and the FC head have factor 1 in both readings.
+        """
+        if norm not in ("operator", "plain"):
+            raise ValueError(f"norm must be 'operator' or 'plain', got {norm!r}")
+        factor_of: dict[int, float] = {}
+        for layer, conv in enumerate(self.conv_layers, start=1):
+            pixels = float(self.output_pixels(layer))
+            if self.operator_normalised:
+                tensor = dict(conv.named_parameters())["parametrizations.weight.original"]
+                factor_of[id(tensor)] = 1.0 if norm == "operator" else 1.0 / pixels
+            else:
+                factor_of[id(conv.weight)] = pixels if norm == "operator" else 1.0
+        return [(p, factor_of.get(id(p), 1.0)) for p in self.parameters() if p.requires_grad]
 
     def bias_norm_sq(self) -> torch.Tensor:
         """``Σ_ℓ ‖b_ℓ‖² (+ ‖b_fc‖²)``: the bias part of the penalty (spec §1.4)."""

@@ -22,7 +22,7 @@ import io
 import math
 import pickle
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,12 +143,16 @@ class TrainHistory:
         return out
 
 
-def l2_penalty(params: Iterable[torch.Tensor]) -> torch.Tensor:
-    """``Σ_θ ‖θ‖²`` over the given parameters."""
-    terms = [p.pow(2).sum() for p in params]
-    if not terms:
+def l2_penalty(params: Iterable[torch.Tensor], weights: Sequence[float] | None = None) -> torch.Tensor:
+    """``Σ_θ ‖θ‖²`` over the given parameters, or ``Σ_θ w_θ ‖θ‖²`` with one weight per parameter."""
+    params = list(params)
+    if not params:
         raise ValueError("l2_penalty needs at least one parameter")
-    return torch.stack(terms).sum()
+    if weights is None:
+        return torch.stack([p.pow(2).sum() for p in params]).sum()
+    if len(weights) != len(params):
+        raise ValueError(f"l2_penalty: weights has {len(weights)} entries for {len(params)} parameters")
+    return torch.stack([w * p.pow(2).sum() for w, p in zip(weights, params, strict=True)]).sum()
 
 
 def _lr(optimizer: torch.optim.Optimizer) -> float:
@@ -212,6 +216,7 @@ def train(
     *,
     l2: float = 0.0,
     l2_params: Iterable[torch.Tensor] | None = None,
+    l2_weights: Sequence[float] | None = None,
     record_every: int = 0,
     recorder: Recorder | None = None,
     divergence_factor: float = 1e6,
@@ -223,7 +228,8 @@ def train(
 
     Args:
         batch_at: ``step -> (xb, yb)``, deterministic (see :class:`EpochSampler`).
-        l2: coupled L2 coefficient λ; ``l2_params`` defaults to all trainable parameters.
+        l2: coupled L2 coefficient λ; ``l2_params`` defaults to all trainable parameters; ``l2_weights`` (one
+            non-negative number per ``l2_params`` entry) makes the penalty ``λ Σ w_θ ‖θ‖²``.
         record_every: every this many steps (and at step 0 and the end), record ``train_loss`` (mean
             data loss since the previous record), ``objective`` and whatever ``recorder(step, model)``
             returns (called in eval mode under ``torch.no_grad``).
@@ -239,6 +245,9 @@ def train(
     if record_every < 0:
         raise ValueError(f"record_every must be >= 0, got {record_every}")
     reg_params = list(l2_params) if l2_params is not None else [p for p in model.parameters() if p.requires_grad]
+    reg_weights = None if l2_weights is None else [float(w) for w in l2_weights]
+    if reg_weights is not None and (len(reg_weights) != len(reg_params) or min(reg_weights, default=0.0) < 0):
+        raise ValueError(f"l2_weights must hold {len(reg_params)} non-negative numbers (one per l2 parameter)")
     history = TrainHistory()
     start = 0
     running: list[float] = []
@@ -275,7 +284,7 @@ def train(
         xb, yb = batch_at(step)
         optimizer.zero_grad(set_to_none=True)
         data_loss = loss_fn(model, xb, yb)
-        objective = data_loss + l2 * l2_penalty(reg_params) if l2 > 0 else data_loss
+        objective = data_loss + l2 * l2_penalty(reg_params, reg_weights) if l2 > 0 else data_loss
         value = float(data_loss.detach())
         if first_loss is None:
             first_loss = max(value, 1e-30)
