@@ -17,6 +17,7 @@ from .sweeps.cli import key_value, positive_int
 __all__ = ["main"]
 
 
+
 def _select(names: Sequence[str]) -> list[str]:
     from .experiments.registry import all_experiments
 

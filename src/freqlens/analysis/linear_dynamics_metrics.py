@@ -168,7 +168,7 @@ def rises_after_discovery(t: np.ndarray, loss_test: np.ndarray, half: np.ndarray
 
 
 def overfitting_claim(statement: str, t: np.ndarray, loss_test: np.ndarray, half: np.ndarray) -> Claim:
-    """ "The test loss rises after all modes are found" (spec §9 I.4): a one-sample t of the per-trial
+    """"The test loss rises after all modes are found" (spec §9 I.4): a one-sample t of the per-trial
     :func:`rises_after_discovery` (``df = trials - 1``) over the trials that found every mode; "not reached"
     when fewer than 3 did. The time ``t_all`` is fixed by ``A(t)``, not by the test curve, so the rise is not
     biased upward by picking the test minimum."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from ..analysis.bottleneck_metrics import PLATEAU_TOLERANCE, tail_trend
 from ..analysis.cbn import CBNRankEstimate, estimate_cbn_rank, largest_log_gap_count
-from ..models.circular_cnn import CircularCNN
+from ..models.circular_cnn import CircularCNN, PenaltyNorm
 from ..spectral.activations import activation_spectra
 from ..spectral.weights import weight_spectra
 from ..training.loop import EpochSampler, sampler_epochs, train
@@ -81,7 +81,7 @@ class TrainSettings:
 #: output's channels and pixels; the penalty on ``‖θ‖²_op`` (``"operator"``) or on the plain ``Σ‖W‖²``
 #: (``"plain"``); and the coefficient ``λ``, ``λ/2`` or ``λ/L``.
 LOSS_REDUCTIONS = ("sum", "mean")
-PENALTY_NORMS = ("operator", "plain")
+PENALTY_NORMS: tuple[str, ...] = get_args(PenaltyNorm)  # the model owns the norms it can penalise
 LAMBDA_SCALES = ("lambda", "lambda/2", "lambda/L")
 
 
@@ -100,8 +100,10 @@ def check_readings(loss_reduction: str, penalty_norm: str, lambda_scale: str) ->
 def effective_lambda(weight_decay: float, lambda_scale: str, layers: int) -> float:
     """The coefficient in front of the penalty: ``λ``, ``λ/2`` or ``λ/L`` (``L`` = weight layers, FC included;
     conv_bottleneck §4.0 "variants to try")."""
-    check_readings("sum", "operator", lambda_scale)
-    return {"lambda": weight_decay, "lambda/2": weight_decay / 2, "lambda/L": weight_decay / layers}[lambda_scale]
+    divisor = {"lambda": 1, "lambda/2": 2, "lambda/L": layers}.get(lambda_scale)
+    if divisor is None:
+        raise ValueError(f"lambda_scale must be one of {', '.join(LAMBDA_SCALES)}; got {lambda_scale!r}")
+    return weight_decay / divisor
 
 
 @dataclass(frozen=True)
@@ -281,8 +283,6 @@ def _train_phases_stage(
     sampler = EpochSampler(x, y, batch, seed=seed)
     objective_loss = _reduced_loss(loss_fn, settings.loss_reduction, y)
     penalised = model.penalty_factors(settings.penalty_norm)  # type: ignore[arg-type]
-    factors = [f for _, f in penalised]
-    weights = None if all(f == 1.0 for f in factors) else factors  # all 1: the plain sum, as before the readings
     out: dict[str, Any] = {}
     for name, opt, steps, l2 in _optimisation_phases(model, settings):
 
@@ -298,7 +298,7 @@ def _train_phases_stage(
             steps,
             l2=l2,
             l2_params=[p for p, _ in penalised],
-            l2_weights=weights,
+            l2_weights=[f for _, f in penalised],  # unit weights are exact: the default reading is unchanged
             record_every=settings.record_every,
             recorder=_training_recorder(settings.record_threshold),
             checkpoint=ctx.checkpoint_path(f"{key}_{name}"),

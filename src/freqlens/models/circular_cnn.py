@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Literal, cast
+from typing import Literal, cast, get_args
 
 import torch
 import torch.nn.functional as F
@@ -359,8 +359,8 @@ class CircularCNN(nn.Module):
         operator parametrization the trained tensor is ``V = sqrt(|P_out|) W`` (so ``1`` or ``1/|P_out|``),
         without it ``W`` (``|P_out|`` or ``1``). Biases and the FC head have factor 1 in both readings.
         """
-        if norm not in ("operator", "plain"):
-            raise ValueError(f"norm must be 'operator' or 'plain', got {norm!r}")
+        if norm not in get_args(PenaltyNorm):
+            raise ValueError(f"norm must be one of {', '.join(get_args(PenaltyNorm))}, got {norm!r}")
         factor_of: dict[int, float] = {}
         for layer, conv in enumerate(self.conv_layers, start=1):
             pixels = float(self.output_pixels(layer))

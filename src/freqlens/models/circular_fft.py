@@ -72,9 +72,9 @@ def half_plane_dft(h: int, w: int, stride: tuple[int, int], dtype: torch.dtype, 
     angle_h = 2 * math.pi * rows[:, None] * rows[None, :] / h  # symmetric in (u, h)
     cos_h, sin_h = torch.cos(angle_h), torch.sin(angle_h)
     # forward along H: Re ŷ(u) = Σ_h Re z cos + Im z sin, Im ŷ(u) = Σ_h Im z cos − Re z sin
-    forward_h = torch.stack((torch.stack((cos_h, sin_h), dim=-1), torch.stack((-sin_h, cos_h), dim=-1)), dim=0).reshape(
-        2 * h, 2 * h
-    )
+    forward_h = torch.stack(
+        (torch.stack((cos_h, sin_h), dim=-1), torch.stack((-sin_h, cos_h), dim=-1)), dim=0
+    ).reshape(2 * h, 2 * h)
     # inverse along H: Re z(h) = (1/H) Σ_u Re ŷ cos − Im ŷ sin, Im z(h) = (1/H) Σ_u Im ŷ cos + Re ŷ sin
     by_part = torch.stack((torch.stack((cos_h, -sin_h)), torch.stack((sin_h, cos_h))))  # [part, part', h, u]
     inverse_h = by_part.permute(2, 0, 1, 3).reshape(2 * h, 2 * h) / h
@@ -128,7 +128,9 @@ class _CircularCorrelation(torch.autograd.Function):
     """Plumbing: the autograd node of :func:`circular_correlation_hwnc` (formulas in the module docstring)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int]
+    ) -> torch.Tensor:
         h, w, n, cin = x.shape
         cout, _, kh, kw = weight.shape
         dft = half_plane_dft(h, w, stride, x.dtype, x.device)

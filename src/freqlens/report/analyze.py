@@ -154,7 +154,8 @@ def analyze(
             found = measure.discover_convs(work, example)
         except Exception as exc:
             raise LayerForwardError(
-                f"model's forward pass failed on an input of shape {tuple(example.shape)} ({describe(example)}): {exc}"
+                f"model's forward pass failed on an input of shape {tuple(example.shape)} "
+                f"({describe(example)}): {exc}"
             ) from exc
         calls = found.convs
         if layers is not None:

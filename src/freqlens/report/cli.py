@@ -264,3 +264,4 @@ def add_analyze_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_analyze)
     return p
+

@@ -139,7 +139,9 @@ def conv1d_as_conv2d(module: nn.Module, name: str = "") -> nn.Conv2d | nn.ConvTr
     label = name or type(module).__name__
     if not isinstance(module, nn.Conv1d | nn.ConvTranspose1d):
         raise TypeError(f"layer {label!r} is {type(module).__name__}, not nn.Conv1d or nn.ConvTranspose1d")
-    padding: str | tuple[int, int] = module.padding if isinstance(module.padding, str) else (0, int(module.padding[0]))
+    padding: str | tuple[int, int] = (
+        module.padding if isinstance(module.padding, str) else (0, int(module.padding[0]))
+    )
     options: dict[str, Any] = {
         "stride": (1, int(module.stride[0])),
         "padding": padding,

@@ -782,10 +782,8 @@ def layer_verdict(
     if verdict.predicts and input_shape is not None and len(input_shape) - 1 not in rule.spatial_dims:
         dims = len(input_shape) - 1
         return LayerRule(
-            "none",
-            False,
-            False,
-            f"{type(module).__name__} has no rule for inputs with {dims} spatial axes; prediction stops",
+            "none", False, False, f"{type(module).__name__} has no rule for inputs with {dims} spatial axes; "
+            "prediction stops"
         )
     if not verdict.predicts or not needs_verification(module, stock):
         return verdict

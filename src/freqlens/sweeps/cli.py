@@ -31,7 +31,6 @@ def key_value(text: str, flag: str = "--set") -> tuple[str, Any]:
         value = {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
     return key.strip(), value
 
-
 __all__ = ["add_sweep_parser"]
 
 

@@ -175,7 +175,6 @@ def _cell_id(values: Mapping[str, Any], seed: int) -> str:
 @dataclass
 class _Cell:
     """A planned cell and its status in this call (plumbing)."""
-
     spec: CellSpec
     status: str = "pending"
     error: str | None = None
