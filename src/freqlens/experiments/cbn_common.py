@@ -35,6 +35,7 @@ from .registry import RunContext
 from .runner import cpu_threads
 
 __all__ = [
+    "NETWORK_STREAM",
     "CBNConfig",
     "TrainSettings",
     "analyse_bottleneck",
@@ -163,12 +164,13 @@ def build_cnn(
     size: int,
     ctx: RunContext,
     seed_offset: int = 1,
+    generator: torch.Generator | None = None,
     **options: Any,
 ) -> CircularCNN:
     """The ``CircularCNN`` of a ``cbn-*`` experiment: width, kernel size (0 = full-size) and bias multiplier from
-    ``cfg``, weights from the run's stream ``"cbn_network"`` at legacy offset ``seed_offset`` (the original
-    ``ctx.seed * 1_000_003 + seed_offset``), on the run's device. ``options`` go to :class:`CircularCNN`
-    (``downsample_at``, ``head``)."""
+    ``cfg``, weights from ``generator`` or else the run's stream ``"cbn_network"`` at legacy offset ``seed_offset``
+    (the original ``ctx.seed * 1_000_003 + seed_offset``), on the run's device. ``options`` go to
+    :class:`CircularCNN` (``downsample_at``, ``head``)."""
     return CircularCNN(
         in_channels,
         cfg.width,
@@ -177,7 +179,7 @@ def build_cnn(
         size,
         kernel_size=cfg.kernel_size or None,
         bias_multiplier=cfg.bias_multiplier,
-        generator=ctx.generator(NETWORK_STREAM, legacy_offset=seed_offset),
+        generator=generator if generator is not None else ctx.generator(NETWORK_STREAM, legacy_offset=seed_offset),
         **options,
     ).to(ctx.device)
 

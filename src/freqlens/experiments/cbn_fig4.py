@@ -9,7 +9,9 @@ frame and ``arg z₂ − arg z₁`` against the velocity, with circular-linear f
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +21,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..analysis.perturbation import frequency_coefficients, kept_directions, phase_fit
+from ..analysis.statistics import Claim, claim_records, directional_claim, equality_claim, not_reached_claim
 from ..datasets.bottleneck_tasks import ball_under_gravity
+from ..io import flatten_tree, to_jsonable, unflatten_tree
 from ..models.circular_cnn import CircularCNN
 from ..plots import show_image
 from .cbn_common import (
+    NETWORK_STREAM,
     CBNConfig,
     analyse_bottleneck,
     build_cnn,
@@ -35,6 +40,7 @@ from .cbn_common import (
     task_seed,
     train_in_phases,
 )
+from .cells import check_workers, map_stages
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 PAPER_STATEMENT = (
@@ -63,11 +69,17 @@ class Fig4Config(CBNConfig):
     thresholds: tuple[float, ...] = (0.3, 0.4, 0.6, 0.7)
     eps: float = 1e-2
     phase_layer: int = 5
+    networks: int = 1  # trained networks the claims are judged over (own initial weights and batch order)
+    shuffled_baseline: bool = True  # also train each network on shuffled targets (the phase read-out's baseline)
+    workers: int = 1  # processes training the networks in parallel (same numbers as 1)
 
     def validate(self) -> None:
-        """Refuse a phase layer outside 1..depth (plumbing)."""
+        """Refuse a phase layer outside 1..depth, no network or a bad worker count (plumbing)."""
         if not 1 <= self.phase_layer <= self.depth:
             raise ValueError(f"phase_layer must be in 1..{self.depth}, got {self.phase_layer}")
+        if self.networks < 1:
+            raise ValueError(f"networks must be >= 1, got {self.networks}")
+        check_workers(self.workers)
 
 
 def _phase_readout(
@@ -113,44 +125,201 @@ def _phase_readout(
     return data, summary
 
 
-def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
-    """Train the ball-under-gravity predictor; spectra, CBN rank and the phase readout (conv_bottleneck §4.4)."""
+def _trajectories(ctx: RunContext, cfg: Fig4Config) -> tuple[Any, Any]:
+    """The training and test trajectories, the same for every network of a run (plumbing)."""
+    common = {"n": cfg.n, "gravity": cfg.gravity, "max_speed": cfg.max_speed, "sigma": cfg.sigma}
+    train_seed = task_seed(ctx, "train_trajectories", legacy_offset=0, legacy_multiplier=2)  # ctx.seed * 2 + 0
+    eval_seed = task_seed(ctx, "eval_trajectories", legacy_offset=1, legacy_multiplier=2)
+    train_set = ball_under_gravity(cfg.n_train, seed=train_seed, **common)  # type: ignore[arg-type]
+    eval_set = ball_under_gravity(cfg.n_eval, seed=eval_seed, **common)  # type: ignore[arg-type]
+    return train_set, eval_set
+
+
+def _network(ctx: RunContext, cfg: Fig4Config, network: int) -> CircularCNN:
+    """Network ``network``'s initial weights: network 0 from the legacy seeding (bit-identical to the one-network
+    runs), the others from the named stream ``("cbn_network", network)``."""
+    if network == 0:
+        return build_cnn(cfg, 4, 4, cfg.depth, cfg.n, ctx)
+    return build_cnn(cfg, 4, 4, cfg.depth, cfg.n, ctx, generator=ctx.generator(NETWORK_STREAM, network))
+
+
+def _kept_at(model: CircularCNN, cfg: Fig4Config, omega: tuple[int, int]) -> int:
+    """Kept directions ``#{i : s_i(M W_ℓ*(ω)) > τ}`` of the phase layer's weight block at ``ω`` (§5a)."""
+    return int(np.sum(kept_directions(model.convs[cfg.phase_layer - 1], model.grids[cfg.phase_layer - 1], omega)[1]
+                      > cfg.threshold))  # fmt: skip
+
+
+#: The per-network numbers of a fig4 run (``summary["networks"]``), in this order.
+NETWORK_ROWS = (
+    "network",
+    "shuffled_targets",
+    "test_error",
+    "op_norm",
+    "weight_rank",
+    "activation_rank",
+    "kept_at_x",
+    "kept_at_y",
+    "converged",
+    "position_R_x",
+    "velocity_R_x",
+    "position_slope_x",
+    "velocity_slope_x",
+    "position_R_y",
+    "velocity_R_y",
+    "untrained_position_R_x",
+    "untrained_velocity_R_x",
+    "untrained_position_R_y",
+    "untrained_velocity_R_y",
+)
+
+
+def _readout_numbers(summary: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The position/velocity fit numbers of a :func:`_phase_readout` summary, flat (plumbing)."""
+    out: dict[str, float] = {}
+    for axis in ("x", "y"):
+        out[f"{prefix}position_R_{axis}"] = float(summary[axis]["position_fit"]["resultant"])
+        out[f"{prefix}velocity_R_{axis}"] = float(summary[axis]["velocity_fit"]["resultant"])
+        if not prefix:
+            out[f"position_slope_{axis}"] = float(summary[axis]["position_fit"]["slope_cycles_per_n"])
+            out[f"velocity_slope_{axis}"] = float(summary[axis]["velocity_fit"]["slope_cycles_per_n"])
+    return out
+
+
+def _train_network(ctx: RunContext, cell: tuple[Fig4Config, int, bool]) -> dict[str, Any]:
+    """One cell of :func:`run_fig4`: train network ``network`` on the true targets (or, ``shuffled``, on the
+    targets permuted across trajectories: the learning baseline of the phase read-out) from its own initial
+    weights and batch order, and measure it; the untrained network (its initial weights) is read out as the
+    equivariance baseline. Network 0 on the true targets also keeps its spectra and history (the figures)."""
+    cfg, network, shuffled = cell
     with cpu_threads(cfg.cpu_threads):
-        common = {"n": cfg.n, "gravity": cfg.gravity, "max_speed": cfg.max_speed, "sigma": cfg.sigma}
-        train_seed = task_seed(ctx, "train_trajectories", legacy_offset=0, legacy_multiplier=2)  # ctx.seed * 2 + 0
-        eval_seed = task_seed(ctx, "eval_trajectories", legacy_offset=1, legacy_multiplier=2)
-        train_set = ball_under_gravity(cfg.n_train, seed=train_seed, **common)  # type: ignore[arg-type]
-        eval_set = ball_under_gravity(cfg.n_eval, seed=eval_seed, **common)  # type: ignore[arg-type]
-        model = build_cnn(cfg, 4, 4, cfg.depth, cfg.n, ctx)
+        train_set, eval_set = _trajectories(ctx, cfg)
+        model = _network(ctx, cfg, network)
+        untrained = copy.deepcopy(model).cpu().double().eval()
+        targets = train_set.targets
+        if shuffled:  # the same inputs and batch order, targets of other trajectories: nothing to learn
+            targets = targets[torch.from_numpy(ctx.rng("fig4_shuffled_targets", network).permutation(len(targets)))]
+        key = ("train" if network == 0 else f"train_net{network}") + ("_shuffled" if shuffled else "")
         history = train_in_phases(
             ctx,
             model,
             train_set.inputs.to(ctx.device),
-            train_set.targets.to(ctx.device),
+            targets.to(ctx.device),
             regression_loss,
             cfg.train_settings(),
-            "train",
+            key,
+            sampler_seed=network,
         )
         model = model.cpu().double().eval()
         data, rank, _, _ = analyse_bottleneck(model, eval_set.inputs, cfg.threshold, cfg.thresholds, cfg.eps)
         phase_data, phase_summary = _phase_readout(model, eval_set.inputs, eval_set.positions, eval_set.velocities, cfg)
         with torch.no_grad():
-            pred = model(eval_set.inputs[:2].double()).numpy()
             err = float(regression_loss(model, eval_set.inputs.double(), eval_set.targets.double()))
-    data["training"] = history
-    data["phase_readout"] = phase_data
-    data["example_inputs"] = eval_set.inputs[:2].numpy()
-    data["example_targets"] = eval_set.targets[:2].numpy()
-    data["example_predictions"] = pred
+        convergence = convergence_summary(history)
+        row: dict[str, Any] = {
+            "network": network,
+            "shuffled_targets": int(shuffled),
+            "test_error": err,
+            "op_norm": float(model.operator_norm_sq().detach()),
+            "weight_rank": rank["weights"]["rank"],
+            "activation_rank": rank["activations"]["rank"],
+            "kept_at_x": _kept_at(model, cfg, (0, 1)),
+            "kept_at_y": _kept_at(model, cfg, (1, 0)),
+            "converged": int(convergence["converged"]),
+            **_readout_numbers(phase_summary),
+        }
+        if not shuffled:
+            _, untrained_summary = _phase_readout(
+                untrained, eval_set.inputs, eval_set.positions, eval_set.velocities, cfg
+            )
+            row.update(_readout_numbers(untrained_summary, "untrained_"))
+        if network == 0 and not shuffled:  # the figures and the headline summary are network 0's
+            with torch.no_grad():
+                pred = model(eval_set.inputs[:2].double()).numpy()
+            data["training"] = history
+            data["phase_readout"] = phase_data
+            data["example_inputs"] = eval_set.inputs[:2].numpy()
+            data["example_targets"] = eval_set.targets[:2].numpy()
+            data["example_predictions"] = pred
+            detail = {
+                "cbn_rank": rank,
+                "phase_readout": phase_summary,
+                "test_target_energy": round(float(eval_set.targets.double().pow(2).flatten(1).sum(1).mean()), 4),
+                "convergence": convergence,
+            }
+            row["detail_json"] = np.array(json.dumps(to_jsonable(detail)))
+            row.update(flatten_tree({"detail": data}))
+    return row
+
+
+def _readout_claims(rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapping[str, float]]) -> list[Claim]:
+    """The phase read-out (§4.4 [Q] "position ... phase of the first pair, velocity ... difference of the phases",
+    x-axis): the residual concentration ``R`` of the trained networks against the same networks untrained
+    (equivariance alone) and against the networks trained on shuffled targets (training without the task),
+    paired by network (``df = networks - 1``); the read-out is learned only where trained beats both."""
+    claims = []
+    for what, key in (("position in arg z1", "position_R_x"), ("velocity in arg z2 - arg z1", "velocity_R_x")):
+        trained = [r[key] for r in rows]
+        for baseline, other in (
+            ("untrained", [r[f"untrained_{key}"] for r in rows]),
+            ("trained on shuffled targets", [s[key] for s in shuffled]),
+        ):
+            claims.append(
+                directional_claim(
+                    f"Fig. 4b (x-axis): the {what} fits better (R) trained than {baseline}",
+                    "trained > baseline",
+                    trained[: len(other)],
+                    "greater",
+                    other=other[: len(trained)],
+                    note=f"R = residual concentration of the circular-linear fit at layer l*; {baseline} = the same "
+                    "networks' initial weights"
+                    if baseline == "untrained"
+                    else f"R = residual concentration; "
+                    f"{baseline}: same initial weights and batches, targets permuted across trajectories",
+                )
+            )
+    return claims
+
+
+def _pairs_claim(rows: Sequence[Mapping[str, float]]) -> Claim:
+    """§4.4 [Q] "two pairs at the first frequency": the kept directions of the phase layer's weight block at
+    ``ω = (0, ±1)`` equal 2, over networks (t interval, ``df = networks - 1``); "not reached" unless every network
+    has converged (a kept count on a falling norm is a transient, not the bottleneck)."""
+    statement = "Fig. 4: two pairs at the first frequency (kept directions at omega=(0,1), layer l*)"
+    counts = [float(r["kept_at_x"]) for r in rows]
+    unconverged = sum(1 for r in rows if not r["converged"])
+    if unconverged:
+        return not_reached_claim(
+            statement, 2, float(np.mean(counts)), len(rows),
+            f"{unconverged} of {len(rows)} networks have not converged (summary convergence); counts {counts}",
+        )  # fmt: skip
+    return equality_claim(statement, 2.0, counts, note=f"counts per network {counts}")
+
+
+def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
+    """Train ``networks`` ball-under-gravity predictors (and, with ``shuffled_baseline``, each again on shuffled
+    targets); spectra, CBN rank and the phase read-out of each, claims over the networks (conv_bottleneck §4.4)."""
+    cells = [(f"network_{k}", (cfg, k, False)) for k in range(cfg.networks)]
+    if cfg.shuffled_baseline:
+        cells += [(f"network_{k}_shuffled", (cfg, k, True)) for k in range(cfg.networks)]
+    measured = map_stages(ctx, cells, _train_network, workers=cfg.workers)
+    first = measured[0]
+    detail = json.loads(str(first["detail_json"]))
+    data = unflatten_tree({k: v for k, v in first.items() if k.startswith("detail__")})["detail"]
+    rows = [{k: float(m[k]) for k in NETWORK_ROWS if k in m} for m in measured]
     summary = {
         "paper": PAPER_STATEMENT,
-        "cbn_rank": rank,
-        "phase_readout": phase_summary,
-        "test_error": round(err, 5),
-        "test_target_energy": round(float(eval_set.targets.double().pow(2).flatten(1).sum(1).mean()), 4),
-        "op_norm": round(float(model.operator_norm_sq().detach()), 4),
-        "convergence": convergence_summary(history),
-    }
+        "cbn_rank": detail["cbn_rank"],
+        "phase_readout": detail["phase_readout"],
+        "test_error": round(float(first["test_error"]), 5),
+        "test_target_energy": detail["test_target_energy"],
+        "op_norm": round(float(first["op_norm"]), 4),
+        "convergence": detail["convergence"],
+        "networks": {key: [round(r[key], 5) if key in r else None for r in rows] for key in NETWORK_ROWS},
+        "networks_note": "cbn_rank, phase_readout, test_error, op_norm and convergence above are network 0's; "
+        "the lists are every network (shuffled_targets = 1: the baseline trained on permuted targets)",
+        "claims": claim_records([_pairs_claim(rows[: cfg.networks]), *_readout_claims(rows[: cfg.networks],
+                                                                                     rows[cfg.networks :])]),
+    }  # fmt: skip
     return ExperimentResult(data=data, summary=summary)
 
 
@@ -216,6 +385,34 @@ def _examples_figure(data: Mapping[str, Any]) -> Figure:
     return figc
 
 
+def _baselines_figure(summary: Mapping[str, Any]) -> Figure:
+    """The phase read-out's R per network: trained, untrained (same initial weights) and trained on shuffled
+    targets, for position and velocity along x, with each claim's verdict in the title (plumbing)."""
+    nets = summary["networks"]
+    shuffled = np.asarray(nets["shuffled_targets"], dtype=float) == 1
+    fig = Figure(figsize=(9.0, 3.4), constrained_layout=True)
+    axes = fig.subplots(1, 2)
+    verdicts = {c["statement"]: c["verdict"] for c in summary.get("claims", [])}
+    for ax, (what, key) in zip(axes, (("position", "position_R_x"), ("velocity", "velocity_R_x")), strict=True):
+        trained = np.asarray(nets[key], dtype=float)[~shuffled]
+        untrained = np.asarray([np.nan if v is None else v for v in nets[f"untrained_{key}"]], dtype=float)[~shuffled]
+        base_shuffled = np.asarray(nets[key], dtype=float)[shuffled]
+        index = np.arange(trained.size)
+        ax.plot(index, trained, "o-", color="#0072B2", label="trained")
+        ax.plot(index, untrained, "s--", color="#999999", label="untrained (same init)")
+        if base_shuffled.size:
+            ax.plot(index[: base_shuffled.size], base_shuffled, "^:", color="#D55E00", label="shuffled targets")
+        ax.set_xticks(index)
+        ax.set_xlabel("network")
+        ax.set_ylabel(f"R of the {what} fit (x)")
+        ax.set_ylim(0, 1.02)
+        own = [v for s, v in verdicts.items() if what in s]
+        ax.set_title(f"{what}: trained > untrained / shuffled: {' / '.join(own) or 'no claim'}", fontsize=8)
+        ax.legend(fontsize=7, frameon=False)
+    fig.suptitle("cbn-fig4 (b) baselines: the read-out is learned only where trained beats both", fontsize=9)
+    return fig
+
+
 def plot_fig4(data: Mapping[str, Any], cfg: Fig4Config, summary: Mapping[str, Any]) -> dict[str, Figure]:
     """Draw cbn-fig4: (a) per-layer spectra and kept sets, (b) phases against position and velocity (plumbing)."""
     rank = summary["cbn_rank"]
@@ -233,6 +430,7 @@ def plot_fig4(data: Mapping[str, Any], cfg: Fig4Config, summary: Mapping[str, An
         "fig4b_phases": _phase_figure(data["phase_readout"], cfg, summary["phase_readout"]),
         "fig4_examples": _examples_figure(data),
         "training": draw_training(data["training"], "cbn-fig4 training"),
+        **({"fig4b_baselines": _baselines_figure(summary)} if "networks" in summary else {}),
     }
 
 
