@@ -32,10 +32,13 @@ def _summary(path: Path) -> dict:
 
 def test_three_networks_with_baselines_and_network_zero_unchanged(tmp_path: Path) -> None:
     one = _summary(run_experiment("cbn-fig4", tmp_path / "one", quick=True, overrides=SMALL, show_progress=False))
-    three = _summary(
-        run_experiment("cbn-fig4", tmp_path / "three", quick=True, overrides={**SMALL, "networks": 3},
-                       show_progress=False)
-    )  # fmt: skip
+    path = run_experiment("cbn-fig4", tmp_path / "three", quick=True, overrides={**SMALL, "networks": 3},
+                          show_progress=False)  # fmt: skip
+    three = _summary(path)
+    # the scaling curves of every network (kept count and norm against steps), drawn with the paper's count
+    data = np.load(path / "data.npz")
+    assert data["scaling__network_2_shuffled__kept_weights"].shape == data["scaling__network_2_shuffled__step"].shape
+    assert (path / "scaling.png").is_file() and (path / "fig4b_baselines.png").is_file()
     # network 0 is the one-network run, bit for bit: its headline numbers do not move
     for key in ("test_error", "op_norm", "cbn_rank", "phase_readout"):
         assert one[key] == three[key], key

@@ -48,7 +48,9 @@ __all__ = [
     "draw_kept_map",
     "draw_kept_maps",
     "draw_layer_spectra",
+    "draw_scaling",
     "layer_arrays",
+    "network_curves",
     "rank_caption",
     "rank_captions",
     "read_layers",
@@ -669,5 +671,38 @@ def draw_training(
     axes[1].set_ylabel("$\\|\\theta\\|^2_{op}$ (conv + FC weights)")
     for ax in axes:
         ax.legend(frameon=False)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def network_curves(history: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The scaling-curve record of one trained network: the recorded steps (phases end to end) with
+    ``kept_weights`` and ``op_norm`` there (:func:`training_curves`; plumbing)."""
+    curves = training_curves(history)
+    steps, kept = curves["kept_weights"]
+    return {"step": steps, "kept_weights": kept, "op_norm": curves["op_norm"][1]}
+
+
+def draw_scaling(
+    curves: Mapping[str, Mapping[str, np.ndarray]], paper_count: float | None, paper_label: str, title: str
+) -> Figure:
+    """Scaling curves (issue 12 item 5): the kept-direction count (weight spectra, τ of the run) and
+    ``‖θ‖²_op`` against training steps for each network of ``curves`` (``{label: network_curves(...)}``), with
+    the paper's count drawn as a line where it gives one, so a reader sees where the runs are heading."""
+    fig = Figure(figsize=(9.0, 4.0), constrained_layout=True)
+    axes = fig.subplots(1, 2)
+    for label, rec in curves.items():
+        style = ":" if "shuffled" in label else "-"  # baselines dotted
+        axes[0].plot(rec["step"], rec["kept_weights"], style, marker=".", label=label.replace("_", " "))
+        axes[1].plot(rec["step"], rec["op_norm"], style)
+    if paper_count is not None:
+        axes[0].axhline(paper_count, color="k", ls="--", lw=1, label=paper_label)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("kept directions (weight spectra)")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("$\\|\\theta\\|^2_{op}$")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=4, frameon=False, fontsize=7)
     fig.suptitle(title, fontsize=9)
     return fig

@@ -34,7 +34,9 @@ from .cbn_common import (
     convergence_summary,
     cpu_threads,
     draw_bottleneck_panels,
+    draw_scaling,
     draw_training,
+    network_curves,
     rank_captions,
     regression_loss,
     task_seed,
@@ -226,6 +228,7 @@ def _train_network(ctx: RunContext, cell: tuple[Fig4Config, int, bool]) -> dict[
             "kept_at_y": _kept_at(model, cfg, (1, 0)),
             "converged": int(convergence["converged"]),
             **_readout_numbers(phase_summary),
+            **flatten_tree({"curve": network_curves(history)}),
         }
         if not shuffled:
             _, untrained_summary = _phase_readout(
@@ -306,6 +309,12 @@ def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
     detail = json.loads(str(first["detail_json"]))
     data = unflatten_tree({k: v for k, v in first.items() if k.startswith("detail__")})["detail"]
     rows = [{k: float(m[k]) for k in NETWORK_ROWS if k in m} for m in measured]
+    data["scaling"] = {
+        f"network_{int(r['network'])}" + ("_shuffled" if r["shuffled_targets"] else ""): unflatten_tree(
+            {k: v for k, v in m.items() if k.startswith("curve__")}
+        )["curve"]
+        for r, m in zip(rows, measured, strict=True)
+    }
     summary = {
         "paper": PAPER_STATEMENT,
         "cbn_rank": detail["cbn_rank"],
@@ -431,6 +440,18 @@ def plot_fig4(data: Mapping[str, Any], cfg: Fig4Config, summary: Mapping[str, An
         "fig4_examples": _examples_figure(data),
         "training": draw_training(data["training"], "cbn-fig4 training"),
         **({"fig4b_baselines": _baselines_figure(summary)} if "networks" in summary else {}),
+        **(
+            {
+                "scaling": draw_scaling(
+                    data["scaling"],
+                    4,
+                    "paper: 2 pairs at (0,±1) = 4 (x only; a lower bound)",
+                    "cbn-fig4: kept directions and norm against steps, every network",
+                )
+            }
+            if "scaling" in data
+            else {}
+        ),
     }
 
 
