@@ -69,10 +69,10 @@ def _row(kept: int, converged: int = 1, trained: float = 0.9, untrained: float =
     return {
         "kept_at_x": kept,
         "converged": converged,
-        "position_R_x": trained,
-        "velocity_R_x": trained,
-        "untrained_position_R_x": untrained,
-        "untrained_velocity_R_x": untrained,
+        "position_gain_x": trained,
+        "velocity_gain_x": trained,
+        "untrained_position_gain_x": untrained,
+        "untrained_velocity_gain_x": untrained,
     }
 
 
@@ -86,8 +86,19 @@ def test_pairs_claim_needs_convergence_and_reads_the_count() -> None:
 def test_readout_claims_need_trained_to_beat_both_baselines() -> None:
     rng = np.random.default_rng(0)
     rows = [_row(2, trained=0.9 + 0.01 * rng.standard_normal(), untrained=0.5) for _ in range(4)]
-    better = [{"position_R_x": 0.3 + 0.01 * k, "velocity_R_x": 0.3} for k in range(4)]
+    better = [{"position_gain_x": 0.3 + 0.01 * k, "velocity_gain_x": 0.3} for k in range(4)]
     assert all(c.verdict == HOLDS for c in _readout_claims(rows, better))
-    worse = [{"position_R_x": 0.99, "velocity_R_x": 0.99 - 0.001 * k} for k in range(4)]
+    worse = [{"position_gain_x": 0.99, "velocity_gain_x": 0.99 - 0.001 * k} for k in range(4)]
     verdicts = [c.verdict for c in _readout_claims(rows, worse)]
     assert verdicts == [HOLDS, CONTRADICTED, HOLDS, CONTRADICTED]  # untrained beaten, shuffled not
+
+
+def test_a_constant_phase_has_no_gain() -> None:
+    """A rank-1 block makes arg z2 - arg z1 constant: R = 1 at slope 0, which is no read-out (gain 0)."""
+    from freqlens.experiments.cbn_fig4 import _readout_numbers
+
+    flat = {"slope_cycles_per_n": 0.0, "resultant": 1.0, "resultant_at_zero_slope": 1.0}
+    moving = {"slope_cycles_per_n": -1.0, "resultant": 0.9, "resultant_at_zero_slope": 0.1}
+    nums = _readout_numbers({a: {"position_fit": moving, "velocity_fit": flat} for a in "xy"})
+    assert nums["velocity_gain_x"] == 0.0 and nums["velocity_R_x"] == 1.0
+    assert nums["position_gain_x"] == pytest.approx(0.8)

@@ -117,11 +117,13 @@ def _phase_readout(
                 "slope_cycles_per_n": fit_p.slope_cycles,
                 "offset": round(fit_p.offset, 4),
                 "resultant": round(fit_p.resultant, 4),
+                "resultant_at_zero_slope": round(phase_fit(phase1, pos, cfg.n, [0.0]).resultant, 4),
             },
             "velocity_fit": {
                 "slope_cycles_per_n": fit_v.slope_cycles,
                 "offset": round(fit_v.offset, 4),
                 "resultant": round(fit_v.resultant, 4),
+                "resultant_at_zero_slope": round(phase_fit(dphase, vel, cfg.n, [0.0]).resultant, 4),
             },
         }
     return data, summary
@@ -168,6 +170,10 @@ NETWORK_ROWS = (
     "velocity_slope_x",
     "position_R_y",
     "velocity_R_y",
+    "position_gain_x",
+    "velocity_gain_x",
+    "untrained_position_gain_x",
+    "untrained_velocity_gain_x",
     "untrained_position_R_x",
     "untrained_velocity_R_x",
     "untrained_position_R_y",
@@ -179,8 +185,12 @@ def _readout_numbers(summary: Mapping[str, Any], prefix: str = "") -> dict[str, 
     """The position/velocity fit numbers of a :func:`_phase_readout` summary, flat (plumbing)."""
     out: dict[str, float] = {}
     for axis in ("x", "y"):
-        out[f"{prefix}position_R_{axis}"] = float(summary[axis]["position_fit"]["resultant"])
-        out[f"{prefix}velocity_R_{axis}"] = float(summary[axis]["velocity_fit"]["resultant"])
+        for what in ("position", "velocity"):
+            fit = summary[axis][f"{what}_fit"]
+            out[f"{prefix}{what}_R_{axis}"] = float(fit["resultant"])
+            # what the fitted slope explains beyond a constant phase: R = 1 at slope 0 means the phase does not
+            # move (a rank-1 block makes arg z2 - arg z1 constant), not that it encodes the variable
+            out[f"{prefix}{what}_gain_{axis}"] = float(fit["resultant"]) - float(fit["resultant_at_zero_slope"])
         if not prefix:
             out[f"position_slope_{axis}"] = float(summary[axis]["position_fit"]["slope_cycles_per_n"])
             out[f"velocity_slope_{axis}"] = float(summary[axis]["velocity_fit"]["slope_cycles_per_n"])
@@ -260,7 +270,7 @@ def _readout_claims(rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapp
     (equivariance alone) and against the networks trained on shuffled targets (training without the task),
     paired by network (``df = networks - 1``); the read-out is learned only where trained beats both."""
     claims = []
-    for what, key in (("position in arg z1", "position_R_x"), ("velocity in arg z2 - arg z1", "velocity_R_x")):
+    for what, key in (("position in arg z1", "position_gain_x"), ("velocity in arg z2 - arg z1", "velocity_gain_x")):
         trained = [r[key] for r in rows]
         for baseline, other in (
             ("untrained", [r[f"untrained_{key}"] for r in rows]),
@@ -268,15 +278,15 @@ def _readout_claims(rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapp
         ):
             claims.append(
                 directional_claim(
-                    f"Fig. 4b (x-axis): the {what} fits better (R) trained than {baseline}",
+                    f"Fig. 4b (x-axis): the {what} fits better (R gain) trained than {baseline}",
                     "trained > baseline",
                     trained[: len(other)],
                     "greater",
                     other=other[: len(trained)],
-                    note=f"R = residual concentration of the circular-linear fit at layer l*; {baseline} = the same "
+                    note=f"R gain = R of the circular-linear fit at layer l* minus R at slope 0; {baseline} = the same "
                     "networks' initial weights"
                     if baseline == "untrained"
-                    else f"R = residual concentration; "
+                    else f"R gain = R of the fit minus R at slope 0; "
                     f"{baseline}: same initial weights and batches, targets permuted across trajectories",
                 )
             )
@@ -402,7 +412,7 @@ def _baselines_figure(summary: Mapping[str, Any]) -> Figure:
     fig = Figure(figsize=(9.0, 3.4), constrained_layout=True)
     axes = fig.subplots(1, 2)
     verdicts = {c["statement"]: c["verdict"] for c in summary.get("claims", [])}
-    for ax, (what, key) in zip(axes, (("position", "position_R_x"), ("velocity", "velocity_R_x")), strict=True):
+    for ax, (what, key) in zip(axes, (("position", "position_gain_x"), ("velocity", "velocity_gain_x")), strict=True):
         trained = np.asarray(nets[key], dtype=float)[~shuffled]
         untrained = np.asarray([np.nan if v is None else v for v in nets[f"untrained_{key}"]], dtype=float)[~shuffled]
         base_shuffled = np.asarray(nets[key], dtype=float)[shuffled]
@@ -413,8 +423,8 @@ def _baselines_figure(summary: Mapping[str, Any]) -> Figure:
             ax.plot(index[: base_shuffled.size], base_shuffled, "^:", color="#D55E00", label="shuffled targets")
         ax.set_xticks(index)
         ax.set_xlabel("network")
-        ax.set_ylabel(f"R of the {what} fit (x)")
-        ax.set_ylim(0, 1.02)
+        ax.set_ylabel(f"R gain of the {what} fit (x): R - R(slope 0)")
+        ax.set_ylim(-0.05, 1.02)
         own = [v for s, v in verdicts.items() if what in s]
         ax.set_title(f"{what}: trained > untrained / shuffled: {' / '.join(own) or 'no claim'}", fontsize=8)
         ax.legend(fontsize=7, frameon=False)
