@@ -12,6 +12,7 @@ import torch
 from freqlens.analysis.bottleneck_metrics import PLATEAU_TOLERANCE, tail_trend
 from freqlens.analysis.cbn import estimate_cbn_rank
 from freqlens.experiments.cbn_common import (
+    _optimisation_phases,
     _reduced_loss,
     _training_recorder,
     convergence_summary,
@@ -77,6 +78,22 @@ def test_lambda_scales_and_bad_readings_fail_before_work():
     for key, value in (("loss_reduction", "median"), ("penalty_norm", "nuclear"), ("lambda_scale", "2lambda")):
         with pytest.raises(ValueError, match=f"{key} must be one of"):
             exp.config_cls(**{key: value})
+    with pytest.raises(ValueError, match="adam_schedule must be one of"):
+        exp.config_cls(adam_schedule="step")
+    with pytest.raises(ValueError, match="adam_lr_end must be in"):
+        exp.config_cls(adam_schedule="cosine", adam_lr=1e-3, adam_lr_end=2e-3)
+
+
+def test_the_cosine_schedule_reaches_the_adam_phase_only():
+    cfg = get_experiment("cbn-fig4").config_cls(adam_schedule="cosine", adam_lr=1e-3, adam_lr_end=1e-5,
+                                                warmup_steps=3, adam_steps=10, gd_steps=2)  # fmt: skip
+    phases = _optimisation_phases(_net(True), cfg.train_settings())
+    annealed = [(name, lr_at is not None) for name, _, _, _, lr_at in phases]
+    assert annealed == [("warmup", False), ("adam", True), ("gd", False)]
+    adam_lr_at = phases[1][4]
+    assert adam_lr_at is not None and adam_lr_at(0) == 1e-3 and adam_lr_at(10) == pytest.approx(1e-5)
+    constant = _optimisation_phases(_net(True), get_experiment("cbn-fig4").config_cls().train_settings())
+    assert all(lr_at is None for *_, lr_at in constant)  # the default reading is unchanged
 
 
 def test_tail_trend_reads_the_last_tenth_and_the_plateau():

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from freqlens.hooks import LayerForwardError, capture_layers, select_layers, trace_layers
-from freqlens.training.loop import EpochSampler, TrainingDiverged, train
+from freqlens.training.loop import EpochSampler, TrainingDiverged, cosine_lr, train
 
 
 def _net() -> nn.Sequential:
@@ -92,7 +92,10 @@ class _Interrupted(Exception):
     pass
 
 
-def test_train_deterministic_and_resume_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("annealed", [False, True])
+def test_train_deterministic_and_resume_exact(tmp_path: Path, annealed: bool) -> None:
+    lr_at = cosine_lr(1e-2, 1e-4, 12) if annealed else None
+
     def run(ckpt: Path | None, stop_at: int | None = None) -> tuple[nn.Module, dict[str, np.ndarray]]:
         model, sampler = _task()
 
@@ -104,8 +107,10 @@ def test_train_deterministic_and_resume_exact(tmp_path: Path) -> None:
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         rec = lambda step, m: {"w_norm": float(sum(p.pow(2).sum() for p in m.parameters()))}  # noqa: E731
         hist = train(
-            model, _ce, batch_at, opt, 12, l2=1e-3, record_every=4, recorder=rec, checkpoint=ckpt, checkpoint_every=5
-        )
+            model, _ce, batch_at, opt, 12, l2=1e-3, record_every=4, recorder=rec, checkpoint=ckpt, checkpoint_every=5,
+            lr_at=lr_at,
+        )  # fmt: skip
+        assert opt.param_groups[0]["lr"] == (lr_at(11) if lr_at is not None else 1e-2)  # the last step's rate
         return model, hist.as_arrays()
 
     m_full, h_full = run(None)
@@ -119,6 +124,16 @@ def test_train_deterministic_and_resume_exact(tmp_path: Path) -> None:
     assert h_full["step"].tolist() == h_res["step"].tolist() == [0, 4, 8, 12]
     assert np.array_equal(h_full["w_norm"], h_res["w_norm"])
     assert np.array_equal(h_full["train_loss"], h_res["train_loss"])
+
+
+def test_cosine_lr_anneals_from_start_to_end_and_refuses_bad_rates() -> None:
+    lr_at = cosine_lr(1e-2, 1e-4, 100)
+    assert lr_at(0) == 1e-2 and lr_at(100) == pytest.approx(1e-4, abs=1e-18) and lr_at(500) == lr_at(100)
+    assert lr_at(50) == pytest.approx(0.5 * (1e-2 + 1e-4))
+    assert all(lr_at(t + 1) <= lr_at(t) for t in range(100))
+    for start, end, steps, match in ((0.0, 0.0, 5, "start"), (1e-3, 2e-3, 5, "end"), (1e-3, 0.0, 0, "steps")):
+        with pytest.raises(ValueError, match=match):
+            cosine_lr(start, end, steps)
 
 
 def test_coupled_l2_step_matches_closed_form() -> None:

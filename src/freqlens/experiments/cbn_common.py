@@ -30,7 +30,7 @@ from ..analysis.cbn import CBNRankEstimate, estimate_cbn_rank, largest_log_gap_c
 from ..models.circular_cnn import CircularCNN, PenaltyNorm
 from ..spectral.activations import activation_spectra
 from ..spectral.weights import weight_spectra
-from ..training.loop import EpochSampler, sampler_epochs, train
+from ..training.loop import EpochSampler, cosine_lr, sampler_epochs, train
 from .registry import RunContext
 from .runner import cpu_threads
 
@@ -77,6 +77,8 @@ class TrainSettings:
     penalty_norm: str = "operator"
     lambda_scale: str = "lambda"
     record_threshold: float = 0.5  # τ of the kept count recorded during training
+    adam_schedule: str = "constant"  # or "cosine": η annealed from adam_lr to adam_lr_end over the Adam phase
+    adam_lr_end: float = 0.0
 
 
 #: Readings of the lost normalisations (conv_bottleneck §4.0, ambiguities 1 and 3), each a config field:
@@ -86,6 +88,10 @@ class TrainSettings:
 LOSS_REDUCTIONS = ("sum", "mean")
 PENALTY_NORMS: tuple[str, ...] = get_args(PenaltyNorm)  # the model owns the norms it can penalise
 LAMBDA_SCALES = ("lambda", "lambda/2", "lambda/L")
+#: Learning-rate schedules of the Adam phase: constant ``adam_lr`` (the paper's "Adam, lr ~1e-3 until the loss
+#: plateaus"), or cosine annealing to ``adam_lr_end`` (chosen here: a constant-lr Adam run did not reach a
+#: plateau of loss and norm within 15 000 steps, docs/conv_bottleneck.md).
+ADAM_SCHEDULES = ("constant", "cosine")
 
 
 def check_readings(loss_reduction: str, penalty_norm: str, lambda_scale: str) -> None:
@@ -131,10 +137,16 @@ class CBNConfig:
     loss_reduction: str = "sum"
     penalty_norm: str = "operator"
     lambda_scale: str = "lambda"
+    adam_schedule: str = "constant"
+    adam_lr_end: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse an unknown normalisation reading before any work (plumbing)."""
         check_readings(self.loss_reduction, self.penalty_norm, self.lambda_scale)
+        if self.adam_schedule not in ADAM_SCHEDULES:
+            raise ValueError(f"adam_schedule must be one of {', '.join(ADAM_SCHEDULES)}; got {self.adam_schedule!r}")
+        if self.adam_schedule == "cosine" and not 0 <= self.adam_lr_end <= self.adam_lr:
+            raise ValueError(f"adam_lr_end must be in [0, adam_lr={self.adam_lr}], got {self.adam_lr_end}")
 
     def train_settings(self) -> TrainSettings:
         """The two-phase training settings (warm-up, Adam, then full-batch GD) of this config (plumbing)."""
@@ -151,6 +163,8 @@ class CBNConfig:
             self.penalty_norm,
             self.lambda_scale,
             self.threshold,
+            adam_schedule=self.adam_schedule,
+            adam_lr_end=self.adam_lr_end,
         )
 
 
@@ -207,18 +221,24 @@ def classification_loss(model: torch.nn.Module, xb: torch.Tensor, yb: torch.Tens
 PHASES = ("warmup", "adam", "gd")
 
 
-def _optimisation_phases(
-    model: CircularCNN, settings: TrainSettings
-) -> list[tuple[str, torch.optim.Optimizer, int, float]]:
-    """``(name, optimizer, steps, λ)`` of each phase that runs: an Adam warm-up without L2 (if
-    ``warmup_steps``), Adam with L2, then plain SGD with L2 (if ``gd_steps``) (conv_bottleneck §4.0)."""
+Phase = tuple[str, torch.optim.Optimizer, int, float, Callable[[int], float] | None]
+
+
+def _optimisation_phases(model: CircularCNN, settings: TrainSettings) -> list[Phase]:
+    """``(name, optimizer, steps, λ, lr_at)`` of each phase that runs: an Adam warm-up without L2 (if
+    ``warmup_steps``), Adam with L2 (its learning rate cosine-annealed if ``adam_schedule == "cosine"``), then
+    plain SGD with L2 (if ``gd_steps``) (conv_bottleneck §4.0)."""
     lam = effective_lambda(settings.weight_decay, settings.lambda_scale, model.depth)
-    phases: list[tuple[str, torch.optim.Optimizer, int, float]] = []
+    phases: list[Phase] = []
     if settings.warmup_steps > 0:  # fit first, so that L2 does not collapse a deep net to θ = 0
-        phases.append(("warmup", torch.optim.Adam(model.parameters(), lr=settings.adam_lr), settings.warmup_steps, 0.0))
-    phases.append(("adam", torch.optim.Adam(model.parameters(), lr=settings.adam_lr), settings.adam_steps, lam))
+        warmup = torch.optim.Adam(model.parameters(), lr=settings.adam_lr)
+        phases.append(("warmup", warmup, settings.warmup_steps, 0.0, None))
+    annealed = settings.adam_schedule == "cosine" and settings.adam_steps > 0
+    schedule = cosine_lr(settings.adam_lr, settings.adam_lr_end, settings.adam_steps) if annealed else None
+    adam = torch.optim.Adam(model.parameters(), lr=settings.adam_lr)
+    phases.append(("adam", adam, settings.adam_steps, lam, schedule))
     if settings.gd_steps > 0:
-        phases.append(("gd", torch.optim.SGD(model.parameters(), lr=settings.gd_lr), settings.gd_steps, lam))
+        phases.append(("gd", torch.optim.SGD(model.parameters(), lr=settings.gd_lr), settings.gd_steps, lam, None))
     return phases
 
 
@@ -288,7 +308,7 @@ def _train_phases_stage(
     objective_loss = _reduced_loss(loss_fn, settings.loss_reduction, y)
     penalised = model.penalty_factors(settings.penalty_norm)  # type: ignore[arg-type]
     out: dict[str, Any] = {}
-    for name, opt, steps, l2 in _optimisation_phases(model, settings):
+    for name, opt, steps, l2, lr_at in _optimisation_phases(model, settings):
 
         def progress(it: Iterable[int], _name: str = name, _steps: int = steps) -> Iterable[int]:
             """A progress bar for this phase (plumbing)."""
@@ -307,6 +327,7 @@ def _train_phases_stage(
             recorder=_training_recorder(settings.record_threshold),
             checkpoint=ctx.checkpoint_path(f"{key}_{name}"),
             progress=progress,
+            lr_at=lr_at,
         ).as_arrays()
         for k, v in history.items():
             out[f"{name}_{k}"] = v

@@ -40,6 +40,7 @@ __all__ = [
     "EpochSampler",
     "TrainHistory",
     "TrainingDiverged",
+    "cosine_lr",
     "l2_penalty",
     "load_checkpoint",
     "sampler_epochs",
@@ -55,6 +56,26 @@ Recorder = Callable[[int, nn.Module], Mapping[str, Any]]
 
 #: :class:`EpochSampler` seeds the CPU generator of epoch ``e`` with ``seed * EPOCH_SEED_MULTIPLIER + e``.
 EPOCH_SEED_MULTIPLIER = 1_000_003
+
+
+def cosine_lr(start: float, end: float, steps: int) -> Callable[[int], float]:
+    """The learning rate ``η(t) = end + (start − end)(1 + cos(π t / steps)) / 2`` of step ``t`` (cosine
+    annealing from ``start`` at step 0 to ``end`` at step ``steps``; :func:`train`'s ``lr_at``).
+
+    A pure function of the step, so a resumed run anneals exactly as an uninterrupted one (no scheduler state
+    in the checkpoint)."""
+    if not (start > 0 and math.isfinite(start)):
+        raise ValueError(f"start must be a positive learning rate, got {start}")
+    if not 0 <= end <= start:
+        raise ValueError(f"end must be in [0, start={start}], got {end}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+
+    def lr_at(step: int) -> float:
+        """The annealed learning rate of ``step`` (plumbing)."""
+        return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
+
+    return lr_at
 
 
 def sampler_epochs(num_samples: int, batch_size: int | None, steps: int) -> int:
@@ -223,6 +244,7 @@ def train(
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 1000,
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+    lr_at: Callable[[int], float] | None = None,
 ) -> TrainHistory:
     """Run ``steps`` optimisation steps of ``loss_fn(model, xb, yb) + l2 * Σ‖θ‖²``.
 
@@ -235,6 +257,8 @@ def train(
             returns (called in eval mode under ``torch.no_grad``).
         checkpoint: file to resume from / save to (atomic), every ``checkpoint_every`` steps.
         progress: wraps the step iterator (e.g. ``ctx.progress``).
+        lr_at: ``step -> learning rate`` set on every parameter group before that step (e.g. :func:`cosine_lr`);
+            ``None`` leaves the optimizer's learning rate as it is.
     Returns:
         the :class:`TrainHistory` (also after resuming: it includes the earlier records).
     """
@@ -282,6 +306,9 @@ def train(
         iterator = progress(iterator)
     for step in iterator:
         xb, yb = batch_at(step)
+        if lr_at is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
         optimizer.zero_grad(set_to_none=True)
         data_loss = loss_fn(model, xb, yb)
         objective = data_loss + l2 * l2_penalty(reg_params, reg_weights) if l2 > 0 else data_loss
