@@ -66,3 +66,13 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for the test: tiny tensors, and OpenMP spin-waiting on a shared 2-core machine costs
+    more than it gives (``pytestmark = pytest.mark.usefixtures("one_thread")`` in a test file)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

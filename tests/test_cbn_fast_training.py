@@ -12,16 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import freqlens.models.circular_cnn as cc
-from freqlens.experiments.cbn_common import cpu_threads
 from freqlens.models.circular_cnn import CircularCNN
 from freqlens.models.circular_fft import circular_correlation_hwnc
 from freqlens.spectral.weights import weight_spectra
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with cpu_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from freqlens.analysis.statistics import CONTRADICTED, HOLDS, NO_VERDICT, NOT_REACHED
 from freqlens.experiments.cbn_fig4 import _pairs_claim, _readout_claims
@@ -18,12 +17,7 @@ TINY = {"adam_steps": 6, "gd_steps": 2, "record_every": 2, "batch_size": 16, "cp
 SMALL = {**TINY, "n_train": 32, "n_eval": 24, "width": 3, "depth": 3, "phase_layer": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 def _summary(path: Path) -> dict:

@@ -11,13 +11,7 @@ from hypothesis import strategies as st
 import freqlens.models.circular_cnn as cc
 from freqlens.models.circular_cnn import CircularCNN, CircularConv2d
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 @given(

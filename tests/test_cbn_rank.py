@@ -19,14 +19,7 @@ from freqlens.fourier import conjugate_index
 from freqlens.models.circular_cnn import CircularCNN, CircularConv2d
 from freqlens.training.loop import EpochSampler, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one intra-op thread avoids OpenMP spin-waiting on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 def _synthetic_stack(n: int, layers: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from freqlens.analysis.statistics import NO_VERDICT
 from freqlens.experiments.registry import get_experiment
 from freqlens.experiments.runner import replot, run_experiment
 from freqlens.io import read_json, read_npz
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 def _run(name: str, tmp_path: Path, data: Path | None = None, **overrides: object) -> tuple[Path, dict, dict]:

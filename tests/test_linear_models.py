@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -13,14 +11,7 @@ from hypothesis import strategies as st
 from freqlens import fourier as fr
 from freqlens.models.linear import LinearCNN, LinearFCNN, mse_loss_per_class
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """These tests use tiny tensors: one thread avoids OpenMP wake-up costs on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 def _cnn(c: int, n: int, p: int, mode: str, seed: int) -> LinearCNN:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -51,14 +49,7 @@ from freqlens.training.linear_init import (
 from freqlens.training.linear_problem import LinearProblem
 from freqlens.training.linear_trainer import train_linear_cnn, train_linear_fcnn
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """These tests use tiny tensors: one thread avoids OpenMP wake-up costs on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 def _orthogonal(m: int, rng: np.random.Generator) -> np.ndarray:

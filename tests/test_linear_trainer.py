@@ -5,8 +5,6 @@ direct evaluation of the trained networks on every sample, float64 (spec §2 Eq.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -34,14 +32,7 @@ from freqlens.training.linear_trainer import (
     train_linear_fcnn,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """These tests use tiny tensors: one thread avoids OpenMP wake-up costs on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 def _data(n_samples: int = 14, c: int = 2, n: int = 6, p: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,14 +14,7 @@ from freqlens.hooks import LayerForwardError
 from freqlens.models.circular_cnn import CircularCNN
 from freqlens.spectral.activations import _GramAccumulator, activation_spectra, energy_count
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one intra-op thread avoids OpenMP spin-waiting on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
 
 def _brute_force(acts: torch.Tensor) -> np.ndarray:

@@ -301,16 +301,28 @@ def test_pinson_figS2_cascade_is_a_paired_test_over_trials() -> None:
     assert one.verdict == NO_VERDICT and one.n == 1
 
 
+def _fig3_row(weights: int, activations: int, converged: bool = True, found: int = 8, unexpected: int = 0) -> dict:
+    return {"weight_rank": weights, "activation_rank": activations, "converged": int(converged),
+            "weights_found": found, "weights_unexpected": unexpected, "activations_found": found,
+            "activations_unexpected": unexpected}  # fmt: skip
+
+
 def test_cbn_fig3_unformed_bottleneck_is_not_reached() -> None:
     from freqlens.experiments.cbn_fig3 import Fig3Config, _claimed_directions, _fig3_claims
 
     cfg = Fig3Config()
     assert _claimed_directions(cfg) == 15  # (0,0) + 6 pairs + the (5,5) pair
-    everything = {"expected_found": [[0, 0]] * 7, "expected_missing": [], "unexpected": [[1, 1]] * 500}
-    rank = {"weights": {"rank": 1608}, "activations": {"rank": 20}}
-    weights, activations = _fig3_claims(rank, {"weights": everything, "activations": everything}, cfg)
-    assert weights.verdict == NOT_REACHED and "1608" in weights.note
-    assert activations.verdict == NO_VERDICT  # 20 <= 2 x 15, but one seed
+    weights, activations = _fig3_claims([_fig3_row(1608, 20, converged=False, unexpected=500)], cfg)
+    assert weights.verdict == NOT_REACHED and "1608" in weights.note and "not formed" in weights.note
+    assert activations.verdict == NOT_REACHED and "not converged" in activations.note  # 20 <= 2 x 15, still falling
+    weights, activations = _fig3_claims([_fig3_row(15, 20)], cfg)
+    assert weights.verdict == activations.verdict == NO_VERDICT  # converged, but one network
+    three = [_fig3_row(14, 27), _fig3_row(15, 28), _fig3_row(16, 29)]
+    weights, activations = _fig3_claims(three, cfg)
+    assert weights.verdict == HOLDS and weights.n == 3 and "3 of 3 networks keep exactly" in weights.note
+    assert activations.verdict == CONTRADICTED  # 28 +- 1 directions: the claimed 15 is outside the interval
+    weights, _ = _fig3_claims([*three[:2], _fig3_row(15, 28, converged=False)], cfg)
+    assert weights.verdict == NOT_REACHED and "1 of 3 networks have not converged" in weights.note
 
 
 def test_pinson_fig6_without_modes_is_not_reached() -> None:

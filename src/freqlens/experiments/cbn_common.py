@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 
 from ..analysis.bottleneck_metrics import PLATEAU_TOLERANCE, tail_trend
 from ..analysis.cbn import CBNRankEstimate, estimate_cbn_rank, largest_log_gap_count
+from ..io import unflatten_tree
 from ..models.circular_cnn import CircularCNN, PenaltyNorm
 from ..spectral.activations import activation_spectra
 from ..spectral.weights import weight_spectra
@@ -198,6 +199,36 @@ def build_cnn(
         generator=generator if generator is not None else ctx.generator(NETWORK_STREAM, legacy_offset=seed_offset),
         **options,
     ).to(ctx.device)
+
+
+def network_cnn(
+    cfg: CBNConfig,
+    network: int,
+    in_channels: int,
+    out_channels: int,
+    depth: int,
+    size: int,
+    ctx: RunContext,
+    **options: Any,
+) -> CircularCNN:
+    """Network ``network``'s :func:`build_cnn` of a several-network ``cbn-*`` run: network 0 from the legacy
+    seeding (bit-identical to the one-network runs), the others from the named stream ``("cbn_network", network)``."""
+    generator = None if network == 0 else ctx.generator(NETWORK_STREAM, network)
+    return build_cnn(cfg, in_channels, out_channels, depth, size, ctx, generator=generator, **options)
+
+
+def network_stage_key(network: int, suffix: str = "") -> str:
+    """The training stage of network ``network`` (``train`` for network 0, as in the one-network runs; plumbing)."""
+    return ("train" if network == 0 else f"train_net{network}") + suffix
+
+
+def network_scaling(measured: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+    """``{label: network_curves(...)}`` of the measured network cells, each cell's flat ``curve__*`` arrays
+    unflattened (the input of :func:`draw_scaling`; plumbing)."""
+    return {
+        label: unflatten_tree({k: v for k, v in m.items() if k.startswith("curve__")})["curve"]
+        for label, m in zip(labels, measured, strict=True)
+    }
 
 
 def task_seed(ctx: RunContext, stream: str, *, legacy_offset: int = 0, legacy_multiplier: int = 1) -> int:

@@ -7,7 +7,8 @@ around ``±(5, 5)``. The paper: "In the bottleneck the network keeps track of th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,22 +17,28 @@ import torch
 from matplotlib.figure import Figure
 
 from ..analysis.bottleneck_metrics import claimed_directions, expected_kept_frequencies, match_kept_frequencies
-from ..analysis.statistics import Claim, no_verdict_claim, not_reached_claim
+from ..analysis.statistics import Claim, claim_records, equality_claim, not_reached_claim
 from ..datasets.bottleneck_tasks import lowfreq_shapes_times_pattern
+from ..io import flatten_tree, to_jsonable, unflatten_tree
 from ..plots import show_image, show_spectrum
 from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
-    build_cnn,
     convergence_summary,
     cpu_threads,
     draw_bottleneck_panels,
+    draw_scaling,
     draw_training,
+    network_cnn,
+    network_curves,
+    network_scaling,
+    network_stage_key,
     rank_captions,
     regression_loss,
     task_seed,
     train_in_phases,
 )
+from .cells import check_workers, map_stages
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 PAPER_STATEMENT = (
@@ -57,11 +64,16 @@ class Fig3Config(CBNConfig):
     bias_multiplier: float = 0.25
     thresholds: tuple[float, ...] = (0.3, 0.4, 0.6, 0.7)
     eps: float = 1e-2
+    networks: int = 1  # trained networks the claims are judged over (own initial weights and batch order)
+    workers: int = 1  # processes training the networks in parallel (same numbers as 1)
 
     def validate(self) -> None:
-        """Refuse a depth below 2 or no channels (plumbing)."""
+        """Refuse a depth below 2, no channels, no network or a bad worker count (plumbing)."""
         if self.depth < 2 or self.width < 1:
             raise ValueError("depth must be >= 2 and width >= 1")
+        if self.networks < 1:
+            raise ValueError(f"networks must be >= 1, got {self.networks}")
+        check_workers(self.workers)
 
 
 def _expected_frequencies(cfg: Fig3Config) -> list[list[int]]:
@@ -78,69 +90,139 @@ def _claimed_directions(cfg: Fig3Config) -> int:
     return claimed_directions(_expected_frequencies(cfg), cfg.n)
 
 
-def _fig3_claims(rank: Mapping[str, Any], matches: Mapping[str, Mapping[str, Any]], cfg: Fig3Config) -> list[Claim]:
-    """Fig. 3's claim read from weights and from activations: "not reached" when the kept set is more than
-    :data:`NOT_FORMED_FACTOR` times the claimed one (an empty ``expected_missing`` is then vacuous); otherwise
-    one training seed: no verdict (n < 3)."""
+#: The two readings of the kept set: from the weight spectra and from the activation spectra (§5a, §5b).
+KEPT_SETS = ("weights", "activations")
+RANK_ROWS = {"weights": "weight_rank", "activations": "activation_rank"}
+
+#: The per-network numbers of a fig3 run (``summary["networks"]``), in this order.
+NETWORK_ROWS = (
+    "network",
+    "test_reconstruction_error",
+    "op_norm",
+    "weight_rank",
+    "activation_rank",
+    "weights_found",
+    "weights_missing",
+    "weights_unexpected",
+    "activations_found",
+    "activations_missing",
+    "activations_unexpected",
+    "converged",
+)
+
+
+def _fig3_claims(rows: Sequence[Mapping[str, float]], cfg: Fig3Config) -> list[Claim]:
+    """Fig. 3's claim read from weights and from activations over the networks: the kept-direction count equals
+    the claimed set's (t interval, ``df = networks - 1``; no verdict below 3 networks). "Not reached" when a
+    network has not converged, or when a kept set is more than :data:`NOT_FORMED_FACTOR` times the claimed one
+    (then containing the claimed frequencies is vacuous). The note counts the networks whose kept frequencies
+    are exactly the claimed set."""
     claimed = _claimed_directions(cfg)
+    expected = len(_expected_frequencies(cfg))
     claims = []
-    for key in ("weights", "activations"):
-        kept = int(rank[key]["rank"])
-        match = matches[key]
+    for key in KEPT_SETS:
+        kept = [float(r[RANK_ROWS[key]]) for r in rows]
         statement = (
             f"Fig. 3 ({key}): the bottleneck keeps exactly the ||w||_1 <= 2 frequencies and {tuple(cfg.carrier)} "
             f"({claimed} directions)"
         )
+        exact = sum(1 for r in rows if r[f"{key}_found"] == expected and r[f"{key}_unexpected"] == 0)
         detail = (
-            f"{len(match['expected_found'])} of {len(match['expected_found']) + len(match['expected_missing'])} "
-            f"claimed frequencies kept, {len(match['unexpected'])} unexpected"
+            f"kept per network {[int(k) for k in kept]}; claimed frequencies kept "
+            f"{[int(r[f'{key}_found']) for r in rows]} of {expected}, unexpected "
+            f"{[int(r[f'{key}_unexpected']) for r in rows]}; {exact} of {len(rows)} networks keep exactly the "
+            "claimed set"
         )
-        if kept > NOT_FORMED_FACTOR * claimed:
+        unconverged = sum(1 for r in rows if not r["converged"])
+        mean = float(np.mean(kept))
+        if max(kept) > NOT_FORMED_FACTOR * claimed:
             reason = (
-                f"{kept} kept directions > {NOT_FORMED_FACTOR} x the claimed {claimed}: the bottleneck has not formed "
-                f"(training not converged), so containing the claimed set is vacuous; {detail}"
+                f"a kept set above {NOT_FORMED_FACTOR} x the claimed {claimed} directions: the bottleneck has not "
+                f"formed, so containing the claimed set is vacuous; {detail}"
             )
-            claims.append(not_reached_claim(statement, claimed, kept, 1, reason))
+            claims.append(not_reached_claim(statement, claimed, mean, len(rows), reason))
+        elif unconverged:
+            reason = f"{unconverged} of {len(rows)} networks have not converged (summary convergence); {detail}"
+            claims.append(not_reached_claim(statement, claimed, mean, len(rows), reason))
         else:
-            claims.append(
-                no_verdict_claim(statement, claimed, kept, 1, "kept-direction count", note=f"one seed; {detail}")
-            )
+            claims.append(equality_claim(statement, float(claimed), kept, note=detail))
     return claims
 
 
-def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
-    """Train the shapes × (5,5) autoencoder; spectra, CBN rank, kept set against the paper's (conv_bottleneck §4.3)."""
+def _train_network(ctx: RunContext, cell: tuple[Fig3Config, int]) -> dict[str, Any]:
+    """One cell of :func:`run_fig3`: train network ``network`` (own initial weights and batch order) on the shared
+    images and measure it; network 0 also keeps its spectra, examples and history (the figures)."""
+    cfg, network = cell
     with cpu_threads(cfg.cpu_threads):
         x_all = lowfreq_shapes_times_pattern(
             cfg.n_train + cfg.n_eval, cfg.n, cfg.carrier, cfg.max_l1, cfg.random_phase, seed=task_seed(ctx, "images")
         )
         x_train, x_eval = x_all[: cfg.n_train], x_all[cfg.n_train :]
-        model = build_cnn(cfg, 1, 1, cfg.depth, cfg.n, ctx)
+        model = network_cnn(cfg, network, 1, 1, cfg.depth, cfg.n, ctx)
         history = train_in_phases(
-            ctx, model, x_train.to(ctx.device), x_train.to(ctx.device), regression_loss, cfg.train_settings(), "train"
-        )
+            ctx, model, x_train.to(ctx.device), x_train.to(ctx.device), regression_loss, cfg.train_settings(),
+            network_stage_key(network), sampler_seed=network,
+        )  # fmt: skip
         model = model.cpu().double().eval()
         data, rank, _, _ = analyse_bottleneck(model, x_eval, cfg.threshold, cfg.thresholds, cfg.eps)
         with torch.no_grad():
-            recon = model(x_eval[:4].double()).numpy()[:, 0]
             err = float(regression_loss(model, x_eval.double(), x_eval.double()))
-    data["training"] = history
-    data["examples"] = x_eval[:4, 0].numpy()
-    data["reconstructions"] = recon
-    data["mean_input_spectrum"] = np.abs(np.fft.fft2(x_eval[:, 0].double().numpy())).mean(axis=0)
-    expected = _expected_frequencies(cfg)
-    matches = {key: match_kept_frequencies(rank[key]["frequencies"], expected) for key in ("weights", "activations")}
+        expected = _expected_frequencies(cfg)
+        matches = {key: match_kept_frequencies(rank[key]["frequencies"], expected) for key in KEPT_SETS}
+        convergence = convergence_summary(history)
+        row: dict[str, Any] = {
+            "network": network,
+            "test_reconstruction_error": err,
+            "op_norm": float(model.operator_norm_sq().detach()),
+            "weight_rank": rank["weights"]["rank"],
+            "activation_rank": rank["activations"]["rank"],
+            "converged": int(convergence["converged"]),
+            **{f"{key}_found": len(matches[key]["expected_found"]) for key in KEPT_SETS},
+            **{f"{key}_missing": len(matches[key]["expected_missing"]) for key in KEPT_SETS},
+            **{f"{key}_unexpected": len(matches[key]["unexpected"]) for key in KEPT_SETS},
+            **flatten_tree({"curve": network_curves(history)}),
+        }
+        if network == 0:  # the figures and the headline summary are network 0's
+            with torch.no_grad():
+                data["reconstructions"] = model(x_eval[:4].double()).numpy()[:, 0]
+            data["training"] = history
+            data["examples"] = x_eval[:4, 0].numpy()
+            data["mean_input_spectrum"] = np.abs(np.fft.fft2(x_eval[:, 0].double().numpy())).mean(axis=0)
+            detail = {
+                "cbn_rank": rank,
+                "matches": matches,
+                "test_energy_per_image": round(float(x_eval.double().pow(2).flatten(1).sum(1).mean()), 4),
+                "convergence": convergence,
+            }
+            row["detail_json"] = np.array(json.dumps(to_jsonable(detail)))
+            row.update(flatten_tree({"detail": data}))
+    return row
+
+
+def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
+    """Train ``networks`` shapes × (5,5) autoencoders; spectra, CBN rank and kept set of each against the paper's,
+    claims over the networks (conv_bottleneck §4.3)."""
+    cells = [(f"network_{k}", (cfg, k)) for k in range(cfg.networks)]
+    measured = map_stages(ctx, cells, _train_network, workers=cfg.workers)
+    first = measured[0]
+    detail = json.loads(str(first["detail_json"]))
+    data = unflatten_tree({k: v for k, v in first.items() if k.startswith("detail__")})["detail"]
+    data["scaling"] = network_scaling(measured, [key for key, _ in cells])
+    rows = [{k: float(m[k]) for k in NETWORK_ROWS} for m in measured]
     summary = {
         "paper": PAPER_STATEMENT,
-        "cbn_rank": rank,
-        "expected_frequencies": expected,
-        "weights_vs_expected": matches["weights"],
-        "activations_vs_expected": matches["activations"],
-        "claims": _fig3_claims(rank, matches, cfg),
-        "test_reconstruction_error": round(err, 5),
-        "test_energy_per_image": round(float(x_eval.double().pow(2).flatten(1).sum(1).mean()), 4),
-        "op_norm": round(float(model.operator_norm_sq().detach()), 4),
-        "convergence": convergence_summary(history),
+        "cbn_rank": detail["cbn_rank"],
+        "expected_frequencies": _expected_frequencies(cfg),
+        "weights_vs_expected": detail["matches"]["weights"],
+        "activations_vs_expected": detail["matches"]["activations"],
+        "claims": claim_records(_fig3_claims(rows, cfg)),
+        "test_reconstruction_error": round(float(first["test_reconstruction_error"]), 5),
+        "test_energy_per_image": detail["test_energy_per_image"],
+        "op_norm": round(float(first["op_norm"]), 4),
+        "convergence": detail["convergence"],
+        "networks": {key: [round(r[key], 5) for r in rows] for key in NETWORK_ROWS},
+        "networks_note": "cbn_rank, the matches, test error, op_norm and convergence above are network 0's; the "
+        "lists are every network",
     }
     return ExperimentResult(data=data, summary=summary)
 
@@ -166,7 +248,14 @@ def plot_fig3(data: Mapping[str, Any], cfg: Fig3Config, summary: Mapping[str, An
         f"{rank_captions(rank)}",
         fontsize=8,
     )
-    return {"fig3_spectra": fig, "training": draw_training(data["training"], "cbn-fig3 training")}
+    figures = {"fig3_spectra": fig, "training": draw_training(data["training"], "cbn-fig3 training")}
+    if "scaling" in data:
+        claimed = _claimed_directions(cfg)
+        figures["scaling"] = draw_scaling(
+            data["scaling"], claimed, f"paper: ||w||_1 <= 2 and {tuple(cfg.carrier)} = {claimed} directions",
+            "cbn-fig3: kept directions and norm against steps, every network",
+        )  # fmt: skip
+    return figures
 
 
 register(

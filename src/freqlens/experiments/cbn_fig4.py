@@ -27,16 +27,17 @@ from ..io import flatten_tree, to_jsonable, unflatten_tree
 from ..models.circular_cnn import CircularCNN
 from ..plots import show_image
 from .cbn_common import (
-    NETWORK_STREAM,
     CBNConfig,
     analyse_bottleneck,
-    build_cnn,
     convergence_summary,
     cpu_threads,
     draw_bottleneck_panels,
     draw_scaling,
     draw_training,
+    network_cnn,
     network_curves,
+    network_scaling,
+    network_stage_key,
     rank_captions,
     regression_loss,
     task_seed,
@@ -139,14 +140,6 @@ def _trajectories(ctx: RunContext, cfg: Fig4Config) -> tuple[Any, Any]:
     return train_set, eval_set
 
 
-def _network(ctx: RunContext, cfg: Fig4Config, network: int) -> CircularCNN:
-    """Network ``network``'s initial weights: network 0 from the legacy seeding (bit-identical to the one-network
-    runs), the others from the named stream ``("cbn_network", network)``."""
-    if network == 0:
-        return build_cnn(cfg, 4, 4, cfg.depth, cfg.n, ctx)
-    return build_cnn(cfg, 4, 4, cfg.depth, cfg.n, ctx, generator=ctx.generator(NETWORK_STREAM, network))
-
-
 #: The per-network numbers of a fig4 run (``summary["networks"]``), in this order.
 NETWORK_ROWS = (
     "network",
@@ -199,12 +192,12 @@ def _train_network(ctx: RunContext, cell: tuple[Fig4Config, int, bool]) -> dict[
     cfg, network, shuffled = cell
     with cpu_threads(cfg.cpu_threads):
         train_set, eval_set = _trajectories(ctx, cfg)
-        model = _network(ctx, cfg, network)
+        model = network_cnn(cfg, network, 4, 4, cfg.depth, cfg.n, ctx)
         untrained = None if shuffled else copy.deepcopy(model).cpu().double().eval()  # the equivariance baseline
         targets = train_set.targets
         if shuffled:  # the same inputs and batch order, targets of other trajectories: nothing to learn
             targets = targets[torch.from_numpy(ctx.rng("fig4_shuffled_targets", network).permutation(len(targets)))]
-        key = ("train" if network == 0 else f"train_net{network}") + ("_shuffled" if shuffled else "")
+        key = network_stage_key(network, "_shuffled" if shuffled else "")
         history = train_in_phases(
             ctx,
             model,
@@ -318,12 +311,7 @@ def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
     detail = json.loads(str(first["detail_json"]))
     data = unflatten_tree({k: v for k, v in first.items() if k.startswith("detail__")})["detail"]
     rows = [{k: float(m[k]) for k in NETWORK_ROWS if k in m} for m in measured]
-    data["scaling"] = {
-        f"network_{int(r['network'])}" + ("_shuffled" if r["shuffled_targets"] else ""): unflatten_tree(
-            {k: v for k, v in m.items() if k.startswith("curve__")}
-        )["curve"]
-        for r, m in zip(rows, measured, strict=True)
-    }
+    data["scaling"] = network_scaling(measured, [key for key, _ in cells])
     summary = {
         "paper": PAPER_STATEMENT,
         "cbn_rank": detail["cbn_rank"],
