@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from freqlens.hooks import LayerForwardError, capture_layers, select_layers, trace_layers
-from freqlens.training.loop import EpochSampler, TrainingDiverged, cosine_lr, train
+from freqlens.training.loop import EpochSampler, TrainingDiverged, cosine_lr, flushed_denormals, train
 
 
 def _net() -> nn.Sequential:
@@ -134,6 +134,17 @@ def test_cosine_lr_anneals_from_start_to_end_and_refuses_bad_rates() -> None:
     for start, end, steps, match in ((0.0, 0.0, 5, "start"), (1e-3, 2e-3, 5, "end"), (1e-3, 0.0, 0, "steps")):
         with pytest.raises(ValueError, match=match):
             cosine_lr(start, end, steps)
+
+
+def test_flushed_denormals_zeroes_denormals_inside_and_restores_the_setting() -> None:
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # below float32's smallest normal 1.18e-38
+    assert float(tiny * 2) != 0.0  # torch's default: denormals are kept
+    with flushed_denormals():
+        assert float(tiny * 2) == 0.0
+        with flushed_denormals():  # nested: the inner block restores the outer's setting
+            pass
+        assert float(tiny * 2) == 0.0
+    assert float(tiny * 2) != 0.0
 
 
 def test_coupled_l2_step_matches_closed_form() -> None:

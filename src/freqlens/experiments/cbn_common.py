@@ -31,7 +31,7 @@ from ..io import unflatten_tree
 from ..models.circular_cnn import CircularCNN, PenaltyNorm
 from ..spectral.activations import activation_spectra
 from ..spectral.weights import weight_spectra
-from ..training.loop import EpochSampler, cosine_lr, sampler_epochs, train
+from ..training.loop import EpochSampler, cosine_lr, flushed_denormals, sampler_epochs, train
 from .registry import RunContext
 from .runner import cpu_threads
 
@@ -345,21 +345,22 @@ def _train_phases_stage(
             """A progress bar for this phase (plumbing)."""
             return ctx.progress(it, total=_steps, desc=f"{key} {_name}")
 
-        history = train(
-            model,
-            objective_loss,
-            sampler,
-            opt,
-            steps,
-            l2=l2,
-            l2_params=[p for p, _ in penalised],
-            l2_weights=[f for _, f in penalised],  # unit weights are exact: the default reading is unchanged
-            record_every=settings.record_every,
-            recorder=_training_recorder(settings.record_threshold),
-            checkpoint=ctx.checkpoint_path(f"{key}_{name}"),
-            progress=progress,
-            lr_at=lr_at,
-        ).as_arrays()
+        with flushed_denormals():  # decayed weights go denormal: 10x slower steps (training.loop.flushed_denormals)
+            history = train(
+                model,
+                objective_loss,
+                sampler,
+                opt,
+                steps,
+                l2=l2,
+                l2_params=[p for p, _ in penalised],
+                l2_weights=[f for _, f in penalised],  # unit weights are exact: the default reading is unchanged
+                record_every=settings.record_every,
+                recorder=_training_recorder(settings.record_threshold),
+                checkpoint=ctx.checkpoint_path(f"{key}_{name}"),
+                progress=progress,
+                lr_at=lr_at,
+            ).as_arrays()
         for k, v in history.items():
             out[f"{name}_{k}"] = v
     names = list(model.state_dict())
