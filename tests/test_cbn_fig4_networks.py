@@ -62,6 +62,7 @@ def test_workers_give_the_same_numbers(tmp_path: Path) -> None:
 def _row(kept: int, converged: int = 1, trained: float = 0.9, untrained: float = 0.5) -> dict[str, float]:
     return {
         "kept_at_x": kept,
+        "kept_at_y": 2,
         "converged": converged,
         "position_gain_x": trained,
         "velocity_gain_x": trained,
