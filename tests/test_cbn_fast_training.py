@@ -183,3 +183,13 @@ def test_bad_inputs_are_named():
         circular_correlation_hwnc(torch.zeros(4, 4, 1, 2), torch.zeros(1, 1, 4, 4), (1, 1))
     with pytest.raises(ValueError, match="larger than the grid"):
         circular_correlation_hwnc(torch.zeros(4, 4, 1, 1), torch.zeros(1, 1, 5, 5), (1, 1))
+
+
+def test_dense_sized_end_layers_do_not_make_the_network_layerwise():
+    # the cbn-fig3 shape: one channel in and out (those layers fit one dense matrix), wide FFT layers between
+    mixed = CircularCNN(1, 10, 1, 4, 16, generator=torch.Generator().manual_seed(0))
+    assert mixed.uses_fused()
+    x = torch.randn(3, 1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    mixed = mixed.double()
+    assert _rel(mixed(x), mixed.forward_layerwise(x)) < 1e-12  # the same function
+    assert not CircularCNN(1, 3, 1, 3, 6).uses_fused()  # every layer dense-sized: the dense route stays

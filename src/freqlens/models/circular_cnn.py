@@ -13,9 +13,10 @@ still the true kernel ``W`` (what the spectral tools read) while the trainable t
 costs ``λ`` per layer and a kept conjugate pair ``2λ`` (C11), on any grid.
 
 Training speed: ``CircularCNN.forward`` runs the whole network frequency-major
-(:meth:`CircularCNN.forward_fused`, :mod:`freqlens.models.circular_fft`) unless a conv has a forward hook or a
-layer would take the dense or direct route; :meth:`CircularCNN.forward_layerwise` is the layer-by-layer route
-(each ``CircularConv2d.forward``), the same function.
+(:meth:`CircularCNN.forward_fused`, :mod:`freqlens.models.circular_fft`) unless a conv has a forward hook, a
+layer would take the direct route, or every layer would take the dense route;
+:meth:`CircularCNN.forward_layerwise` is the layer-by-layer route (each ``CircularConv2d.forward``), the same
+function.
 """
 
 from __future__ import annotations
@@ -288,20 +289,26 @@ class CircularCNN(nn.Module):
         return self.forward_from(self.convs[0](x), 1)
 
     def uses_fused(self) -> bool:
-        """Whether :meth:`forward` takes the fused route: every conv would take the FFT route and no conv has
-        a forward (pre-)hook (the fused route does not call the conv modules, so hooks would not fire)."""
+        """Whether :meth:`forward` takes the fused route: every conv has a full-size-like kernel (no conv would
+        take the direct route), at least one would take the FFT route (a network of layers small enough for one
+        dense matrix each stays layerwise, which is faster there), and no conv has a forward (pre-)hook (the
+        fused route does not call the conv modules, so hooks would not fire).
+
+        A few dense-sized layers (one input or output channel, as in cbn-fig2/fig3) do not make the whole network
+        layerwise: measured on the cbn-fig3 quick network (c = 10, 1 channel in and out, 16×16), one Adam step
+        took 66-70 ms layerwise and 22-23 ms fused (docs/conv_bottleneck.md)."""
         if not self.fused or torch.nn.modules.module._global_forward_hooks:
             return False
         if torch.nn.modules.module._global_forward_pre_hooks:
             return False
+        any_fft = False
         for conv, (h, w) in zip(self.conv_layers, self.grids, strict=True):
             kh, kw = conv.kernel_size
             if kh * kw < _FFT_MIN_TAPS or conv._forward_hooks or conv._forward_pre_hooks:
                 return False
             pout = (h // conv.stride[0]) * (w // conv.stride[1])
-            if conv.out_channels * pout * conv.in_channels * h * w <= _DENSE_MAX_ENTRIES:
-                return False
-        return True
+            any_fft |= conv.out_channels * pout * conv.in_channels * h * w > _DENSE_MAX_ENTRIES
+        return any_fft
 
     def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
         """``f_θ(x)`` with the activations kept spatial-major ``(H, W, N, C)`` between layers, each conv one
