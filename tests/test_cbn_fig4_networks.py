@@ -59,11 +59,12 @@ def test_workers_give_the_same_numbers(tmp_path: Path) -> None:
     assert serial["networks"] == pooled["networks"]
 
 
-def _row(kept: int, converged: int = 1, trained: float = 0.9, untrained: float = 0.5) -> dict[str, float]:
+def _row(kept: int, settled: int = 1, trained: float = 0.9, untrained: float = 0.5) -> dict[str, float]:
     return {
         "kept_at_x": kept,
         "kept_at_y": 2,
-        "converged": converged,
+        "converged": 0,  # a loss still falling does not block the claim; an unsettled kept count does
+        "settled": settled,
         "position_gain_x": trained,
         "velocity_gain_x": trained,
         "untrained_position_gain_x": untrained,
@@ -74,7 +75,7 @@ def _row(kept: int, converged: int = 1, trained: float = 0.9, untrained: float =
 def test_pairs_claim_needs_convergence_and_reads_the_count() -> None:
     assert _pairs_claim([_row(2), _row(2), _row(2)]).verdict == HOLDS
     assert _pairs_claim([_row(1), _row(1), _row(1)]).verdict == CONTRADICTED
-    assert _pairs_claim([_row(2), _row(2, converged=0), _row(2)]).verdict == NOT_REACHED  # no vacuous pass
+    assert _pairs_claim([_row(2), _row(2, settled=0), _row(2)]).verdict == NOT_REACHED  # no vacuous pass
     assert _pairs_claim([_row(2), _row(2)]).verdict == NO_VERDICT
 
 

@@ -113,8 +113,9 @@ def test_tail_trend_reads_the_last_tenth_and_the_plateau():
 def test_training_curves_lay_the_phases_end_to_end_and_convergence_uses_them():
     history = {
         "adam": {"step": np.array([0, 50, 100]), "train_loss": np.array([5.0, 4.0]), "op_norm": np.array([9, 8, 7.0])},
-        "gd": {"step": np.array([0, 50, 100]), "train_loss": np.array([3.0, 3.0]), "op_norm": np.array([7, 7, 7.0])},
-    }
+        "gd": {"step": np.array([0, 50, 100]), "train_loss": np.array([3.0, 3.0]), "op_norm": np.array([7, 7, 7.0]),
+               "kept_weights": np.array([6, 5, 4.0])},
+    }  # fmt: skip
     curves = training_curves(history)
     assert curves["op_norm"][0].tolist() == [0, 50, 100, 100, 150, 200]
     assert curves["train_loss"][0].tolist() == [50, 100, 150, 200]
@@ -122,6 +123,10 @@ def test_training_curves_lay_the_phases_end_to_end_and_convergence_uses_them():
     assert conv["op_norm"]["window_steps"] == [100, 200] and conv["op_norm"]["on_plateau"]
     assert conv["train_loss"]["records"] == 3 and not conv["train_loss"]["on_plateau"]  # 4, 3, 3: still falling
     assert not conv["converged"]
+    assert not conv["settled"]  # the kept count still falls: 6, 5, 4
+    history["gd"]["kept_weights"] = np.array([4, 4, 4.0])
+    settled = convergence_summary(history, fraction=0.5)
+    assert settled["settled"] and not settled["converged"]  # norm and count flat, loss still falling
 
 
 def test_recorded_kept_count_is_the_weight_spectrum_rank():

@@ -301,8 +301,8 @@ def test_pinson_figS2_cascade_is_a_paired_test_over_trials() -> None:
     assert one.verdict == NO_VERDICT and one.n == 1
 
 
-def _fig3_row(weights: int, activations: int, converged: bool = True, found: int = 8, unexpected: int = 0) -> dict:
-    return {"weight_rank": weights, "activation_rank": activations, "converged": int(converged),
+def _fig3_row(weights: int, activations: int, settled: bool = True, found: int = 8, unexpected: int = 0) -> dict:
+    return {"weight_rank": weights, "activation_rank": activations, "converged": 0, "settled": int(settled),
             "weights_found": found, "weights_unexpected": unexpected, "activations_found": found,
             "activations_unexpected": unexpected}  # fmt: skip
 
@@ -312,17 +312,17 @@ def test_cbn_fig3_unformed_bottleneck_is_not_reached() -> None:
 
     cfg = Fig3Config()
     assert _claimed_directions(cfg) == 15  # (0,0) + 6 pairs + the (5,5) pair
-    weights, activations = _fig3_claims([_fig3_row(1608, 20, converged=False, unexpected=500)], cfg)
+    weights, activations = _fig3_claims([_fig3_row(1608, 20, settled=False, unexpected=500)], cfg)
     assert weights.verdict == NOT_REACHED and "1608" in weights.note and "not formed" in weights.note
-    assert activations.verdict == NOT_REACHED and "not converged" in activations.note  # 20 <= 2 x 15, still falling
+    assert activations.verdict == NOT_REACHED and "not settled" in activations.note  # 20 <= 2 x 15, still moving
     weights, activations = _fig3_claims([_fig3_row(15, 20)], cfg)
-    assert weights.verdict == activations.verdict == NO_VERDICT  # converged, but one network
+    assert weights.verdict == activations.verdict == NO_VERDICT  # settled, but one network
     three = [_fig3_row(14, 27), _fig3_row(15, 28), _fig3_row(16, 29)]
     weights, activations = _fig3_claims(three, cfg)
     assert weights.verdict == HOLDS and weights.n == 3 and "3 of 3 networks keep exactly" in weights.note
     assert activations.verdict == CONTRADICTED  # 28 +- 1 directions: the claimed 15 is outside the interval
-    weights, _ = _fig3_claims([*three[:2], _fig3_row(15, 28, converged=False)], cfg)
-    assert weights.verdict == NOT_REACHED and "1 of 3 networks have not converged" in weights.note
+    weights, _ = _fig3_claims([*three[:2], _fig3_row(15, 28, settled=False)], cfg)
+    assert weights.verdict == NOT_REACHED and "1 of 3 networks have not settled" in weights.note
 
 
 def test_pinson_fig6_without_modes_is_not_reached() -> None:
