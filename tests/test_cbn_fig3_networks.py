@@ -48,3 +48,15 @@ def test_workers_give_the_same_numbers(tmp_path: Path) -> None:
         run_experiment("cbn-fig3", tmp_path / "b", quick=True, overrides={**over, "workers": 2}, show_progress=False)
     )
     assert serial["networks"] == pooled["networks"]
+
+
+@pytest.mark.parametrize("name", ["cbn-fig3", "cbn-fig4"])
+def test_medium_scale_is_offered_judged_over_three_networks_and_longer_than_quick(name: str) -> None:
+    from freqlens.experiments.registry import get_experiment
+
+    exp = get_experiment(name)
+    assert exp.scale_names() == ("quick", "medium", "full")
+    quick, medium = exp.make_config(scale="quick"), exp.make_config(scale="medium")
+    assert medium.networks >= 3  # a verdict needs 3 networks (analysis.statistics.MIN_SAMPLES)
+    assert medium.adam_steps > quick.adam_steps and medium.adam_schedule == "cosine"
+    assert medium.width == quick.width  # the same network, trained longer (docs/conv_bottleneck.md)
