@@ -9,7 +9,9 @@ encodes the x/y position of the digit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,22 +21,29 @@ from matplotlib.figure import Figure
 
 from ..analysis.bottleneck_metrics import centroid_shift
 from ..analysis.perturbation import kept_directions, perturb_along
+from ..analysis.statistics import Claim, claim_records, directional_claim
 from ..datasets.bottleneck_tasks import mnist_digit_downscaled
+from ..io import flatten_tree, to_jsonable, unflatten_tree
 from ..models.circular_cnn import CircularCNN
 from ..plots import show_image
 from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
-    build_cnn,
     convergence_summary,
     cpu_threads,
     draw_bottleneck_panels,
+    draw_scaling,
     draw_training,
+    network_cnn,
+    network_curves,
+    network_scaling,
+    network_stage_key,
     rank_captions,
     read_layers,
     regression_loss,
     train_in_phases,
 )
+from .cells import check_workers, map_stages
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 PAPER_STATEMENT = (
@@ -65,6 +74,10 @@ class Fig2Config(CBNConfig):
     perturb_layer: int = 5
     perturb_directions: int = 12
     perturb_examples: int = 2
+    shift_examples: int = 64  # test zeros whose decoded centroid shift under ±i is the read-out of the claims
+    networks: int = 1  # trained networks the claims are judged over (own initial weights and batch order)
+    shuffled_baseline: bool = True  # also train each network to decode other zeros (the read-out's baseline)
+    workers: int = 1  # processes training the networks in parallel (same numbers as 1)
 
     def validate(self) -> None:
         """Refuse a perturbation layer outside 1..depth−1, an unknown resize, or a tiny net (plumbing)."""
@@ -74,6 +87,9 @@ class Fig2Config(CBNConfig):
             raise ValueError(f"resize must be 'area' or 'bilinear', got {self.resize!r}")
         if self.width < 1 or self.depth < 2:
             raise ValueError("width must be >= 1 and depth >= 2")
+        if self.networks < 1 or self.shift_examples < 1:
+            raise ValueError(f"networks and shift_examples must be >= 1, got {self.networks}, {self.shift_examples}")
+        check_workers(self.workers)
 
 
 def _perturbation_panel(
@@ -132,49 +148,177 @@ def _resize(cfg: Fig2Config) -> Literal["area", "bilinear"]:
     return "bilinear" if cfg.resize == "bilinear" else "area"
 
 
-def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
-    """Train the MNIST-zeros autoencoder; spectra, CBN rank and perturbations at one layer (conv_bottleneck §4.2)."""
+#: The phase read-out of the claims: per axis, ``ω`` at layer ``perturb_layer`` and the centroid coordinate
+#: (rows, cols) it should move (spec §4.2: ±i rotates the phase by ±π/2, about n/4 pixels along ω's axis).
+SHIFT_AXES = {"x": ((0, 1), 1), "y": ((1, 0), 0)}
+
+
+def phase_shifts(model: CircularCNN, examples: torch.Tensor, cfg: Fig2Config) -> dict[str, float]:
+    """Per axis of :data:`SHIFT_AXES`: the mean magnitude, over ``γ = ±i``, of the decoded digit's centroid shift
+    along that axis when the layer-``perturb_layer`` representation is multiplied by ``γ`` along the top singular
+    direction of ``M W_ℓ(ω)`` (and its conjugate at ``−ω``); the top direction is taken whether or not it is kept,
+    so an untrained network is read the same way (conv_bottleneck §4.2 panel b; plumbing for the claims)."""
+    layer = cfg.perturb_layer
+    conv = model.convs[layer - 1]
+    grid = model.grids[layer - 1]
+    with torch.no_grad():
+        alpha = model.hidden(examples, layer)
+        base = model.forward_from(alpha, layer)[:, 0].cpu().numpy()
+        out: dict[str, float] = {}
+        for axis, (omega, coord) in SHIFT_AXES.items():
+            u, _ = kept_directions(conv, grid, omega)
+            moved = []
+            for gamma in (1j, -1j):
+                decoded = model.forward_from(perturb_along(alpha, u[:, 0], omega, gamma), layer)[:, 0]
+                moved.append(abs(centroid_shift(base, decoded.cpu().numpy())[coord]))
+            out[axis] = float(np.mean(moved))
+    return out
+
+
+#: The per-network numbers of a fig2 run (``summary["networks"]``), in this order.
+NETWORK_ROWS = (
+    "network",
+    "shuffled_targets",
+    "test_reconstruction_error",
+    "op_norm",
+    "weight_rank",
+    "activation_rank",
+    "converged",
+    "settled",
+    "shift_x",
+    "shift_y",
+    "untrained_shift_x",
+    "untrained_shift_y",
+)
+
+
+def _train_network(ctx: RunContext, cell: tuple[Fig2Config, int, bool]) -> dict[str, Any]:
+    """One cell of :func:`run_fig2`: train network ``network`` (own initial weights and batch order) to reconstruct
+    the zeros (or, ``shuffled``, to output another training zero: the same inputs and batches, nothing about the
+    input's position to learn) and measure it; the untrained network is read out as the equivariance baseline.
+    Network 0 on the true targets also keeps its spectra, panel (b) and history (the figures)."""
+    cfg, network, shuffled = cell
     root = ctx.require_data("MNIST")
     with cpu_threads(cfg.cpu_threads):
-        x_train = mnist_digit_downscaled(
-            root,
-            cfg.digit,
-            cfg.size,
-            "train",
-            method=_resize(cfg),
-            limit=cfg.n_train or None,
-        )
-        x_eval = mnist_digit_downscaled(
-            root,
-            cfg.digit,
-            cfg.size,
-            "test",
-            method=_resize(cfg),
-            limit=cfg.n_eval,
-        )
-        model = build_cnn(cfg, 1, 1, cfg.depth, cfg.size, ctx)
+        x_train = mnist_digit_downscaled(root, cfg.digit, cfg.size, "train", method=_resize(cfg),
+                                         limit=cfg.n_train or None)  # fmt: skip
+        x_eval = mnist_digit_downscaled(root, cfg.digit, cfg.size, "test", method=_resize(cfg), limit=cfg.n_eval)
+        model = network_cnn(cfg, network, 1, 1, cfg.depth, cfg.size, ctx)
+        untrained = None if shuffled else copy.deepcopy(model).cpu().double().eval()
+        targets = x_train
+        if shuffled:
+            targets = x_train[torch.from_numpy(ctx.rng("fig2_shuffled_targets", network).permutation(len(x_train)))]
+        key = network_stage_key(network, "_shuffled" if shuffled else "")
         history = train_in_phases(
-            ctx, model, x_train.to(ctx.device), x_train.to(ctx.device), regression_loss, cfg.train_settings(), "train"
-        )
+            ctx, model, x_train.to(ctx.device), targets.to(ctx.device), regression_loss, cfg.train_settings(), key,
+            sampler_seed=network,
+        )  # fmt: skip
         model = model.cpu().double().eval()
-        data, summary, _, _ = analyse_bottleneck(model, x_eval, cfg.threshold, cfg.thresholds, cfg.eps)
+        data, rank, _, _ = analyse_bottleneck(model, x_eval, cfg.threshold, cfg.thresholds, cfg.eps)
+        shift_inputs = x_eval[: cfg.shift_examples].double()
         with torch.no_grad():
             recon = float(regression_loss(model, x_eval.double(), x_eval.double()))
-            w_sv = read_layers(data["weight_sv"])[cfg.perturb_layer - 1]
-            panel, info = _perturbation_panel(model, x_eval[: cfg.perturb_examples].double(), cfg, w_sv)
-    data.update(panel)
-    data["training"] = history
+        convergence = convergence_summary(history)
+        shifts = phase_shifts(model, shift_inputs, cfg)
+        row: dict[str, Any] = {
+            "network": network,
+            "shuffled_targets": int(shuffled),
+            "test_reconstruction_error": recon,
+            "op_norm": float(model.operator_norm_sq().detach()),
+            "weight_rank": rank["weights"]["rank"],
+            "activation_rank": rank["activations"]["rank"],
+            "converged": int(convergence["converged"]),
+            "settled": int(convergence["settled"]),
+            **{f"shift_{axis}": v for axis, v in shifts.items()},
+            **flatten_tree({"curve": network_curves(history)}),
+        }
+        if untrained is not None:
+            row.update({f"untrained_shift_{axis}": v for axis, v in phase_shifts(untrained, shift_inputs, cfg).items()})
+        if network == 0 and not shuffled:  # the figures and the headline summary are network 0's
+            with torch.no_grad():
+                w_sv = read_layers(data["weight_sv"])[cfg.perturb_layer - 1]
+                panel, info = _perturbation_panel(model, x_eval[: cfg.perturb_examples].double(), cfg, w_sv)
+            data.update(panel)
+            data["training"] = history
+            detail = {
+                "cbn_rank": rank,
+                "convergence": convergence,
+                "bias_norm": round(float(model.bias_norm_sq().detach()), 4),
+                "test_energy_per_image": round(float(x_eval.double().pow(2).flatten(1).sum(1).mean()), 4),
+                "n_train": int(x_train.shape[0]),
+                "perturbations": info,
+            }
+            row["detail_json"] = np.array(json.dumps(to_jsonable(detail)))
+            row.update(flatten_tree({"detail": data}))
+    return row
+
+
+#: The read-out's baselines, as the claims' notes describe them.
+BASELINES = {
+    "untrained": "the same networks' initial weights",
+    "trained on shuffled targets": "same initial weights and batches, each zero mapped to another training zero",
+}
+
+
+def _shift_claims(
+    rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapping[str, float]], size: int
+) -> list[Claim]:
+    """§4.2 [Q] "for non-constant frequencies the argument encodes the x and y position of the digit": per axis,
+    the decoded centroid shift under ``±i`` at the first frequency of layer ``perturb_layer`` (:func:`phase_shifts`)
+    of the trained networks against the same networks untrained (equivariance alone) and against the networks
+    trained on shuffled targets, paired by network (``df = networks - 1``); the phase encodes the position only
+    where trained beats both. The paper's magnitude (about n/4 pixels, spec §4.2 [R]) is shown, not tested."""
+    claims = []
+    for axis in SHIFT_AXES:
+        trained = [r[f"shift_{axis}"] for r in rows]
+        for baseline, other in (
+            ("untrained", [r[f"untrained_shift_{axis}"] for r in rows]),
+            ("trained on shuffled targets", [s[f"shift_{axis}"] for s in shuffled]),
+        ):
+            claims.append(
+                directional_claim(
+                    f"Fig. 2b ({axis}-axis): ±i at the first frequency moves the decoded zero further trained than "
+                    f"{baseline}",
+                    f"about n/4 = {size / 4:g} px",
+                    trained[: len(other)],
+                    "greater",
+                    other=other[: len(trained)],
+                    note=f"mean |centroid shift| along {axis} over γ = ±i, in pixels; {baseline}: "
+                    + BASELINES[baseline],
+                )
+            )
+    return claims
+
+
+def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
+    """Train ``networks`` MNIST-zeros autoencoders (and, with ``shuffled_baseline``, each again on shuffled
+    targets); spectra, CBN rank, panel (b) and the phase read-out of each, claims over the networks
+    (conv_bottleneck §4.2)."""
+    ctx.require_data("MNIST")  # before any work
+    cells = [(f"network_{k}", (cfg, k, False)) for k in range(cfg.networks)]
+    if cfg.shuffled_baseline:
+        cells += [(f"network_{k}_shuffled", (cfg, k, True)) for k in range(cfg.networks)]
+    measured = map_stages(ctx, cells, _train_network, workers=cfg.workers)
+    first = measured[0]
+    detail = json.loads(str(first["detail_json"]))
+    data = unflatten_tree({k: v for k, v in first.items() if k.startswith("detail__")})["detail"]
+    data["scaling"] = network_scaling(measured, [key for key, _ in cells])
+    rows = [{k: float(m[k]) for k in NETWORK_ROWS if k in m} for m in measured]
     summary = {
         "paper": PAPER_STATEMENT,
-        "cbn_rank": summary,
-        "test_reconstruction_error": round(recon, 5),
-        "test_energy_per_image": round(float(x_eval.double().pow(2).flatten(1).sum(1).mean()), 4),
-        "op_norm": round(float(model.operator_norm_sq().detach()), 4),
-        "convergence": convergence_summary(history),
-        "bias_norm": round(float(model.bias_norm_sq().detach()), 4),
-        "n_train": int(x_train.shape[0]),
+        "cbn_rank": detail["cbn_rank"],
+        "test_reconstruction_error": round(float(first["test_reconstruction_error"]), 5),
+        "test_energy_per_image": detail["test_energy_per_image"],
+        "op_norm": round(float(first["op_norm"]), 4),
+        "convergence": detail["convergence"],
+        "bias_norm": detail["bias_norm"],
+        "n_train": detail["n_train"],
         "perturbations_layer": cfg.perturb_layer,
-        "perturbations": info,
+        "perturbations": detail["perturbations"],
+        "networks": {key: [round(r[key], 5) if key in r else None for r in rows] for key in NETWORK_ROWS},
+        "networks_note": "cbn_rank, test error, op_norm, convergence and the perturbations above are network 0's; "
+        "the lists are every network (shuffled_targets = 1: the baseline trained on other zeros)",
+        "claims": claim_records(_shift_claims(rows[: cfg.networks], rows[cfg.networks :], cfg.size)),
     }
     return ExperimentResult(data=data, summary=summary)
 
@@ -196,11 +340,16 @@ def plot_fig2(data: Mapping[str, Any], cfg: Fig2Config, summary: Mapping[str, An
         f"λ={cfg.weight_decay:g}, β={cfg.bias_multiplier:g})\n{rank_captions(rank)}",
         fontsize=8,
     )
-    return {
+    figures = {
         "fig2a_spectra": fig,
         "fig2b_perturbations": _perturbation_figure(data, cfg),
         "training": draw_training(data["training"], "cbn-fig2 training"),
     }
+    if "scaling" in data:
+        figures["scaling"] = draw_scaling(
+            data["scaling"], None, "", "cbn-fig2: kept directions and norm against steps, every network"
+        )
+    return figures
 
 
 def _perturbation_figure(data: Mapping[str, Any], cfg: Fig2Config) -> Figure:
