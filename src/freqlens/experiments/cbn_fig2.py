@@ -415,7 +415,7 @@ QUICK: dict[str, Any] = {
 #: ``--scale medium`` (docs/conv_bottleneck.md "Medium scale"): the quick network (c = 12, not the paper's 50) at
 #: the paper's λ = 0.04 in freqlens' default reading (summed loss, operator penalty), 20 000 Adam steps with the
 #: learning rate cosine-annealed from 2e-3 to 2e-5, 3 networks each with its shuffled-target baseline, on 2 worker
-#: processes. Not calibrated by a sweep (no time was left in the stop that added it): 20 000 annealed steps
+#: processes. Not calibrated by a sweep of its own: 20 000 annealed steps
 #: settled the kept count of the cbn-fig3 and cbn-fig4 quick networks.
 MEDIUM: dict[str, Any] = {
     **QUICK,
