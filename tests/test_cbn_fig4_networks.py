@@ -63,6 +63,7 @@ def _row(kept: int, settled: int = 1, trained: float = 0.9, untrained: float = 0
     return {
         "kept_at_x": kept,
         "kept_at_y": 2,
+        "op_norm": 1.0,
         "converged": 0,  # a loss still falling does not block the claim; an unsettled kept count does
         "settled": settled,
         "position_gain_x": trained,

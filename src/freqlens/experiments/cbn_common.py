@@ -217,6 +217,20 @@ def network_cnn(
     return build_cnn(cfg, in_channels, out_channels, depth, size, ctx, generator=generator, **options)
 
 
+#: ``‖θ‖²_op`` at or below this is a network collapsed to the zero map (θ ≈ 0: the penalty won over the data).
+COLLAPSED_NORM = 1e-6
+
+
+def collapse_note(rows: Sequence[Mapping[str, float]], what: str) -> str:
+    """``"; k of n <what> collapsed to θ ≈ 0 (...)"`` when some ``rows`` have ``op_norm ≤ COLLAPSED_NORM``, else
+    ``""``: a baseline that collapsed reads as no read-out at all, so beating it shows only that the task had to
+    be learned (plumbing for the claims' notes)."""
+    collapsed = sum(1 for r in rows if r["op_norm"] <= COLLAPSED_NORM)
+    if not collapsed:
+        return ""
+    return f"; {collapsed} of {len(rows)} {what} collapsed to theta ~ 0 (||theta||^2_op <= {COLLAPSED_NORM:g})"
+
+
 def network_stage_key(network: int, suffix: str = "") -> str:
     """The training stage of network ``network`` (``train`` for network 0, as in the one-network runs; plumbing)."""
     return ("train" if network == 0 else f"train_net{network}") + suffix

@@ -29,6 +29,7 @@ from ..plots import show_image
 from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
+    collapse_note,
     convergence_summary,
     cpu_threads,
     draw_bottleneck_panels,
@@ -284,7 +285,8 @@ def _shift_claims(
                     "greater",
                     other=other[: len(trained)],
                     note=f"mean |centroid shift| along {axis} over γ = ±i, in pixels; {baseline}: "
-                    + BASELINES[baseline],
+                    + BASELINES[baseline]
+                    + (collapse_note(shuffled, "shuffled-target networks") if "shuffled" in baseline else ""),
                 )
             )
     return claims

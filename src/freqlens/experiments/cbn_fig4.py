@@ -29,6 +29,7 @@ from ..plots import show_image
 from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
+    collapse_note,
     convergence_summary,
     cpu_threads,
     draw_bottleneck_panels,
@@ -281,7 +282,8 @@ def _readout_claims(rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapp
                     "greater",
                     other=other[: len(trained)],
                     note=f"R gain = R of the circular-linear fit at layer l* minus R at slope 0; {baseline}: "
-                    + BASELINES[baseline],
+                    + BASELINES[baseline]
+                    + (collapse_note(shuffled, "shuffled-target networks") if "shuffled" in baseline else ""),
                 )
             )
     return claims
