@@ -83,11 +83,14 @@ def test_pairs_claim_needs_convergence_and_reads_the_count() -> None:
 def test_readout_claims_need_trained_to_beat_both_baselines() -> None:
     rng = np.random.default_rng(0)
     rows = [_row(2, trained=0.9 + 0.01 * rng.standard_normal(), untrained=0.5) for _ in range(4)]
-    better = [{"position_gain_x": 0.3 + 0.01 * k, "velocity_gain_x": 0.3} for k in range(4)]
+    better = [{"position_gain_x": 0.3 + 0.01 * k, "velocity_gain_x": 0.3, "op_norm": 5.0} for k in range(4)]
     assert all(c.verdict == HOLDS for c in _readout_claims(rows, better))
-    worse = [{"position_gain_x": 0.99, "velocity_gain_x": 0.99 - 0.001 * k} for k in range(4)]
+    worse = [{"position_gain_x": 0.99, "velocity_gain_x": 0.99 - 0.001 * k, "op_norm": 5.0} for k in range(4)]
     verdicts = [c.verdict for c in _readout_claims(rows, worse)]
     assert verdicts == [HOLDS, CONTRADICTED, HOLDS, CONTRADICTED]  # untrained beaten, shuffled not
+    collapsed = [{"position_gain_x": 0.0, "velocity_gain_x": 0.0, "op_norm": 0.0}] * 4
+    notes = [c.note for c in _readout_claims(rows, collapsed)]
+    assert "4 of 4 shuffled-target networks collapsed" in notes[1] and "collapsed" not in notes[0]
 
 
 def test_a_constant_phase_has_no_gain() -> None:
