@@ -14,6 +14,7 @@ Not an experiment itself (it registers nothing). Conventions for every ``cbn-*``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -27,11 +28,12 @@ from matplotlib.figure import Figure
 
 from ..analysis.bottleneck_metrics import PLATEAU_TOLERANCE, tail_trend
 from ..analysis.cbn import CBNRankEstimate, estimate_cbn_rank, largest_log_gap_count
-from ..io import unflatten_tree
+from ..io import flatten_tree, to_jsonable, unflatten_tree
 from ..models.circular_cnn import CircularCNN, PenaltyNorm
 from ..spectral.activations import activation_spectra
 from ..spectral.weights import weight_spectra
 from ..training.loop import EpochSampler, cosine_lr, flushed_denormals, sampler_epochs, train
+from .cells import map_stages
 from .registry import RunContext
 from .runner import cpu_threads
 
@@ -234,6 +236,45 @@ def collapse_note(rows: Sequence[Mapping[str, float]], what: str) -> str:
 def network_stage_key(network: int, suffix: str = "") -> str:
     """The training stage of network ``network`` (``train`` for network 0, as in the one-network runs; plumbing)."""
     return ("train" if network == 0 else f"train_net{network}") + suffix
+
+
+def headline_arrays(detail: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Network 0's headline numbers (``detail``, JSON) and figure arrays (``data``) as flat arrays of its cell, read
+    back by :func:`measure_networks` (plumbing)."""
+    return {"detail_json": np.array(json.dumps(to_jsonable(detail))), **flatten_tree({"detail": data})}
+
+
+@dataclass(frozen=True)
+class MeasuredNetworks:
+    """What :func:`measure_networks` returns: network 0's ``detail`` and figure ``data`` (with every network's
+    scaling curves under ``data["scaling"]``), and one row of numbers per cell, in cell order."""
+
+    detail: dict[str, Any]
+    data: dict[str, Any]
+    rows: list[dict[str, float]]
+
+    def lists(self, keys: Sequence[str]) -> dict[str, list[float | None]]:
+        """``summary["networks"]``: per key, the value of every row (``None`` where a row has none; plumbing)."""
+        return {key: [round(r[key], 5) if key in r else None for r in self.rows] for key in keys}
+
+
+def measure_networks(
+    ctx: RunContext,
+    cells: Sequence[tuple[str, Any]],
+    fn: Callable[[RunContext, Any], Mapping[str, Any]],
+    workers: int,
+    row_keys: Sequence[str],
+) -> MeasuredNetworks:
+    """Run the network cells (:func:`map_stages`; the first cell is network 0 and carries :func:`headline_arrays`)
+    and collect them: network 0's detail and figure data, every cell's scaling curves and its ``row_keys``
+    numbers (plumbing shared by the several-network ``cbn-*`` experiments)."""
+    measured = map_stages(ctx, cells, fn, workers=workers)
+    first = measured[0]
+    detail = json.loads(str(first["detail_json"]))
+    data = unflatten_tree({k: v for k, v in first.items() if k.startswith("detail__")})["detail"]
+    data["scaling"] = network_scaling(measured, [key for key, _ in cells])
+    rows = [{k: float(m[k]) for k in row_keys if k in m} for m in measured]
+    return MeasuredNetworks(detail, data, rows)
 
 
 def network_scaling(measured: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:

@@ -10,7 +10,6 @@ encodes the x/y position of the digit.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,7 +22,7 @@ from ..analysis.bottleneck_metrics import centroid_shift
 from ..analysis.perturbation import kept_directions, perturb_along
 from ..analysis.statistics import Claim, claim_records, directional_claim
 from ..datasets.bottleneck_tasks import mnist_digit_downscaled
-from ..io import flatten_tree, to_jsonable, unflatten_tree
+from ..io import flatten_tree
 from ..models.circular_cnn import CircularCNN
 from ..plots import show_image
 from .cbn_common import (
@@ -35,16 +34,17 @@ from .cbn_common import (
     draw_bottleneck_panels,
     draw_scaling,
     draw_training,
+    headline_arrays,
+    measure_networks,
     network_cnn,
     network_curves,
-    network_scaling,
     network_stage_key,
     rank_captions,
     read_layers,
     regression_loss,
     train_in_phases,
 )
-from .cells import check_workers, map_stages
+from .cells import check_workers
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 PAPER_STATEMENT = (
@@ -249,8 +249,7 @@ def _train_network(ctx: RunContext, cell: tuple[Fig2Config, int, bool]) -> dict[
                 "n_train": int(x_train.shape[0]),
                 "perturbations": info,
             }
-            row["detail_json"] = np.array(json.dumps(to_jsonable(detail)))
-            row.update(flatten_tree({"detail": data}))
+            row.update(headline_arrays(detail, data))
     return row
 
 
@@ -300,24 +299,20 @@ def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
     cells = [(f"network_{k}", (cfg, k, False)) for k in range(cfg.networks)]
     if cfg.shuffled_baseline:
         cells += [(f"network_{k}_shuffled", (cfg, k, True)) for k in range(cfg.networks)]
-    measured = map_stages(ctx, cells, _train_network, workers=cfg.workers)
-    first = measured[0]
-    detail = json.loads(str(first["detail_json"]))
-    data = unflatten_tree({k: v for k, v in first.items() if k.startswith("detail__")})["detail"]
-    data["scaling"] = network_scaling(measured, [key for key, _ in cells])
-    rows = [{k: float(m[k]) for k in NETWORK_ROWS if k in m} for m in measured]
+    measured = measure_networks(ctx, cells, _train_network, cfg.workers, NETWORK_ROWS)
+    detail, data, rows = measured.detail, measured.data, measured.rows
     summary = {
         "paper": PAPER_STATEMENT,
         "cbn_rank": detail["cbn_rank"],
-        "test_reconstruction_error": round(float(first["test_reconstruction_error"]), 5),
+        "test_reconstruction_error": round(rows[0]["test_reconstruction_error"], 5),
         "test_energy_per_image": detail["test_energy_per_image"],
-        "op_norm": round(float(first["op_norm"]), 4),
+        "op_norm": round(rows[0]["op_norm"], 4),
         "convergence": detail["convergence"],
         "bias_norm": detail["bias_norm"],
         "n_train": detail["n_train"],
         "perturbations_layer": cfg.perturb_layer,
         "perturbations": detail["perturbations"],
-        "networks": {key: [round(r[key], 5) if key in r else None for r in rows] for key in NETWORK_ROWS},
+        "networks": measured.lists(NETWORK_ROWS),
         "networks_note": "cbn_rank, test error, op_norm, convergence and the perturbations above are network 0's; "
         "the lists are every network (shuffled_targets = 1: the baseline trained on other zeros)",
         "claims": claim_records(_shift_claims(rows[: cfg.networks], rows[cfg.networks :], cfg.size)),

@@ -7,7 +7,6 @@ around ``±(5, 5)``. The paper: "In the bottleneck the network keeps track of th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from matplotlib.figure import Figure
 from ..analysis.bottleneck_metrics import claimed_directions, expected_kept_frequencies, match_kept_frequencies
 from ..analysis.statistics import Claim, claim_records, equality_claim, not_reached_claim
 from ..datasets.bottleneck_tasks import lowfreq_shapes_times_pattern
-from ..io import flatten_tree, to_jsonable, unflatten_tree
+from ..io import flatten_tree
 from ..plots import show_image, show_spectrum
 from .cbn_common import (
     CBNConfig,
@@ -29,16 +28,17 @@ from .cbn_common import (
     draw_bottleneck_panels,
     draw_scaling,
     draw_training,
+    headline_arrays,
+    measure_networks,
     network_cnn,
     network_curves,
-    network_scaling,
     network_stage_key,
     rank_captions,
     regression_loss,
     task_seed,
     train_in_phases,
 )
-from .cells import check_workers, map_stages
+from .cells import check_workers
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 PAPER_STATEMENT = (
@@ -201,8 +201,7 @@ def _train_network(ctx: RunContext, cell: tuple[Fig3Config, int]) -> dict[str, A
                 "test_energy_per_image": round(float(x_eval.double().pow(2).flatten(1).sum(1).mean()), 4),
                 "convergence": convergence,
             }
-            row["detail_json"] = np.array(json.dumps(to_jsonable(detail)))
-            row.update(flatten_tree({"detail": data}))
+            row.update(headline_arrays(detail, data))
     return row
 
 
@@ -210,12 +209,8 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
     """Train ``networks`` shapes × (5,5) autoencoders; spectra, CBN rank and kept set of each against the paper's,
     claims over the networks (conv_bottleneck §4.3)."""
     cells = [(f"network_{k}", (cfg, k)) for k in range(cfg.networks)]
-    measured = map_stages(ctx, cells, _train_network, workers=cfg.workers)
-    first = measured[0]
-    detail = json.loads(str(first["detail_json"]))
-    data = unflatten_tree({k: v for k, v in first.items() if k.startswith("detail__")})["detail"]
-    data["scaling"] = network_scaling(measured, [key for key, _ in cells])
-    rows = [{k: float(m[k]) for k in NETWORK_ROWS} for m in measured]
+    measured = measure_networks(ctx, cells, _train_network, cfg.workers, NETWORK_ROWS)
+    detail, data, rows = measured.detail, measured.data, measured.rows
     summary = {
         "paper": PAPER_STATEMENT,
         "cbn_rank": detail["cbn_rank"],
@@ -223,11 +218,11 @@ def run_fig3(ctx: RunContext, cfg: Fig3Config) -> ExperimentResult:
         "weights_vs_expected": detail["matches"]["weights"],
         "activations_vs_expected": detail["matches"]["activations"],
         "claims": claim_records(_fig3_claims(rows, cfg)),
-        "test_reconstruction_error": round(float(first["test_reconstruction_error"]), 5),
+        "test_reconstruction_error": round(rows[0]["test_reconstruction_error"], 5),
         "test_energy_per_image": detail["test_energy_per_image"],
-        "op_norm": round(float(first["op_norm"]), 4),
+        "op_norm": round(rows[0]["op_norm"], 4),
         "convergence": detail["convergence"],
-        "networks": {key: [round(r[key], 5) for r in rows] for key in NETWORK_ROWS},
+        "networks": measured.lists(NETWORK_ROWS),
         "networks_note": "cbn_rank, the matches, test error, op_norm and convergence above are network 0's; the "
         "lists are every network",
     }

@@ -10,7 +10,6 @@ frame and ``arg z₂ − arg z₁`` against the velocity, with circular-linear f
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from matplotlib.figure import Figure
 from ..analysis.perturbation import frequency_coefficients, kept_directions, phase_fit
 from ..analysis.statistics import Claim, claim_records, directional_claim, equality_claim, not_reached_claim
 from ..datasets.bottleneck_tasks import ball_under_gravity
-from ..io import flatten_tree, to_jsonable, unflatten_tree
+from ..io import flatten_tree
 from ..models.circular_cnn import CircularCNN
 from ..plots import show_image
 from .cbn_common import (
@@ -35,16 +34,17 @@ from .cbn_common import (
     draw_bottleneck_panels,
     draw_scaling,
     draw_training,
+    headline_arrays,
+    measure_networks,
     network_cnn,
     network_curves,
-    network_scaling,
     network_stage_key,
     rank_captions,
     regression_loss,
     task_seed,
     train_in_phases,
 )
-from .cells import check_workers, map_stages
+from .cells import check_workers
 from .registry import Experiment, ExperimentResult, RunContext, register
 
 PAPER_STATEMENT = (
@@ -250,8 +250,7 @@ def _train_network(ctx: RunContext, cell: tuple[Fig4Config, int, bool]) -> dict[
                 "test_target_energy": round(float(eval_set.targets.double().pow(2).flatten(1).sum(1).mean()), 4),
                 "convergence": convergence,
             }
-            row["detail_json"] = np.array(json.dumps(to_jsonable(detail)))
-            row.update(flatten_tree({"detail": data}))
+            row.update(headline_arrays(detail, data))
     return row
 
 
@@ -313,21 +312,17 @@ def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
     cells = [(f"network_{k}", (cfg, k, False)) for k in range(cfg.networks)]
     if cfg.shuffled_baseline:
         cells += [(f"network_{k}_shuffled", (cfg, k, True)) for k in range(cfg.networks)]
-    measured = map_stages(ctx, cells, _train_network, workers=cfg.workers)
-    first = measured[0]
-    detail = json.loads(str(first["detail_json"]))
-    data = unflatten_tree({k: v for k, v in first.items() if k.startswith("detail__")})["detail"]
-    rows = [{k: float(m[k]) for k in NETWORK_ROWS if k in m} for m in measured]
-    data["scaling"] = network_scaling(measured, [key for key, _ in cells])
+    measured = measure_networks(ctx, cells, _train_network, cfg.workers, NETWORK_ROWS)
+    detail, data, rows = measured.detail, measured.data, measured.rows
     summary = {
         "paper": PAPER_STATEMENT,
         "cbn_rank": detail["cbn_rank"],
         "phase_readout": detail["phase_readout"],
-        "test_error": round(float(first["test_error"]), 5),
+        "test_error": round(rows[0]["test_error"], 5),
         "test_target_energy": detail["test_target_energy"],
-        "op_norm": round(float(first["op_norm"]), 4),
+        "op_norm": round(rows[0]["op_norm"], 4),
         "convergence": detail["convergence"],
-        "networks": {key: [round(r[key], 5) if key in r else None for r in rows] for key in NETWORK_ROWS},
+        "networks": measured.lists(NETWORK_ROWS),
         "networks_note": "cbn_rank, phase_readout, test_error, op_norm and convergence above are network 0's; "
         "the lists are every network (shuffled_targets = 1: the baseline trained on permuted targets)",
         "claims": claim_records([_pairs_claim(rows[: cfg.networks]), *_readout_claims(rows[: cfg.networks],
