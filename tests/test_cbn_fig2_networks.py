@@ -44,9 +44,9 @@ def test_networks_baselines_and_network_zero_unchanged(tmp_path: Path, mnist_roo
     assert (path / "scaling.png").is_file() and (path / "fig2b_perturbations.png").is_file()
 
 
-def _row(trained: float, untrained: float, op_norm: float = 1.0) -> dict[str, float]:
+def _row(trained: float, untrained: float, kept: int = 5) -> dict[str, float]:
     return {"shift_x": trained, "shift_y": trained, "untrained_shift_x": untrained, "untrained_shift_y": untrained,
-            "op_norm": op_norm}  # fmt: skip
+            "weight_rank": kept}  # fmt: skip
 
 
 def test_shift_claims_need_trained_to_beat_both_baselines() -> None:
@@ -57,6 +57,6 @@ def test_shift_claims_need_trained_to_beat_both_baselines() -> None:
     same = _shift_claims(rows, [_row(3.2, 0.0), _row(3.1, 0.0), _row(3.0, 0.0)], 13)
     assert same[1].verdict == NOT_SIGNIFICANT  # trained no further than the shuffled-target baseline
     assert {c.verdict for c in _shift_claims(rows[:2], shuffled[:2], 13)} == {NO_VERDICT}
-    collapsed = _shift_claims(rows, [_row(0.0, 0.0, op_norm=0.0)] * 3, 13)
+    collapsed = _shift_claims(rows, [_row(0.0, 0.0, kept=0)] * 3, 13)
     assert "3 of 3 shuffled-target networks collapsed" in collapsed[1].note  # the baseline is named for what it is
     assert "collapsed" not in collapsed[0].note and "collapsed" not in claims[1].note

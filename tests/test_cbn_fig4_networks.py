@@ -64,6 +64,7 @@ def _row(kept: int, settled: int = 1, trained: float = 0.9, untrained: float = 0
         "kept_at_x": kept,
         "kept_at_y": 2,
         "op_norm": 1.0,
+        "weight_rank": 11,
         "converged": 0,  # a loss still falling does not block the claim; an unsettled kept count does
         "settled": settled,
         "position_gain_x": trained,
@@ -78,17 +79,21 @@ def test_pairs_claim_needs_convergence_and_reads_the_count() -> None:
     assert _pairs_claim([_row(1), _row(1), _row(1)]).verdict == CONTRADICTED
     assert _pairs_claim([_row(2), _row(2, settled=0), _row(2)]).verdict == NOT_REACHED  # no vacuous pass
     assert _pairs_claim([_row(2), _row(2)]).verdict == NO_VERDICT
+    gone = {**_row(0), "weight_rank": 0}  # a network collapsed to a constant map: no bottleneck to count
+    two = _pairs_claim([_row(2), _row(2), gone])
+    assert two.verdict == NO_VERDICT and two.n == 2 and "1 of 3 networks collapsed" in two.note
+    assert _pairs_claim([gone] * 3).verdict == NOT_REACHED
 
 
 def test_readout_claims_need_trained_to_beat_both_baselines() -> None:
     rng = np.random.default_rng(0)
     rows = [_row(2, trained=0.9 + 0.01 * rng.standard_normal(), untrained=0.5) for _ in range(4)]
-    better = [{"position_gain_x": 0.3 + 0.01 * k, "velocity_gain_x": 0.3, "op_norm": 5.0} for k in range(4)]
+    better = [{"position_gain_x": 0.3 + 0.01 * k, "velocity_gain_x": 0.3, "weight_rank": 5} for k in range(4)]
     assert all(c.verdict == HOLDS for c in _readout_claims(rows, better))
-    worse = [{"position_gain_x": 0.99, "velocity_gain_x": 0.99 - 0.001 * k, "op_norm": 5.0} for k in range(4)]
+    worse = [{"position_gain_x": 0.99, "velocity_gain_x": 0.99 - 0.001 * k, "weight_rank": 5} for k in range(4)]
     verdicts = [c.verdict for c in _readout_claims(rows, worse)]
     assert verdicts == [HOLDS, CONTRADICTED, HOLDS, CONTRADICTED]  # untrained beaten, shuffled not
-    collapsed = [{"position_gain_x": 0.0, "velocity_gain_x": 0.0, "op_norm": 0.0}] * 4
+    collapsed = [{"position_gain_x": 0.0, "velocity_gain_x": 0.0, "weight_rank": 0}] * 4
     notes = [c.note for c in _readout_claims(rows, collapsed)]
     assert "4 of 4 shuffled-target networks collapsed" in notes[1] and "collapsed" not in notes[0]
 

@@ -321,6 +321,9 @@ def test_cbn_fig3_unformed_bottleneck_is_not_reached() -> None:
     weights, activations = _fig3_claims(three, cfg)
     assert weights.verdict == HOLDS and weights.n == 3 and "3 of 3 networks keep exactly" in weights.note
     assert activations.verdict == CONTRADICTED  # 28 +- 1 directions: the claimed 15 is outside the interval
+    weights, _ = _fig3_claims([*three, _fig3_row(0, 1)], cfg)  # a collapsed fourth network is left out, named
+    assert weights.verdict == HOLDS and weights.n == 3 and "1 of 4 networks collapsed" in weights.note
+    assert _fig3_claims([_fig3_row(0, 1)] * 3, cfg)[0].verdict == NOT_REACHED
     weights, _ = _fig3_claims([*three[:2], _fig3_row(15, 28, settled=False)], cfg)
     assert weights.verdict == NOT_REACHED and "1 of 3 networks have not settled" in weights.note
 

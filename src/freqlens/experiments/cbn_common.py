@@ -219,18 +219,20 @@ def network_cnn(
     return build_cnn(cfg, in_channels, out_channels, depth, size, ctx, generator=generator, **options)
 
 
-#: ``‖θ‖²_op`` at or below this is a network collapsed to the zero map (θ ≈ 0: the penalty won over the data).
-COLLAPSED_NORM = 1e-6
+def is_collapsed(row: Mapping[str, float]) -> bool:
+    """Whether a network's measured row is the collapsed solution: no kept weight direction (CBN rank 0), i.e. the
+    map is a constant (θ ≈ 0: the penalty won over the data, a stationary point of every ``cbn-*`` objective)."""
+    return float(row["weight_rank"]) == 0
 
 
 def collapse_note(rows: Sequence[Mapping[str, float]], what: str) -> str:
-    """``"; k of n <what> collapsed to θ ≈ 0 (...)"`` when some ``rows`` have ``op_norm ≤ COLLAPSED_NORM``, else
-    ``""``: a baseline that collapsed reads as no read-out at all, so beating it shows only that the task had to
-    be learned (plumbing for the claims' notes)."""
-    collapsed = sum(1 for r in rows if r["op_norm"] <= COLLAPSED_NORM)
+    """``"; k of n <what> collapsed ..."`` when some ``rows`` are :func:`is_collapsed`, else ``""``: a baseline that
+    collapsed carries no read-out at all, so beating it shows only that the task had to be learned, and a trained
+    network that collapsed has no bottleneck to count (plumbing for the claims' notes)."""
+    collapsed = sum(1 for r in rows if is_collapsed(r))
     if not collapsed:
         return ""
-    return f"; {collapsed} of {len(rows)} {what} collapsed to theta ~ 0 (||theta||^2_op <= {COLLAPSED_NORM:g})"
+    return f"; {collapsed} of {len(rows)} {what} collapsed to a constant map (no kept weight direction)"
 
 
 def network_stage_key(network: int, suffix: str = "") -> str:

@@ -23,12 +23,14 @@ from ..plots import show_image, show_spectrum
 from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
+    collapse_note,
     convergence_summary,
     cpu_threads,
     draw_bottleneck_panels,
     draw_scaling,
     draw_training,
     headline_arrays,
+    is_collapsed,
     measure_networks,
     network_cnn,
     network_curves,
@@ -118,9 +120,11 @@ def _fig3_claims(rows: Sequence[Mapping[str, float]], cfg: Fig3Config) -> list[C
     network has not settled (norm or kept count still moving), or when a kept set is more than
     :data:`NOT_FORMED_FACTOR` times the claimed one (then containing the claimed frequencies is vacuous). The note
     counts the networks whose kept frequencies are exactly the claimed set and those whose loss is also on a
-    plateau."""
+    plateau. Networks that collapsed to a constant map (:func:`is_collapsed`) are left out and named in the note."""
     claimed = _claimed_directions(cfg)
     expected = len(_expected_frequencies(cfg))
+    collapsed = collapse_note(rows, "networks") + " and are not judged" if any(map(is_collapsed, rows)) else ""
+    rows = [r for r in rows if not is_collapsed(r)]  # a constant map has no bottleneck to count
     claims = []
     for key in KEPT_SETS:
         kept = [float(r[RANK_ROWS[key]]) for r in rows]
@@ -137,8 +141,11 @@ def _fig3_claims(rows: Sequence[Mapping[str, float]], cfg: Fig3Config) -> list[C
         )
         unsettled = sum(1 for r in rows if not r["settled"])
         detail += f"; loss also on a plateau (converged) in {sum(1 for r in rows if r['converged'])} of {len(rows)}"
-        mean = float(np.mean(kept))
-        if max(kept) > NOT_FORMED_FACTOR * claimed:
+        detail += collapsed
+        mean = float(np.mean(kept)) if kept else float("nan")
+        if not rows:
+            claims.append(not_reached_claim(statement, claimed, None, 0, f"every network collapsed{collapsed}"))
+        elif max(kept) > NOT_FORMED_FACTOR * claimed:
             reason = (
                 f"a kept set above {NOT_FORMED_FACTOR} x the claimed {claimed} directions: the bottleneck has not "
                 f"formed, so containing the claimed set is vacuous; {detail}"

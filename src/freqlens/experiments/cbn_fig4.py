@@ -35,6 +35,7 @@ from .cbn_common import (
     draw_scaling,
     draw_training,
     headline_arrays,
+    is_collapsed,
     measure_networks,
     network_cnn,
     network_curves,
@@ -291,12 +292,18 @@ def _readout_claims(rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapp
 def _pairs_claim(rows: Sequence[Mapping[str, float]]) -> Claim:
     """§4.4 [Q] "two pairs at the first frequency": the kept directions of the phase layer's weight block at
     ``ω = (0, ±1)`` equal 2, over networks (t interval, ``df = networks - 1``); "not reached" unless every network
-    has settled (norm and kept count on a plateau: a kept count on a falling norm is a transient)."""
+    has settled (norm and kept count on a plateau: a kept count on a falling norm is a transient). Networks that
+    collapsed to a constant map (:func:`is_collapsed`) are left out and named in the note."""
     statement = "Fig. 4: two pairs at the first frequency (kept directions at omega=(0,1), layer l*)"
+    collapsed = collapse_note(rows, "networks") + " and are not judged" if any(map(is_collapsed, rows)) else ""
+    rows = [r for r in rows if not is_collapsed(r)]  # a constant map has no bottleneck to count
+    if not rows:
+        return not_reached_claim(statement, 2, None, 0, f"every network collapsed{collapsed}")
     counts = [float(r["kept_at_x"]) for r in rows]
     # the y axis (omega = (1,0), gravity's) is not the paper's claim but is read the same way: shown beside it
     shown = f"counts per network {counts}; at omega=(1,0) (y) {[float(r['kept_at_y']) for r in rows]}"
     shown += f"; loss also on a plateau (converged) in {sum(1 for r in rows if r['converged'])} of {len(rows)}"
+    shown += collapsed
     unsettled = sum(1 for r in rows if not r["settled"])
     if unsettled:
         return not_reached_claim(
