@@ -60,3 +60,6 @@ def test_shift_claims_need_trained_to_beat_both_baselines() -> None:
     collapsed = _shift_claims(rows, [_row(0.0, 0.0, kept=0)] * 3, 13)
     assert "3 of 3 shuffled-target networks collapsed" in collapsed[1].note  # the baseline is named for what it is
     assert "collapsed" not in collapsed[0].note and "collapsed" not in claims[1].note
+    gone = _shift_claims([rows[0], rows[1], _row(0.0, 0.4, kept=0)], shuffled, 13)  # a trained net collapsed
+    assert all(c.n == 2 and c.verdict == NO_VERDICT for c in gone)
+    assert "1 of 3 trained networks collapsed to a constant map" in gone[0].note

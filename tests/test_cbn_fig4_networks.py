@@ -96,6 +96,8 @@ def test_readout_claims_need_trained_to_beat_both_baselines() -> None:
     collapsed = [{"position_gain_x": 0.0, "velocity_gain_x": 0.0, "weight_rank": 0}] * 4
     notes = [c.note for c in _readout_claims(rows, collapsed)]
     assert "4 of 4 shuffled-target networks collapsed" in notes[1] and "collapsed" not in notes[0]
+    gone = _readout_claims([*rows[:3], {**rows[3], "weight_rank": 0}], better)  # a trained network collapsed
+    assert all(c.n == 3 for c in gone) and "1 of 4 trained networks collapsed" in gone[0].note
 
 
 def test_a_constant_phase_has_no_gain() -> None:

@@ -235,6 +235,17 @@ def collapse_note(rows: Sequence[Mapping[str, float]], what: str) -> str:
     return f"; {collapsed} of {len(rows)} {what} collapsed to a constant map (no kept weight direction)"
 
 
+def learned_networks(
+    rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapping[str, float]]
+) -> tuple[list[Mapping[str, float]], list[Mapping[str, float]], str]:
+    """The trained networks' rows that did not collapse (:func:`is_collapsed`: a constant map has no read-out to
+    compare), their shuffled-target twins (same position), and a note naming those left out ("" if none; plumbing
+    for the read-out claims)."""
+    keep = [i for i, r in enumerate(rows) if not is_collapsed(r)]
+    note = "" if len(keep) == len(rows) else collapse_note(rows, "trained networks") + " and are left out"
+    return [rows[i] for i in keep], [shuffled[i] for i in keep if i < len(shuffled)], note
+
+
 def network_stage_key(network: int, suffix: str = "") -> str:
     """The training stage of network ``network`` (``train`` for network 0, as in the one-network runs; plumbing)."""
     return ("train" if network == 0 else f"train_net{network}") + suffix

@@ -35,6 +35,7 @@ from .cbn_common import (
     draw_scaling,
     draw_training,
     headline_arrays,
+    learned_networks,
     measure_networks,
     network_cnn,
     network_curves,
@@ -267,7 +268,9 @@ def _shift_claims(
     the decoded centroid shift under ``±i`` at the first frequency of layer ``perturb_layer`` (:func:`phase_shifts`)
     of the trained networks against the same networks untrained (equivariance alone) and against the networks
     trained on shuffled targets, paired by network (``df = networks - 1``); the phase encodes the position only
-    where trained beats both. The paper's magnitude (about n/4 pixels, spec §4.2 [R]) is shown, not tested."""
+    where trained beats both. The paper's magnitude (about n/4 pixels, spec §4.2 [R]) is shown, not tested.
+    Trained networks that collapsed to a constant map are left out with their baselines and named."""
+    rows, shuffled, left_out = learned_networks(rows, shuffled)
     claims = []
     for axis in SHIFT_AXES:
         trained = [r[f"shift_{axis}"] for r in rows]
@@ -285,7 +288,8 @@ def _shift_claims(
                     other=other[: len(trained)],
                     note=f"mean |centroid shift| along {axis} over γ = ±i, in pixels; {baseline}: "
                     + BASELINES[baseline]
-                    + (collapse_note(shuffled, "shuffled-target networks") if "shuffled" in baseline else ""),
+                    + (collapse_note(shuffled, "shuffled-target networks") if "shuffled" in baseline else "")
+                    + left_out,
                 )
             )
     return claims

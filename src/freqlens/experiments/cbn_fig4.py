@@ -36,6 +36,7 @@ from .cbn_common import (
     draw_training,
     headline_arrays,
     is_collapsed,
+    learned_networks,
     measure_networks,
     network_cnn,
     network_curves,
@@ -266,7 +267,9 @@ def _readout_claims(rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapp
     """The phase read-out (§4.4 [Q] "position ... phase of the first pair, velocity ... difference of the phases",
     x-axis): the R gain (R of the fit minus R at slope 0) of the trained networks against the same networks untrained
     (equivariance alone) and against the networks trained on shuffled targets (training without the task),
-    paired by network (``df = networks - 1``); the read-out is learned only where trained beats both."""
+    paired by network (``df = networks - 1``); the read-out is learned only where trained beats both. Trained
+    networks that collapsed to a constant map are left out with their baselines and named."""
+    rows, shuffled, left_out = learned_networks(rows, shuffled)
     claims = []
     for what, key in (("position in arg z1", "position_gain_x"), ("velocity in arg z2 - arg z1", "velocity_gain_x")):
         trained = [r[key] for r in rows]
@@ -283,7 +286,8 @@ def _readout_claims(rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapp
                     other=other[: len(trained)],
                     note=f"R gain = R of the circular-linear fit at layer l* minus R at slope 0; {baseline}: "
                     + BASELINES[baseline]
-                    + (collapse_note(shuffled, "shuffled-target networks") if "shuffled" in baseline else ""),
+                    + (collapse_note(shuffled, "shuffled-target networks") if "shuffled" in baseline else "")
+                    + left_out,
                 )
             )
     return claims
