@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 
 from ..analysis.bottleneck_metrics import PLATEAU_TOLERANCE, tail_trend
 from ..analysis.cbn import CBNRankEstimate, estimate_cbn_rank, largest_log_gap_count
+from ..analysis.statistics import Claim, directional_claim
 from ..io import flatten_tree, to_jsonable, unflatten_tree
 from ..models.circular_cnn import CircularCNN, PenaltyNorm
 from ..spectral.activations import activation_spectra
@@ -236,14 +237,49 @@ def collapse_note(rows: Sequence[Mapping[str, float]], what: str) -> str:
 
 
 def learned_networks(
-    rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapping[str, float]]
+    rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapping[str, float]] = (), what: str = "trained networks"
 ) -> tuple[list[Mapping[str, float]], list[Mapping[str, float]], str]:
-    """The trained networks' rows that did not collapse (:func:`is_collapsed`: a constant map has no read-out to
-    compare), their shuffled-target twins (same position), and a note naming those left out ("" if none; plumbing
-    for the read-out claims)."""
+    """The networks' rows that did not collapse (:func:`is_collapsed`: a constant map has no bottleneck to count
+    and no read-out to compare), their shuffled-target twins (same position), and a note naming those left out
+    ("" if none; plumbing for the claims)."""
     keep = [i for i, r in enumerate(rows) if not is_collapsed(r)]
-    note = "" if len(keep) == len(rows) else collapse_note(rows, "trained networks") + " and are left out"
+    note = "" if len(keep) == len(rows) else collapse_note(rows, what) + " and are left out"
     return [rows[i] for i in keep], [shuffled[i] for i in keep if i < len(shuffled)], note
+
+
+def baseline_claims(
+    rows: Sequence[Mapping[str, float]],
+    shuffled: Sequence[Mapping[str, float]],
+    key: str,
+    statement: str,
+    paper: str,
+    note: str,
+    baselines: Mapping[str, str],
+) -> list[Claim]:
+    """A read-out ``key`` of the trained networks against the same networks untrained (their
+    ``untrained_<key>``) and against the networks trained on shuffled targets (the shuffled rows' ``key``),
+    paired by network (``df = networks - 1``): the read-out is learned only where trained beats both. Trained
+    networks that collapsed are left out with their baselines, and a collapsed baseline is named (``statement``
+    holds ``{baseline}``; ``baselines`` describes ``"untrained"`` and ``"trained on shuffled targets"``)."""
+    rows, shuffled, left_out = learned_networks(rows, shuffled)
+    trained = [r[key] for r in rows]
+    shuffled_collapsed = collapse_note(shuffled, "shuffled-target networks")
+    claims = []
+    for baseline, other, extra in (
+        ("untrained", [r[f"untrained_{key}"] for r in rows], ""),
+        ("trained on shuffled targets", [r[key] for r in shuffled], shuffled_collapsed),
+    ):
+        claims.append(
+            directional_claim(
+                statement.format(baseline=baseline),
+                paper,
+                trained[: len(other)],
+                "greater",
+                other=other[: len(trained)],
+                note=f"{note}; {baseline}: {baselines[baseline]}{extra}{left_out}",
+            )
+        )
+    return claims
 
 
 def network_stage_key(network: int, suffix: str = "") -> str:

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from ..analysis.bottleneck_metrics import centroid_shift
 from ..analysis.perturbation import kept_directions, perturb_along
-from ..analysis.statistics import Claim, claim_records, directional_claim
+from ..analysis.statistics import Claim, claim_records
 from ..datasets.bottleneck_tasks import mnist_digit_downscaled
 from ..io import flatten_tree
 from ..models.circular_cnn import CircularCNN
@@ -28,14 +28,13 @@ from ..plots import show_image
 from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
-    collapse_note,
+    baseline_claims,
     convergence_summary,
     cpu_threads,
     draw_bottleneck_panels,
     draw_scaling,
     draw_training,
     headline_arrays,
-    learned_networks,
     measure_networks,
     network_cnn,
     network_curves,
@@ -270,28 +269,14 @@ def _shift_claims(
     trained on shuffled targets, paired by network (``df = networks - 1``); the phase encodes the position only
     where trained beats both. The paper's magnitude (about n/4 pixels, spec §4.2 [R]) is shown, not tested.
     Trained networks that collapsed to a constant map are left out with their baselines and named."""
-    rows, shuffled, left_out = learned_networks(rows, shuffled)
     claims = []
     for axis in SHIFT_AXES:
-        trained = [r[f"shift_{axis}"] for r in rows]
-        for baseline, other in (
-            ("untrained", [r[f"untrained_shift_{axis}"] for r in rows]),
-            ("trained on shuffled targets", [s[f"shift_{axis}"] for s in shuffled]),
-        ):
-            claims.append(
-                directional_claim(
-                    f"Fig. 2b ({axis}-axis): ±i at the first frequency moves the decoded zero further trained than "
-                    f"{baseline}",
-                    f"about n/4 = {size / 4:g} px",
-                    trained[: len(other)],
-                    "greater",
-                    other=other[: len(trained)],
-                    note=f"mean |centroid shift| along {axis} over γ = ±i, in pixels; {baseline}: "
-                    + BASELINES[baseline]
-                    + (collapse_note(shuffled, "shuffled-target networks") if "shuffled" in baseline else "")
-                    + left_out,
-                )
-            )
+        claims += baseline_claims(
+            rows, shuffled, f"shift_{axis}",
+            f"Fig. 2b ({axis}-axis): ±i at the first frequency moves the decoded zero further trained than "
+            "{baseline}",
+            f"about n/4 = {size / 4:g} px", f"mean |centroid shift| along {axis} over γ = ±i, in pixels", BASELINES,
+        )  # fmt: skip
     return claims
 
 

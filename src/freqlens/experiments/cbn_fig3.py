@@ -23,14 +23,13 @@ from ..plots import show_image, show_spectrum
 from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
-    collapse_note,
     convergence_summary,
     cpu_threads,
     draw_bottleneck_panels,
     draw_scaling,
     draw_training,
     headline_arrays,
-    is_collapsed,
+    learned_networks,
     measure_networks,
     network_cnn,
     network_curves,
@@ -123,8 +122,7 @@ def _fig3_claims(rows: Sequence[Mapping[str, float]], cfg: Fig3Config) -> list[C
     plateau. Networks that collapsed to a constant map (:func:`is_collapsed`) are left out and named in the note."""
     claimed = _claimed_directions(cfg)
     expected = len(_expected_frequencies(cfg))
-    collapsed = collapse_note(rows, "networks") + " and are not judged" if any(map(is_collapsed, rows)) else ""
-    rows = [r for r in rows if not is_collapsed(r)]  # a constant map has no bottleneck to count
+    rows, _, collapsed = learned_networks(rows, what="networks")  # a constant map has no bottleneck to count
     claims = []
     for key in KEPT_SETS:
         kept = [float(r[RANK_ROWS[key]]) for r in rows]

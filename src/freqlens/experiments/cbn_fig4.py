@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..analysis.perturbation import frequency_coefficients, kept_directions, phase_fit
-from ..analysis.statistics import Claim, claim_records, directional_claim, equality_claim, not_reached_claim
+from ..analysis.statistics import Claim, claim_records, equality_claim, not_reached_claim
 from ..datasets.bottleneck_tasks import ball_under_gravity
 from ..io import flatten_tree
 from ..models.circular_cnn import CircularCNN
@@ -28,14 +28,13 @@ from ..plots import show_image
 from .cbn_common import (
     CBNConfig,
     analyse_bottleneck,
-    collapse_note,
+    baseline_claims,
     convergence_summary,
     cpu_threads,
     draw_bottleneck_panels,
     draw_scaling,
     draw_training,
     headline_arrays,
-    is_collapsed,
     learned_networks,
     measure_networks,
     network_cnn,
@@ -269,27 +268,12 @@ def _readout_claims(rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapp
     (equivariance alone) and against the networks trained on shuffled targets (training without the task),
     paired by network (``df = networks - 1``); the read-out is learned only where trained beats both. Trained
     networks that collapsed to a constant map are left out with their baselines and named."""
-    rows, shuffled, left_out = learned_networks(rows, shuffled)
     claims = []
     for what, key in (("position in arg z1", "position_gain_x"), ("velocity in arg z2 - arg z1", "velocity_gain_x")):
-        trained = [r[key] for r in rows]
-        for baseline, other in (
-            ("untrained", [r[f"untrained_{key}"] for r in rows]),
-            ("trained on shuffled targets", [s[key] for s in shuffled]),
-        ):
-            claims.append(
-                directional_claim(
-                    f"Fig. 4b (x-axis): the {what} fits better (R gain) trained than {baseline}",
-                    "trained > baseline",
-                    trained[: len(other)],
-                    "greater",
-                    other=other[: len(trained)],
-                    note=f"R gain = R of the circular-linear fit at layer l* minus R at slope 0; {baseline}: "
-                    + BASELINES[baseline]
-                    + (collapse_note(shuffled, "shuffled-target networks") if "shuffled" in baseline else "")
-                    + left_out,
-                )
-            )
+        claims += baseline_claims(
+            rows, shuffled, key, f"Fig. 4b (x-axis): the {what} fits better (R gain) trained than {{baseline}}",
+            "trained > baseline", "R gain = R of the circular-linear fit at layer l* minus R at slope 0", BASELINES,
+        )  # fmt: skip
     return claims
 
 
@@ -299,8 +283,7 @@ def _pairs_claim(rows: Sequence[Mapping[str, float]]) -> Claim:
     has settled (norm and kept count on a plateau: a kept count on a falling norm is a transient). Networks that
     collapsed to a constant map (:func:`is_collapsed`) are left out and named in the note."""
     statement = "Fig. 4: two pairs at the first frequency (kept directions at omega=(0,1), layer l*)"
-    collapsed = collapse_note(rows, "networks") + " and are not judged" if any(map(is_collapsed, rows)) else ""
-    rows = [r for r in rows if not is_collapsed(r)]  # a constant map has no bottleneck to count
+    rows, _, collapsed = learned_networks(rows, what="networks")  # a constant map has no bottleneck to count
     if not rows:
         return not_reached_claim(statement, 2, None, 0, f"every network collapsed{collapsed}")
     counts = [float(r["kept_at_x"]) for r in rows]
