@@ -290,25 +290,23 @@ class CircularCNN(nn.Module):
 
     def uses_fused(self) -> bool:
         """Whether :meth:`forward` takes the fused route: every conv has a full-size-like kernel (no conv would
-        take the direct route), at least one would take the FFT route (a network of layers small enough for one
-        dense matrix each stays layerwise, which is faster there), and no conv has a forward (pre-)hook (the
-        fused route does not call the conv modules, so hooks would not fire).
+        take the direct route) and no conv has a forward (pre-)hook (the fused route does not call the conv
+        modules, so hooks would not fire).
 
-        A few dense-sized layers (one input or output channel, as in cbn-fig2/fig3) do not make the whole network
-        layerwise: measured on the cbn-fig3 quick network (c = 10, 1 channel in and out, 16×16), one Adam step
-        took 66-70 ms layerwise and 22-23 ms fused (docs/conv_bottleneck.md)."""
+        Layers small enough for one dense matrix do not make the network layerwise, whether a few of them (one
+        input or output channel, as in cbn-fig2/fig3) or all of them: one Adam step of the cbn-fig3 quick network
+        (c = 10, 1 channel in and out, 16×16) took 66-70 ms layerwise and 22-23 ms fused, of the cbn-fig1 quick
+        network (14×14, c = 12, every layer dense-sized) 84 ms and 25 ms, and of the cbn-depth quick network
+        (6×6, c = 6) 16.0 and 15.7 ms (docs/conv_bottleneck.md)."""
         if not self.fused or torch.nn.modules.module._global_forward_hooks:
             return False
         if torch.nn.modules.module._global_forward_pre_hooks:
             return False
-        any_fft = False
-        for conv, (h, w) in zip(self.conv_layers, self.grids, strict=True):
+        for conv in self.conv_layers:
             kh, kw = conv.kernel_size
             if kh * kw < _FFT_MIN_TAPS or conv._forward_hooks or conv._forward_pre_hooks:
                 return False
-            pout = (h // conv.stride[0]) * (w // conv.stride[1])
-            any_fft |= conv.out_channels * pout * conv.in_channels * h * w > _DENSE_MAX_ENTRIES
-        return any_fft
+        return True
 
     def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
         """``f_θ(x)`` with the activations kept spatial-major ``(H, W, N, C)`` between layers, each conv one

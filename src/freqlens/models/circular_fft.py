@@ -115,7 +115,12 @@ def _inverse_dft(y: torch.Tensor, along_h: torch.Tensor, along_w: torch.Tensor, 
 
 
 def _product(re: torch.Tensor, im: torch.Tensor, m_re: torch.Tensor, m_im: torch.Tensor) -> torch.Tensor:
-    """Plumbing: ``(re + i im)(m_re + i m_im)`` per frequency, stacked ``(2, F, rows, cols)``."""
+    """Plumbing: ``(re + i im)(m_re + i m_im)`` per frequency, stacked ``(2, F, rows, cols)``. Written into the
+    two planes of one buffer (no copy), except under a ``torch.func`` transform (``vmap`` has no batching rule
+    for ``out=``), where the planes are stacked."""
+    if torch._C._functorch.is_functorch_wrapped_tensor(re) or torch._C._functorch.is_functorch_wrapped_tensor(m_re):
+        real = torch.baddbmm(torch.bmm(re, m_re), im, m_im, alpha=-1.0)
+        return torch.stack((real, torch.baddbmm(torch.bmm(re, m_im), im, m_re)))
     out = re.new_empty((2, re.shape[0], re.shape[1], m_re.shape[2]))
     torch.bmm(re, m_re, out=out[0])
     out[0].baddbmm_(im, m_im, alpha=-1.0)
@@ -125,12 +130,18 @@ def _product(re: torch.Tensor, im: torch.Tensor, m_re: torch.Tensor, m_im: torch
 
 
 class _CircularCorrelation(torch.autograd.Function):
-    """Plumbing: the autograd node of :func:`circular_correlation_hwnc` (formulas in the module docstring)."""
+    """Plumbing: the autograd node of :func:`circular_correlation_hwnc` (formulas in the module docstring).
+
+    Written in the ``setup_context`` form so that ``torch.func`` transforms (``jacrev``, ``vmap``: the C9 check,
+    per-sample gradients) work through it. The spectra the backward needs (``x̂``, ``M``) are returned as extra,
+    non-differentiable outputs and saved from there, so the backward transforms nothing twice."""
+
+    generate_vmap_rule = True
 
     @staticmethod
     def forward(
-        ctx: Any, x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int]
-    ) -> torch.Tensor:
+        x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         h, w, n, cin = x.shape
         cout, _, kh, kw = weight.shape
         dft = half_plane_dft(h, w, stride, x.dtype, x.device)
@@ -144,12 +155,22 @@ class _CircularCorrelation(torch.autograd.Function):
         x_hat = _forward_dft(x.reshape(h, w, n * cin), dft.forward_w, dft.forward_h).reshape(2, -1, n, cin)
         y_hat = _product(x_hat[0], x_hat[1], m_re, m_im)
         y = _inverse_dft(y_hat.reshape(2, -1, n * cout), dft.strided_inverse_h, dft.strided_inverse_w, h)
-        ctx.save_for_backward(x_hat, m_re, m_im)
-        ctx.geometry = (h, w, n, cin, cout, kh, kw, stride)
-        return y.reshape(h // stride[0], w // stride[1], n, cout)
+        return y.reshape(h // stride[0], w // stride[1], n, cout), x_hat, m_re, m_im
 
     @staticmethod
-    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+        x, weight, stride = inputs
+        _, x_hat, m_re, m_im = output
+        ctx.mark_non_differentiable(x_hat, m_re, m_im)
+        ctx.save_for_backward(x_hat, m_re, m_im)
+        h, w, n, cin = x.shape
+        cout, _, kh, kw = weight.shape
+        ctx.geometry = (h, w, n, cin, cout, kh, kw, stride)
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_y: torch.Tensor, *_unused: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         x_hat, m_re, m_im = ctx.saved_tensors
         h, w, n, cin, cout, kh, kw, stride = ctx.geometry
         dft = half_plane_dft(h, w, stride, grad_y.dtype, grad_y.device)
@@ -200,5 +221,5 @@ def circular_correlation_hwnc(x: torch.Tensor, weight: torch.Tensor, stride: tup
         raise ValueError(
             f"circular_correlation_hwnc: x and weight must share a real dtype, got {x.dtype} and {weight.dtype}"
         )
-    out: torch.Tensor = _CircularCorrelation.apply(x.contiguous(), weight, (int(stride[0]), int(stride[1])))
+    out: torch.Tensor = _CircularCorrelation.apply(x.contiguous(), weight, (int(stride[0]), int(stride[1])))[0]
     return out
