@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from ..analysis.bottleneck_metrics import PLATEAU_TOLERANCE, tail_trend
 from ..analysis.cbn import CBNRankEstimate, estimate_cbn_rank, largest_log_gap_count
-from ..analysis.statistics import Claim, directional_claim
+from ..analysis.statistics import Claim, directional_claim, equality_claim, not_reached_claim
 from ..io import flatten_tree, to_jsonable, unflatten_tree
 from ..models.circular_cnn import CircularCNN, PenaltyNorm
 from ..spectral.activations import activation_spectra
@@ -280,6 +280,49 @@ def baseline_claims(
             )
         )
     return claims
+
+
+#: The two readings of a kept set: from the weight spectra and from the activation spectra (§5a, §5b), and the
+#: per-network row holding each one's CBN rank.
+KEPT_SETS = ("weights", "activations")
+RANK_ROWS = {"weights": "weight_rank", "activations": "activation_rank"}
+
+
+def settled_count_claim(
+    statement: str,
+    claimed: float,
+    rows: Sequence[Mapping[str, float]],
+    key: str,
+    detail: Callable[[Sequence[Mapping[str, float]]], str] | None = None,
+    not_formed_factor: float | None = None,
+) -> Claim:
+    """A kept-direction count claim over networks: the mean of ``key`` equals ``claimed`` (t interval,
+    ``df = networks - 1``, :func:`equality_claim`; no verdict below 3 networks). Networks that collapsed to a
+    constant map (:func:`is_collapsed`) are left out and named. "Not reached" when every network collapsed, when a
+    network has not *settled* (norm or kept count still moving, :func:`convergence_summary`: a count on a falling
+    norm is a transient), or, with ``not_formed_factor``, when a count is above that many times ``claimed`` (the
+    bottleneck has not formed, so containing the claimed set would be vacuous). ``detail(rows)`` adds the
+    claim's own numbers of the learned networks to the note."""
+    rows, _, collapsed = learned_networks(rows, what="networks")  # a constant map has no bottleneck to count
+    if not rows:
+        return not_reached_claim(statement, claimed, None, 0, f"every network collapsed{collapsed}")
+    counts = [float(r[key]) for r in rows]
+    note = f"{key} per network {[int(c) for c in counts]}"
+    note += f"; {detail(rows)}" if detail is not None else ""
+    note += f"; loss also on a plateau (converged) in {sum(1 for r in rows if r['converged'])} of {len(rows)}"
+    note += collapsed
+    mean = float(np.mean(counts))
+    if not_formed_factor is not None and max(counts) > not_formed_factor * claimed:
+        reason = (
+            f"a kept set above {not_formed_factor:g} x the claimed {claimed:g} directions: the bottleneck has not "
+            f"formed, so containing the claimed set is vacuous; {note}"
+        )
+        return not_reached_claim(statement, claimed, mean, len(rows), reason)
+    unsettled = sum(1 for r in rows if not r["settled"])
+    if unsettled:
+        reason = f"{unsettled} of {len(rows)} networks have not settled (norm or kept count still moving); {note}"
+        return not_reached_claim(statement, claimed, mean, len(rows), reason)
+    return equality_claim(statement, float(claimed), counts, note=note)
 
 
 def network_stage_key(network: int, suffix: str = "") -> str:

@@ -16,11 +16,13 @@ import torch
 from matplotlib.figure import Figure
 
 from ..analysis.bottleneck_metrics import claimed_directions, expected_kept_frequencies, match_kept_frequencies
-from ..analysis.statistics import Claim, claim_records, equality_claim, not_reached_claim
+from ..analysis.statistics import Claim, claim_records
 from ..datasets.bottleneck_tasks import lowfreq_shapes_times_pattern
 from ..io import flatten_tree
 from ..plots import show_image, show_spectrum
 from .cbn_common import (
+    KEPT_SETS,
+    RANK_ROWS,
     CBNConfig,
     analyse_bottleneck,
     convergence_summary,
@@ -29,13 +31,13 @@ from .cbn_common import (
     draw_scaling,
     draw_training,
     headline_arrays,
-    learned_networks,
     measure_networks,
     network_cnn,
     network_curves,
     network_stage_key,
     rank_captions,
     regression_loss,
+    settled_count_claim,
     task_seed,
     train_in_phases,
 )
@@ -91,10 +93,6 @@ def _claimed_directions(cfg: Fig3Config) -> int:
     return claimed_directions(_expected_frequencies(cfg), cfg.n)
 
 
-#: The two readings of the kept set: from the weight spectra and from the activation spectra (§5a, §5b).
-KEPT_SETS = ("weights", "activations")
-RANK_ROWS = {"weights": "weight_rank", "activations": "activation_rank"}
-
 #: The per-network numbers of a fig3 run (``summary["networks"]``), in this order.
 NETWORK_ROWS = (
     "network",
@@ -115,48 +113,28 @@ NETWORK_ROWS = (
 
 def _fig3_claims(rows: Sequence[Mapping[str, float]], cfg: Fig3Config) -> list[Claim]:
     """Fig. 3's claim read from weights and from activations over the networks: the kept-direction count equals
-    the claimed set's (t interval, ``df = networks - 1``; no verdict below 3 networks). "Not reached" when a
-    network has not settled (norm or kept count still moving), or when a kept set is more than
-    :data:`NOT_FORMED_FACTOR` times the claimed one (then containing the claimed frequencies is vacuous). The note
-    counts the networks whose kept frequencies are exactly the claimed set and those whose loss is also on a
-    plateau. Networks that collapsed to a constant map (:func:`is_collapsed`) are left out and named in the note."""
+    the claimed set's (:func:`settled_count_claim`: t interval, no verdict below 3 networks, "not reached" while a
+    network has not settled or a kept set is above :data:`NOT_FORMED_FACTOR` times the claimed one, collapsed
+    networks left out and named). The note counts the networks whose kept frequencies are exactly the claimed
+    set."""
     claimed = _claimed_directions(cfg)
     expected = len(_expected_frequencies(cfg))
-    rows, _, collapsed = learned_networks(rows, what="networks")  # a constant map has no bottleneck to count
     claims = []
     for key in KEPT_SETS:
-        kept = [float(r[RANK_ROWS[key]]) for r in rows]
+
+        def detail(learned: Sequence[Mapping[str, float]], key: str = key) -> str:
+            exact = sum(1 for r in learned if r[f"{key}_found"] == expected and r[f"{key}_unexpected"] == 0)
+            return (
+                f"claimed frequencies kept {[int(r[f'{key}_found']) for r in learned]} of {expected}, unexpected "
+                f"{[int(r[f'{key}_unexpected']) for r in learned]}; {exact} of {len(learned)} networks keep "
+                "exactly the claimed set"
+            )
+
         statement = (
             f"Fig. 3 ({key}): the bottleneck keeps exactly the ||w||_1 <= 2 frequencies and {tuple(cfg.carrier)} "
             f"({claimed} directions)"
         )
-        exact = sum(1 for r in rows if r[f"{key}_found"] == expected and r[f"{key}_unexpected"] == 0)
-        detail = (
-            f"kept per network {[int(k) for k in kept]}; claimed frequencies kept "
-            f"{[int(r[f'{key}_found']) for r in rows]} of {expected}, unexpected "
-            f"{[int(r[f'{key}_unexpected']) for r in rows]}; {exact} of {len(rows)} networks keep exactly the "
-            "claimed set"
-        )
-        unsettled = sum(1 for r in rows if not r["settled"])
-        detail += f"; loss also on a plateau (converged) in {sum(1 for r in rows if r['converged'])} of {len(rows)}"
-        detail += collapsed
-        mean = float(np.mean(kept)) if kept else float("nan")
-        if not rows:
-            claims.append(not_reached_claim(statement, claimed, None, 0, f"every network collapsed{collapsed}"))
-        elif max(kept) > NOT_FORMED_FACTOR * claimed:
-            reason = (
-                f"a kept set above {NOT_FORMED_FACTOR} x the claimed {claimed} directions: the bottleneck has not "
-                f"formed, so containing the claimed set is vacuous; {detail}"
-            )
-            claims.append(not_reached_claim(statement, claimed, mean, len(rows), reason))
-        elif unsettled:
-            reason = (
-                f"{unsettled} of {len(rows)} networks have not settled (norm or kept count still moving, summary "
-                f"convergence); {detail}"
-            )
-            claims.append(not_reached_claim(statement, claimed, mean, len(rows), reason))
-        else:
-            claims.append(equality_claim(statement, float(claimed), kept, note=detail))
+        claims.append(settled_count_claim(statement, claimed, rows, RANK_ROWS[key], detail, NOT_FORMED_FACTOR))
     return claims
 
 

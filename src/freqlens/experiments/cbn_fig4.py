@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..analysis.perturbation import frequency_coefficients, kept_directions, phase_fit
-from ..analysis.statistics import Claim, claim_records, equality_claim, not_reached_claim
+from ..analysis.statistics import Claim, claim_records
 from ..datasets.bottleneck_tasks import ball_under_gravity
 from ..io import flatten_tree
 from ..models.circular_cnn import CircularCNN
@@ -35,13 +35,13 @@ from .cbn_common import (
     draw_scaling,
     draw_training,
     headline_arrays,
-    learned_networks,
     measure_networks,
     network_cnn,
     network_curves,
     network_stage_key,
     rank_captions,
     regression_loss,
+    settled_count_claim,
     task_seed,
     train_in_phases,
 )
@@ -279,25 +279,13 @@ def _readout_claims(rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapp
 
 def _pairs_claim(rows: Sequence[Mapping[str, float]]) -> Claim:
     """§4.4 [Q] "two pairs at the first frequency": the kept directions of the phase layer's weight block at
-    ``ω = (0, ±1)`` equal 2, over networks (t interval, ``df = networks - 1``); "not reached" unless every network
-    has settled (norm and kept count on a plateau: a kept count on a falling norm is a transient). Networks that
-    collapsed to a constant map (:func:`is_collapsed`) are left out and named in the note."""
+    ``ω = (0, ±1)`` equal 2, over networks (:func:`settled_count_claim`: t interval, ``df = networks - 1``, "not
+    reached" unless every network has settled, collapsed networks left out and named). The count at
+    ``ω = (1, 0)`` (y, gravity's axis) is not the paper's claim but is read the same way and shown in the note."""
     statement = "Fig. 4: two pairs at the first frequency (kept directions at omega=(0,1), layer l*)"
-    rows, _, collapsed = learned_networks(rows, what="networks")  # a constant map has no bottleneck to count
-    if not rows:
-        return not_reached_claim(statement, 2, None, 0, f"every network collapsed{collapsed}")
-    counts = [float(r["kept_at_x"]) for r in rows]
-    # the y axis (omega = (1,0), gravity's) is not the paper's claim but is read the same way: shown beside it
-    shown = f"counts per network {counts}; at omega=(1,0) (y) {[float(r['kept_at_y']) for r in rows]}"
-    shown += f"; loss also on a plateau (converged) in {sum(1 for r in rows if r['converged'])} of {len(rows)}"
-    shown += collapsed
-    unsettled = sum(1 for r in rows if not r["settled"])
-    if unsettled:
-        return not_reached_claim(
-            statement, 2, float(np.mean(counts)), len(rows),
-            f"{unsettled} of {len(rows)} networks have not settled (norm or kept count still moving); {shown}",
-        )  # fmt: skip
-    return equality_claim(statement, 2.0, counts, note=shown)
+    return settled_count_claim(
+        statement, 2, rows, "kept_at_x", lambda learned: f"at omega=(1,0) (y) {[int(r['kept_at_y']) for r in learned]}"
+    )
 
 
 def run_fig4(ctx: RunContext, cfg: Fig4Config) -> ExperimentResult:
