@@ -50,7 +50,7 @@ def test_workers_give_the_same_numbers(tmp_path: Path) -> None:
     assert serial["networks"] == pooled["networks"]
 
 
-@pytest.mark.parametrize("name", ["cbn-fig2", "cbn-fig3", "cbn-fig4"])
+@pytest.mark.parametrize("name", ["cbn-fig1", "cbn-fig2", "cbn-fig3", "cbn-fig4"])
 def test_medium_scale_is_offered_judged_over_three_networks_and_longer_than_quick(name: str) -> None:
     from freqlens.experiments.registry import get_experiment
 
