@@ -78,6 +78,22 @@ def test_cbn_depth_fits_and_checks_c9_on_every_net(tmp_path):
     assert "deepest__training__adam__op_norm" in data.files
 
 
+def test_depth_slope_claim_waits_for_every_net_to_settle():
+    from freqlens.analysis.statistics import HOLDS, NOT_REACHED
+    from freqlens.experiments.cbn_depth import _depth_slope_claim
+
+    depth = np.arange(4.0, 13.0)
+    noise = np.array([0.3, -0.2, 0.1, -0.3, 0.2, 0.0, -0.1, 0.3, -0.2])
+    data = {"depth": depth, "op_norm": 6.0 * depth - 3.0 + noise, "weight_rank": np.full(9, 6),
+            "settled": np.ones(9, dtype=int), "converged": np.zeros(9, dtype=int)}  # fmt: skip
+    claim = _depth_slope_claim(data)
+    assert claim.verdict == HOLDS and claim.df == 7 and "converged) in 0 of 9" in claim.note
+    data["settled"] = np.array([1, 1, 1, 1, 1, 1, 1, 0, 1])
+    claim = _depth_slope_claim(data)
+    assert claim.verdict == NOT_REACHED and "1 of 9 nets have not settled" in claim.note and "L=11" in claim.note
+    assert claim.measured == pytest.approx(np.polyfit(depth, data["op_norm"], 1)[0], rel=1e-4)
+
+
 def test_resume_reuses_the_trained_stage(tmp_path, monkeypatch):
     over = {**TINY, "n_train": 16, "width": 2, "depths": (2, 3), "c9_inputs": 1, "n": 4}
     run_experiment("cbn-depth", tmp_path, quick=True, overrides=over, show_progress=False)

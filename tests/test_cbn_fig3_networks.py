@@ -60,3 +60,12 @@ def test_medium_scale_is_offered_judged_over_three_networks_and_longer_than_quic
     assert medium.networks >= 3  # a verdict needs 3 networks (analysis.statistics.MIN_SAMPLES)
     assert medium.adam_steps > quick.adam_steps and medium.adam_schedule == "cosine"
     assert medium.width == quick.width  # the same network, trained longer (docs/conv_bottleneck.md)
+
+
+def test_cbn_depth_medium_scale_trains_the_quick_nets_longer_with_three_seeds() -> None:
+    from freqlens.experiments.registry import get_experiment
+
+    exp = get_experiment("cbn-depth")
+    quick, medium = exp.make_config(scale="quick"), exp.make_config(scale="medium")
+    assert medium.seeds >= 3 and medium.adam_steps > quick.adam_steps and medium.adam_schedule == "cosine"
+    assert (medium.width, medium.n, medium.depths) == (quick.width, quick.n, quick.depths)
