@@ -168,6 +168,44 @@ def test_divergence_names_learning_rate_and_keeps_history() -> None:
     assert len(info.value.history.step) >= 1
 
 
+def test_deferred_loss_reads_give_the_same_run_and_still_catch_divergence(tmp_path: Path) -> None:
+    # the accelerator path (losses kept on the device, read at record/checkpoint points) forced on the CPU
+    histories, params = [], []
+    for every_step in (True, False):
+        model, sampler = _task()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        hist = train(model, _ce, sampler, opt, 23, record_every=5, recorder=lambda s, m: {"s": s},
+                     read_loss_every_step=every_step)  # fmt: skip
+        histories.append(hist)
+        params.append([p.detach().clone() for p in model.parameters()])
+    assert histories[0].step == histories[1].step
+    for key in histories[0].values:
+        assert np.array_equal(np.asarray(histories[0].values[key]), np.asarray(histories[1].values[key])), key
+    assert all(torch.equal(a, b) for a, b in zip(*params, strict=True))
+
+    # an interrupted deferred run, resumed, is the uninterrupted one (the running mean survives the checkpoint)
+    def interrupt_at_15(step: int, model: nn.Module) -> dict[str, float]:
+        if step == 15:
+            raise KeyboardInterrupt
+        return {"s": step}
+
+    model, sampler = _task()
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(model, _ce, sampler, torch.optim.SGD(model.parameters(), lr=0.1), 23, record_every=5,
+              recorder=interrupt_at_15, checkpoint=ckpt, checkpoint_every=4, read_loss_every_step=False)  # fmt: skip
+    model, sampler = _task()
+    resumed = train(model, _ce, sampler, torch.optim.SGD(model.parameters(), lr=0.1), 23, record_every=5,
+                    recorder=lambda s, m: {"s": s}, checkpoint=ckpt, checkpoint_every=4,
+                    read_loss_every_step=False)  # fmt: skip
+    assert resumed.step == histories[1].step
+    assert np.array_equal(np.asarray(resumed.values["train_loss"]), np.asarray(histories[1].values["train_loss"]))
+    model, sampler = _task()
+    opt = torch.optim.SGD(model.parameters(), lr=1e4)
+    with pytest.raises(TrainingDiverged, match=r"diverged at step \d+ .*learning rate 10000"):
+        train(model, _ce, sampler, opt, 200, record_every=50, divergence_factor=10, read_loss_every_step=False)
+
+
 def test_trace_layers_sees_parametrized_convs() -> None:
     from torch.nn.utils import parametrize
 

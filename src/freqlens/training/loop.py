@@ -8,7 +8,8 @@ Design points:
   points of this objective are what the bottleneck theory and its balancedness check assume
   (conv_bottleneck §4.0, C15).
 * Divergence (non-finite loss, or loss above ``divergence_factor`` times the first one) raises
-  :class:`TrainingDiverged` naming the learning rate; the history recorded so far is attached.
+  :class:`TrainingDiverged` naming the learning rate; the history recorded so far is attached. Off the CPU
+  the loss is read (and checked) only at record and checkpoint points, so a step never waits for the device.
 * Optional checkpoint file: written atomically every ``checkpoint_every`` steps and at the end;
   ``train`` resumes from it when it exists. It holds only tensors and plain containers and is read with
   ``torch.load(weights_only=True)``: a shared run folder can never execute code. A checkpoint that cannot be
@@ -270,6 +271,7 @@ def train(
     checkpoint_every: int = 1000,
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
     lr_at: Callable[[int], float] | None = None,
+    read_loss_every_step: bool | None = None,
 ) -> TrainHistory:
     """Run ``steps`` optimisation steps of ``loss_fn(model, xb, yb) + l2 * Σ‖θ‖²``.
 
@@ -284,6 +286,10 @@ def train(
         progress: wraps the step iterator (e.g. ``ctx.progress``).
         lr_at: ``step -> learning rate`` set on every parameter group before that step (e.g. :func:`cosine_lr`);
             ``None`` leaves the optimizer's learning rate as it is.
+        read_loss_every_step: read the loss to the host (and check it for divergence) every step; ``False``
+            keeps the losses on the device and reads them at the record and checkpoint points and at the end (no
+            host sync in the step); ``None``: every step on the CPU, deferred when the model is elsewhere. The
+            same numbers either way; a divergence is reported at its own step, later.
     Returns:
         the :class:`TrainHistory` (also after resuming: it includes the earlier records).
     """
@@ -323,6 +329,34 @@ def train(
         history.append(step, entry)
 
     first_loss: float | None = None
+    # On an accelerator, reading the loss every step (float()) would wait for the device each step: there the
+    # losses stay on the device and are read, and checked for divergence, at the record and checkpoint points.
+    deferred = (
+        any(p.device.type != "cpu" for p in model.parameters())
+        if read_loss_every_step is None
+        else not read_loss_every_step
+    )
+    pending: list[torch.Tensor] = []
+
+    def check(step: int, value: float) -> None:
+        nonlocal first_loss
+        if first_loss is None:
+            first_loss = max(value, 1e-30)
+        if not math.isfinite(value) or value > divergence_factor * first_loss:
+            raise TrainingDiverged(
+                f"training diverged at step {step} (loss {value:.3g}) with learning rate {_lr(optimizer):g}; "
+                "lower the learning rate",
+                history,
+            )
+
+    def settle(done: int) -> None:  # read the deferred losses of the steps before ``done`` (one device sync)
+        if pending:
+            values = torch.stack(pending).to(torch.float64).cpu().tolist()
+            for offset, value in enumerate(values):
+                check(done - len(values) + offset, value)
+            running.extend(values)
+            pending.clear()
+
     if start == 0 and record_every and recorder is not None:
         record(0, [])
     model.train()
@@ -337,22 +371,23 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         data_loss = loss_fn(model, xb, yb)
         objective = data_loss + l2 * l2_penalty(reg_params, reg_weights) if l2 > 0 else data_loss
-        value = float(data_loss.detach())
-        if first_loss is None:
-            first_loss = max(value, 1e-30)
-        if not math.isfinite(value) or value > divergence_factor * first_loss:
-            raise TrainingDiverged(
-                f"training diverged at step {step} (loss {value:.3g}) with learning rate {_lr(optimizer):g}; "
-                "lower the learning rate",
-                history,
-            )
+        if deferred:
+            pending.append(data_loss.detach())
+        else:
+            value = float(data_loss.detach())
+            check(step, value)
+            running.append(value)
         objective.backward()
         optimizer.step()
-        running.append(value)
         done = step + 1
-        if record_every and (done % record_every == 0 or done == steps):
+        to_record = bool(record_every) and (done % record_every == 0 or done == steps)
+        to_save = ckpt is not None and (done % checkpoint_every == 0 or done == steps)
+        if to_record or to_save:
+            settle(done)
+        if to_record:
             record(done, running)
             running = []
-        if ckpt is not None and (done % checkpoint_every == 0 or done == steps):
+        if ckpt is not None and to_save:
             _save_checkpoint(ckpt, model, optimizer, done, history, running)
+    settle(steps)
     return history
