@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from freqlens.analysis.statistics import HOLDS, NO_VERDICT, NOT_SIGNIFICANT
-from freqlens.experiments.cbn_fig2 import _shift_claims
+from freqlens.experiments.cbn_fig2 import Fig2Config, _position_claims, _shift_claims, position_readout
 from freqlens.experiments.runner import run_experiment
+from freqlens.models.circular_cnn import CircularCNN
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
@@ -39,7 +41,9 @@ def test_networks_baselines_and_network_zero_unchanged(tmp_path: Path, mnist_roo
     shifts = np.array(nets["shift_x"] + nets["shift_y"] + nets["untrained_shift_x"][:3], dtype=float)
     assert np.all((shifts >= 0) & (shifts <= 13 / 2))  # |shift| on a 13-pixel torus
     assert nets["op_norm"][0] != nets["op_norm"][3]  # the shuffled baseline trains on other targets
-    assert len(three["claims"]) == 4 and all(c["n"] == 3 for c in three["claims"])
+    assert len(three["claims"]) == 8 and all(c["n"] == 3 for c in three["claims"])
+    gains = np.array(nets["position_gain_x"] + nets["untrained_position_gain_x"][:3], dtype=float)
+    assert np.all((gains >= 0) & (gains <= 1)) and nets["untrained_position_gain_y"][3:] == [None] * 3
     assert all(c["verdict"] == NO_VERDICT for c in one["claims"])  # one network: no verdict
     assert (path / "scaling.png").is_file() and (path / "fig2b_perturbations.png").is_file()
 
@@ -63,3 +67,27 @@ def test_shift_claims_need_trained_to_beat_both_baselines() -> None:
     gone = _shift_claims([rows[0], rows[1], _row(0.0, 0.4, kept=0)], shuffled, 13)  # a trained net collapsed
     assert all(c.n == 2 and c.verdict == NO_VERDICT for c in gone)
     assert "1 of 3 trained networks collapsed to a constant map" in gone[0].note
+
+
+def test_position_readout_of_an_untrained_circular_net_is_equivariance_exactly() -> None:
+    # inputs that differ only by a circular shift along x: a circular net shifts its representation with them,
+    # so arg z moves by -1 turn per 13 px of the input's centroid (R = 1) and averages to nothing at slope 0
+    cfg = Fig2Config(size=13, depth=6, width=3, perturb_layer=3)
+    net = CircularCNN(1, 3, 1, 6, 13, generator=torch.Generator().manual_seed(0)).double().eval()
+    base = torch.rand(1, 1, 13, 13, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    shifted = torch.cat([torch.roll(base, s, dims=-1) for s in range(13)])
+    out = position_readout(net, shifted, cfg)
+    assert out["position_slope_x"] == -1.0
+    assert out["position_R_x"] == pytest.approx(1.0, abs=1e-12)
+    assert out["position_gain_x"] == pytest.approx(1.0, abs=1e-12)  # 13 equally spaced phases: R(0) = 0
+
+
+def test_position_claims_compare_the_gain_with_both_baselines() -> None:
+    def row(gain: float, untrained: float) -> dict[str, float]:
+        return {"position_gain_x": gain, "position_gain_y": gain, "untrained_position_gain_x": untrained,
+                "untrained_position_gain_y": untrained, "weight_rank": 5}  # fmt: skip
+
+    rows = [row(0.6, 0.58), row(0.7, 0.71), row(0.65, 0.6)]
+    claims = _position_claims(rows, [row(0.1, 0.0), row(0.2, 0.0), row(0.15, 0.0)])
+    assert len(claims) == 4 and claims[0].verdict == NOT_SIGNIFICANT  # no better than equivariance alone
+    assert claims[1].verdict == HOLDS  # but better than the shuffled-target networks

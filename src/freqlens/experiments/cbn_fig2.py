@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..analysis.bottleneck_metrics import centroid_shift
-from ..analysis.perturbation import kept_directions, perturb_along
+from ..analysis.bottleneck_metrics import centroid_shift, circular_centroid
+from ..analysis.perturbation import frequency_coefficients, kept_directions, perturb_along, phase_fit
 from ..analysis.statistics import Claim, claim_records
 from ..datasets.bottleneck_tasks import mnist_digit_downscaled
 from ..io import flatten_tree
@@ -176,6 +176,37 @@ def phase_shifts(model: CircularCNN, examples: torch.Tensor, cfg: Fig2Config) ->
     return out
 
 
+#: Candidate slopes of the position read-out's circular-linear fit, in cycles per ``size`` pixels (as cbn-fig4).
+POSITION_SLOPES = np.arange(-32, 33) / 8.0
+
+
+def position_readout(model: CircularCNN, examples: torch.Tensor, cfg: Fig2Config) -> dict[str, float]:
+    """Per axis of :data:`SHIFT_AXES`: ``arg z`` of the layer-``perturb_layer`` representation along the top
+    singular direction of ``M W_ℓ(ω)`` (``z = uᴴ α̂(ω)``, :func:`frequency_coefficients`) against the input digit's
+    own circular centroid along that axis (:func:`circular_centroid`), a circular-linear fit (:func:`phase_fit`):
+    its resultant R, its slope (cycles per ``size`` px) and its **R gain** (R minus R at slope 0). This reads
+    what the phase carries about each input, unlike the ±i read-out of :func:`phase_shifts`, which moves the
+    decoded centroid by about n/4 whatever the network learned. A circular network maps a shifted input to a
+    shifted representation, so an untrained one already has slope −1 on inputs that differ only by a shift:
+    only a gain above the untrained and the shuffled-target networks' is learned (conv_bottleneck §4.2)."""
+    layer = cfg.perturb_layer
+    conv = model.convs[layer - 1]
+    grid = model.grids[layer - 1]
+    with torch.no_grad():
+        alpha = model.hidden(examples, layer)
+    centroids = circular_centroid(examples[:, 0].detach().cpu().numpy())
+    out: dict[str, float] = {}
+    for axis, (omega, coord) in SHIFT_AXES.items():
+        u, _ = kept_directions(conv, grid, omega)
+        phases = np.angle(frequency_coefficients(alpha, u[:, 0], omega).numpy())
+        fit = phase_fit(phases, centroids[:, coord], cfg.size, POSITION_SLOPES)
+        at_zero = phase_fit(phases, centroids[:, coord], cfg.size, [0.0]).resultant
+        out[f"position_R_{axis}"] = fit.resultant
+        out[f"position_gain_{axis}"] = fit.resultant - at_zero
+        out[f"position_slope_{axis}"] = fit.slope_cycles
+    return out
+
+
 #: The per-network numbers of a fig2 run (``summary["networks"]``), in this order.
 NETWORK_ROWS = (
     "network",
@@ -190,6 +221,14 @@ NETWORK_ROWS = (
     "shift_y",
     "untrained_shift_x",
     "untrained_shift_y",
+    "position_R_x",
+    "position_R_y",
+    "position_slope_x",
+    "position_slope_y",
+    "position_gain_x",
+    "position_gain_y",
+    "untrained_position_gain_x",
+    "untrained_position_gain_y",
 )
 
 
@@ -231,10 +270,13 @@ def _train_network(ctx: RunContext, cell: tuple[Fig2Config, int, bool]) -> dict[
             "converged": int(convergence["converged"]),
             "settled": int(convergence["settled"]),
             **{f"shift_{axis}": v for axis, v in shifts.items()},
+            **position_readout(model, shift_inputs, cfg),
             **flatten_tree({"curve": network_curves(history)}),
         }
         if untrained is not None:
             row.update({f"untrained_shift_{axis}": v for axis, v in phase_shifts(untrained, shift_inputs, cfg).items()})
+            untrained_position = position_readout(untrained, shift_inputs, cfg)
+            row.update({f"untrained_{k}": v for k, v in untrained_position.items() if k.startswith("position_gain")})
         if network == 0 and not shuffled:  # the figures and the headline summary are network 0's
             with torch.no_grad():
                 w_sv = read_layers(data["weight_sv"])[cfg.perturb_layer - 1]
@@ -280,6 +322,23 @@ def _shift_claims(
     return claims
 
 
+def _position_claims(rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapping[str, float]]) -> list[Claim]:
+    """§4.2 [Q] "the argument encodes the x and y position of the digit", read per input (:func:`position_readout`):
+    per axis, the R gain of ``arg z`` against the input digit's own centroid, trained against the same networks
+    untrained and against the shuffled-target networks, paired by network (``df = networks - 1``); learned only
+    where trained beats both. Collapsed trained networks are left out with their baselines and named."""
+    claims = []
+    for axis in SHIFT_AXES:
+        claims += baseline_claims(
+            rows, shuffled, f"position_gain_{axis}",
+            f"Fig. 2 ({axis}-axis): the phase at the first frequency tracks the input digit's centroid better "
+            "(R gain) trained than {baseline}",
+            "trained > baseline", "R gain = R of the circular-linear fit of arg z against the input's centroid "
+            "minus R at slope 0", BASELINES,
+        )  # fmt: skip
+    return claims
+
+
 def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
     """Train ``networks`` MNIST-zeros autoencoders (and, with ``shuffled_baseline``, each again on shuffled
     targets); spectra, CBN rank, panel (b) and the phase read-out of each, claims over the networks
@@ -304,7 +363,10 @@ def run_fig2(ctx: RunContext, cfg: Fig2Config) -> ExperimentResult:
         "networks": measured.lists(NETWORK_ROWS),
         "networks_note": "cbn_rank, test error, op_norm, convergence and the perturbations above are network 0's; "
         "the lists are every network (shuffled_targets = 1: the baseline trained on other zeros)",
-        "claims": claim_records(_shift_claims(rows[: cfg.networks], rows[cfg.networks :], cfg.size)),
+        "claims": claim_records(
+            _shift_claims(rows[: cfg.networks], rows[cfg.networks :], cfg.size)
+            + _position_claims(rows[: cfg.networks], rows[cfg.networks :])
+        ),
     }
     return ExperimentResult(data=data, summary=summary)
 
