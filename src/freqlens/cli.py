@@ -7,10 +7,13 @@ Thin over :mod:`freqlens.experiments`. Every user error is one line on stderr, n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .sweeps.cli import key_value, positive_int
 
@@ -195,6 +198,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a cluster scheduler's time limit or pre-emption), raised in the main thread so that it
+    unwinds like Ctrl-C: worker processes are terminated and run locks released (plumbing)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the command runs, SIGTERM raises :class:`Terminated` instead of killing the process outright (which
+    left a pool's workers training on, orphaned); the previous handler is restored after (plumbing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``freqlens`` command; returns the exit code (plumbing)."""
     from .experiments.runner import RunFailed
@@ -203,10 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
-    except KeyboardInterrupt:
-        print("freqlens: interrupted; finished stages are kept and reused by the next identical run", file=sys.stderr)
-        return 130
+        with _sigterm_as_interrupt():
+            return int(args.func(args))
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"freqlens: {what}; finished stages are kept and reused by the next identical run", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:
         if args.debug:
             raise
