@@ -28,11 +28,15 @@ mkdir -p "$out/logs"
 
 start_all=$(date +%s)
 for name in "${experiments[@]}"; do
+    own=()
+    # cbn-depth is 27 small nets: on one GPU they run as concurrent worker processes (each its own CUDA context),
+    # since one small net at a time leaves the GPU idle between kernel launches
+    [ "$name" = cbn-depth ] && [ "$device" = cuda ] && own=(--set "workers=${FULL_GPU_DEPTH_WORKERS:-9}")
     (
         t0=$(date +%s)
         # one CPU thread each: five processes share the host's cores for the float64 analysis
         OMP_NUM_THREADS=1 "$freqlens" reproduce "$name" --scale "$scale" --device "$device" --threads 1 --no-progress \
-            --data "$data" --out "$out" "${extra[@]}" >"$out/logs/$name.log" 2>&1
+            --data "$data" --out "$out" "${own[@]}" "${extra[@]}" >"$out/logs/$name.log" 2>&1
         rc=$?
         printf '%s\t%s\t%s\n' "$name" "$(($(date +%s) - t0))" "$rc" >"$out/logs/$name.time"
     ) &
