@@ -311,15 +311,11 @@ def _shift_claims(
     trained on shuffled targets, paired by network (``df = networks - 1``); the phase encodes the position only
     where trained beats both. The paper's magnitude (about n/4 pixels, spec §4.2 [R]) is shown, not tested.
     Trained networks that collapsed to a constant map are left out with their baselines and named."""
-    claims = []
-    for axis in SHIFT_AXES:
-        claims += baseline_claims(
-            rows, shuffled, f"shift_{axis}",
-            f"Fig. 2b ({axis}-axis): ±i at the first frequency moves the decoded zero further trained than "
-            "{baseline}",
-            f"about n/4 = {size / 4:g} px", f"mean |centroid shift| along {axis} over γ = ±i, in pixels", BASELINES,
-        )  # fmt: skip
-    return claims
+    statement = (
+        "Fig. 2b ({axis}-axis): ±i at the first frequency moves the decoded zero further trained than {{baseline}}"
+    )
+    note = "mean |centroid shift| along {axis} over γ = ±i, in pixels"
+    return _per_axis_claims(rows, shuffled, "shift_{axis}", statement, f"about n/4 = {size / 4:g} px", note)
 
 
 def _position_claims(rows: Sequence[Mapping[str, float]], shuffled: Sequence[Mapping[str, float]]) -> list[Claim]:
@@ -327,14 +323,29 @@ def _position_claims(rows: Sequence[Mapping[str, float]], shuffled: Sequence[Map
     per axis, the R gain of ``arg z`` against the input digit's own centroid, trained against the same networks
     untrained and against the shuffled-target networks, paired by network (``df = networks - 1``); learned only
     where trained beats both. Collapsed trained networks are left out with their baselines and named."""
+    statement = (
+        "Fig. 2 ({axis}-axis): the phase at the first frequency tracks the input digit's centroid better (R gain) "
+        "trained than {{baseline}}"
+    )
+    note = "R gain = R of the circular-linear fit of arg z against the input's centroid minus R at slope 0"
+    return _per_axis_claims(rows, shuffled, "position_gain_{axis}", statement, "trained > baseline", note)
+
+
+def _per_axis_claims(
+    rows: Sequence[Mapping[str, float]],
+    shuffled: Sequence[Mapping[str, float]],
+    key: str,
+    statement: str,
+    paper: str,
+    note: str,
+) -> list[Claim]:
+    """:func:`baseline_claims` of read-out ``key`` for each axis of :data:`SHIFT_AXES` (``{axis}`` in ``key``,
+    ``statement`` and ``note``; plumbing)."""
     claims = []
     for axis in SHIFT_AXES:
         claims += baseline_claims(
-            rows, shuffled, f"position_gain_{axis}",
-            f"Fig. 2 ({axis}-axis): the phase at the first frequency tracks the input digit's centroid better "
-            "(R gain) trained than {baseline}",
-            "trained > baseline", "R gain = R of the circular-linear fit of arg z against the input's centroid "
-            "minus R at slope 0", BASELINES,
+            rows, shuffled, key.format(axis=axis), statement.format(axis=axis), paper, note.format(axis=axis),
+            BASELINES,
         )  # fmt: skip
     return claims
 
