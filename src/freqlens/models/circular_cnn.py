@@ -297,7 +297,7 @@ class CircularCNN(nn.Module):
         input or output channel, as in cbn-fig2/fig3) or all of them: one Adam step of the cbn-fig3 quick network
         (c = 10, 1 channel in and out, 16×16) took 66-70 ms layerwise and 22-23 ms fused, of the cbn-fig1 quick
         network (14×14, c = 12, every layer dense-sized) 84 ms and 25 ms, and of the cbn-depth quick network
-        (6×6, c = 6) 16.0 and 15.7 ms (docs/conv_bottleneck.md)."""
+        (6×6, c = 6) 16.0 and 15.7 ms, another time 10.8 and 12.2 ms: within the noise (docs/conv_bottleneck.md)."""
         if not self.fused or torch.nn.modules.module._global_forward_hooks:
             return False
         if torch.nn.modules.module._global_forward_pre_hooks:
