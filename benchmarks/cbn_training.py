@@ -26,11 +26,12 @@ Run: python benchmarks/cbn_training.py [--configs fig1,fig4] [--batch N] [--repe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -63,8 +64,18 @@ class Network:
 def full_networks() -> list[Network]:
     f1, f2, f3, f4, dp = Fig1Config(), Fig2Config(), Fig3Config(), Fig4Config(), DepthConfig()
     return [
-        Network("fig1", 1, 10, f1.width, f1.depth, f1.input_size, f1.batch_size, f1.downsample_at, "gap_fc",
-                f1.bias_multiplier),
+        Network(
+            "fig1",
+            1,
+            10,
+            f1.width,
+            f1.depth,
+            f1.input_size,
+            f1.batch_size,
+            f1.downsample_at,
+            "gap_fc",
+            f1.bias_multiplier,
+        ),
         Network("fig2", 1, 1, f2.width, f2.depth, f2.size, f2.batch_size, bias_multiplier=f2.bias_multiplier),
         Network("fig3", 1, 1, f3.width, f3.depth, f3.n, f3.batch_size, bias_multiplier=f3.bias_multiplier),
         Network("fig4", 4, 4, f4.width, f4.depth, f4.n, f4.batch_size, bias_multiplier=f4.bias_multiplier),
@@ -74,8 +85,14 @@ def full_networks() -> list[Network]:
 
 def build(net: Network) -> CircularCNN:
     return CircularCNN(
-        net.in_channels, net.width, net.out_channels, net.depth, net.grid, downsample_at=net.downsample_at,
-        head="gap_fc" if net.head == "gap_fc" else "none", bias_multiplier=net.bias_multiplier,
+        net.in_channels,
+        net.width,
+        net.out_channels,
+        net.depth,
+        net.grid,
+        downsample_at=net.downsample_at,
+        head="gap_fc" if net.head == "gap_fc" else "none",
+        bias_multiplier=net.bias_multiplier,
         generator=torch.Generator().manual_seed(0),
     )
 
@@ -89,8 +106,14 @@ class Conv2dNetwork(nn.Module):
         self.grids = list(model.grids)
         for conv in model.conv_layers:
             k = conv.kernel_size
-            layer = nn.Conv2d(conv.in_channels, conv.out_channels, k, stride=conv.stride,
-                              padding=(k[0] // 2, k[1] // 2), padding_mode="circular")
+            layer = nn.Conv2d(
+                conv.in_channels,
+                conv.out_channels,
+                k,
+                stride=conv.stride,
+                padding=(k[0] // 2, k[1] // 2),
+                padding_mode="circular",
+            )
             with torch.no_grad():
                 layer.weight.copy_(conv.weight)
             self.convs.append(layer)
@@ -140,18 +163,67 @@ def step_time(
     return statistics.median(times)
 
 
-def gradient_errors(model: CircularCNN, x: torch.Tensor) -> tuple[float, float]:
-    """Largest relative norm error over the parameters of the float32 gradients of (new, today) against
-    today's route in float64 (the reference); both float32 routes carry their own rounding."""
+@contextlib.contextmanager
+def _relu_replaced(replacement: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Both routes call ``torch.relu`` (looked up at call time), so swapping it records or imposes masks."""
+    original = torch.relu
+    torch.relu = replacement  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.relu = original  # type: ignore[assignment]
+
+
+def _gradients(
+    model: nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    relu: Callable[[torch.Tensor], torch.Tensor],
+) -> list[torch.Tensor]:
+    with _relu_replaced(relu):
+        return list(torch.autograd.grad(forward(x).pow(2).mean(), list(model.parameters())))
+
+
+def gradient_errors(model: CircularCNN, x: torch.Tensor) -> dict[str, tuple[float, float, int]]:
+    """Per route (new, today): the largest relative norm error over the parameters of its float32 gradients
+    against today's route in float64, plainly and **kink-matched**, and the number of ReLU inputs whose sign
+    float32 rounding flipped. Kink-matched: the float64 reference with each ReLU replaced by the float32 route's
+    own mask, so a pre-activation that rounding moved across zero (a different function's gradient, not an
+    error of the route) does not count."""
     ref = copy.deepcopy(model).double()
-    g_ref = torch.autograd.grad(ref.forward_layerwise(x.double()).pow(2).mean(), list(ref.parameters()))
-    out = []
-    for forward in (model.forward_fused, model.forward_layerwise):
-        grads = torch.autograd.grad(forward(x).pow(2).mean(), list(model.parameters()))
-        out.append(
-            max(float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) for a, b in zip(grads, g_ref, strict=True))
+    ref_masks: list[torch.Tensor] = []
+
+    def record_ref(a: torch.Tensor) -> torch.Tensor:
+        ref_masks.append(a > 0)
+        return a.clamp_min(0)
+
+    g_ref = _gradients(ref, ref.forward_layerwise, x.double(), record_ref)
+    out = {}
+    for name, forward, to_nchw in (
+        ("new", model.forward_fused, lambda m: m.permute(3, 2, 0, 1) if m.dim() == 4 else m.T),
+        ("today", model.forward_layerwise, lambda m: m),
+    ):
+        masks: list[torch.Tensor] = []
+
+        def record(a: torch.Tensor, masks: list[torch.Tensor] = masks) -> torch.Tensor:
+            masks.append(a > 0)
+            return a.clamp_min(0)
+
+        grads = _gradients(model, forward, x, record)
+        nchw = [to_nchw(m) for m in masks]
+        flips = sum(int((a != b).sum()) for a, b in zip(nchw, ref_masks, strict=True))
+        queue = iter(nchw)
+        g_matched = _gradients(
+            ref, ref.forward_layerwise, x.double(), lambda a, queue=queue: a * next(queue).to(a.dtype)
         )
-    return out[0], out[1]
+
+        def worst(target: list[torch.Tensor], grads: list[torch.Tensor] = grads) -> float:
+            return max(
+                float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) for a, b in zip(grads, target, strict=True)
+            )
+
+        out[name] = (worst(g_matched), worst(g_ref), flips)
+    return out
 
 
 def main() -> None:
@@ -171,15 +243,17 @@ def main() -> None:
     if args.repeats < 1:
         raise SystemExit(f"--repeats must be >= 1, got {args.repeats}")
     rate = sgemm_rate()
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, sgemm {rate / 1e9:.1f} GFLOP/s, "
-          f"load average {os.getloadavg()}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, sgemm {rate / 1e9:.1f} GFLOP/s, "
+        f"load average {os.getloadavg()}"
+    )
     for name in wanted:
         net = known[name]
         batch = args.batch or net.batch
         model = build(net)
         gen = torch.Generator().manual_seed(1)
         x = torch.randn(batch, net.in_channels, net.grid, net.grid, generator=gen)
-        err_new, err_today = gradient_errors(model, x[: min(batch, 8)])
+        errors = gradient_errors(model, x[: min(batch, 8)])
         t_today = step_time(model, model.forward_layerwise, x, args.repeats)
         t_new = step_time(model, model.forward_fused, x, args.repeats)
         conv2d = "conv2d skipped"
@@ -189,11 +263,11 @@ def main() -> None:
             t_conv = step_time(ref, ref, x[:small], args.repeats)
             conv2d = f"conv2d {t_conv:.3f}s at batch {small} (~{t_conv * batch / small:.2f}s at {batch})"
         floor = flop_floor(model, batch)
+        grads = ", ".join(f"{route} {m:.1e} ({p:.1e}; {c})" for route, (m, p, c) in errors.items())
         print(
             f"{name}: batch {batch} | floor {floor / 1e9:.1f} GFLOP = {floor / rate:.3f}s | today {t_today:.3f}s | "
             f"new {t_new:.3f}s ({floor / rate / t_new:.0%} of floor rate) | {conv2d} | "
-            f"float32 grad rel err vs float64: "
-            f"new {err_new:.1e}, today {err_today:.1e} | "
+            f"float32 grad rel err vs float64, kink-matched (plain; ReLU kinks crossed): {grads} | "
             f"load {os.getloadavg()[0]:.1f} | speed-up {t_today / t_new:.2f}x",
             flush=True,
         )

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import freqlens.models.circular_cnn as cc
 from freqlens.models.circular_cnn import CircularCNN
-from freqlens.models.circular_fft import circular_correlation_hwnc
+from freqlens.models.circular_fft import circular_correlation_hwcn
 from freqlens.spectral.weights import weight_spectra
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
@@ -54,7 +54,7 @@ def test_correlation_forward_and_gradients_match_pytorch_circular_conv(h, w, k_f
     x = torch.randn(3, cin, h, w, dtype=torch.float64, generator=gen, requires_grad=True)
     weight = torch.randn(cout, cin, kh, kw, dtype=torch.float64, generator=gen, requires_grad=True)
     ref = _reference_correlation(x, weight, stride)
-    out = circular_correlation_hwnc(x.permute(2, 3, 0, 1), weight, (stride, stride)).permute(2, 3, 0, 1)
+    out = circular_correlation_hwcn(x.permute(2, 3, 1, 0), weight, (stride, stride)).permute(3, 2, 0, 1)
     assert out.shape == ref.shape
     assert _rel(out, ref) < 1e-10
     probe = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
@@ -118,8 +118,8 @@ def _dense_operator(conv: cc.CircularConv2d, grid: tuple[int, int]) -> np.ndarra
     size = cin * grid[0] * grid[1]
     basis = torch.eye(size, dtype=torch.float64).reshape(size, cin, *grid)
     with torch.no_grad():
-        cols = circular_correlation_hwnc(basis.permute(2, 3, 0, 1), conv.weight, conv.stride)
-    return cols.permute(2, 3, 0, 1).reshape(size, -1).T.numpy()
+        cols = circular_correlation_hwcn(basis.permute(2, 3, 1, 0), conv.weight, conv.stride)
+    return cols.permute(3, 2, 0, 1).reshape(size, -1).T.numpy()
 
 
 def test_weight_spectra_are_the_singular_values_of_the_fused_operator(fused_everywhere):
@@ -178,11 +178,11 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match=r"x must be \(N, 2, 8, 8\), got \(2, 1, 8, 8\)"):
         net.forward_fused(torch.zeros(2, 1, 8, 8))
     with pytest.raises(ValueError, match="stride"):
-        circular_correlation_hwnc(torch.zeros(5, 5, 1, 1), torch.zeros(1, 1, 5, 5), (2, 2))
+        circular_correlation_hwcn(torch.zeros(5, 5, 1, 1), torch.zeros(1, 1, 5, 5), (2, 2))
     with pytest.raises(ValueError, match="input channels"):
-        circular_correlation_hwnc(torch.zeros(4, 4, 1, 2), torch.zeros(1, 1, 4, 4), (1, 1))
+        circular_correlation_hwcn(torch.zeros(4, 4, 2, 1), torch.zeros(1, 1, 4, 4), (1, 1))
     with pytest.raises(ValueError, match="larger than the grid"):
-        circular_correlation_hwnc(torch.zeros(4, 4, 1, 1), torch.zeros(1, 1, 5, 5), (1, 1))
+        circular_correlation_hwcn(torch.zeros(4, 4, 1, 1), torch.zeros(1, 1, 5, 5), (1, 1))
 
 
 def test_dense_sized_layers_do_not_make_the_network_layerwise():

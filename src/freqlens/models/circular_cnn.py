@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .circular_fft import circular_correlation_hwnc
+from .circular_fft import circular_correlation_hwcn
 
 __all__ = ["BiasScaledLinear", "CircularCNN", "CircularConv2d", "OperatorScale", "PenaltyNorm"]
 
@@ -309,23 +309,23 @@ class CircularCNN(nn.Module):
         return True
 
     def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
-        """``f_θ(x)`` with the activations kept spatial-major ``(H, W, N, C)`` between layers, each conv one
-        batched per-frequency product (:func:`freqlens.models.circular_fft.circular_correlation_hwnc`, spec
+        """``f_θ(x)`` with the activations kept spatial-major ``(H, W, C, N)`` between layers, each conv one
+        batched per-frequency block product (:func:`freqlens.models.circular_fft.circular_correlation_hwcn`, spec
         §1.2, C5b); the same function as :meth:`forward_layerwise`."""
         if x.dim() != 4 or x.shape[1] != self.conv_layers[0].in_channels or tuple(x.shape[-2:]) != self.input_grid:
             raise ValueError(
                 f"x must be (N, {self.conv_layers[0].in_channels}, {self.input_grid[0]}, {self.input_grid[1]}), "
                 f"got {tuple(x.shape)}"
             )
-        a = x.permute(2, 3, 0, 1)
+        a = x.permute(2, 3, 1, 0)
         for i, conv in enumerate(self.conv_layers):
             z = a if i == 0 else torch.relu(a)
-            a = circular_correlation_hwnc(z, conv.weight, (conv.stride[0], conv.stride[1]))
+            a = circular_correlation_hwcn(z, conv.weight, (conv.stride[0], conv.stride[1]))
             if conv.bias is not None:
-                a = a + conv.bias_multiplier * conv.bias
+                a = a + conv.bias_multiplier * conv.bias[:, None]
         if self.fc is None:
-            return a.permute(2, 3, 0, 1)
-        return self.fc(torch.relu(a).mean(dim=(0, 1)))
+            return a.permute(3, 2, 0, 1)
+        return self.fc(torch.relu(a).mean(dim=(0, 1)).T)
 
     # ------------------------------------------------------------------ norms (spec §1.4)
     def conv_kernels(self) -> list[torch.Tensor]:
