@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from freqlens.experiments.runner import run_experiment
+from freqlens.experiments.runner import plan_run, run_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
@@ -69,3 +69,20 @@ def test_cbn_depth_medium_scale_trains_the_quick_nets_longer_with_three_seeds() 
     quick, medium = exp.make_config(scale="quick"), exp.make_config(scale="medium")
     assert medium.seeds >= 3 and medium.adam_steps > quick.adam_steps and medium.adam_schedule == "cosine"
     assert (medium.width, medium.n, medium.depths) == (quick.width, quick.n, quick.depths)
+
+
+def test_a_run_resumed_with_other_workers_reuses_its_finished_cells(tmp_path: Path) -> None:
+    over = {**SMALL, "networks": 2}
+
+    def fingerprint(**changes: int) -> str:
+        return plan_run("cbn-fig3", quick=True, overrides={**over, **changes}).fingerprint
+
+    assert fingerprint() == fingerprint(workers=2) != fingerprint(networks=3)  # workers: a launcher setting
+    path = run_experiment("cbn-fig3", tmp_path / "run", quick=True, overrides=over, show_progress=False)
+    first = _summary(path)
+    stages = sorted(p for p in (path / "stages").rglob("*") if p.is_file())
+    stamps = {p: p.stat().st_mtime_ns for p in stages}
+    (path / "config.json").unlink()  # as if the run had been interrupted before publishing
+    again = run_experiment("cbn-fig3", path, quick=True, overrides={**over, "workers": 2}, show_progress=False)
+    assert stages and all(p.stat().st_mtime_ns == stamps[p] for p in stages)  # nothing retrained or rewritten
+    assert _summary(again)["networks"] == first["networks"]

@@ -5,7 +5,9 @@ Reliability rules (one place for all of them):
 * A run's **fingerprint** hashes everything that determines its numbers: experiment, scale, config, seed,
   device, the identity of every dataset file it reads (sizes and a sampled hash), the freqlens version and a
   digest of freqlens' own source. Every file a run reuses (stages, training checkpoints, trained weights)
-  lives in ``stages/<fingerprint>/``, so another configuration never trusts it.
+  lives in ``stages/<fingerprint>/``, so another configuration never trusts it. Launcher settings that only
+  decide which process computes a cell (:data:`LAUNCHER_FIELDS`: ``workers``) are left out, so an interrupted run
+  resumed with more or fewer workers reuses its finished cells (the numbers do not depend on them: tested).
 * Results are published only when the run has finished, ``config.json`` last
   (:meth:`freqlens.io.RunDirectory.publish`): a failed or interrupted run leaves the previous finished run's
   files untouched and consistent.
@@ -43,6 +45,7 @@ from ..training.loop import TrainingDiverged
 from .registry import Experiment, RunContext, build_config, get_experiment
 
 __all__ = [
+    "LAUNCHER_FIELDS",
     "MAX_SEED",
     "RunFailed",
     "RunPlan",
@@ -144,6 +147,12 @@ def data_identity(exp: Experiment, data_dir: Path | None) -> dict[str, Any]:
     return {name: file_identity(dataset_files(name, data_dir)) for name in exp.needs}
 
 
+#: Config fields that choose how cells are spread over processes, never what a cell computes: left out of the
+#: fingerprint (module docstring). ``cpu_threads`` is not one of them: the thread count can change the order of
+#: floating-point reductions.
+LAUNCHER_FIELDS: frozenset[str] = frozenset({"workers"})
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """Everything that determines one run, checked, and its fingerprint (see the module docstring)."""
@@ -163,13 +172,14 @@ class RunPlan:
         return self.scale == "quick"
 
     def identity(self) -> dict[str, Any]:
-        """What the fingerprint hashes."""
+        """What the fingerprint hashes (the config without its :data:`LAUNCHER_FIELDS`)."""
+        config = {k: v for k, v in to_jsonable(self.config).items() if k not in LAUNCHER_FIELDS}
         return {
             "experiment": self.experiment.name,
             "scale": self.scale,
             "seed": self.seed,
             "device": str(self.device),
-            "config": to_jsonable(self.config),
+            "config": config,
             "data": to_jsonable(self.data),
             "freqlens": _versions()["freqlens"],
             "source": source_digest(),
