@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from freqlens.analysis.statistics import CONTRADICTED, HOLDS, NO_VERDICT, NOT_REACHED
+from freqlens.analysis.statistics import CONTRADICTED, HOLDS, NO_VERDICT, NOT_REACHED, NOT_SIGNIFICANT
 from freqlens.experiments.cbn_fig1 import _fig1_claims
 from freqlens.experiments.runner import run_experiment
 
@@ -35,6 +35,8 @@ def test_claims_read_the_count_and_the_constant_frequencies() -> None:
     count, constant, _, _ = _fig1_claims([_row(9, 8), _row(10, 9), _row(9, 8)])  # the quick runs' set
     assert count.verdict == constant.verdict == CONTRADICTED
     assert _fig1_claims([_row(6), _row(6)])[0].verdict == NO_VERDICT  # two networks: no verdict
+    count, *_ = _fig1_claims([_row(4), _row(3), _row(7, 6)])  # the medium run's counts: [-0.5, 9.8] holds 5 and 7
+    assert count.verdict == NOT_SIGNIFICANT and "too wide" in count.note
     count, *_ = _fig1_claims([_row(6), _row(6, settled=0), _row(6)])
     assert count.verdict == NOT_REACHED and "1 of 3 networks have not settled" in count.note  # no vacuous pass
     count, *_ = _fig1_claims([_row(6), _row(40), _row(6)])

@@ -139,6 +139,20 @@ def test_directions_and_json() -> None:
 def test_equality_and_slope_claims() -> None:
     assert equality_claim("mean 1", 1.0, [0.9, 1.1, 1.0, 1.05]).verdict == HOLDS
     assert equality_claim("mean 2", 2.0, [0.9, 1.1, 1.0, 1.05]).verdict == CONTRADICTED
+
+
+def test_equality_claim_with_a_resolution_refuses_a_vacuous_pass() -> None:
+    # cbn-fig1 medium's kept counts: the interval [-0.5, 9.8] contains 6, and 5 and 7 as well
+    wide = equality_claim("six kept", 6.0, [4, 3, 7])
+    assert wide.verdict == HOLDS  # without a resolution: inside the interval
+    judged = equality_claim("six kept", 6.0, [4, 3, 7], resolution=1.0)
+    assert judged.verdict == NOT_SIGNIFICANT and "too wide to tell it from 5 or 7" in judged.note
+    assert equality_claim("six kept", 6.0, [6, 6, 6], resolution=1.0).verdict == HOLDS  # no spread: [6, 6]
+    assert equality_claim("six kept", 6.0, [6, 6.2, 5.9, 6.1, 6.0], resolution=1.0).verdict == HOLDS
+    assert equality_claim("six kept", 6.0, [9, 9, 10], resolution=1.0).verdict == CONTRADICTED
+    assert equality_claim("six kept", 6.0, [6, 7], resolution=1.0).verdict == NO_VERDICT
+    with pytest.raises(ValueError, match="resolution must be a positive number"):
+        equality_claim("six kept", 6.0, [6, 6, 6], resolution=0.0)
     depth = np.array([2.0, 3.0, 4.0, 5.0, 6.0])
     norm = 5.0 * depth + np.array([0.1, -0.2, 0.15, -0.05, 0.0])
     assert slope_equals_claim("slope = rank 5", 5.0, depth, norm).verdict == HOLDS
@@ -317,7 +331,10 @@ def test_cbn_fig3_unformed_bottleneck_is_not_reached() -> None:
     assert activations.verdict == NOT_REACHED and "not settled" in activations.note  # 20 <= 2 x 15, still moving
     weights, activations = _fig3_claims([_fig3_row(15, 20)], cfg)
     assert weights.verdict == activations.verdict == NO_VERDICT  # settled, but one network
-    three = [_fig3_row(14, 27), _fig3_row(15, 28), _fig3_row(16, 29)]
+    spread = [_fig3_row(14, 27), _fig3_row(15, 28), _fig3_row(16, 29)]
+    weights, _ = _fig3_claims(spread, cfg)  # 15 +- 2.5: the interval also holds 14 and 16
+    assert weights.verdict == NOT_SIGNIFICANT and "too wide to tell it from 14 or 16" in weights.note
+    three = [_fig3_row(15, 27), _fig3_row(15, 28), _fig3_row(15, 29)]
     weights, activations = _fig3_claims(three, cfg)
     assert weights.verdict == HOLDS and weights.n == 3 and "3 of 3 networks keep exactly" in weights.note
     assert activations.verdict == CONTRADICTED  # 28 +- 1 directions: the claimed 15 is outside the interval

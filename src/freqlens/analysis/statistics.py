@@ -371,17 +371,28 @@ def equality_claim(
     samples: Sequence[float] | np.ndarray,
     alpha: float = ALPHA,
     note: str = "",
+    resolution: float | None = None,
 ) -> Claim:
     """The paper says the mean of a quantity equals ``paper``. Verdict from the t interval of the mean
-    (``df = n - 1``): ``"holds"`` if ``paper`` lies inside it, ``"contradicted"`` if outside; ``n < 3``: no
-    verdict. (A wide interval "holds" weakly: read ``uncertainty`` with it.)"""
+    (``df = n - 1``): ``"contradicted"`` if ``paper`` lies outside it; ``n < 3``: no verdict. Inside it,
+    ``"holds"``, except that with a ``resolution`` (the nearest value that would be a different claim: 1 for a
+    count of kept directions) an interval that reaches ``paper ± resolution`` cannot tell the paper's value from
+    its neighbours, and the verdict is ``"not significant"`` rather than a vacuous pass."""
+    if resolution is not None and not resolution > 0:
+        raise ValueError(f"resolution must be a positive number or None, got {resolution!r}")
     x = _finite_1d(samples, "samples")
     if x.size < MIN_SAMPLES:
         return no_verdict_claim(statement, paper, float(x.mean()) if x.size else None, x.size, "t interval", note)
     res = one_sample_t(x, 0.0, alpha)
     lo, hi = res.ci
-    verdict = HOLDS if lo <= paper <= hi else CONTRADICTED
     why = f"{1 - alpha:.0%} t interval [{lo:.4g}, {hi:.4g}] (df = {res.df:g}) vs the paper's {paper:g}"
+    if not lo <= paper <= hi:
+        verdict = CONTRADICTED
+    elif resolution is not None and (lo <= paper - resolution or hi >= paper + resolution):
+        verdict = NOT_SIGNIFICANT
+        why += f": too wide to tell it from {paper - resolution:g} or {paper + resolution:g}"
+    else:
+        verdict = HOLDS
     return _claim_from_test(statement, paper, res, "t interval", verdict, f"{why}; {note}" if note else why, t=False)
 
 
