@@ -6,8 +6,8 @@ input shape, squared-output loss. Three implementations of the same network, tim
 
 * ``today``: :meth:`CircularCNN.forward_layerwise`, i.e. ``CircularConv2d.forward`` as it was before the
   fused route (``torch.fft`` + complex einsum, or one dense matrix for small layers; autograd through it);
-* ``new``: :meth:`CircularCNN.forward_fused` (spatial-major activations, real DFT matrix products, batched
-  per-frequency products, explicit adjoints: ``freqlens.models.circular_fft``);
+* ``new``: :meth:`CircularCNN.forward_fused` (spatial-major ``(H, W, C, N)`` activations, real DFT matrix
+  products, one batched real block product per frequency, explicit adjoints: ``freqlens.models.circular_fft``);
 * ``conv2d``: ``nn.Conv2d(padding_mode="circular")`` with the same full-size kernels (symmetric padding
   ``k // 2``, cropped to the grid: the same operator up to a circular shift), autograd. Direct convolution
   with full-size kernels is slow, so it runs on a reduced batch (``--conv2d-batch``) and its time is also
@@ -16,9 +16,11 @@ input shape, squared-output loss. Three implementations of the same network, tim
 The flop floor is ``Σ_ℓ passes_ℓ · 8 · (|P_in,ℓ|/2) · N · c_in · c_out`` (complex multiply-adds on half the
 input frequencies, Hermitian symmetry; 3 passes: forward, input gradient, weight gradient; 2 for the first
 layer), printed in GFLOP and in seconds at the sgemm rate measured in the same process. Medians of
-``--repeats`` steps after one warm-up; threads pinned (``--threads``, default 1); load average printed.
+``--repeats`` steps after one warm-up; threads pinned (``--threads``, default 1); load average printed. The
+activation traffic (:func:`activation_traffic`, an estimate) is printed in seconds at the copy rate measured in
+the same process: the step is memory-bound where that time is of the order of the step.
 Float32 gradients of ``new`` and ``today`` are compared with ``today`` in float64 on 8 samples (largest
-relative norm error over the parameters).
+relative norm error over the parameters), plainly and kink-matched (:func:`gradient_errors`).
 
 Run: python benchmarks/cbn_training.py [--configs fig1,fig4] [--batch N] [--repeats 3] [--threads 1]
 """
@@ -148,6 +150,31 @@ def sgemm_rate() -> float:
     return 2 * 1024**3 / statistics.median(times)
 
 
+def copy_rate() -> float:
+    """Bytes per second of a 64 MB float32 copy (read + write), the memory bandwidth one thread sees."""
+    a = torch.randn(16 * 1024 * 1024)
+    a.clone()
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a.clone()
+        times.append(time.perf_counter() - t0)
+    return 2 * a.numel() * a.element_size() / statistics.median(times)
+
+
+def activation_traffic(model: CircularCNN, batch: int) -> float:
+    """Bytes a step must move at least once per layer if activations do not stay in cache (an estimate, not a
+    bound: small activations may fit in the last-level cache): forward reads the input and writes the output;
+    backward reads the output gradient and the saved input (or its spectrum) and writes the input gradient."""
+    total = 0.0
+    for conv, (h, w) in zip(model.conv_layers, model.grids, strict=True):
+        s_h, s_w = conv.stride
+        size_in = 4 * batch * conv.in_channels * h * w
+        size_out = 4 * batch * conv.out_channels * (h // s_h) * (w // s_w)
+        total += 3 * size_in + 2 * size_out
+    return total
+
+
 def step_time(
     model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int
 ) -> float:
@@ -242,10 +269,10 @@ def main() -> None:
         raise SystemExit(f"--configs: unknown {unknown}, expected names from {sorted(known)}")
     if args.repeats < 1:
         raise SystemExit(f"--repeats must be >= 1, got {args.repeats}")
-    rate = sgemm_rate()
+    rate, bandwidth = sgemm_rate(), copy_rate()
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, sgemm {rate / 1e9:.1f} GFLOP/s, "
-        f"load average {os.getloadavg()}"
+        f"copy {bandwidth / 1e9:.1f} GB/s, load average {os.getloadavg()}"
     )
     for name in wanted:
         net = known[name]
@@ -262,11 +289,12 @@ def main() -> None:
             ref = Conv2dNetwork(model)
             t_conv = step_time(ref, ref, x[:small], args.repeats)
             conv2d = f"conv2d {t_conv:.3f}s at batch {small} (~{t_conv * batch / small:.2f}s at {batch})"
-        floor = flop_floor(model, batch)
+        floor, traffic = flop_floor(model, batch), activation_traffic(model, batch)
         grads = ", ".join(f"{route} {m:.1e} ({p:.1e}; {c})" for route, (m, p, c) in errors.items())
         print(
             f"{name}: batch {batch} | floor {floor / 1e9:.1f} GFLOP = {floor / rate:.3f}s | today {t_today:.3f}s | "
             f"new {t_new:.3f}s ({floor / rate / t_new:.0%} of floor rate) | {conv2d} | "
+            f"activation traffic {traffic / 1e6:.0f} MB = {traffic / bandwidth:.3f}s at the copy rate | "
             f"float32 grad rel err vs float64, kink-matched (plain; ReLU kinks crossed): {grads} | "
             f"load {os.getloadavg()[0]:.1f} | speed-up {t_today / t_new:.2f}x",
             flush=True,
