@@ -211,6 +211,23 @@ def _gradients(
         return list(torch.autograd.grad(forward(x).pow(2).mean(), list(model.parameters())))
 
 
+def _recording(masks: list[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A ReLU that appends its mask ``a > 0`` to ``masks``."""
+
+    def relu(a: torch.Tensor) -> torch.Tensor:
+        masks.append(a > 0)
+        return a.clamp_min(0)
+
+    return relu
+
+
+def _worst_error(grads: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
+    """Largest relative norm error over the parameters."""
+    return max(
+        float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) for a, b in zip(grads, reference, strict=True)
+    )
+
+
 def gradient_errors(model: CircularCNN, x: torch.Tensor) -> dict[str, tuple[float, float, int]]:
     """Per route (new, today): the largest relative norm error over the parameters of its float32 gradients
     against today's route in float64, plainly and **kink-matched**, and the number of ReLU inputs whose sign
@@ -219,37 +236,21 @@ def gradient_errors(model: CircularCNN, x: torch.Tensor) -> dict[str, tuple[floa
     error of the route) does not count."""
     ref = copy.deepcopy(model).double()
     ref_masks: list[torch.Tensor] = []
-
-    def record_ref(a: torch.Tensor) -> torch.Tensor:
-        ref_masks.append(a > 0)
-        return a.clamp_min(0)
-
-    g_ref = _gradients(ref, ref.forward_layerwise, x.double(), record_ref)
+    g_ref = _gradients(ref, ref.forward_layerwise, x.double(), _recording(ref_masks))
     out = {}
     for name, forward, to_nchw in (
         ("new", model.forward_fused, lambda m: m.permute(3, 2, 0, 1) if m.dim() == 4 else m.T),
         ("today", model.forward_layerwise, lambda m: m),
     ):
         masks: list[torch.Tensor] = []
-
-        def record(a: torch.Tensor, masks: list[torch.Tensor] = masks) -> torch.Tensor:
-            masks.append(a > 0)
-            return a.clamp_min(0)
-
-        grads = _gradients(model, forward, x, record)
+        grads = _gradients(model, forward, x, _recording(masks))
         nchw = [to_nchw(m) for m in masks]
         flips = sum(int((a != b).sum()) for a, b in zip(nchw, ref_masks, strict=True))
         queue = iter(nchw)
         g_matched = _gradients(
             ref, ref.forward_layerwise, x.double(), lambda a, queue=queue: a * next(queue).to(a.dtype)
         )
-
-        def worst(target: list[torch.Tensor], grads: list[torch.Tensor] = grads) -> float:
-            return max(
-                float((a.double() - b).norm() / b.norm().clamp_min(1e-30)) for a, b in zip(grads, target, strict=True)
-            )
-
-        out[name] = (worst(g_matched), worst(g_ref), flips)
+        out[name] = (_worst_error(grads, g_matched), _worst_error(grads, g_ref), flips)
     return out
 
 

@@ -114,10 +114,11 @@ def _forward_dft(x: torch.Tensor, along_h: torch.Tensor, along_w: torch.Tensor) 
     return (along_w @ z.reshape(u_count, 2 * w_in, m)).reshape(-1, 2, m)  # (U, 2W, M): rows (v, part)
 
 
-def _inverse_dft(y: torch.Tensor, along_w: torch.Tensor, along_h: torch.Tensor, w: int) -> torch.Tensor:
-    """Plumbing: ``(F, 2, M)`` half-plane spectrum on a grid of width ``w`` → ``(H_out, W_out, M)`` real map at the
-    rows/columns of the matrices."""
+def _inverse_dft(y: torch.Tensor, along_w: torch.Tensor, along_h: torch.Tensor) -> torch.Tensor:
+    """Plumbing: ``(F, 2, M)`` half-plane spectrum → ``(H_out, W_out, M)`` real map at the rows/columns of the
+    matrices (the grid width is ``along_w``'s column count / 2)."""
     m = y.shape[-1]
+    w = along_w.shape[1] // 2
     u_count = y.shape[0] // w
     w_out = along_w.shape[0] // 2
     z = along_w @ y.reshape(u_count, 2 * w, m)  # (U, 2 W_out, M): rows (part, w)
@@ -149,7 +150,7 @@ class _CircularCorrelation(torch.autograd.Function):
         block = torch.cat((torch.cat((w_re, w_im), dim=2), torch.cat((-w_im, w_re), dim=2)), dim=1)
         x_hat = _forward_dft(x.reshape(h, w, cin * n), dft.forward_h, dft.forward_w).reshape(-1, 2 * cin, n)
         y_hat = torch.bmm(block, x_hat)  # (F, 2 c_out, N) = [Re ŷ; Im ŷ]
-        y = _inverse_dft(y_hat.reshape(-1, 2, cout * n), dft.strided_inverse_w, dft.strided_inverse_h, w)
+        y = _inverse_dft(y_hat.reshape(-1, 2, cout * n), dft.strided_inverse_w, dft.strided_inverse_h)
         return y.reshape(h // stride[0], w // stride[1], cout, n), x_hat, block
 
     @staticmethod
@@ -178,7 +179,7 @@ class _CircularCorrelation(torch.autograd.Function):
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             gx_hat = torch.bmm(block.transpose(1, 2), g_hat)  # A^H ĝ: the real block of A^H is Bᵀ
-            grad_x = _inverse_dft(gx_hat.reshape(-1, 2, cin * n), dft.inverse_w, dft.inverse_h, w)
+            grad_x = _inverse_dft(gx_hat.reshape(-1, 2, cin * n), dft.inverse_w, dft.inverse_h)
             grad_x = grad_x.reshape(h, w, cin, n)
         if ctx.needs_input_grad[1]:
             # Σ_n conj(ĝ) x̂ = (g_re x_reᵀ + g_im x_imᵀ) + i (g_re x_imᵀ − g_im x_reᵀ), per frequency
@@ -186,7 +187,7 @@ class _CircularCorrelation(torch.autograd.Function):
             gw_re = blocks[:, :cout, :cin] + blocks[:, cout:, cin:]
             gw_im = blocks[:, :cout, cin:] - blocks[:, cout:, :cin]
             gw_hat = torch.stack((gw_re, gw_im), dim=1).reshape(-1, 2, cout * cin)
-            gw = _inverse_dft(gw_hat, dft.inverse_w, dft.inverse_h, w)
+            gw = _inverse_dft(gw_hat, dft.inverse_w, dft.inverse_h)
             grad_w = gw.reshape(h, w, cout, cin).permute(2, 3, 0, 1)[:, :, :kh, :kw].contiguous()
         return grad_x, grad_w, None
 
