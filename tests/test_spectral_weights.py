@@ -6,6 +6,8 @@ share no code with the FFT route. Checks C1, C2, C3, C4, C5a, C5b, C14 of conv_b
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -435,32 +437,54 @@ def test_float32_spectra_against_dense_float64(stride):
     assert np.abs(union_sv(spec32.singular_values, dense.size) - dense).max() <= 1e-5 * dense[0]
 
 
-def test_weight_spectra_is_deterministic_and_holds_openblas_to_the_callers_threads(monkeypatch):
-    net = CircularCNN(3, 4, 2, 3, 8, downsample_at=(2,), generator=torch.Generator().manual_seed(2)).double()
-    controls = weights_module._openblas_thread_controls()
-    assert controls, "NumPy's OpenBLAS was not found: the thread cap would be a no-op"
+def test_weight_spectra_splits_blocks_across_the_callers_threads_with_bitwise_equal_results(monkeypatch):
+    net = CircularCNN(3, 6, 3, 3, 12, downsample_at=(2,), generator=torch.Generator().manual_seed(2)).double()
+    controls = weights_module.openblas_thread_controls()
+    assert controls, "NumPy's OpenBLAS was not found: the thread hold would be a no-op"
     blas_before = [get() for get, _ in controls]
-    for _, set_threads in controls:
-        set_threads(2)
-    seen = []
+    one_thread = weight_spectra(net, (3, 12, 12))  # the autouse fixture set torch to 1 thread
+    seen: list[tuple[str, int, list[int]]] = []
     real = weights_module._gram_eigenvalues
 
     def spy(b):
-        seen.append([get() for get, _ in controls])
+        seen.append((threading.current_thread().name, torch.get_num_threads(), [get() for get, _ in controls]))
         return real(b)
 
     monkeypatch.setattr(weights_module, "_gram_eigenvalues", spy)
+    monkeypatch.setattr(weights_module, "_usable_cpus", lambda: 2)  # two workers even on a one-CPU runner
+    for _, set_threads in controls:
+        set_threads(2)
+    torch.set_num_threads(2)
     try:
-        first = weight_spectra(net, (3, 8, 8))  # the autouse fixture set torch to 1 thread
-        after = [get() for get, _ in controls]
+        two_threads = weight_spectra(net, (3, 12, 12))
+        after = ([get() for get, _ in controls], torch.get_num_threads())
     finally:
+        torch.set_num_threads(1)
         for (_, set_threads), n in zip(controls, blas_before):
             set_threads(n)
-    second = weight_spectra(net, (3, 8, 8))
-    assert all(np.array_equal(a.singular_values, b.singular_values) for a, b in zip(first.layers, second.layers))
-    assert torch.get_num_threads() == 1
-    assert seen and all(n == 1 for call in seen for n in call)  # held to torch's 1 thread during the call
-    assert after == [2] * len(controls)  # and given back afterwards
+    # every block decomposed by the same single-threaded calls: the split does not change one bit
+    assert all(
+        np.array_equal(a.singular_values, b.singular_values) for a, b in zip(one_thread.layers, two_threads.layers)
+    )
+    assert seen and all(torch_n == 1 and all(n == 1 for n in blas) for _, torch_n, blas in seen)
+    workers = {name for name, _, _ in seen}
+    assert all(name.startswith("freqlens-lapack") for name in workers) and 1 <= len(workers) <= 2  # the pool's
+    assert after == ([2] * len(controls), 2)  # the caller's settings given back
+
+
+def test_weight_spectra_never_uses_more_workers_than_the_callers_threads(monkeypatch):
+    net = CircularCNN(3, 4, 2, 3, 8, generator=torch.Generator().manual_seed(1)).double()
+    names: set[str] = set()
+    real = weights_module._gram_eigenvalues
+
+    def spy(b):
+        names.add(threading.current_thread().name)
+        return real(b)
+
+    monkeypatch.setattr(weights_module, "_gram_eigenvalues", spy)
+    monkeypatch.setattr(weights_module, "_usable_cpus", lambda: 8)
+    weight_spectra(net, (3, 8, 8))  # torch at 1 thread (fixture): everything on the calling thread
+    assert names == {threading.current_thread().name}
 
 
 def test_geometry_errors_come_before_any_lapack_call(monkeypatch):

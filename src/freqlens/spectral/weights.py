@@ -36,21 +36,22 @@ decompositions in single precision: measured within 3.2e-6 of each layer's large
 ResNet-18 (``benchmarks/conv_spectra.py``; tests hold it to 1e-5); its Gram route is kept only for clearly
 rectangular blocks and guarded at 1e-4.
 
-Threads: torch's calls use ``torch.get_num_threads()`` (a caller's ``torch.set_num_threads`` is respected and
-never raised); NumPy's OpenBLAS, which does the float64 CPU decompositions, is held to at most as many
-threads for the duration of each layer (and to the CPUs this process may use), so the two libraries never
-oversubscribe what the caller allowed. For many small layers on a loaded machine, one thread is fastest.
+Threads: ``workers = min(torch.get_num_threads(), usable CPUs)`` (a caller's ``torch.set_num_threads`` is
+respected, never raised). During the decompositions torch and NumPy's OpenBLAS run one thread each and the
+chunks of blocks are shared among ``workers`` Python threads (the LAPACK calls, the ctypes ``herk`` of
+:mod:`freqlens.spectral._blas` and torch release the GIL), so at most ``workers`` threads compute: no
+oversubscription, and results bitwise independent of the thread count (``_lapack_threads``).
 """
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -67,6 +68,7 @@ from ..fourier import (
     spatial_grid,
 )
 from ..hooks import LayerForwardError, capture_layers, evaluation_mode, select_layers, trace_layers
+from ._blas import gram_upper, openblas_thread_controls
 from .conv import ConvGeometry, conv_geometry, dense_kernel, module_transfer_matrices, spectrum_grid_problem
 
 __all__ = [
@@ -154,6 +156,7 @@ def upsampling_gains(
 # benchmark machine and peak memory stays bounded on large layers (the value is not tuned by measurement);
 # a block larger than this is a call of its own.
 _CHUNK_BYTES = 8 * 2**20
+_MIN_TASKS = 32  # chunks per layer at least (work for every worker thread)
 
 # Gram route (eigvalsh of the smaller Gram, then sqrt) when the block's aspect max/min reaches this. Measured
 # on the benchmark machine (OpenBLAS): the Gram route beats the SVD from square blocks on in float64; in
@@ -190,25 +193,14 @@ def _gram_eigenvalues(blocks: torch.Tensor) -> torch.Tensor:
     """Descending eigenvalues of the smaller Gram ``B Bᴴ`` (``m ≤ k``) or ``Bᴴ B`` of a batch (plumbing):
     ``σ_i² = λ_i`` (the singular values of ``B`` are the square roots).
 
-    float64 on CPU: the Gram by BLAS ``herk``/``syrk`` (half a GEMM, measured 2x NumPy's ``B @ B.conj().T``)
-    and NumPy's ``eigvalsh`` on its upper triangle. The C-ordered block read as a Fortran array is ``X = Bᵀ``,
-    and ``Xᴴ X = conj(B Bᴴ)``, ``X Xᴴ = conj(Bᴴ B)``: the conjugate Gram, with the same eigenvalues.
+    float64 on CPU: the Gram by BLAS ``herk``/``syrk`` (half a GEMM, measured 2x NumPy's ``B @ B.conj().T``;
+    :func:`freqlens.spectral._blas.gram_upper`, GIL released) and NumPy's ``eigvalsh`` on its upper triangle.
     """
-    rows, cols = blocks.shape[-2:]
     if _numpy_lapack(blocks):
-        from scipy.linalg import blas
-
-        b = blocks.numpy()
-        complex_blocks = np.iscomplexobj(b)
-        rank_k = blas.zherk if complex_blocks else blas.dsyrk
-        trans = (2 if complex_blocks else 1) if rows <= cols else 0
-        small = min(rows, cols)
-        gram = np.empty((b.shape[0], small, small), dtype=b.dtype)
-        for i in range(b.shape[0]):
-            gram[i] = rank_k(1.0, b[i].T, trans=trans)
-        return torch.from_numpy(np.linalg.eigvalsh(gram, UPLO="U")[..., ::-1].copy())
+        grams = gram_upper(blocks.numpy())
+        return torch.from_numpy(np.linalg.eigvalsh(grams, UPLO="U")[..., ::-1].copy())
     bh = blocks.mH
-    gram_t = blocks @ bh if rows <= cols else bh @ blocks
+    gram_t = blocks @ bh if blocks.shape[-2] <= blocks.shape[-1] else bh @ blocks
     return torch.linalg.eigvalsh(gram_t).flip(-1)
 
 
@@ -222,65 +214,66 @@ def _uses_gram(rows: int, cols: int, dtype: torch.dtype) -> bool:
     return small > 1 and large >= _GRAM_MIN_ASPECT[dtype] * small
 
 
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @contextmanager
-def _lapack_threads(device: torch.device) -> Iterator[None]:
-    """Thread policy of the LAPACK calls (plumbing). Torch's own calls use ``torch.get_num_threads()`` (the
-    caller's ``torch.set_num_threads`` is respected, never raised). NumPy's OpenBLAS, which does the CPU
-    decompositions, is held for the duration to ``min(torch.get_num_threads(), its own setting, CPUs this
-    process may run on)``, so the two libraries never add up to more threads than the caller allowed."""
-    libs = _openblas_thread_controls() if device.type == "cpu" else []
-    cap = min(torch.get_num_threads(), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+def _lapack_threads(device: torch.device) -> Iterator[int]:
+    """Thread policy of the decompositions (plumbing); yields the number of worker threads.
+
+    On CPU: ``workers = min(torch.get_num_threads(), CPUs this process may run on)`` (a caller's
+    ``torch.set_num_threads`` is respected, never raised). For the duration, torch and NumPy's OpenBLAS are
+    held to one thread each and the chunks of blocks are split across ``workers`` Python threads (NumPy's
+    ``gesdd``/``eigvalsh`` and torch release the GIL), so at most ``workers`` threads compute, and every block
+    is decomposed by the same single-threaded calls whatever ``workers`` is: results are bitwise independent of
+    the thread count. Measured: threaded OpenBLAS inside one small SVD is up to 3.4x *slower* than one thread
+    on 2 cores; one block per thread scales. Other devices: one worker, nothing changed.
+    """
+    if device.type != "cpu":
+        yield 1
+        return
+    libs = openblas_thread_controls()
+    torch_before = torch.get_num_threads()
+    workers = max(1, min(torch_before, _usable_cpus()))
     before = [get() for get, _ in libs]
     try:
-        for (_, set_threads), n in zip(libs, before):
-            set_threads(max(1, min(n, cap)))
-        yield
+        for _, set_threads in libs:
+            set_threads(1)
+        torch.set_num_threads(1)
+        yield workers
     finally:
+        torch.set_num_threads(torch_before)
         for (_, set_threads), n in zip(libs, before):
             set_threads(n)
 
 
-_OPENBLAS: list[tuple[Callable[[], int], Callable[[int], None]]] | None = None
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
-def _openblas_thread_controls() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
-    """``(get, set)`` thread-count functions of every OpenBLAS loaded in this process (Linux; else none)."""
-    global _OPENBLAS
-    if _OPENBLAS is None:
-        import scipy.linalg.blas  # noqa: F401  (loads SciPy's own OpenBLAS, used for the Grams, before the scan)
-
-        found: list[tuple[Callable[[], int], Callable[[int], None]]] = []
-        try:
-            with open("/proc/self/maps") as maps:
-                paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
-        except OSError:
-            paths = []
-        for path in paths:
-            try:
-                controls = _thread_functions(ctypes.CDLL(path))
-            except OSError:
-                continue
-            if controls is not None:
-                found.append(controls)
-        _OPENBLAS = found
-    return _OPENBLAS
+_POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
-def _thread_functions(lib: ctypes.CDLL) -> tuple[Callable[[], int], Callable[[int], None]] | None:
-    """``(get, set)`` of one OpenBLAS build: NumPy's wheels prefix the symbols with ``scipy_`` (plumbing)."""
-    for prefix in ("scipy_openblas_", "openblas_"):
-        for suffix in ("64_", ""):
-            get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype = ctypes.c_int
-                setter = put
+def _forget_pools() -> None:  # a forked child inherits the executors but not their threads
+    _POOLS.clear()
 
-                def set_threads(n: int, setter: Any = setter) -> None:
-                    setter(ctypes.c_int(n))
 
-                return (lambda get=get: int(get())), set_threads
-    return None
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
+def _map_in_threads(workers: int, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+    """``[fn(x) for x in items]``, in order, on ``workers`` threads when there is more than one item.
+
+    The threads are kept between calls (one executor per worker count): new threads per layer would each
+    get their own malloc arena and raise peak memory by the freed blocks they hold."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    pool = _POOLS.get(workers)
+    if pool is None:
+        pool = _POOLS.setdefault(workers, ThreadPoolExecutor(workers, thread_name_prefix="freqlens-lapack"))
+    return list(pool.map(fn, items))
 
 
 def _svdvals_at_representatives(
@@ -322,35 +315,46 @@ def _svdvals_at_representatives(
     groups = [(torch.from_numpy(reps_np[real_mask]).to(device), True)]
     groups.append((torch.from_numpy(reps_np[~real_mask]).to(device), False))
     element = 2 * torch.finfo(dtype).bits // 8
-    chunk = max(1, _CHUNK_BYTES // max(1, rows * cols * element))
     gram = _uses_gram(rows, cols, dtype)
     scale = _gram_error_scale(min(rows, cols), max(rows, cols), dtype)
-    predicted: list[tuple[torch.Tensor, torch.Tensor, bool]] = []  # (indices, worst predicted error, real)
 
     def fetch(idx: torch.Tensor, real: bool) -> torch.Tensor:
         blocks = blocks_at(idx)
         return blocks.real.contiguous() if real and blocks.is_complex() else blocks.contiguous()
 
-    with _lapack_threads(device):
-        for reps, real in groups:
-            for start in range(0, reps.numel(), chunk):
-                idx = reps[start : start + chunk]
-                blocks = fetch(idx, real)
-                if gram:
-                    lam = _gram_eigenvalues(blocks).to(dtype).clamp_min(0)
-                    sv = lam.sqrt()
-                    delta = scale * lam[:, :1]
-                    predicted.append((idx, (delta / (sv + delta.sqrt())).amax(dim=-1), real))
-                else:
-                    sv = _lapack_svdvals(blocks).to(dtype)
-                out[idx] = sv
-        if predicted:
+    def decompose(task: tuple[torch.Tensor, bool]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Singular values of one chunk and each block's worst predicted error (0 for the SVD route)."""
+        blocks = fetch(*task)
+        if not gram:
+            sv = _lapack_svdvals(blocks).to(dtype)
+            return sv, sv.new_zeros(sv.shape[0])
+        lam = _gram_eigenvalues(blocks).to(dtype).clamp_min(0)
+        sv = lam.sqrt()
+        delta = scale * lam[:, :1]
+        return sv, (delta / (sv + delta.sqrt())).amax(dim=-1)
+
+    def redo_by_svd(task: tuple[torch.Tensor, bool]) -> torch.Tensor:
+        return _lapack_svdvals(fetch(*task)).to(dtype)
+
+    # Chunks of at most _CHUNK_BYTES, and at least _MIN_TASKS of them per group so that the worker threads
+    # share even a small layer; the split never depends on the worker count (bitwise-equal results).
+    by_bytes = max(1, _CHUNK_BYTES // max(1, rows * cols * element))
+    tasks = []
+    for reps, real in groups:
+        chunk = max(1, min(by_bytes, -(-reps.numel() // _MIN_TASKS)))
+        tasks += [(reps[start : start + chunk], real) for start in range(0, reps.numel(), chunk)]
+    with _lapack_threads(device) as workers:
+        results = _map_in_threads(workers, decompose, tasks)
+        for (idx, _), (sv, _) in zip(tasks, results):
+            out[idx] = sv
+        if gram:
             limit = _GUARD_TOL[dtype] * float(out.max())
-            for idx_all, worst, real in predicted:
-                failed = idx_all[worst > limit]
-                for start in range(0, failed.numel(), chunk):
-                    idx = failed[start : start + chunk]
-                    out[idx] = _lapack_svdvals(fetch(idx, real)).to(dtype)
+            retry = []
+            for (idx, real), (_, worst) in zip(tasks, results):
+                failed = idx[worst > limit]
+                retry += [(failed[start : start + by_bytes], real) for start in range(0, failed.numel(), by_bytes)]
+            for (idx, _), sv in zip(retry, _map_in_threads(workers, redo_by_svd, retry)):
+                out[idx] = sv
     reps_t = torch.from_numpy(reps_np).to(device)
     out[partner] = out[reps_t]
     return out.reshape(grid[0], grid[1], rank)
@@ -434,7 +438,11 @@ def _layer_singular_values(
     dtype = kernel.dtype
     if len(taps.offsets) <= 1:
         matrix = taps.matrices.reshape(-1, co, ci)
-        sv0 = _lapack_svdvals(matrix).to(dtype)[0] if len(taps.offsets) else kernel.new_zeros(min(co, ci))
+        if len(taps.offsets):
+            with _lapack_threads(kernel.device):  # the same single-threaded call as every other block
+                sv0 = _lapack_svdvals(matrix).to(dtype)[0]
+        else:
+            sv0 = kernel.new_zeros(min(co, ci))
         sv0 = torch.cat([sv0, sv0.new_zeros(rank - sv0.numel())])
         return sv0.expand(out_grid[0], out_grid[1], rank)
     ah = torch.arange(sh).repeat_interleave(sw)  # aliases a, row-major
