@@ -118,16 +118,18 @@ def _per_image_per_frequency_grams(acts: torch.Tensor) -> np.ndarray:
     n=st.integers(1, 6),
     batch=st.integers(1, 6),
     seed=st.integers(0, 2**16),
+    route=st.sampled_from(["herk", "split"]),
 )
-def test_batched_gram_equals_per_image_per_frequency_route(h, w, c, n, batch, seed):
+def test_batched_gram_equals_per_image_per_frequency_route(h, w, c, n, batch, seed, route):
     gen = torch.Generator().manual_seed(seed)
     acts = torch.randn(n, c, h, w, dtype=torch.float64, generator=gen) + 0.5  # a non-zero mean: ω = 0 content
-    acc = _GramAccumulator(torch.float64)
+    acc = _GramAccumulator(torch.float64, route=route)
     for start in range(0, n, batch):
         acc.add("layer", acts[start : start + batch])
     ref = _per_image_per_frequency_grams(acts)
     half = h * (w // 2 + 1)
-    assert acc.gram_real["layer"].shape == (half, c, c)  # the accumulator does not depend on n
+    assert acc.stored_bytes("layer") == 2 * half * c * c * 8  # the accumulator does not depend on n
+    assert ("layer" in acc.gram_upper) == (route == "herk")
     rows = torch.arange(half)
     ours = acc.gram("layer", rows).numpy().reshape(h, w // 2 + 1, c, c)
     scale = float(np.abs(ref).max())
@@ -225,3 +227,22 @@ def test_cuda_accumulation_matches_cpu():
     gpu = activation_spectra(net.cuda(), x.cuda(), batch_size=5)
     for a, b in zip(cpu.layers, gpu.layers):
         assert np.abs(a.singular_values - b.singular_values).max() <= 1e-12 * float(a.singular_values.max())
+
+
+def test_herk_route_is_bitwise_independent_of_the_thread_count(monkeypatch):
+    from freqlens.spectral import _blas
+
+    monkeypatch.setattr(_blas, "_usable_cpus", lambda: 2)  # two workers even on a one-CPU runner
+    acts = torch.randn(7, 6, 9, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    grams = []
+    before = torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            acc = _GramAccumulator(torch.float64, route="herk")
+            acc.add("layer", acts[:4])
+            acc.add("layer", acts[4:])
+            grams.append(acc.gram("layer", torch.arange(9 * 5)))
+        finally:
+            torch.set_num_threads(before)
+    assert torch.equal(grams[0], grams[1])

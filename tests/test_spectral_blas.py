@@ -43,3 +43,27 @@ def test_the_direct_cblas_route_is_found_and_the_fallback_agrees(monkeypatch):
 def test_gram_upper_rejects_a_non_contiguous_batch():
     with pytest.raises(ValueError, match="C-contiguous"):
         _blas.gram_upper(np.ones((2, 4, 6)).transpose(0, 2, 1))
+
+
+@pytest.mark.parametrize("rows", [2, 9])  # fewer and more rows than columns: always the c x c column Gram
+def test_add_column_grams_accumulates_the_column_gram_and_the_fallback_agrees(rows, monkeypatch):
+    rng = np.random.default_rng(5)
+    blocks = rng.standard_normal((3, rows, 5)) + 1j * rng.standard_normal((3, rows, 5))
+    start = rng.standard_normal((3, 5, 5)) + 0j
+    start = start + start.transpose(0, 2, 1)  # a Hermitian running sum
+    want = start + blocks.conj().transpose(0, 2, 1) @ blocks
+    upper = np.triu_indices(5)
+    for direct in (True, False):
+        if not direct:
+            monkeypatch.setitem(_blas._RANK_K, "z", None)
+        grams = start.copy()
+        _blas.add_column_grams(blocks, grams)
+        assert all(np.allclose(g[upper], x[upper], rtol=0, atol=1e-13) for g, x in zip(grams, want))
+
+
+def test_add_column_grams_rejects_mismatched_arrays():
+    blocks = np.zeros((2, 3, 4), dtype=np.complex128)
+    with pytest.raises(ValueError, match="grams must have shape"):
+        _blas.add_column_grams(blocks, np.zeros((2, 3, 3), dtype=np.complex128))
+    with pytest.raises(ValueError, match="complex128"):
+        _blas.add_column_grams(blocks.real.copy(), np.zeros((2, 4, 4)))

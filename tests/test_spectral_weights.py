@@ -21,6 +21,7 @@ from freqlens.analysis.cbn import kept_by_threshold
 from freqlens.fourier import conjugate_index, dft_matrix_1d, downsample_spectrum, self_conjugate_mask
 from freqlens.hooks import LayerForwardError
 from freqlens.models.circular_cnn import CircularCNN, CircularConv2d
+from freqlens.spectral import _blas as blas_module
 from freqlens.spectral import weights as weights_module
 from freqlens.spectral.conv import module_transfer_matrices
 from freqlens.spectral.weights import (
@@ -439,7 +440,7 @@ def test_float32_spectra_against_dense_float64(stride):
 
 def test_weight_spectra_splits_blocks_across_the_callers_threads_with_bitwise_equal_results(monkeypatch):
     net = CircularCNN(3, 6, 3, 3, 12, downsample_at=(2,), generator=torch.Generator().manual_seed(2)).double()
-    controls = weights_module.openblas_thread_controls()
+    controls = blas_module.openblas_thread_controls()
     assert controls, "NumPy's OpenBLAS was not found: the thread hold would be a no-op"
     blas_before = [get() for get, _ in controls]
     one_thread = weight_spectra(net, (3, 12, 12))  # the autouse fixture set torch to 1 thread
@@ -451,7 +452,7 @@ def test_weight_spectra_splits_blocks_across_the_callers_threads_with_bitwise_eq
         return real(b)
 
     monkeypatch.setattr(weights_module, "_gram_eigenvalues", spy)
-    monkeypatch.setattr(weights_module, "_usable_cpus", lambda: 2)  # two workers even on a one-CPU runner
+    monkeypatch.setattr(blas_module, "_usable_cpus", lambda: 2)  # two workers even on a one-CPU runner
     for _, set_threads in controls:
         set_threads(2)
     torch.set_num_threads(2)
@@ -482,7 +483,7 @@ def test_weight_spectra_never_uses_more_workers_than_the_callers_threads(monkeyp
         return real(b)
 
     monkeypatch.setattr(weights_module, "_gram_eigenvalues", spy)
-    monkeypatch.setattr(weights_module, "_usable_cpus", lambda: 8)
+    monkeypatch.setattr(blas_module, "_usable_cpus", lambda: 8)
     weight_spectra(net, (3, 8, 8))  # torch at 1 thread (fixture): everything on the calling thread
     assert names == {threading.current_thread().name}
 

@@ -23,6 +23,7 @@ from torch import nn
 from .._validation import check_finite, check_model_usable, check_positive_int, check_real_floating, describe
 from ..fourier import conjugate_index, half_plane_representatives, self_conjugate_mask, signed_frequencies
 from ..hooks import capture_layers, evaluation_mode, select_layers, trace_layers
+from ._blas import add_column_grams, lapack_threads, map_in_threads, rank_k_is_direct
 
 __all__ = ["ActivationSpectra", "LayerActivationSpectrum", "activation_spectra", "energy_count"]
 
@@ -113,27 +114,41 @@ class ActivationSpectra:
 
 
 class _GramAccumulator:
-    """Per-layer running Gram matrices ``G(ω) = α̂(ω)ᴴ α̂(ω)`` on the ``rfft2`` half-plane, in real arithmetic.
+    """Per-layer running Gram matrices ``G(ω) = α̂(ω)ᴴ α̂(ω)`` on the ``rfft2`` half-plane (plumbing).
 
-    With ``α̂(ω) = X + iY`` (``N×c``), ``G = (XᵀX + YᵀY) + i(K − Kᵀ)`` with ``K = XᵀY``: two real batched
-    matmuls per layer and batch over all ``F = H·(W//2+1)`` frequencies at once (``3Nc²`` multiply-adds
-    per frequency instead of the ``4Nc²`` of a complex product), no per-frequency loop.
+    Two routes with the same result (to rounding), both batched over all ``F = H·(W//2+1)`` frequencies,
+    no per-frequency arithmetic in Python:
 
-    Layout (why): ``rfft2`` of ``(N, c, H, W)`` gives ``(N·c, F)`` complex = ``(N·c, 2F)`` real with the
-    frequencies innermost; one 2-D transpose (a blocked copy in torch) makes it ``(F, 2, N, c)``, so every
-    frequency's ``X`` and ``Y`` are contiguous ``N×c`` blocks, and ``[X; Y]`` is one ``2N×c`` block.
+    * ``"herk"`` (float64 on CPU, where the GIL-free CBLAS ``zherk`` of :mod:`freqlens.spectral._blas` is
+      found): ``rfft2`` of ``(N, c, H, W)`` is ``(N·c, F)`` complex with the frequencies innermost; one 2-D
+      transposing copy makes it ``(F, N, c)``, each frequency's ``α̂(ω)`` a contiguous ``N×c`` block, and one
+      ``zherk`` per frequency adds its upper triangle (``2·N·c²`` real multiply-adds: half a complex GEMM).
+      The frequencies are shared among :func:`~freqlens.spectral._blas.lapack_threads`'s workers, so results
+      are bitwise independent of the thread count.
+    * ``"split"`` (float32, other devices): with ``α̂(ω) = X + iY``, ``G = (XᵀX + YᵀY) + i(K − Kᵀ)``,
+      ``K = XᵀY``: two real batched matmuls per layer and batch (``3·N·c²``), on the activations' device.
+
     The whole half-plane is accumulated: its ``v = 0`` and ``v = W/2`` columns hold both members of
     ``H/2 - 1`` conjugate pairs, a ``≈ 2/W`` share of duplicate work, cheaper than gathering the exact
-    representatives (a strided copy); :meth:`finish` keeps one frequency per pair.
+    representatives (a strided copy); :meth:`finish` keeps one frequency per pair. Storage: ``2·F·c²`` real
+    numbers of ``dtype`` per layer on either route.
     """
 
-    def __init__(self, dtype: torch.dtype) -> None:
+    def __init__(self, dtype: torch.dtype, route: Literal["herk", "split"] | None = None) -> None:
         self.dtype = dtype
-        self.gram_real: dict[str, torch.Tensor] = {}  # Σ XᵀX + YᵀY, (F, c, c)
-        self.gram_cross: dict[str, torch.Tensor] = {}  # K = Σ XᵀY, (F, c, c)
+        self.route = route  # None: chosen per layer at its first batch
+        self.gram_upper: dict[str, torch.Tensor] = {}  # herk route: Σ α̂ᴴα̂, upper triangle, (F, c, c) complex
+        self.gram_real: dict[str, torch.Tensor] = {}  # split route: Σ XᵀX + YᵀY, (F, c, c)
+        self.gram_cross: dict[str, torch.Tensor] = {}  # split route: K = Σ XᵀY, (F, c, c)
+        self.channels: dict[str, int] = {}
         self.energy: dict[str, torch.Tensor] = {}
         self.grid: dict[str, tuple[int, int]] = {}
         self.samples: dict[str, int] = {}
+
+    def _uses_herk(self, a: torch.Tensor) -> bool:
+        if self.route is not None:
+            return self.route == "herk"
+        return a.device.type == "cpu" and a.dtype == torch.float64 and rank_k_is_direct()
 
     def add(self, name: str, act: torch.Tensor) -> None:
         if act.ndim not in (3, 4):
@@ -145,41 +160,76 @@ class _GramAccumulator:
         a = (act.unsqueeze(-2) if act.ndim == 3 else act).detach().to(self.dtype).contiguous()
         n, c, h, w = a.shape
         half = h * (w // 2 + 1)
-        first = name not in self.gram_real
-        if not first and (self.grid[name] != (h, w) or self.gram_real[name].shape[-1] != c):
+        first = name not in self.grid
+        if not first and (self.grid[name] != (h, w) or self.channels[name] != c):
             raise ValueError(
                 f"layer {name!r}: activation shape changed between batches: {(c, h, w)} vs "
-                f"{(self.gram_real[name].shape[-1], *self.grid[name])}"
+                f"{(self.channels[name], *self.grid[name])}"
             )
         flat = a.view(-1)
         energy = torch.dot(flat, flat).to(torch.float64)  # a device tensor: no host synchronisation per batch
-        spec = torch.view_as_real(torch.fft.rfft2(a)).reshape(n * c, 2 * half)
-        parts = spec.t().contiguous().view(half, 2, n, c)  # per frequency X = Re α̂(ω), Y = Im α̂(ω): N×c
-        stacked = parts.view(half, 2 * n, c)  # [X; Y]
+        if first:
+            self.energy[name], self.grid[name], self.samples[name], self.channels[name] = energy, (h, w), 0, c
+        else:
+            self.energy[name] += energy
+        self.samples[name] += n
+        spec = torch.fft.rfft2(a)
+        if (name in self.gram_upper) if not first else self._uses_herk(a):
+            if first:
+                self.gram_upper[name] = torch.zeros(half, c, c, dtype=torch.complex128)
+            blocks = spec.reshape(n * c, half).t().contiguous().numpy().reshape(half, n, c)  # α̂(ω): N×c each
+            grams = self.gram_upper[name].numpy()
+            with lapack_threads(a.device) as workers:
+                step = -(-half // (4 * workers))
+                pieces = [slice(start, start + step) for start in range(0, half, step)]
+                map_in_threads(workers, lambda sl: add_column_grams(blocks[sl], grams[sl]), pieces)
+            return
+        parts = torch.view_as_real(spec).reshape(n * c, 2 * half).t().contiguous().view(half, 2, n, c)
+        stacked = parts.view(half, 2 * n, c)  # [X; Y], X = Re α̂(ω), Y = Im α̂(ω): N×c each
         x, y = parts[:, 0], parts[:, 1]
         if first:  # the first products allocate the accumulators (no separate zero fill)
             self.gram_real[name] = torch.bmm(stacked.mT, stacked)
             self.gram_cross[name] = torch.bmm(x.mT, y)
-            self.energy[name] = energy
-            self.grid[name] = (h, w)
-            self.samples[name] = n
             return
         self.gram_real[name].baddbmm_(stacked.mT, stacked)
         self.gram_cross[name].baddbmm_(x.mT, y)
-        self.energy[name] += energy
-        self.samples[name] += n
+
+    def _held(self, name: str) -> list[torch.Tensor]:
+        return [d[name] for d in (self.gram_upper, self.gram_real, self.gram_cross) if name in d]
+
+    def stored_bytes(self, name: str) -> int:
+        """Bytes held for one layer's Grams (plumbing; independent of the number of images)."""
+        return sum(t.numel() * t.element_size() for t in self._held(name))
+
+    def device(self, name: str) -> torch.device:
+        return self._held(name)[0].device
+
+    def blocks(self, name: str, rows: torch.Tensor, real: bool) -> tuple[torch.Tensor, str]:
+        """``(G(ω) of the half-plane rows, the triangle that holds it)``; ``real``: their real parts only."""
+        if name in self.gram_upper:
+            upper = self.gram_upper[name].index_select(0, rows)
+            return (upper.real if real else upper), "U"
+        gram_real = self.gram_real[name].index_select(0, rows)
+        if real:
+            return gram_real, "L"
+        cross = self.gram_cross[name].index_select(0, rows)
+        return torch.complex(gram_real, cross - cross.mT), "L"
 
     def gram(self, name: str, rows: torch.Tensor) -> torch.Tensor:
-        """The complex Gram matrices ``G(ω)`` of the half-plane ``rows`` (plumbing)."""
-        cross = self.gram_cross[name].index_select(0, rows)
-        return torch.complex(self.gram_real[name].index_select(0, rows), cross - cross.mT)
+        """The full Hermitian Gram matrices ``G(ω)`` of the half-plane ``rows`` (plumbing)."""
+        block, triangle = self.blocks(name, rows, real=False)
+        if triangle == "U":
+            upper = block.triu()
+            return upper + upper.triu(1).mH
+        return block
 
     def finish(self, name: str, capture: str) -> LayerActivationSpectrum:
         h, w = self.grid[name]
-        c = self.gram_real[name].shape[-1]
+        c = self.channels[name]
         idx_half, idx_full = half_plane_representatives((h, w))
         sv_half = _gram_singular_values(self, name, idx_half, self_conjugate_mask((h, w)).reshape(-1)[idx_full])
-        del self.gram_real[name], self.gram_cross[name]  # released as soon as its layer is done
+        for held in (self.gram_upper, self.gram_real, self.gram_cross):  # released as soon as its layer is done
+            held.pop(name, None)
         full = np.empty((h * w, c))
         full[idx_full] = sv_half
         full[conjugate_index((h, w))[idx_full]] = sv_half
@@ -207,16 +257,18 @@ def _gram_singular_values(acc: _GramAccumulator, name: str, rows: np.ndarray, re
     real part ``XᵀX + YᵀY`` and goes to the real symmetric eigensolver, several times cheaper. Rows are
     gathered in chunks of about ``_EIG_CHUNK_BYTES``, so no second full copy of the Grams is made.
     """
-    gram_real = acc.gram_real[name]
-    c = gram_real.shape[-1]
+    c = acc.channels[name]
+    h, w = acc.grid[name]
+    per_row = max(1, acc.stored_bytes(name) // (h * (w // 2 + 1)))  # bytes of one frequency's Gram
     out = np.empty((len(rows), c))
-    chunk = max(1, _EIG_CHUNK_BYTES // (2 * c * c * gram_real.element_size()))
+    chunk = max(1, _EIG_CHUNK_BYTES // per_row)
+    device = acc.device(name)
     for sel in (np.flatnonzero(real), np.flatnonzero(~real)):
         for start in range(0, len(sel), chunk):
             part = sel[start : start + chunk]
-            index = torch.from_numpy(rows[part]).to(gram_real.device)
-            block = gram_real.index_select(0, index) if real[part[0]] else acc.gram(name, index)
-            evals = torch.linalg.eigvalsh(block)
+            index = torch.from_numpy(rows[part]).to(device)
+            block, triangle = acc.blocks(name, index, bool(real[part[0]]))
+            evals = torch.linalg.eigvalsh(block, UPLO=triangle)
             out[part] = evals.clamp_min(0.0).flip(-1).sqrt().cpu().numpy()  # descending
     return out
 
@@ -306,7 +358,7 @@ def activation_spectra(
             seen += int(x.shape[0])
     if seen == 0:
         raise ValueError("data holds no samples")
-    missing = [name for name, _ in chosen if name not in acc.gram_real]
+    missing = [name for name, _ in chosen if name not in acc.grid]
     if missing:
         raise ValueError(
             f"layers {missing} were not called in the forward pass (or gave no (N, C, H, W) / (N, C, L) activations)"

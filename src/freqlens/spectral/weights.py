@@ -40,18 +40,15 @@ Threads: ``workers = min(torch.get_num_threads(), usable CPUs)`` (a caller's ``t
 respected, never raised). During the decompositions torch and NumPy's OpenBLAS run one thread each and the
 chunks of blocks are shared among ``workers`` Python threads (the LAPACK calls, the ctypes ``herk`` of
 :mod:`freqlens.spectral._blas` and torch release the GIL), so at most ``workers`` threads compute: no
-oversubscription, and results bitwise independent of the thread count (``_lapack_threads``).
+oversubscription, and results bitwise independent of the thread count (:func:`freqlens.spectral._blas.lapack_threads`).
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal
 
 import numpy as np
 import torch
@@ -68,7 +65,7 @@ from ..fourier import (
     spatial_grid,
 )
 from ..hooks import LayerForwardError, capture_layers, evaluation_mode, select_layers, trace_layers
-from ._blas import gram_upper, openblas_thread_controls
+from ._blas import gram_upper, lapack_threads, map_in_threads
 from .conv import ConvGeometry, conv_geometry, dense_kernel, module_transfer_matrices, spectrum_grid_problem
 
 __all__ = [
@@ -214,68 +211,6 @@ def _uses_gram(rows: int, cols: int, dtype: torch.dtype) -> bool:
     return small > 1 and large >= _GRAM_MIN_ASPECT[dtype] * small
 
 
-def _usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-@contextmanager
-def _lapack_threads(device: torch.device) -> Iterator[int]:
-    """Thread policy of the decompositions (plumbing); yields the number of worker threads.
-
-    On CPU: ``workers = min(torch.get_num_threads(), CPUs this process may run on)`` (a caller's
-    ``torch.set_num_threads`` is respected, never raised). For the duration, torch and NumPy's OpenBLAS are
-    held to one thread each and the chunks of blocks are split across ``workers`` Python threads (NumPy's
-    ``gesdd``/``eigvalsh`` and torch release the GIL), so at most ``workers`` threads compute, and every block
-    is decomposed by the same single-threaded calls whatever ``workers`` is: results are bitwise independent of
-    the thread count. Measured: threaded OpenBLAS inside one small SVD is up to 3.4x *slower* than one thread
-    on 2 cores; one block per thread scales. Other devices: one worker, nothing changed.
-    """
-    if device.type != "cpu":
-        yield 1
-        return
-    libs = openblas_thread_controls()
-    torch_before = torch.get_num_threads()
-    workers = max(1, min(torch_before, _usable_cpus()))
-    before = [get() for get, _ in libs]
-    try:
-        for _, set_threads in libs:
-            set_threads(1)
-        torch.set_num_threads(1)
-        yield workers
-    finally:
-        torch.set_num_threads(torch_before)
-        for (_, set_threads), n in zip(libs, before):
-            set_threads(n)
-
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-
-
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def _forget_pools() -> None:  # a forked child inherits the executors but not their threads
-    _POOLS.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pools)
-
-
-def _map_in_threads(workers: int, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
-    """``[fn(x) for x in items]``, in order, on ``workers`` threads when there is more than one item.
-
-    The threads are kept between calls (one executor per worker count): new threads per layer would each
-    get their own malloc arena and raise peak memory by the freed blocks they hold."""
-    if workers <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    pool = _POOLS.get(workers)
-    if pool is None:
-        pool = _POOLS.setdefault(workers, ThreadPoolExecutor(workers, thread_name_prefix="freqlens-lapack"))
-    return list(pool.map(fn, items))
-
-
 def _svdvals_at_representatives(
     grid: tuple[int, int],
     block_shape: tuple[int, int],
@@ -343,8 +278,8 @@ def _svdvals_at_representatives(
     for reps, real in groups:
         chunk = max(1, min(by_bytes, -(-reps.numel() // _MIN_TASKS)))
         tasks += [(reps[start : start + chunk], real) for start in range(0, reps.numel(), chunk)]
-    with _lapack_threads(device) as workers:
-        results = _map_in_threads(workers, decompose, tasks)
+    with lapack_threads(device) as workers:
+        results = map_in_threads(workers, decompose, tasks)
         for (idx, _), (sv, _) in zip(tasks, results):
             out[idx] = sv
         if gram:
@@ -353,7 +288,7 @@ def _svdvals_at_representatives(
             for (idx, real), (_, worst) in zip(tasks, results):
                 failed = idx[worst > limit]
                 retry += [(failed[start : start + by_bytes], real) for start in range(0, failed.numel(), by_bytes)]
-            for (idx, _), sv in zip(retry, _map_in_threads(workers, redo_by_svd, retry)):
+            for (idx, _), sv in zip(retry, map_in_threads(workers, redo_by_svd, retry)):
                 out[idx] = sv
     reps_t = torch.from_numpy(reps_np).to(device)
     out[partner] = out[reps_t]
@@ -439,7 +374,7 @@ def _layer_singular_values(
     if len(taps.offsets) <= 1:
         matrix = taps.matrices.reshape(-1, co, ci)
         if len(taps.offsets):
-            with _lapack_threads(kernel.device):  # the same single-threaded call as every other block
+            with lapack_threads(kernel.device):  # the same single-threaded call as every other block
                 sv0 = _lapack_svdvals(matrix).to(dtype)[0]
         else:
             sv0 = kernel.new_zeros(min(co, ci))
