@@ -2,8 +2,8 @@
 
 For a layer with activations ``α (N, c, H, W)`` and unnormalised spectra ``α̂(ω) ∈ C^{N×c}``, the singular
 values ``ς_{ω,j}`` of ``α̂(ω)`` are the square roots of the eigenvalues of the ``c×c`` Gram matrix
-``G(ω) = Σ_n conj(α̂_n(ω)) α̂_n(ω)ᵀ``. ``G`` is accumulated batch by batch (forward hooks) with batched
-matmuls over all frequencies at once, on the activations' device, so memory is ``O(|P| c²)`` per layer,
+``G(ω) = Σ_n conj(α̂_n(ω)) α̂_n(ω)ᵀ``. ``G`` is accumulated batch by batch (forward hooks), all frequencies at once
+(:class:`_GramAccumulator`), on the activations' device, so memory is ``O(|P| c²)`` per layer,
 independent of ``N``. Real activations give ``G(-ω) = conj(G(ω))``: only the ``rfft2`` half-plane is
 accumulated and one frequency per conjugate pair is decomposed. Not centred: the mean is the
 ``ω = 0`` content (§5b.2). Parseval (C8): ``Σ_{ω,j} ς² = |P| ‖α‖_F²``, checked against the energy
@@ -311,10 +311,12 @@ def activation_spectra(
         dtype: precision of the FFT and of the Gram accumulation (float64 by default: the results match a
             per-image, per-frequency float64 route to rounding; float32 to about 1e-6 relative).
 
-    Cost per batch of ``B`` images and layer: one ``rfft2``, one transposing copy and two real batched
-    matmuls (``G = (XᵀX + YᵀY) + i(XᵀY − YᵀX)`` for ``α̂(ω) = X + iY``), ``3·B·c²`` multiply-adds per
-    half-plane frequency; no per-frequency Python loop. At the end one Hermitian eigensolve per conjugate
-    pair (real symmetric at self-conjugate frequencies), in chunks.
+    Cost per batch of ``B`` images and layer: one ``rfft2``, one transposing copy and the Gram update of every
+    half-plane frequency at once: float64 on CPU one ``zherk`` per frequency (``2·B·c²`` real multiply-adds,
+    shared among ``torch.get_num_threads()`` worker threads); float32 or other devices two real batched
+    matmuls (``G = (XᵀX + YᵀY) + i(XᵀY − YᵀX)`` for ``α̂(ω) = X + iY``, ``3·B·c²``). No per-frequency
+    arithmetic in Python. At the end one Hermitian eigensolve per conjugate pair (real symmetric at
+    self-conjugate frequencies), in chunks.
 
     Memory bound (independent of the number of images ``N``): per layer two real ``(F, c, c)`` accumulators,
     ``F = H·(⌊W/2⌋+1)``, i.e. ``2·F·c²`` numbers of ``dtype`` (float64: ``≈ 8·H·W·c²`` bytes); plus, while
