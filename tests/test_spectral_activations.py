@@ -246,3 +246,13 @@ def test_herk_route_is_bitwise_independent_of_the_thread_count(monkeypatch):
         finally:
             torch.set_num_threads(before)
     assert torch.equal(grams[0], grams[1])
+
+
+def test_frequency_major_is_the_transpose_across_tiles():
+    from freqlens.spectral.activations import _TILE, _frequency_major
+
+    rng = np.random.default_rng(7)
+    spec = rng.standard_normal((2 * _TILE + 37, 11)) + 1j * rng.standard_normal((2 * _TILE + 37, 11))
+    for part in (spec, spec[:, 3:8]):  # a whole array and a strided slice of frequencies
+        out = _frequency_major(part)
+        assert out.flags.c_contiguous and np.array_equal(out, part.T)

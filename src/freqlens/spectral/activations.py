@@ -29,6 +29,8 @@ __all__ = ["ActivationSpectra", "LayerActivationSpectrum", "activation_spectra",
 
 Capture = Literal["output", "input"]
 
+_TILE = 256  # rows per tile of the transposing copy (_frequency_major)
+_MIN_PIECES = 8  # frequency slices per layer and batch at least (the transposed slice stays small)
 _EIG_CHUNK_BYTES = 64 * 2**20  # Gram rows gathered per eigensolver call (bounds the extra copy in finish)
 
 
@@ -120,11 +122,12 @@ class _GramAccumulator:
     no per-frequency arithmetic in Python:
 
     * ``"herk"`` (float64 on CPU, where the GIL-free CBLAS ``zherk`` of :mod:`freqlens.spectral._blas` is
-      found): ``rfft2`` of ``(N, c, H, W)`` is ``(N·c, F)`` complex with the frequencies innermost; one 2-D
-      transposing copy makes it ``(F, N, c)``, each frequency's ``α̂(ω)`` a contiguous ``N×c`` block, and one
-      ``zherk`` per frequency adds its upper triangle (``2·N·c²`` real multiply-adds: half a complex GEMM).
-      The frequencies are shared among :func:`~freqlens.spectral._blas.lapack_threads`'s workers, so results
-      are bitwise independent of the thread count.
+      found): ``rfft2`` of ``(N, c, H, W)`` is ``(N·c, F)`` complex with the frequencies innermost; a tiled
+      transposing copy of each slice of frequencies makes it ``(F', N, c)``, each frequency's ``α̂(ω)`` a
+      contiguous ``N×c`` block, and one ``zherk`` per frequency adds its upper triangle (``2·N·c²`` real
+      multiply-adds: half a complex GEMM). The slices are shared among
+      :func:`~freqlens.spectral._blas.lapack_threads`'s workers; results are bitwise independent of the
+      thread count.
     * ``"split"`` (float32, other devices): with ``α̂(ω) = X + iY``, ``G = (XᵀX + YᵀY) + i(K − Kᵀ)``,
       ``K = XᵀY``: two real batched matmuls per layer and batch (``3·N·c²``), on the activations' device.
 
@@ -177,12 +180,16 @@ class _GramAccumulator:
         if (name in self.gram_upper) if not first else self._uses_herk(a):
             if first:
                 self.gram_upper[name] = torch.zeros(half, c, c, dtype=torch.complex128)
-            blocks = spec.reshape(n * c, half).t().contiguous().numpy().reshape(half, n, c)  # α̂(ω): N×c each
+            by_channel = spec.reshape(n * c, half).numpy()  # (N·c, F), frequencies innermost
             grams = self.gram_upper[name].numpy()
+
+            def update(sl: slice) -> None:  # a slice of frequencies: α̂(ω) as contiguous N×c blocks, then zherk
+                blocks = _frequency_major(by_channel[:, sl]).reshape(-1, n, c)
+                add_column_grams(blocks, grams[sl])
+
             with lapack_threads(a.device) as workers:
-                step = -(-half // (4 * workers))
-                pieces = [slice(start, start + step) for start in range(0, half, step)]
-                map_in_threads(workers, lambda sl: add_column_grams(blocks[sl], grams[sl]), pieces)
+                step = -(-half // max(_MIN_PIECES, 4 * workers))
+                map_in_threads(workers, update, [slice(start, start + step) for start in range(0, half, step)])
             return
         parts = torch.view_as_real(spec).reshape(n * c, 2 * half).t().contiguous().view(half, 2, n, c)
         stacked = parts.view(half, 2 * n, c)  # [X; Y], X = Re α̂(ω), Y = Im α̂(ω): N×c each
@@ -247,6 +254,20 @@ class _GramAccumulator:
             energy=energy,
             parseval_rel_error=rel,
         )
+
+
+def _frequency_major(by_channel: np.ndarray) -> np.ndarray:
+    """``(R, L)`` -> its transpose ``(L, R)``, C-contiguous, copied in tiles of ``_TILE`` rows (plumbing).
+
+    Why tiles: each tile's ``L`` source rows stay in cache while they are scattered into ``L`` output rows;
+    measured 3x faster than ``torch``'s or NumPy's whole-array transposing copy (21 vs 69 / 56 ms for the
+    ``(16 000, 544)`` complex spectrum of a 64-channel 32x32 layer over 250 images).
+    """
+    rows, cols = by_channel.shape
+    out = np.empty((cols, rows), dtype=by_channel.dtype)
+    for start in range(0, rows, _TILE):
+        out[:, start : start + _TILE] = by_channel[start : start + _TILE].T
+    return out
 
 
 def _gram_singular_values(acc: _GramAccumulator, name: str, rows: np.ndarray, real: np.ndarray) -> np.ndarray:
