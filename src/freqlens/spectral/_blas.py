@@ -1,7 +1,8 @@
-"""NumPy/SciPy's OpenBLAS, reached directly (plumbing of :mod:`freqlens.spectral.weights`).
+"""NumPy/SciPy's OpenBLAS, reached directly, and the CPU thread policy of the spectra (plumbing of
+:mod:`freqlens.spectral.weights` and :mod:`freqlens.spectral.activations`).
 
 Two things NumPy does not expose: the library's thread count (held during the decompositions, see
-``weights._lapack_threads``) and a rank-k update ``herk``/``syrk`` that releases the GIL. SciPy's f2py wrapper
+:func:`lapack_threads`) and a rank-k update ``herk``/``syrk`` that releases the GIL. SciPy's f2py wrapper
 ``scipy.linalg.blas.zherk`` holds the GIL for the whole call, so Grams formed on worker threads would run one
 at a time; the same CBLAS routine called through :mod:`ctypes` (which releases the GIL around foreign calls)
 runs in parallel. Both are found by scanning the libraries loaded in this process (``/proc/self/maps``,
@@ -131,13 +132,12 @@ def _rank_k_direct(kind: str) -> Callable[..., None] | None:
     return _RANK_K[kind]
 
 
-def _call(fn: Callable[..., None], blocks: np.ndarray, grams: np.ndarray) -> None:
-    rows, cols = blocks.shape[-2:]
-    complex_blocks = np.iscomplexobj(blocks)
-    if rows <= cols:  # row-major B (rows x cols): C = B Bᴴ, n = rows, k = cols
-        trans, n, k = _CBLAS_NO_TRANS, rows, cols
-    else:  # C = Bᴴ B (Bᵀ B for real), n = cols, k = rows
-        trans, n, k = (_CBLAS_CONJ_TRANS if complex_blocks else _CBLAS_TRANS), cols, rows
+def _rank_k_each(
+    fn: Callable[..., None], blocks: np.ndarray, grams: np.ndarray, trans: int, n: int, k: int, beta: float
+) -> None:
+    """``grams[i] = op(B_i) op(B_i)ᴴ + beta · grams[i]`` (upper triangle, ``n×n``; ``op`` per ``trans``, inner
+    size ``k``) for the row-major blocks ``B_i``: one GIL-free CBLAS call per block."""
+    lda = blocks.shape[-1]
     stride_in, stride_out = blocks.strides[0], grams.strides[0]
     base_in, base_out = blocks.ctypes.data, grams.ctypes.data
     for i in range(blocks.shape[0]):
@@ -149,11 +149,21 @@ def _call(fn: Callable[..., None], blocks: np.ndarray, grams: np.ndarray) -> Non
             k,
             1.0,
             base_in + i * stride_in,
-            cols,
-            0.0,
+            lda,
+            beta,
             base_out + i * stride_out,
             n,
         )
+
+
+def _call(fn: Callable[..., None], blocks: np.ndarray, grams: np.ndarray) -> None:
+    """The smaller Gram of each row-major block into ``grams`` (overwritten)."""
+    rows, cols = blocks.shape[-2:]
+    if rows <= cols:  # C = B Bᴴ, n = rows, k = cols
+        _rank_k_each(fn, blocks, grams, _CBLAS_NO_TRANS, rows, cols, 0.0)
+    else:  # C = Bᴴ B (Bᵀ B for real), n = cols, k = rows
+        trans = _CBLAS_CONJ_TRANS if np.iscomplexobj(blocks) else _CBLAS_TRANS
+        _rank_k_each(fn, blocks, grams, trans, cols, rows, 0.0)
 
 
 def rank_k_is_direct() -> bool:
@@ -176,22 +186,7 @@ def add_column_grams(blocks: np.ndarray, grams: np.ndarray) -> None:
     if fn is None:
         grams += blocks.conj().transpose(0, 2, 1) @ blocks
         return
-    stride_in, stride_out = blocks.strides[0], grams.strides[0]
-    base_in, base_out = blocks.ctypes.data, grams.ctypes.data
-    for i in range(f):
-        fn(
-            _CBLAS_ROW_MAJOR,
-            _CBLAS_UPPER,
-            _CBLAS_CONJ_TRANS,
-            c,
-            n,
-            1.0,
-            base_in + i * stride_in,
-            c,
-            1.0,
-            base_out + i * stride_out,
-            c,
-        )
+    _rank_k_each(fn, blocks, grams, _CBLAS_CONJ_TRANS, c, n, 1.0)
 
 
 def gram_upper(blocks: np.ndarray) -> np.ndarray:
